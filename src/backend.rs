@@ -15,6 +15,31 @@ pub type CudaInner = burn::backend::Cuda;
 #[cfg(feature = "cuda")]
 pub type CudaAd = burn::backend::Autodiff<CudaInner>;
 
+/// Keep freed memory in the process instead of returning it to the kernel after every tensor.
+///
+/// Training allocates and frees tensors of tens to hundreds of megabytes every step; with
+/// glibc's defaults each one is a fresh `mmap` whose pages fault in again (measured on the
+/// 2-core machine: a teacher forward at batch 300 spent 5.8 s in the kernel, 0.85 s after this).
+/// Serving large blocks from the heap and never trimming it keeps those pages. Linux/glibc only.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_TOP_PAD: i32 = -2;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only changes allocator tuning parameters; called before any threads
+        // allocate heavily.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, i32::MAX);
+            mallopt(M_TRIM_THRESHOLD, i32::MAX);
+            mallopt(M_TOP_PAD, 1 << 30);
+        }
+    }
+}
+
 /// A device a run can execute on: `cpu` or `cuda:<index>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]

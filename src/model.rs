@@ -217,11 +217,11 @@ impl StgcnConfig {
     }
 }
 
-/// The Chebyshev graph kernel `[T_0ᵀ; T_1ᵀ; …]` stacked as one `[1, Ks·N, N]` tensor, so that a
-/// single batched product computes every `x_k = T_kᵀ x` (spec §1, §2).
+/// The Chebyshev graph kernel `[T_0ᵀ; T_1ᵀ; …]` stacked as one `[Ks·N, N]` matrix, so that a
+/// single product computes every `x_k = T_kᵀ x` for the whole batch (spec §1, §2).
 #[derive(Debug, Clone)]
 pub struct GraphKernel<B: Backend> {
-    stacked: Tensor<B, 3>,
+    stacked: Tensor<B, 2>,
     nodes: usize,
 }
 
@@ -238,7 +238,7 @@ impl<B: Backend> GraphKernel<B> {
                 }
             }
         }
-        let stacked = Tensor::from_data(TensorData::new(t, [1, KS * nodes, nodes]), device);
+        let stacked = Tensor::from_data(TensorData::new(t, [KS * nodes, nodes]), device);
         GraphKernel { stacked, nodes }
     }
 
@@ -348,7 +348,10 @@ fn input_residual<B: Backend>(
     [b, t, n]: [usize; 3],
 ) -> Tensor<B, 4> {
     match (c_in.cmp(&c_out), proj) {
-        (std::cmp::Ordering::Greater, Some(w)) => x.matmul(w.val().unsqueeze::<4>()),
+        (std::cmp::Ordering::Greater, Some(w)) => x
+            .reshape([b * t * n, c_in])
+            .matmul(w.val())
+            .reshape([b, t, n, c_out]),
         (std::cmp::Ordering::Less, _) => {
             let zeros = Tensor::zeros([b, t, n, c_out - c_in], &x.device());
             Tensor::cat(vec![x, zeros], 3)
@@ -384,9 +387,14 @@ impl<B: Backend> SpatialConv<B> {
     /// `[B, T, N, c_in]` → `[B, T, N, c_out]`.
     pub fn forward(&self, x: Tensor<B, 4>, g: &GraphKernel<B>) -> Tensor<B, 4> {
         let [b, t, n, c] = x.dims();
-        // [1, Ks·N, N] × [B·T, N, C] → [B·T, Ks·N, C] → [B·T·N, Ks·C]
-        let z = g.stacked.clone().matmul(x.clone().reshape([b * t, n, c]));
-        let z = z.reshape([b * t, KS, n, c]).swap_dims(1, 2).reshape([b * t * n, KS * c]);
+        // One large product for all Chebyshev terms: [Ks·N, N] × [N, B·T·C] → [Ks·N, B·T·C],
+        // then θ mixes (k, c) → c_out in a second one.
+        let xn = x.clone().reshape([b * t, n, c]).swap_dims(0, 1).reshape([n, b * t * c]);
+        let z = g.stacked.clone().matmul(xn);
+        let z = z
+            .reshape([KS, n, b * t, c])
+            .permute([2, 1, 0, 3])
+            .reshape([b * t * n, KS * c]);
         let gc = (z.matmul(self.theta.val()) + self.bias.val().unsqueeze::<2>())
             .reshape([b, t, n, self.c_out]);
         relu(gc + input_residual(x, self.input_proj.as_ref(), c, self.c_out, [b, t, n]))
@@ -529,8 +537,8 @@ impl<B: Backend> Stgcn<B> {
         }
         let out = &self.output;
         let h = out.sigmoid.forward(out.norm.forward(out.temporal.forward(x)));
-        let [_, t, n, _] = h.dims();
-        let y = h.matmul(out.fc_weight.val().unsqueeze::<4>());
+        let [b, t, n, c] = h.dims();
+        let y = h.reshape([b * t * n, c]).matmul(out.fc_weight.val()).reshape([b, t, n, 1]);
         y + out.fc_bias.val().reshape([1, t, n, 1])
     }
 
