@@ -217,8 +217,9 @@ impl StgcnConfig {
     }
 }
 
-/// The Chebyshev graph kernel `[T_0ᵀ; T_1ᵀ; …]` stacked as one `[Ks·N, N]` matrix, so that a
-/// single product computes every `x_k = T_kᵀ x` for the whole batch (spec §1, §2).
+/// The Chebyshev graph kernel for `k ≥ 1`, `[T_1ᵀ; T_2ᵀ; …]` stacked as one `[(Ks−1)·N, N]`
+/// matrix, so that a single product computes every `x_k = T_kᵀ x` for the whole batch
+/// (spec §1, §2). `T_0 = I` needs no product: `x_0 = x`.
 #[derive(Debug, Clone)]
 pub struct GraphKernel<B: Backend> {
     stacked: Tensor<B, 2>,
@@ -226,19 +227,21 @@ pub struct GraphKernel<B: Backend> {
 }
 
 impl<B: Backend> GraphKernel<B> {
-    /// `cheb` is `[Ks, N, N]` row-major, `cheb[k][i][j] = T_k[i, j]`.
+    /// `cheb` is `[Ks, N, N]` row-major, `cheb[k][i][j] = T_k[i, j]`, with `T_0 = I`.
     pub fn new(cheb: &[f32], nodes: usize, device: &B::Device) -> Self {
         assert_eq!(cheb.len(), KS * nodes * nodes, "Chebyshev stack must be [Ks, N, N]");
-        let mut t = vec![0f32; cheb.len()];
-        for k in 0..KS {
-            let base = k * nodes * nodes;
+        debug_assert!((0..nodes * nodes).all(|e| cheb[e] == f32::from(u8::from(e % (nodes + 1) == 0))), "T_0 must be the identity");
+        let mut t = vec![0f32; (KS - 1) * nodes * nodes];
+        for k in 1..KS {
+            let src = k * nodes * nodes;
+            let dst = (k - 1) * nodes * nodes;
             for i in 0..nodes {
                 for j in 0..nodes {
-                    t[base + j * nodes + i] = cheb[base + i * nodes + j];
+                    t[dst + j * nodes + i] = cheb[src + i * nodes + j];
                 }
             }
         }
-        let stacked = Tensor::from_data(TensorData::new(t, [KS * nodes, nodes]), device);
+        let stacked = Tensor::from_data(TensorData::new(t, [(KS - 1) * nodes, nodes]), device);
         GraphKernel { stacked, nodes }
     }
 
@@ -317,17 +320,19 @@ impl<B: Backend> TemporalConv<B> {
         } else {
             Tensor::cat((0..self.kt).map(|k| x.clone().narrow(1, k, tp)).collect(), 3)
         };
-        let c_conv = self.weight.dims()[1];
-        let conv = (cols.reshape([b * tp * n, self.kt * c]).matmul(self.weight.val())
-            + self.bias.val().unsqueeze::<2>())
-        .reshape([b, tp, n, c_conv]);
+        let cols = cols.reshape([b * tp * n, self.kt * c]);
+        // One product per output half, so that P and Q come out contiguous (the GLU's
+        // elementwise work is then on dense tensors, not strided views).
+        let conv = |from: usize, len: usize| {
+            (cols.clone().matmul(self.weight.val().narrow(1, from, len))
+                + self.bias.val().narrow(0, from, len).unsqueeze::<2>())
+            .reshape([b, tp, n, len])
+        };
         match self.act {
-            Act::Sigmoid => sigmoid(conv),
-            Act::Relu => relu(conv + self.residual(x, tp)),
+            Act::Sigmoid => sigmoid(conv(0, self.c_out)),
+            Act::Relu => relu(conv(0, self.c_out) + self.residual(x, tp)),
             Act::Glu => {
-                let p = conv.clone().narrow(3, 0, self.c_out);
-                let q = conv.narrow(3, self.c_out, self.c_out);
-                (p + self.residual(x, tp)) * sigmoid(q)
+                (conv(0, self.c_out) + self.residual(x, tp)) * sigmoid(conv(self.c_out, self.c_out))
             }
         }
     }
@@ -387,16 +392,16 @@ impl<B: Backend> SpatialConv<B> {
     /// `[B, T, N, c_in]` → `[B, T, N, c_out]`.
     pub fn forward(&self, x: Tensor<B, 4>, g: &GraphKernel<B>) -> Tensor<B, 4> {
         let [b, t, n, c] = x.dims();
-        // One large product for all Chebyshev terms: [Ks·N, N] × [N, B·T·C] → [Ks·N, B·T·C],
-        // then θ mixes (k, c) → c_out in a second one.
-        let xn = x.clone().reshape([b * t, n, c]).swap_dims(0, 1).reshape([n, b * t * c]);
-        let z = g.stacked.clone().matmul(xn);
-        let z = z
-            .reshape([KS, n, b * t, c])
-            .permute([2, 1, 0, 3])
-            .reshape([b * t * n, KS * c]);
-        let gc = (z.matmul(self.theta.val()) + self.bias.val().unsqueeze::<2>())
-            .reshape([b, t, n, self.c_out]);
+        // z = [T_1ᵀ; T_2ᵀ] x for every (sample, step): [1, (Ks−1)·N, N] × [B·T, N, C]. Then
+        // Σ_k x_k θ_k reads each x_k as a strided view, so nothing is permuted or copied.
+        let xs = x.clone().reshape([b * t, n, c]);
+        let z = g.stacked.clone().unsqueeze::<3>().matmul(xs.clone());
+        let theta = self.theta.val();
+        let theta_k = |k: usize| theta.clone().narrow(0, k * c, c).unsqueeze::<3>();
+        let gc = (1..KS)
+            .map(|k| z.clone().narrow(1, (k - 1) * n, n).matmul(theta_k(k)))
+            .fold(xs.matmul(theta_k(0)), |a, b| a + b);
+        let gc = (gc + self.bias.val().unsqueeze::<3>()).reshape([b, t, n, self.c_out]);
         relu(gc + input_residual(x, self.input_proj.as_ref(), c, self.c_out, [b, t, n]))
     }
 }
@@ -661,7 +666,10 @@ mod tests {
         // Non-symmetric T_k to check the orientation x_k = T_kᵀ x.
         let (b, t, n, c) = (1, 2, 3, 2);
         let mut rng = Rng::new(4, 4);
-        let cheb: Vec<f32> = (0..KS * n * n).map(|_| rng.next_f64() as f32).collect();
+        let mut cheb: Vec<f32> = (0..KS * n * n).map(|_| rng.next_f64() as f32).collect();
+        for e in 0..n * n {
+            cheb[e] = if e % (n + 1) == 0 { 1.0 } else { 0.0 }; // T_0 = I
+        }
         let g = GraphKernel::<TB>::new(&cheb, n, &dev());
         let sc = SpatialConv::<TB>::new(c, c, &mut rng, &dev());
         let xs: Vec<f32> = (0..b * t * n * c).map(|_| rng.next_f64() as f32 - 0.5).collect();
