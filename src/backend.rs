@@ -121,7 +121,8 @@ fn check_cuda(device: DeviceSpec, _index: usize) -> Result<(), DeviceError> {
 
 #[cfg(feature = "cuda")]
 fn check_cuda(device: DeviceSpec, index: usize) -> Result<(), DeviceError> {
-    let count = cuda_probe::device_count().map_err(|detail| DeviceError::NoDriver { device, detail })?;
+    let count =
+        cuda_probe::device_count().map_err(|detail| DeviceError::NoDriver { device, detail })?;
     if (index as i32) < count {
         Ok(())
     } else {
@@ -175,7 +176,10 @@ mod cuda_probe {
             let init = dlsym(handle, c"cuInit".as_ptr());
             let count = dlsym(handle, c"cuDeviceGetCount".as_ptr());
             if init.is_null() || count.is_null() {
-                return Err(format!("libcuda lacks cuInit/cuDeviceGetCount: {}", last_error()));
+                return Err(format!(
+                    "libcuda lacks cuInit/cuDeviceGetCount: {}",
+                    last_error()
+                ));
             }
             let init: extern "C" fn(u32) -> c_int = std::mem::transmute(init);
             let count_fn: extern "C" fn(*mut c_int) -> c_int = std::mem::transmute(count);

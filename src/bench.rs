@@ -15,7 +15,6 @@ use serde::Serialize;
 use crate::model::{GraphKernel, Preset, Stgcn, StgcnConfig, KS};
 use crate::rng::Rng;
 
-
 /// Reference figures to meet or beat: PyTorch on the same 2-core machine (2 threads), from
 /// issue #2: training step at batch 50 and 1-step forward at batch 1140, seconds.
 pub const PYTORCH_REFERENCE: [(Preset, f64, f64); 3] = [
@@ -83,7 +82,9 @@ pub fn run<B: AutodiffBackend>(
         let mut train_times = Vec::new();
         for rep in 0..=reps {
             let t = Instant::now();
-            let loss = (model.forward(x.clone(), &g) - y.clone()).powi_scalar(2).mean();
+            let loss = (model.forward(x.clone(), &g) - y.clone())
+                .powi_scalar(2)
+                .mean();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = opt.step(1e-3, model, grads);
             // Read one parameter back so asynchronous backends finish the step.
@@ -93,7 +94,8 @@ pub fn run<B: AutodiffBackend>(
             }
         }
         let inner = model.valid();
-        let xf = random_tensor::<B::InnerBackend, 4>(&mut rng, [forward_batch, 12, nodes, 1], device);
+        let xf =
+            random_tensor::<B::InnerBackend, 4>(&mut rng, [forward_batch, 12, nodes, 1], device);
         let mut fwd_times = Vec::new();
         for rep in 0..=reps {
             let t = Instant::now();

@@ -5,8 +5,8 @@
 //! the burn backend and device.
 
 pub mod backend;
-pub mod train;
+pub mod bench;
 pub mod data;
 pub mod model;
 pub mod rng;
-pub mod bench;
+pub mod train;

@@ -18,7 +18,11 @@ use stkd::model::{GraphKernel, Preset, StgcnConfig};
 use stkd::train::{self, Event, OptimizerKind, TestTime, TrainConfig, TrainOutcome};
 
 #[derive(Parser)]
-#[command(name = "stkd", version, about = "Knowledge distillation and pruning of STGCN for traffic prediction")]
+#[command(
+    name = "stkd",
+    version,
+    about = "Knowledge distillation and pruning of STGCN for traffic prediction"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -152,10 +156,20 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Data {
-            cmd: DataCmd::Info { dataset, data, json },
+            cmd:
+                DataCmd::Info {
+                    dataset,
+                    data,
+                    json,
+                },
         } => data_info(dataset, &data, json),
         Cmd::Model {
-            cmd: ModelCmd::Summary { dataset, model, json },
+            cmd:
+                ModelCmd::Summary {
+                    dataset,
+                    model,
+                    json,
+                },
         } => model_summary(dataset, model, json),
         Cmd::Train(args) => {
             check_device(args.device)?;
@@ -207,18 +221,45 @@ fn data_info(dataset: DatasetName, args: &DataArgs, json: bool) -> Result<()> {
         value: String,
     }
     let rows = vec![
-        Row { field: "dataset", value: info.dataset.clone() },
-        Row { field: "nodes", value: info.nodes.to_string() },
-        Row { field: "steps", value: info.steps.to_string() },
-        Row { field: "days (train/val/test)", value: format!("{} ({:?})", info.days, info.split_days) },
-        Row { field: "filled readings", value: info.filled.to_string() },
-        Row { field: "edges (directed)", value: info.edges.to_string() },
-        Row { field: "train mean / std (mph)", value: format!("{:.4} / {:.4}", info.train_mean, info.train_std) },
+        Row {
+            field: "dataset",
+            value: info.dataset.clone(),
+        },
+        Row {
+            field: "nodes",
+            value: info.nodes.to_string(),
+        },
+        Row {
+            field: "steps",
+            value: info.steps.to_string(),
+        },
+        Row {
+            field: "days (train/val/test)",
+            value: format!("{} ({:?})", info.days, info.split_days),
+        },
+        Row {
+            field: "filled readings",
+            value: info.filled.to_string(),
+        },
+        Row {
+            field: "edges (directed)",
+            value: info.edges.to_string(),
+        },
+        Row {
+            field: "train mean / std (mph)",
+            value: format!("{:.4} / {:.4}", info.train_mean, info.train_std),
+        },
         Row {
             field: "windows (train/val/test)",
-            value: format!("{} / {} / {}", info.windows.train, info.windows.val, info.windows.test),
+            value: format!(
+                "{} / {} / {}",
+                info.windows.train, info.windows.val, info.windows.test
+            ),
         },
-        Row { field: "checksum", value: info.checksum.clone() },
+        Row {
+            field: "checksum",
+            value: info.checksum.clone(),
+        },
     ];
     println!("{}", Table::new(rows));
     for n in &info.notes {
@@ -314,7 +355,9 @@ fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<
         ..TrainConfig::default()
     };
     let id = run_id(&(&cfg, &model_cfg, &data.checksum, args.dataset));
-    let run_dir = args.out.join(format!("{}-{}-{id}", args.dataset, args.model));
+    let run_dir = args
+        .out
+        .join(format!("{}-{}-{id}", args.dataset, args.model));
     eprintln!(
         "training {} on {} ({} parameters) on {}, {} epochs, batch {}; run folder {}",
         args.model,
@@ -326,16 +369,27 @@ fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<
         run_dir.display()
     );
     let mut bar: Option<ProgressBar> = None;
+    let tty = std::io::stderr().is_terminal();
+    let mut steps_in_epoch = 0;
     let mut on_event = |e: Event| match e {
-        Event::EpochStart { epoch, epochs, steps } => {
+        Event::EpochStart {
+            epoch,
+            epochs,
+            steps,
+        } => {
             let pb = progress_bar(steps as u64);
             pb.set_prefix(format!("epoch {epoch}/{epochs}"));
             bar = Some(pb);
+            steps_in_epoch = steps;
         }
-        Event::Step { loss, .. } => {
+        Event::Step { epoch, step, loss } => {
             if let Some(pb) = &bar {
                 pb.set_message(format!("loss {loss:.4}"));
                 pb.inc(1);
+            }
+            // Without a terminal, a plain line about every tenth of an epoch.
+            if !tty && step % steps_in_epoch.div_ceil(10).max(1) == 0 {
+                eprintln!("epoch {epoch}: step {step}/{steps_in_epoch} loss {loss:.4}");
             }
         }
         Event::Evaluating { .. } => {
@@ -347,15 +401,20 @@ fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<
             if let Some(pb) = bar.take() {
                 pb.finish_and_clear();
             }
-            let line = format!(
+            eprintln!(
                 "epoch {:>3}: lr {:.2e}  train loss {:.5}  val MAE {:.3} mph  ({:.1} s)",
                 r.epoch, r.lr, r.train_loss, r.val_mae, r.seconds
             );
-            eprintln!("{line}");
         }
     };
-    let (best, outcome) =
-        train::train::<B>(&data, &model_cfg, &cfg, &device, Some(&run_dir), &mut on_event)?;
+    let (best, outcome) = train::train::<B>(
+        &data,
+        &model_cfg,
+        &cfg,
+        &device,
+        Some(&run_dir),
+        &mut on_event,
+    )?;
     let test_time = match args.test_runs {
         Some(0) => None,
         runs => {
@@ -365,7 +424,9 @@ fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<
             });
             eprintln!("measuring test time (9-step prediction, batch 1140)...");
             let g = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, &device);
-            Some(train::measure_test_time(&best, &g, &data, 1140, runs, 60.0, &device))
+            Some(train::measure_test_time(
+                &best, &g, &data, 1140, runs, 60.0, &device,
+            ))
         }
     };
     let report = TrainReport {
@@ -379,8 +440,11 @@ fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<
         outcome: &outcome,
         test_time,
     };
-    std::fs::write(run_dir.join("outcome.json"), serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", run_dir.join("outcome.json").display()))?;
+    std::fs::write(
+        run_dir.join("outcome.json"),
+        serde_json::to_string_pretty(&report)?,
+    )
+    .with_context(|| format!("writing {}", run_dir.join("outcome.json").display()))?;
     if args.json {
         return print_json(&report);
     }
@@ -418,7 +482,10 @@ fn print_metrics(o: &TrainOutcome, test_time: Option<TestTime>) {
         o.test.windows
     );
     println!("{}", Table::new(rows));
-    println!("parameters: {}  training time: {:.1} s", o.parameters, o.train_seconds);
+    println!(
+        "parameters: {}  training time: {:.1} s",
+        o.parameters, o.train_seconds
+    );
     if let Some(t) = test_time {
         println!(
             "test time: {:.3} s per 9-step prediction of a batch of {} (mean of {} runs)",
@@ -460,7 +527,10 @@ fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device) -> Result<
         rayon::current_num_threads()
     );
     let rows = stkd::bench::run::<B>(args.nodes, 50, 1140, args.reps.max(1), &device, |r| {
-        eprintln!("{}: train step {:.3} s, forward {:.3} s", r.model, r.train_step_s, r.forward_s)
+        eprintln!(
+            "{}: train step {:.3} s, forward {:.3} s",
+            r.model, r.train_step_s, r.forward_s
+        )
     });
     if args.json {
         return print_json(&rows);

@@ -229,8 +229,15 @@ pub struct GraphKernel<B: Backend> {
 impl<B: Backend> GraphKernel<B> {
     /// `cheb` is `[Ks, N, N]` row-major, `cheb[k][i][j] = T_k[i, j]`, with `T_0 = I`.
     pub fn new(cheb: &[f32], nodes: usize, device: &B::Device) -> Self {
-        assert_eq!(cheb.len(), KS * nodes * nodes, "Chebyshev stack must be [Ks, N, N]");
-        debug_assert!((0..nodes * nodes).all(|e| cheb[e] == f32::from(u8::from(e % (nodes + 1) == 0))), "T_0 must be the identity");
+        assert_eq!(
+            cheb.len(),
+            KS * nodes * nodes,
+            "Chebyshev stack must be [Ks, N, N]"
+        );
+        debug_assert!(
+            (0..nodes * nodes).all(|e| cheb[e] == f32::from(u8::from(e % (nodes + 1) == 0))),
+            "T_0 must be the identity"
+        );
         let mut t = vec![0f32; (KS - 1) * nodes * nodes];
         for k in 1..KS {
             let src = k * nodes * nodes;
@@ -295,11 +302,18 @@ pub struct TemporalConv<B: Backend> {
 }
 
 impl<B: Backend> TemporalConv<B> {
-    pub fn new(kt: usize, c_in: usize, c_out: usize, act: Act, rng: &mut Rng, d: &B::Device) -> Self {
+    pub fn new(
+        kt: usize,
+        c_in: usize,
+        c_out: usize,
+        act: Act,
+        rng: &mut Rng,
+        d: &B::Device,
+    ) -> Self {
         let c_conv = if act == Act::Glu { 2 * c_out } else { c_out };
         let weight = xavier(rng, [kt * c_in, c_conv], kt * c_in, kt * c_conv, d);
-        let input_proj =
-            (act != Act::Sigmoid && c_in > c_out).then(|| xavier(rng, [c_in, c_out], c_in, c_out, d));
+        let input_proj = (act != Act::Sigmoid && c_in > c_out)
+            .then(|| xavier(rng, [c_in, c_out], c_in, c_out, d));
         TemporalConv {
             weight,
             bias: filled(c_conv, 0.0, d),
@@ -318,7 +332,10 @@ impl<B: Backend> TemporalConv<B> {
         let cols = if self.kt == 1 {
             x.clone()
         } else {
-            Tensor::cat((0..self.kt).map(|k| x.clone().narrow(1, k, tp)).collect(), 3)
+            Tensor::cat(
+                (0..self.kt).map(|k| x.clone().narrow(1, k, tp)).collect(),
+                3,
+            )
         };
         let cols = cols.reshape([b * tp * n, self.kt * c]);
         // One product per output half, so that P and Q come out contiguous (the GLU's
@@ -510,7 +527,11 @@ impl<B: Backend> Stgcn<B> {
     }
 
     /// One forward step that also returns the hidden features (TCD/SCD taps).
-    pub fn forward_features(&self, x: Tensor<B, 4>, g: &GraphKernel<B>) -> (Tensor<B, 4>, Features<B>) {
+    pub fn forward_features(
+        &self,
+        x: Tensor<B, 4>,
+        g: &GraphKernel<B>,
+    ) -> (Tensor<B, 4>, Features<B>) {
         let mut f = Features {
             temporal: Vec::with_capacity(4),
             spatial: Vec::with_capacity(2),
@@ -541,9 +562,14 @@ impl<B: Backend> Stgcn<B> {
             f.last_block = x.clone();
         }
         let out = &self.output;
-        let h = out.sigmoid.forward(out.norm.forward(out.temporal.forward(x)));
+        let h = out
+            .sigmoid
+            .forward(out.norm.forward(out.temporal.forward(x)));
         let [b, t, n, c] = h.dims();
-        let y = h.reshape([b * t * n, c]).matmul(out.fc_weight.val()).reshape([b, t, n, 1]);
+        let y = h
+            .reshape([b * t * n, c])
+            .matmul(out.fc_weight.val())
+            .reshape([b, t, n, 1]);
         y + out.fc_bias.val().reshape([1, t, n, 1])
     }
 
@@ -554,7 +580,9 @@ impl<B: Backend> Stgcn<B> {
         let mut window = x;
         let mut steps = Vec::with_capacity(horizon);
         for _ in 0..horizon {
-            let y = self.forward(window.clone().reshape([b, m, n, 1]), g).reshape([b, 1, n]);
+            let y = self
+                .forward(window.clone().reshape([b, m, n, 1]), g)
+                .reshape([b, 1, n]);
             window = Tensor::cat(vec![window.narrow(1, 1, m - 1), y.clone()], 1);
             steps.push(y);
         }
@@ -601,7 +629,10 @@ mod tests {
         let (y, f) = m.forward_features(x, &g);
         assert_eq!(y.dims(), [2, 1, n, 1]);
         let t: Vec<_> = f.temporal.iter().map(|t| t.dims()).collect();
-        assert_eq!(t, vec![[2, 10, n, 2], [2, 8, n, 4], [2, 6, n, 2], [2, 4, n, 8]]);
+        assert_eq!(
+            t,
+            vec![[2, 10, n, 2], [2, 8, n, 4], [2, 6, n, 2], [2, 4, n, 8]]
+        );
         let s: Vec<_> = f.spatial.iter().map(|t| t.dims()).collect();
         assert_eq!(s, vec![[2, 10, n, 2], [2, 6, n, 2]]);
         assert_eq!(f.last_block.dims(), [2, 4, n, 8]);
@@ -630,7 +661,9 @@ mod tests {
         let mut rng = Rng::new(9, 9);
         let conv = TemporalConv::<TB>::new(3, 3, 2, Act::Glu, &mut rng, &dev());
         let (b, t, n, c) = (2, 5, 4, 3);
-        let xs: Vec<f32> = (0..b * t * n * c).map(|_| rng.next_f64() as f32 - 0.5).collect();
+        let xs: Vec<f32> = (0..b * t * n * c)
+            .map(|_| rng.next_f64() as f32 - 0.5)
+            .collect();
         let x = Tensor::<TB, 4>::from_data(TensorData::new(xs.clone(), [b, t, n, c]), &dev());
         let got = to_vec(conv.forward(x));
         let w = to_vec(conv.weight.val());
@@ -651,7 +684,9 @@ mod tests {
                             }
                             s
                         };
-                        let res: f32 = (0..c).map(|ci| proj[ci * 2 + o] * xi(bb, tt + 2, nn, ci)).sum();
+                        let res: f32 = (0..c)
+                            .map(|ci| proj[ci * 2 + o] * xi(bb, tt + 2, nn, ci))
+                            .sum();
                         let want = (conv_at(o) + res) / (1.0 + (-conv_at(o + 2)).exp());
                         let g = got[((bb * tp + tt) * n + nn) * 2 + o];
                         assert!((g - want).abs() < 1e-5, "{g} vs {want}");
@@ -672,7 +707,9 @@ mod tests {
         }
         let g = GraphKernel::<TB>::new(&cheb, n, &dev());
         let sc = SpatialConv::<TB>::new(c, c, &mut rng, &dev());
-        let xs: Vec<f32> = (0..b * t * n * c).map(|_| rng.next_f64() as f32 - 0.5).collect();
+        let xs: Vec<f32> = (0..b * t * n * c)
+            .map(|_| rng.next_f64() as f32 - 0.5)
+            .collect();
         let x = Tensor::<TB, 4>::from_data(TensorData::new(xs.clone(), [b, t, n, c]), &dev());
         let got = to_vec(sc.forward(x, &g));
         let theta = to_vec(sc.theta.val());
@@ -700,7 +737,10 @@ mod tests {
     #[test]
     fn layer_norm_is_joint_over_nodes_and_channels() {
         let ln = NodeLayerNorm::<TB>::new(2, 2, &dev());
-        let x = Tensor::<TB, 4>::from_data(TensorData::new(vec![1f32, 2., 3., 6.], [1, 1, 2, 2]), &dev());
+        let x = Tensor::<TB, 4>::from_data(
+            TensorData::new(vec![1f32, 2., 3., 6.], [1, 1, 2, 2]),
+            &dev(),
+        );
         let got = to_vec(ln.forward(x));
         let (m, v) = (3.0f32, (4.0f32 + 1.0 + 0.0 + 9.0) / 4.0);
         for (g, x) in got.iter().zip([1f32, 2., 3., 6.]) {
@@ -719,9 +759,15 @@ mod tests {
 
     #[test]
     fn invalid_configs_are_rejected() {
-        assert!(StgcnConfig::new(Preset::Student.channels(), 10, 8).validate().is_err());
-        assert!(StgcnConfig::new([[1, 2, 4], [5, 2, 8]], 10, 12).validate().is_err());
-        assert!(StgcnConfig::new([[2, 2, 4], [4, 2, 8]], 10, 12).validate().is_err());
+        assert!(StgcnConfig::new(Preset::Student.channels(), 10, 8)
+            .validate()
+            .is_err());
+        assert!(StgcnConfig::new([[1, 2, 4], [5, 2, 8]], 10, 12)
+            .validate()
+            .is_err());
+        assert!(StgcnConfig::new([[2, 2, 4], [4, 2, 8]], 10, 12)
+            .validate()
+            .is_err());
         assert!("teach".parse::<Preset>().is_err());
         assert_eq!("Student".parse::<Preset>().unwrap(), Preset::Student);
     }

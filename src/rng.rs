@@ -47,9 +47,24 @@ mod tests {
 
     #[test]
     fn same_seed_same_sequence_and_shuffle_is_permutation() {
-        let a: Vec<u64> = (0..5).map({ let mut r = Rng::new(7, 0); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..5).map({ let mut r = Rng::new(7, 0); move |_| r.next_u64() }).collect();
-        let c: Vec<u64> = (0..5).map({ let mut r = Rng::new(7, 1); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7, 0);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7, 0);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let c: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7, 1);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         let mut v: Vec<usize> = (0..100).collect();
@@ -58,6 +73,8 @@ mod tests {
         v.sort();
         assert_eq!(v, (0..100).collect::<Vec<_>>());
         let mut r = Rng::new(1, 2);
-        assert!((0..1000).map(|_| r.next_f64()).all(|x| (0.0..1.0).contains(&x)));
+        assert!((0..1000)
+            .map(|_| r.next_f64())
+            .all(|x| (0.0..1.0).contains(&x)));
     }
 }

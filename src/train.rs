@@ -108,7 +108,11 @@ pub enum TrainError {
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
     #[error("training diverged at epoch {epoch}, step {step}: loss is {loss}")]
-    Diverged { epoch: usize, step: usize, loss: f32 },
+    Diverged {
+        epoch: usize,
+        step: usize,
+        loss: f32,
+    },
     #[error("checkpoint {path}: {detail}")]
     Checkpoint { path: PathBuf, detail: String },
     #[error("the {0:?} split has no windows; use more days or a different split")]
@@ -279,9 +283,15 @@ pub fn train<B: AutodiffBackend>(
     checkpoint: Option<&Path>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<(Stgcn<B::InnerBackend>, TrainOutcome), TrainError> {
-    train_with_loss::<B, _>(data, model_cfg, cfg, device, checkpoint, on_event, |m, b, g| {
-        mse_loss(m.forward(b.x.clone(), g), b.y1.clone())
-    })
+    train_with_loss::<B, _>(
+        data,
+        model_cfg,
+        cfg,
+        device,
+        checkpoint,
+        on_event,
+        |m, b, g| mse_loss(m.forward(b.x.clone(), g), b.y1.clone()),
+    )
 }
 
 /// Train with a caller-supplied loss of (model, batch, graph). Keeps the model with the best
@@ -370,7 +380,14 @@ where
         curve.push(record);
     }
     let (_, best_epoch, best_model, val) = best.expect("at least one epoch");
-    let test = evaluate(&best_model, &g_eval, data, Split::Test, cfg.eval_batch, device);
+    let test = evaluate(
+        &best_model,
+        &g_eval,
+        data,
+        Split::Test,
+        cfg.eval_batch,
+        device,
+    );
     if let Some(dir) = checkpoint {
         save_model(&best_model, model_cfg, dir)?;
     }
@@ -482,7 +499,11 @@ const MODEL_FILE: &str = "model";
 const CONFIG_FILE: &str = "model.json";
 
 /// Save a model and its shape to `dir` (`model.bin`, `model.json`).
-pub fn save_model<B: Backend>(model: &Stgcn<B>, cfg: &StgcnConfig, dir: &Path) -> Result<(), TrainError> {
+pub fn save_model<B: Backend>(
+    model: &Stgcn<B>,
+    cfg: &StgcnConfig,
+    dir: &Path,
+) -> Result<(), TrainError> {
     let err = |detail: String| TrainError::Checkpoint {
         path: dir.to_path_buf(),
         detail,
@@ -492,21 +513,35 @@ pub fn save_model<B: Backend>(model: &Stgcn<B>, cfg: &StgcnConfig, dir: &Path) -
     std::fs::write(dir.join(CONFIG_FILE), json).map_err(|e| err(e.to_string()))?;
     model
         .clone()
-        .save_file(dir.join(MODEL_FILE), &BinFileRecorder::<FullPrecisionSettings>::new())
+        .save_file(
+            dir.join(MODEL_FILE),
+            &BinFileRecorder::<FullPrecisionSettings>::new(),
+        )
         .map_err(|e| err(e.to_string()))
 }
 
 /// Load a model saved by [`save_model`] from `dir` (a run's checkpoint directory).
-pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<(Stgcn<B>, StgcnConfig), TrainError> {
+pub fn load_model<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<(Stgcn<B>, StgcnConfig), TrainError> {
     let err = |detail: String| TrainError::Checkpoint {
         path: dir.to_path_buf(),
         detail,
     };
-    let json = std::fs::read_to_string(dir.join(CONFIG_FILE))
-        .map_err(|e| err(format!("cannot read {CONFIG_FILE}: {e} (is this a run's checkpoint directory?)")))?;
-    let cfg: StgcnConfig = serde_json::from_str(&json).map_err(|e| err(format!("{CONFIG_FILE}: {e}")))?;
+    let json = std::fs::read_to_string(dir.join(CONFIG_FILE)).map_err(|e| {
+        err(format!(
+            "cannot read {CONFIG_FILE}: {e} (is this a run's checkpoint directory?)"
+        ))
+    })?;
+    let cfg: StgcnConfig =
+        serde_json::from_str(&json).map_err(|e| err(format!("{CONFIG_FILE}: {e}")))?;
     let model = Stgcn::<B>::new(&cfg, 0, device)?
-        .load_file(dir.join(MODEL_FILE), &BinFileRecorder::<FullPrecisionSettings>::new(), device)
+        .load_file(
+            dir.join(MODEL_FILE),
+            &BinFileRecorder::<FullPrecisionSettings>::new(),
+            device,
+        )
         .map_err(|e| err(e.to_string()))?;
     Ok((model, cfg))
 }
@@ -556,7 +591,11 @@ mod tests {
         let last = o1.epochs.last().unwrap().train_loss;
         assert!(last < first, "loss should fall: {first} -> {last}");
         assert_eq!(o1.test.steps.len(), data.n_pred);
-        assert!(o1.test.steps.iter().all(|s| s.mae.is_finite() && s.rmse >= s.mae));
+        assert!(o1
+            .test
+            .steps
+            .iter()
+            .all(|s| s.mae.is_finite() && s.rmse >= s.mae));
         // The saved best model reproduces the test metrics.
         let (loaded, lcfg) = load_model::<CpuInner>(&dir, &dev).unwrap();
         assert_eq!(lcfg, mcfg);
@@ -604,12 +643,21 @@ mod tests {
         assert!((s1.mae - ae / c).abs() < 1e-6);
         assert!((s1.rmse - (se / c).sqrt()).abs() < 1e-6);
         assert!((s1.mape - 100.0 * pe / c).abs() < 1e-6);
-        assert_eq!(got.paper_horizons().iter().map(|s| s.minutes()).collect::<Vec<_>>(), vec![15, 30, 45]);
+        assert_eq!(
+            got.paper_horizons()
+                .iter()
+                .map(|s| s.minutes())
+                .collect::<Vec<_>>(),
+            vec![15, 30, 45]
+        );
     }
 
     #[test]
     fn bad_config_and_missing_checkpoint_are_clear_errors() {
-        let c = TrainConfig { batch_size: 0, ..TrainConfig::default() };
+        let c = TrainConfig {
+            batch_size: 0,
+            ..TrainConfig::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("batch_size"));
         let e = load_model::<CpuInner>(Path::new("no/such/run"), &Default::default()).unwrap_err();
         assert!(e.to_string().contains("no/such/run"), "{e}");
