@@ -65,7 +65,7 @@ const PEMSD8_PARTIAL: Shipped = Shipped {
 const PEMS08_NPY_CRC32: u32 = 0xf2e8_6247;
 
 /// Which data set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DatasetName {
     /// PeMSD7(M): 228 stations, 44 weekdays of May–June 2012.

@@ -1,12 +1,20 @@
 //! stkd: knowledge distillation and pruning of STGCN for traffic prediction, as a declarative
 //! experiment-sweep runner (Izadi, Safayani, Mirzaei).
 //!
-//! Modules follow the data flow of a run: [`data`] → [`model`] → [`train`]; [`backend`] picks
-//! the burn backend and device.
+//! Modules follow the data flow of a sweep: [`spec`] (YAML → validated runs) → [`plan`] (run
+//! graph keyed by content hash) → [`schedule`] (device slots, child processes, resume) →
+//! [`exec`] (one run: [`data`] → [`model`] → [`train`] with the [`distill`] losses) → [`store`]
+//! (SQLite). [`backend`] picks the burn backend and device.
 
 pub mod backend;
 pub mod bench;
 pub mod data;
+pub mod distill;
+pub mod exec;
 pub mod model;
+pub mod plan;
 pub mod rng;
+pub mod schedule;
+pub mod spec;
+pub mod store;
 pub mod train;

@@ -3,6 +3,8 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,8 +16,13 @@ use tabled::{Table, Tabled};
 
 use stkd::backend::{check_device, DeviceSpec};
 use stkd::data::{DataConfig, Dataset, DatasetName};
-use stkd::model::{GraphKernel, Preset, StgcnConfig};
-use stkd::train::{self, Event, OptimizerKind, TestTime, TrainConfig, TrainOutcome};
+use stkd::distill::{LossConfig, LossKind, Norm, Reduction};
+use stkd::exec::{self, RunPaths, RunReport};
+use stkd::model::{Preset, StgcnConfig};
+use stkd::schedule::{self, LocalExecutor, RunEvent, SweepEvent, SweepOptions};
+use stkd::spec::RunConfig;
+use stkd::store::{RunStatus, Store};
+use stkd::train::{Event, OptimizerKind, TrainConfig};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +51,68 @@ enum Cmd {
     Train(TrainArgs),
     /// Time one training step and one forward step for teacher, base and student (N = 228).
     Bench(BenchArgs),
+    /// Run an experiment file: validate, plan, and execute every run not yet done.
+    Sweep(SweepArgs),
+    /// Show the runs of a store (or of one experiment file) and their state.
+    Status(StatusArgs),
+    /// Execute one claimed run of a store (started by `sweep`; one process per run).
+    #[command(hide = true)]
+    RunOne(RunOneArgs),
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// The experiment file (YAML).
+    file: PathBuf,
+    /// SQLite store of runs and results; run folders go next to it (`runs/<hash>/`).
+    #[arg(long, default_value = stkd::store::DEFAULT_PATH)]
+    store: PathBuf,
+    /// Device slots: `cpu` or a list such as `cuda:0,cuda:1`.
+    #[arg(long, value_delimiter = ',', default_value = "cpu")]
+    devices: Vec<DeviceSpec>,
+    /// Runs at once on each device.
+    #[arg(long, default_value_t = 1)]
+    per_device: usize,
+    /// Print the plan (runs, which are done, what each waits for) and run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Re-queue failed (and skipped) runs of this file.
+    #[arg(long)]
+    retry_failed: bool,
+    /// Seconds without a heartbeat after which a running run counts as interrupted.
+    #[arg(long, default_value_t = 60.0)]
+    stale_after: f64,
+    /// Folder holding pemsd7/ and pemsd8/.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// With --dry-run: the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Only the runs of this experiment file.
+    file: Option<PathBuf>,
+    #[arg(long, default_value = stkd::store::DEFAULT_PATH)]
+    store: PathBuf,
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RunOneArgs {
+    hash: String,
+    #[arg(long)]
+    store: PathBuf,
+    #[arg(long)]
+    worker: String,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -115,6 +184,34 @@ struct TrainArgs {
     /// Stop each epoch after this many minibatches (quick runs).
     #[arg(long)]
     max_steps_per_epoch: Option<usize>,
+    /// Loss: mse (W/O KD), rd-l2, rd-kl, skd, ord, tcd, scd, stcd.
+    #[arg(long, default_value = "mse")]
+    loss: LossKind,
+    /// Checkpoint folder of a finished teacher run (for every loss but mse).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    #[arg(long)]
+    beta: Option<f64>,
+    #[arg(long)]
+    alpha: Option<f64>,
+    #[arg(long)]
+    alpha1: Option<f64>,
+    #[arg(long)]
+    alpha2: Option<f64>,
+    #[arg(long)]
+    alpha3: Option<f64>,
+    /// RD-KL softmax temperature.
+    #[arg(long)]
+    tau: Option<f64>,
+    /// Distance of scalar differences: squared (default) or abs.
+    #[arg(long)]
+    norm: Option<String>,
+    /// ORD reduction over elements: mean (default) or sum.
+    #[arg(long)]
+    ord_reduction: Option<String>,
+    /// SKD: turn off gradient revision (plain weighted sum).
+    #[arg(long)]
+    no_gradient_revision: bool,
     /// cpu or cuda:<index>.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
@@ -179,6 +276,9 @@ fn run(cli: Cli) -> Result<()> {
             check_device(args.device)?;
             with_backend!(args.device, B, dev => bench_cmd::<B>(&args, dev))
         }
+        Cmd::Sweep(args) => sweep_cmd(&args),
+        Cmd::Status(args) => status_cmd(&args),
+        Cmd::RunOne(args) => run_one_cmd(&args),
     }
 }
 
@@ -325,27 +425,54 @@ fn progress_bar(len: u64) -> ProgressBar {
     }
 }
 
-#[derive(Serialize)]
-struct TrainReport<'a> {
-    run_dir: &'a Path,
-    dataset: DatasetName,
-    model: Preset,
-    device: DeviceSpec,
-    data_checksum: &'a str,
-    config: &'a TrainConfig,
-    model_config: &'a StgcnConfig,
-    #[serde(flatten)]
-    outcome: &'a TrainOutcome,
-    test_time: Option<TestTime>,
+fn parse_norm(v: &Option<String>) -> Result<Option<Norm>> {
+    Ok(match v.as_deref() {
+        None => None,
+        Some("squared") => Some(Norm::Squared),
+        Some("abs") => Some(Norm::Abs),
+        Some(o) => anyhow::bail!("--norm {o}: allowed squared or abs"),
+    })
 }
 
-fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<()> {
-    let data = args.data.load(args.dataset)?;
-    for n in &data.notes {
-        eprintln!("note: {n}");
+/// The run configuration an ad-hoc `stkd train` describes.
+fn train_config(args: &TrainArgs) -> Result<RunConfig> {
+    let mut loss = LossConfig::new(args.loss);
+    let set = |slot: &mut f64, v: Option<f64>| {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    };
+    set(&mut loss.beta, args.beta);
+    set(&mut loss.alpha, args.alpha);
+    set(&mut loss.alpha1, args.alpha1);
+    set(&mut loss.alpha2, args.alpha2);
+    set(&mut loss.alpha3, args.alpha3);
+    set(&mut loss.tau, args.tau);
+    if let Some(n) = parse_norm(&args.norm)? {
+        loss.norm = n;
     }
-    let model_cfg = StgcnConfig::new(args.model.channels(), data.nodes, data.n_his);
-    let cfg = TrainConfig {
+    match args.ord_reduction.as_deref() {
+        None => {}
+        Some("mean") => loss.ord_reduction = Reduction::Mean,
+        Some("sum") => loss.ord_reduction = Reduction::Sum,
+        Some(o) => anyhow::bail!("--ord-reduction {o}: allowed mean or sum"),
+    }
+    loss.gradient_revision = !args.no_gradient_revision;
+    loss.validate().context("invalid loss options")?;
+    match (args.loss.needs_teacher(), &args.teacher) {
+        (true, None) => anyhow::bail!(
+            "--loss {} distils from a teacher: pass --teacher <run folder of a finished teacher run>",
+            args.loss
+        ),
+        (false, Some(_)) => anyhow::bail!("--teacher is given but --loss mse does not use a teacher"),
+        (_, Some(t)) if !t.join("model.json").exists() => anyhow::bail!(
+            "--teacher {}: no checkpoint there (expected model.json and model.bin of a finished run)",
+            t.display()
+        ),
+        _ => {}
+    }
+    let split_days = args.data.split_days.as_ref().map(|v| [v[0], v[1], v[2]]);
+    let train = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,
@@ -354,24 +481,26 @@ fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<
         max_steps_per_epoch: args.max_steps_per_epoch,
         ..TrainConfig::default()
     };
-    let id = run_id(&(&cfg, &model_cfg, &data.checksum, args.dataset));
-    let run_dir = args
-        .out
-        .join(format!("{}-{}-{id}", args.dataset, args.model));
-    eprintln!(
-        "training {} on {} ({} parameters) on {}, {} epochs, batch {}; run folder {}",
-        args.model,
-        args.dataset,
-        model_cfg.param_count(),
-        args.device,
-        cfg.epochs,
-        cfg.batch_size,
-        run_dir.display()
-    );
+    train.validate()?;
+    Ok(RunConfig {
+        dataset: args.dataset,
+        split_days,
+        preset: Some(args.model),
+        model: StgcnConfig::new(args.model.channels(), args.dataset.nodes(), 12),
+        train,
+        loss,
+        teacher: args.teacher.as_ref().map(|t| t.display().to_string()),
+        test_runs: args.test_runs,
+    })
+}
+
+/// Progress of one run on stderr: a bar on a terminal, a line about every tenth of an epoch
+/// otherwise.
+fn train_progress() -> impl FnMut(Event) {
     let mut bar: Option<ProgressBar> = None;
     let tty = std::io::stderr().is_terminal();
     let mut steps_in_epoch = 0;
-    let mut on_event = |e: Event| match e {
+    move |e: Event| match e {
         Event::EpochStart {
             epoch,
             epochs,
@@ -387,7 +516,6 @@ fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<
                 pb.set_message(format!("loss {loss:.4}"));
                 pb.inc(1);
             }
-            // Without a terminal, a plain line about every tenth of an epoch.
             if !tty && step % steps_in_epoch.div_ceil(10).max(1) == 0 {
                 eprintln!("epoch {epoch}: step {step}/{steps_in_epoch} loss {loss:.4}");
             }
@@ -406,54 +534,48 @@ fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<
                 r.epoch, r.lr, r.train_loss, r.val_mae, r.seconds
             );
         }
+    }
+}
+
+fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<()> {
+    let cfg = train_config(args)?;
+    let data = args.data.load(args.dataset)?;
+    for n in &data.notes {
+        eprintln!("note: {n}");
+    }
+    let id = stkd::plan::run_hash(&cfg, &data.checksum);
+    let run_dir = args.out.join(format!(
+        "{}-{}-{}-{id}",
+        args.dataset, args.model, args.loss
+    ));
+    eprintln!(
+        "training {} on {} ({} parameters, loss {}) on {}, {} epochs, batch {}; run folder {}",
+        args.model,
+        args.dataset,
+        cfg.model.param_count(),
+        cfg.loss.kind,
+        args.device,
+        cfg.train.epochs,
+        cfg.train.batch_size,
+        run_dir.display()
+    );
+    let paths = RunPaths {
+        run_dir: run_dir.clone(),
+        teacher_dir: args.teacher.clone(),
+        data_dir: args.data.data_dir.clone(),
     };
-    let (best, outcome) = train::train::<B>(
-        &data,
-        &model_cfg,
-        &cfg,
-        &device,
-        Some(&run_dir),
-        &mut on_event,
-    )?;
-    let test_time = match args.test_runs {
-        Some(0) => None,
-        runs => {
-            let runs = runs.or(match args.device {
-                DeviceSpec::Cpu => None,
-                DeviceSpec::Cuda(_) => Some(100),
-            });
-            eprintln!("measuring test time (9-step prediction, batch 1140)...");
-            let g = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, &device);
-            Some(train::measure_test_time(
-                &best, &g, &data, 1140, runs, 60.0, &device,
-            ))
-        }
-    };
-    let report = TrainReport {
-        run_dir: &run_dir,
-        dataset: args.dataset,
-        model: args.model,
-        device: args.device,
-        data_checksum: &data.checksum,
-        config: &cfg,
-        model_config: &model_cfg,
-        outcome: &outcome,
-        test_time,
-    };
-    std::fs::write(
-        run_dir.join("outcome.json"),
-        serde_json::to_string_pretty(&report)?,
-    )
-    .with_context(|| format!("writing {}", run_dir.join("outcome.json").display()))?;
+    let mut progress = train_progress();
+    let report = exec::execute::<B>(&cfg, &data, &paths, args.device, &device, &mut progress)?;
+    exec::write_report(&report, &run_dir)?;
     if args.json {
         return print_json(&report);
     }
-    print_metrics(&outcome, test_time);
+    print_metrics(&report);
     println!("checkpoint: {}", run_dir.display());
     Ok(())
 }
 
-fn print_metrics(o: &TrainOutcome, test_time: Option<TestTime>) {
+fn print_metrics(r: &RunReport) {
     #[derive(Tabled)]
     struct Row {
         horizon: String,
@@ -464,6 +586,7 @@ fn print_metrics(o: &TrainOutcome, test_time: Option<TestTime>) {
         #[tabled(rename = "RMSE")]
         rmse: String,
     }
+    let o = &r.outcome;
     let rows: Vec<Row> = o
         .test
         .paper_horizons()
@@ -486,20 +609,18 @@ fn print_metrics(o: &TrainOutcome, test_time: Option<TestTime>) {
         "parameters: {}  training time: {:.1} s",
         o.parameters, o.train_seconds
     );
-    if let Some(t) = test_time {
+    if let Some((picks, elements)) = r.attention {
+        println!(
+            "attention to the teacher (Table 3): {:.3} % ({picks} of {elements} elements)",
+            100.0 * picks as f64 / elements.max(1) as f64
+        );
+    }
+    if let Some(t) = r.test_time {
         println!(
             "test time: {:.3} s per 9-step prediction of a batch of {} (mean of {} runs)",
             t.seconds, t.batch, t.runs
         );
     }
-}
-
-/// A short stable identifier of a run's configuration.
-fn run_id<T: Serialize>(v: &T) -> String {
-    use sha2::{Digest, Sha256};
-    let bytes = serde_json::to_vec(v).expect("serialisable config");
-    let d = Sha256::digest(bytes);
-    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device) -> Result<()> {
@@ -550,4 +671,522 @@ fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device) -> Result<
     println!("{}", Table::new(table));
     println!("ratio = stkd time / PyTorch 2.15 time on the same 2-core machine (2 threads); below 1 is faster");
     Ok(())
+}
+
+/// Validate an experiment file; on problems print them all and exit with code 2 (nothing is
+/// written anywhere).
+fn load_experiment(file: &Path) -> stkd::spec::Experiment {
+    match stkd::spec::load(file) {
+        Ok(e) => e,
+        Err(errors) => {
+            eprint!("{errors}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn plan_experiment(exp: &stkd::spec::Experiment, data_dir: &Path) -> Result<stkd::plan::Plan> {
+    stkd::plan::plan(exp, |d| {
+        let mut cfg = DataConfig::new(d);
+        cfg.data_dir = data_dir.to_path_buf();
+        Dataset::load(&cfg)
+            .map(|data| data.checksum)
+            .with_context(|| format!("loading dataset {d} to identify its runs"))
+    })
+}
+
+/// Run statuses of `hashes` in an existing store (none if the store does not exist yet).
+fn statuses(store: &Path, hashes: &[String]) -> Result<Vec<Option<stkd::store::RunRow>>> {
+    if !store.exists() {
+        return Ok(vec![None; hashes.len()]);
+    }
+    let s = Store::open(store)?;
+    hashes.iter().map(|h| Ok(s.run(h)?)).collect()
+}
+
+#[derive(Serialize)]
+struct PlannedRow<'a> {
+    hash: &'a str,
+    label: &'a str,
+    variant: &'a str,
+    dataset: DatasetName,
+    status: String,
+    waits_for: Vec<&'a str>,
+    config: &'a RunConfig,
+}
+
+fn print_plan(plan: &stkd::plan::Plan, store: &Path, json: bool) -> Result<()> {
+    let hashes: Vec<String> = plan.jobs.iter().map(|j| j.hash.clone()).collect();
+    let rows = statuses(store, &hashes)?;
+    let name_of = |h: &str| {
+        plan.jobs
+            .iter()
+            .find(|j| j.hash == h)
+            .map(|j| j.display_name())
+            .unwrap_or_else(|| h.to_string())
+    };
+    let planned: Vec<PlannedRow> = plan
+        .jobs
+        .iter()
+        .zip(&rows)
+        .map(|(j, r)| PlannedRow {
+            hash: &j.hash,
+            label: &j.label,
+            variant: &j.variant,
+            dataset: j.config.dataset,
+            status: r
+                .as_ref()
+                .map_or("new".to_string(), |r| r.status.to_string()),
+            waits_for: j.deps.iter().map(String::as_str).collect(),
+            config: &j.config,
+        })
+        .collect();
+    if json {
+        return print_json(&serde_json::json!({"experiment": plan.name, "runs": planned}));
+    }
+    #[derive(Tabled)]
+    struct Row {
+        run: String,
+        hash: String,
+        status: String,
+        #[tabled(rename = "waits for")]
+        waits: String,
+    }
+    let table: Vec<Row> = planned
+        .iter()
+        .zip(&plan.jobs)
+        .map(|(p, j)| Row {
+            run: j.display_name(),
+            hash: p.hash.to_string(),
+            status: p.status.clone(),
+            waits: j
+                .deps
+                .iter()
+                .map(|d| name_of(d))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect();
+    let done = planned.iter().filter(|p| p.status == "done").count();
+    println!(
+        "plan of {}: {} runs, {} already done, {} to run (store {})",
+        plan.name,
+        planned.len(),
+        done,
+        planned.len() - done,
+        store.display()
+    );
+    println!("{}", Table::new(table));
+    Ok(())
+}
+
+/// Sweep progress: one bar for the sweep and one per active slot on a terminal; plain lines
+/// otherwise.
+struct SweepDisplay {
+    multi: Option<indicatif::MultiProgress>,
+    main: Option<ProgressBar>,
+    slots: Vec<Option<(ProgressBar, String)>>,
+}
+
+impl SweepDisplay {
+    fn new(slots: usize) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        SweepDisplay {
+            multi: tty.then(indicatif::MultiProgress::new),
+            main: None,
+            slots: vec![None; slots],
+        }
+    }
+
+    fn on(&mut self, ev: SweepEvent) {
+        match ev {
+            SweepEvent::Planned { total, done } => {
+                eprintln!("{total} runs, {done} already done");
+                if let Some(m) = &self.multi {
+                    let pb = m.add(ProgressBar::new(total as u64));
+                    pb.set_style(
+                        ProgressStyle::with_template(
+                            "sweep [{bar:30}] {pos}/{len} runs (ETA {eta})",
+                        )
+                        .expect("static template")
+                        .progress_chars("=> "),
+                    );
+                    pb.set_position(done as u64);
+                    pb.enable_steady_tick(Duration::from_millis(500));
+                    self.main = Some(pb);
+                }
+            }
+            SweepEvent::Started {
+                slot,
+                device,
+                name,
+                hash,
+            } => {
+                let line = format!("[{device}] {name} ({hash})");
+                match &self.multi {
+                    Some(m) => {
+                        let pb = m.add(ProgressBar::new_spinner());
+                        pb.set_style(
+                            ProgressStyle::with_template("  {prefix} {msg}")
+                                .expect("static template"),
+                        );
+                        pb.set_prefix(line.clone());
+                        pb.set_message("starting");
+                        pb.enable_steady_tick(Duration::from_millis(500));
+                        self.slots[slot] = Some((pb, line));
+                    }
+                    None => eprintln!("start  {line}"),
+                }
+            }
+            SweepEvent::Progress { slot, event } => {
+                let Some((pb, line)) = self.slots.get_mut(slot).and_then(|s| s.as_mut()) else {
+                    if let RunEvent::EpochEnd {
+                        epoch,
+                        train_loss,
+                        val_mae,
+                    } = event
+                    {
+                        eprintln!("  slot {slot}: epoch {epoch} train loss {train_loss:.5} val MAE {val_mae:.3}");
+                    }
+                    return;
+                };
+                match event {
+                    RunEvent::Epoch {
+                        epoch,
+                        epochs,
+                        steps,
+                    } => {
+                        pb.set_length(steps as u64);
+                        pb.set_position(0);
+                        pb.set_message(format!("epoch {epoch}/{epochs}"));
+                        *line = format!("{} epoch {epoch}/{epochs}", pb.prefix());
+                    }
+                    RunEvent::Step { step, loss } => pb.set_message(format!(
+                        "{} step {step} loss {loss:.4}",
+                        line.rsplit_once(']').map_or("", |x| x.1).trim()
+                    )),
+                    RunEvent::Validating => pb.set_message("validating"),
+                    RunEvent::Testing => pb.set_message("testing"),
+                    RunEvent::EpochEnd { epoch, val_mae, .. } => {
+                        pb.set_message(format!("epoch {epoch} val MAE {val_mae:.3}"))
+                    }
+                }
+            }
+            SweepEvent::Finished {
+                slot,
+                name,
+                hash,
+                status,
+                detail,
+            } => {
+                if let Some((pb, _)) = self.slots.get_mut(slot).and_then(|s| s.take()) {
+                    pb.finish_and_clear();
+                }
+                if let Some(main) = &self.main {
+                    if status == RunStatus::Done {
+                        main.inc(1);
+                    }
+                }
+                let msg = match detail {
+                    Some(d) if status != RunStatus::Done => {
+                        format!(": {}", d.lines().next().unwrap_or(""))
+                    }
+                    _ => String::new(),
+                };
+                let line = format!("{status:<7} {name} ({hash}){msg}");
+                match &self.multi {
+                    Some(m) => {
+                        let _ = m.println(line);
+                    }
+                    None => eprintln!("{line}"),
+                }
+            }
+            SweepEvent::Waiting { running_elsewhere } => {
+                eprintln!("waiting for {running_elsewhere} run(s) that another sweep is executing")
+            }
+        }
+    }
+}
+
+fn sweep_cmd(args: &SweepArgs) -> Result<()> {
+    let exp = load_experiment(&args.file);
+    let plan = plan_experiment(&exp, &args.data_dir)?;
+    if args.dry_run {
+        return print_plan(&plan, &args.store, args.json);
+    }
+    for d in &args.devices {
+        check_device(*d)?;
+    }
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    let cpu_slots = args
+        .devices
+        .iter()
+        .filter(|d| **d == DeviceSpec::Cpu)
+        .count()
+        * args.per_device.max(1);
+    let executor = LocalExecutor {
+        exe: std::env::current_exe().context("locating the stkd binary")?,
+        store: args.store.clone(),
+        data_dir: args.data_dir.clone(),
+        cpu_threads: (cpu_slots > 1).then(|| (rayon::current_num_threads() / cpu_slots).max(1)),
+    };
+    let opts = SweepOptions {
+        store: args.store.clone(),
+        devices: args.devices.clone(),
+        per_device: args.per_device.max(1),
+        retry_failed: args.retry_failed,
+        stale_after_s: args.stale_after,
+        data_dir: args.data_dir.clone(),
+    };
+    let mut display = SweepDisplay::new(args.devices.len() * args.per_device.max(1));
+    let summary = schedule::run_sweep(
+        &plan,
+        &args.file,
+        &exp.text,
+        &opts,
+        &executor,
+        &interrupt,
+        &mut |ev| display.on(ev),
+    )?;
+    if let Some(main) = &display.main {
+        main.finish_and_clear();
+    }
+    eprintln!(
+        "{}: {} runs: {} done, {} failed, {} skipped, {} not finished; {} executed now (store {})",
+        plan.name,
+        summary.total,
+        summary.done,
+        summary.failed,
+        summary.skipped,
+        summary.pending,
+        summary.ran_now,
+        args.store.display()
+    );
+    if summary.interrupted {
+        eprintln!(
+            "interrupted: unfinished runs go back to pending; run the same command to resume"
+        );
+        std::process::exit(130);
+    }
+    if summary.failed > 0 || summary.skipped > 0 {
+        eprintln!(
+            "see `stkd status {}` for the errors; `--retry-failed` re-queues them",
+            args.file.display()
+        );
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct StatusRow {
+    run: String,
+    dataset: String,
+    status: String,
+    hash: String,
+    device: Option<String>,
+    attempts: u32,
+    test_mae_15min: Option<f64>,
+    error: Option<String>,
+}
+
+fn status_cmd(args: &StatusArgs) -> Result<()> {
+    if !args.store.exists() {
+        anyhow::bail!(
+            "no store at {} (run a sweep first, or pass --store)",
+            args.store.display()
+        );
+    }
+    let store = Store::open(&args.store)?;
+    let rows: Vec<(String, String, Option<stkd::store::RunRow>)> = match &args.file {
+        Some(file) => {
+            let exp = load_experiment(file);
+            let plan = plan_experiment(&exp, &args.data_dir)?;
+            plan.jobs
+                .iter()
+                .map(|j| Ok((j.display_name(), j.hash.clone(), store.run(&j.hash)?)))
+                .collect::<Result<_>>()?
+        }
+        None => store
+            .runs(None)?
+            .into_iter()
+            .map(|r| (r.label.clone(), r.hash.clone(), Some(r)))
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for (name, hash, row) in rows {
+        let mae15 = match &row {
+            Some(r) if r.status == RunStatus::Done => store.result(&hash)?.and_then(|res| {
+                res.metrics
+                    .iter()
+                    .find(|m| m.split == "test" && m.step == 3)
+                    .map(|m| m.mae)
+            }),
+            _ => None,
+        };
+        out.push(StatusRow {
+            run: name,
+            dataset: row.as_ref().map_or(String::new(), |r| r.dataset.clone()),
+            status: row
+                .as_ref()
+                .map_or("not registered".into(), |r| r.status.to_string()),
+            hash,
+            device: row.as_ref().and_then(|r| r.device.clone()),
+            attempts: row.as_ref().map_or(0, |r| r.attempts),
+            test_mae_15min: mae15,
+            error: row.and_then(|r| r.error),
+        });
+    }
+    if args.json {
+        return print_json(&out);
+    }
+    #[derive(Tabled)]
+    struct Row {
+        run: String,
+        status: String,
+        hash: String,
+        device: String,
+        #[tabled(rename = "MAE 15 min")]
+        mae: String,
+        error: String,
+    }
+    let table: Vec<Row> = out
+        .iter()
+        .map(|r| Row {
+            run: r.run.clone(),
+            status: r.status.clone(),
+            hash: r.hash.clone(),
+            device: r.device.clone().unwrap_or_default(),
+            mae: r
+                .test_mae_15min
+                .map_or(String::new(), |m| format!("{m:.3}")),
+            error: r
+                .error
+                .as_deref()
+                .map(|e| e.lines().next().unwrap_or("").chars().take(70).collect())
+                .unwrap_or_default(),
+        })
+        .collect();
+    println!("{}", Table::new(table));
+    Ok(())
+}
+
+/// Ask the kernel to kill this process when its parent (the sweep) dies, so that after a
+/// `kill -9` of the sweep no orphan keeps a run's heartbeat alive.
+fn die_with_parent() {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
+        }
+        const PR_SET_PDEATHSIG: i32 = 1;
+        const SIGKILL: u64 = 9;
+        // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a signal number for this process.
+        unsafe {
+            prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        }
+    }
+}
+
+fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
+    die_with_parent();
+    let mut store = Store::open(&args.store)?;
+    let row = store
+        .run(&args.hash)?
+        .with_context(|| format!("run {} is not in {}", args.hash, args.store.display()))?;
+    if row.status != RunStatus::Running || row.claimed_by.as_deref() != Some(args.worker.as_str()) {
+        anyhow::bail!(
+            "run {} is {} and not claimed by {}; refusing to execute it",
+            args.hash,
+            row.status,
+            args.worker
+        );
+    }
+    let base = args
+        .store
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let runs_dir = base.join("runs");
+    let stop = Arc::new(AtomicBool::new(false));
+    let heartbeat = {
+        let (stop, store_path, hash, worker) = (
+            stop.clone(),
+            args.store.clone(),
+            args.hash.clone(),
+            args.worker.clone(),
+        );
+        std::thread::spawn(move || {
+            let Ok(s) = Store::open(&store_path) else {
+                return;
+            };
+            while !stop.load(Ordering::SeqCst) {
+                let _ = s.heartbeat(&hash, &worker);
+                for _ in 0..20 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+    };
+    let result = (|| -> Result<RunReport> {
+        let cfg: RunConfig =
+            serde_json::from_str(&row.config_json).context("reading the run's configuration")?;
+        check_device(args.device)?;
+        let data = exec::load_data(&cfg, &args.data_dir)?;
+        let paths = RunPaths {
+            run_dir: runs_dir.join(&args.hash),
+            teacher_dir: cfg.teacher.as_ref().map(|t| runs_dir.join(t)),
+            data_dir: args.data_dir.clone(),
+        };
+        let mut emit = |e: Event| {
+            let ev = match e {
+                Event::EpochStart {
+                    epoch,
+                    epochs,
+                    steps,
+                } => RunEvent::Epoch {
+                    epoch,
+                    epochs,
+                    steps,
+                },
+                Event::Step { step, loss, .. } => RunEvent::Step { step, loss },
+                Event::Evaluating { .. } => RunEvent::Validating,
+                Event::EpochEnd(r) => RunEvent::EpochEnd {
+                    epoch: r.epoch,
+                    train_loss: r.train_loss,
+                    val_mae: r.val_mae,
+                },
+            };
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&ev).expect("event serialises")
+            );
+            let _ = out.flush();
+        };
+        let report = with_backend!(args.device, B, dev => exec::execute::<B>(&cfg, &data, &paths, args.device, &dev, &mut emit))?;
+        exec::write_report(&report, &paths.run_dir)?;
+        Ok(report)
+    })();
+    stop.store(true, Ordering::SeqCst);
+    let _ = heartbeat.join();
+    match result {
+        Ok(report) => {
+            let rel = format!("runs/{}", args.hash);
+            store.finish(&args.hash, &args.worker, &report.to_store_result(&rel))?;
+            Ok(())
+        }
+        Err(e) => {
+            store.fail(&args.hash, &args.worker, &format!("{e:#}"))?;
+            Err(e)
+        }
+    }
 }

@@ -9,7 +9,7 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, RmsProp, RmsPropConfig};
 use burn::record::{BinFileRecorder, FullPrecisionSettings};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Split};
@@ -290,12 +290,21 @@ pub fn train<B: AutodiffBackend>(
         device,
         checkpoint,
         on_event,
-        |m, b, g| mse_loss(m.forward(b.x.clone(), g), b.y1.clone()),
+        |m, b, g| backward_step(mse_loss(m.forward(b.x.clone(), g), b.y1.clone()), m),
     )
 }
 
-/// Train with a caller-supplied loss of (model, batch, graph). Keeps the model with the best
-/// validation MAE, evaluates it on the test split, and saves it to `checkpoint` (a directory)
+/// Gradients and value of a scalar loss.
+pub fn backward_step<B: AutodiffBackend>(
+    loss: Tensor<B, 1>,
+    model: &Stgcn<B>,
+) -> (GradientsParams, f32) {
+    let value: f32 = loss.clone().into_scalar().elem();
+    (GradientsParams::from_grads(loss.backward(), model), value)
+}
+
+/// Train with a caller-supplied step of (model, batch, graph) → (gradients, loss value).
+/// Keeps the model with the best validation MAE, evaluates it on the test split, and saves it to `checkpoint` (a directory)
 /// if given. Same seed, same data, same backend and thread count → same curve and metrics.
 pub fn train_with_loss<B, L>(
     data: &Dataset,
@@ -308,7 +317,7 @@ pub fn train_with_loss<B, L>(
 ) -> Result<(Stgcn<B::InnerBackend>, TrainOutcome), TrainError>
 where
     B: AutodiffBackend,
-    L: FnMut(&Stgcn<B>, &Batch<B>, &GraphKernel<B>) -> Tensor<B, 1>,
+    L: FnMut(&Stgcn<B>, &Batch<B>, &GraphKernel<B>) -> (GradientsParams, f32),
 {
     cfg.validate()?;
     let started = Instant::now();
@@ -345,8 +354,7 @@ where
         let mut loss_sum = 0.0;
         for (step, idx) in order.chunks(cfg.batch_size).take(steps_total).enumerate() {
             let batch = batcher.batch::<B>(data, Split::Train, idx, device);
-            let loss = loss_fn(&model, &batch, &g);
-            let loss_value: f32 = loss.clone().into_scalar().elem();
+            let (grads, loss_value) = loss_fn(&model, &batch, &g);
             if !loss_value.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch: epoch + 1,
@@ -354,7 +362,6 @@ where
                     loss: loss_value,
                 });
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = opt.step(lr, model, grads);
             loss_sum += loss_value as f64;
             on_event(Event::Step {
@@ -401,8 +408,6 @@ where
     };
     Ok((best_model, outcome))
 }
-
-use burn::tensor::ElementConversion;
 
 /// Predict `H` steps autoregressively for every window of `split` and compute the metrics of
 /// each step on de-normalised speeds (STGCN's MAPE: `|ŷ − y| / y`, speeds are positive after gap

@@ -1,0 +1,233 @@
+//! Execute one resolved run: load its data, train it (plainly or by distillation from its
+//! teacher's checkpoint), evaluate it, time it. Shared by `stkd train` and the sweep's
+//! `stkd run-one`, so an ad-hoc run and a sweep run compute exactly the same thing.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::DeviceSpec;
+use crate::data::{DataConfig, Dataset, DatasetName};
+use crate::distill::{kd_loss, skd_grads, KdInputs, LossKind};
+use crate::model::GraphKernel;
+use crate::spec::RunConfig;
+use crate::train::{self, backward_step, Event, TestTime, TrainError, TrainOutcome};
+
+/// Where a run reads and writes files.
+#[derive(Debug, Clone)]
+pub struct RunPaths {
+    /// The run's own folder (checkpoint, outcome).
+    pub run_dir: PathBuf,
+    /// The teacher run's folder, for distillation.
+    pub teacher_dir: Option<PathBuf>,
+    /// Folder holding the datasets.
+    pub data_dir: PathBuf,
+}
+
+/// Everything a finished run reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The run's folder (checkpoint and this report).
+    pub run_dir: PathBuf,
+    pub dataset: DatasetName,
+    pub device: DeviceSpec,
+    pub data_checksum: String,
+    pub config: RunConfig,
+    #[serde(flatten)]
+    pub outcome: TrainOutcome,
+    pub flops_per_sample: u64,
+    pub test_time: Option<TestTime>,
+    /// Table 3: elements where ORD used the teacher / all elements, over all training steps.
+    pub attention: Option<(u64, u64)>,
+}
+
+/// Why a run could not be executed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Distill(#[from] crate::distill::DistillError),
+    #[error("loss {loss} needs a teacher checkpoint, but none was given")]
+    NoTeacher { loss: LossKind },
+    #[error("teacher checkpoint {dir} was trained on {teacher_nodes} nodes, the data has {nodes}")]
+    TeacherMismatch {
+        dir: PathBuf,
+        teacher_nodes: usize,
+        nodes: usize,
+    },
+    #[error("{path}: {detail}")]
+    Io { path: PathBuf, detail: String },
+}
+
+/// Load the dataset a run config asks for.
+pub fn load_data(cfg: &RunConfig, data_dir: &Path) -> Result<Dataset, ExecError> {
+    let mut dc = DataConfig::new(cfg.dataset);
+    dc.data_dir = data_dir.to_path_buf();
+    dc.split_days = cfg.split_days;
+    Ok(Dataset::load(&dc)?)
+}
+
+/// Train, evaluate and time one run; saves the best model to `paths.run_dir`.
+pub fn execute<B: AutodiffBackend>(
+    cfg: &RunConfig,
+    data: &Dataset,
+    paths: &RunPaths,
+    device_spec: DeviceSpec,
+    device: &B::Device,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<RunReport, ExecError> {
+    cfg.loss.validate()?;
+    let kind = cfg.loss.kind;
+    let mut attention = None;
+    let (best, outcome) = if kind.needs_teacher() {
+        let dir = paths
+            .teacher_dir
+            .as_ref()
+            .ok_or(ExecError::NoTeacher { loss: kind })?;
+        let (teacher, tcfg) = train::load_model::<B::InnerBackend>(dir, device)?;
+        if tcfg.nodes != data.nodes {
+            return Err(ExecError::TeacherMismatch {
+                dir: dir.clone(),
+                teacher_nodes: tcfg.nodes,
+                nodes: data.nodes,
+            });
+        }
+        let g_t = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
+        let (mut picks, mut elements) = (0u64, 0u64);
+        let result = train::train_with_loss::<B, _>(
+            data,
+            &cfg.model,
+            &cfg.train,
+            device,
+            Some(&paths.run_dir),
+            on_event,
+            |m, b, g| {
+                let (yt, ft) = teacher.forward_features(b.x.clone().inner(), &g_t);
+                if kind == LossKind::Skd {
+                    // SKD with gradient revision needs the gradient of each term separately.
+                    let step = skd_grads(m, &cfg.loss, b.y1.clone(), &yt, &ft, |m| {
+                        m.forward_features(b.x.clone(), g)
+                    })
+                    .expect("loss configuration validated before training");
+                    return (step.grads, step.loss as f32);
+                }
+                let (ys, fs) = m.forward_features(b.x.clone(), g);
+                let out = kd_loss(
+                    &cfg.loss,
+                    &KdInputs {
+                        target: b.y1.clone(),
+                        student_y: ys,
+                        student_f: &fs,
+                        teacher_y: Some(yt),
+                        teacher_f: Some(&ft),
+                    },
+                )
+                .expect("loss configuration validated before training");
+                picks += out.ord_picks;
+                elements += out.ord_elements;
+                backward_step(out.loss, m)
+            },
+        )?;
+        if kind.uses_ord() {
+            attention = Some((picks, elements));
+        }
+        result
+    } else {
+        train::train::<B>(
+            data,
+            &cfg.model,
+            &cfg.train,
+            device,
+            Some(&paths.run_dir),
+            on_event,
+        )?
+    };
+    let test_time = match cfg.test_runs {
+        Some(0) => None,
+        runs => {
+            let runs = runs.or(match device_spec {
+                DeviceSpec::Cpu => None,
+                DeviceSpec::Cuda(_) => Some(100),
+            });
+            let g = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
+            Some(train::measure_test_time(
+                &best, &g, data, 1140, runs, 60.0, device,
+            ))
+        }
+    };
+    Ok(RunReport {
+        run_dir: paths.run_dir.clone(),
+        dataset: cfg.dataset,
+        device: device_spec,
+        data_checksum: data.checksum.clone(),
+        config: cfg.clone(),
+        outcome,
+        flops_per_sample: cfg.model.flops_per_sample(),
+        test_time,
+        attention,
+    })
+}
+
+/// Write a run's report next to its checkpoint (`outcome.json`).
+pub fn write_report(report: &RunReport, run_dir: &Path) -> Result<(), ExecError> {
+    let path = run_dir.join("outcome.json");
+    let json = serde_json::to_string_pretty(report).expect("report serialises");
+    std::fs::write(&path, json).map_err(|e| ExecError::Io {
+        path,
+        detail: e.to_string(),
+    })
+}
+
+impl RunReport {
+    /// The rows the store keeps for a finished run. `checkpoint` is the run folder as stored
+    /// (relative to the store's folder).
+    pub fn to_store_result(&self, checkpoint: &str) -> crate::store::RunResult {
+        use crate::store::{Attention, EpochRow, MetricRow, Profile, RunResult};
+        let split_metrics = |m: &crate::train::Metrics, split: &str| {
+            m.steps
+                .iter()
+                .map(|s| MetricRow {
+                    split: split.to_string(),
+                    step: s.step as u32,
+                    mape: s.mape,
+                    mae: s.mae,
+                    rmse: s.rmse,
+                })
+                .collect::<Vec<_>>()
+        };
+        let o = &self.outcome;
+        RunResult {
+            epochs: o
+                .epochs
+                .iter()
+                .map(|e| EpochRow {
+                    epoch: e.epoch as u32,
+                    lr: e.lr,
+                    train_loss: e.train_loss,
+                    val_mae: e.val_mae,
+                    seconds: e.seconds,
+                })
+                .collect(),
+            metrics: [split_metrics(&o.val, "val"), split_metrics(&o.test, "test")].concat(),
+            profile: Some(Profile {
+                parameters: o.parameters as u64,
+                flops: self.flops_per_sample,
+                test_time_s: self.test_time.map(|t| t.seconds),
+                test_time_runs: self.test_time.map(|t| t.runs as u32),
+                test_time_batch: self.test_time.map(|t| t.batch as u32),
+                device: self.device.to_string(),
+            }),
+            attention: self
+                .attention
+                .map(|(picks, elements)| Attention { picks, elements }),
+            pruning: None,
+            artefacts: vec![("checkpoint".to_string(), checkpoint.to_string())],
+            best_epoch: Some(o.best_epoch as u32),
+            train_seconds: o.train_seconds,
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! From an expanded experiment to a graph of jobs keyed by content hash (spec §6): a run is
+//! identified by its resolved configuration (including its teacher's identity), the checksum
+//! of its data and the model-code version, so an identical run is never computed twice —
+//! within a file or across files.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::data::DatasetName;
+use crate::spec::{Experiment, RunConfig};
+
+/// Bump when a code change alters what a run computes (model, data pipeline, training loop,
+/// losses): every run hash changes with it, so old results are not mistaken for new ones.
+pub const CODE_VERSION: &str = "stkd-1";
+
+/// One run to execute.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub hash: String,
+    pub label: String,
+    pub variant: String,
+    pub config: RunConfig,
+    /// Hashes of the runs this one needs (its teacher).
+    pub deps: Vec<String>,
+}
+
+impl Job {
+    pub fn display_name(&self) -> String {
+        let d = self.config.dataset;
+        if self.variant.is_empty() {
+            format!("{} {d}", self.label)
+        } else {
+            format!("{} {d} [{}]", self.label, self.variant)
+        }
+    }
+}
+
+/// The jobs of an experiment in dependency order (teachers first), duplicates merged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub name: String,
+    pub jobs: Vec<Job>,
+}
+
+/// Identity of a run: hash of the code version, the data checksum and the canonical JSON of
+/// its configuration (which carries the teacher's hash).
+pub fn run_hash(config: &RunConfig, data_checksum: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(CODE_VERSION.as_bytes());
+    h.update(b"\n");
+    h.update(data_checksum.as_bytes());
+    h.update(b"\n");
+    h.update(serde_json::to_vec(config).expect("RunConfig serialises"));
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Hash every run (teachers before students, so a student's hash covers its teacher's).
+/// `checksum` gives the data checksum of a dataset.
+pub fn plan<E>(
+    exp: &Experiment,
+    mut checksum: impl FnMut(DatasetName) -> Result<String, E>,
+) -> Result<Plan, E> {
+    let mut sums: HashMap<DatasetName, String> = HashMap::new();
+    let mut hashes: Vec<String> = Vec::with_capacity(exp.runs.len());
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for run in &exp.runs {
+        let d = run.config.dataset;
+        if !sums.contains_key(&d) {
+            sums.insert(d, checksum(d)?);
+        }
+        let mut config = run.config.clone();
+        let deps: Vec<String> = run.teacher.iter().map(|&t| hashes[t].clone()).collect();
+        config.teacher = deps.first().cloned();
+        let hash = run_hash(&config, &sums[&d]);
+        hashes.push(hash.clone());
+        if seen.contains_key(&hash) {
+            continue;
+        }
+        seen.insert(hash.clone(), jobs.len());
+        jobs.push(Job {
+            hash,
+            label: run.label.clone(),
+            variant: run.variant.clone(),
+            config,
+            deps,
+        });
+    }
+    Ok(Plan {
+        name: exp.name.clone(),
+        jobs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse_experiment;
+    use std::path::Path;
+
+    fn plan_of(text: &str) -> Plan {
+        let e = parse_experiment(text, Path::new("t.yaml")).unwrap();
+        plan(&e, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap()
+    }
+
+    #[test]
+    fn shared_teacher_has_one_hash_across_files_and_students_depend_on_it() {
+        let a = plan_of("name: a\ndatasets: [pemsd7]\nruns:\n  - {label: teacher, model: teacher}\n  - {label: s1, model: student, teacher: teacher, loss: ord, alpha1: 0.5}\n");
+        let b = plan_of("name: b\ndatasets: [pemsd7]\nruns:\n  - {label: big, model: teacher}\n  - {label: s2, model: student, teacher: big, loss: tcd}\n");
+        assert_eq!(
+            a.jobs[0].hash, b.jobs[0].hash,
+            "same config → same run, whatever its label"
+        );
+        assert_eq!(a.jobs[1].deps, vec![a.jobs[0].hash.clone()]);
+        assert_eq!(
+            a.jobs[1].config.teacher.as_deref(),
+            Some(a.jobs[0].hash.as_str())
+        );
+        assert_ne!(a.jobs[1].hash, b.jobs[1].hash);
+    }
+
+    #[test]
+    fn identical_runs_are_merged_and_anything_that_matters_changes_the_hash() {
+        let p = plan_of("name: a\ndatasets: [pemsd7]\nruns:\n  - {label: x, model: base}\n  - {label: y, model: base}\n  - {label: z, model: base, lr: 2.0e-3}\n");
+        assert_eq!(p.jobs.len(), 2);
+        let e = parse_experiment(
+            "name: a\ndatasets: [pemsd7]\nruns:\n  - {label: x, model: base}\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        let h1 = plan(&e, |_| Ok::<_, ()>("data-1".to_string()))
+            .unwrap()
+            .jobs[0]
+            .hash
+            .clone();
+        let h2 = plan(&e, |_| Ok::<_, ()>("data-2".to_string()))
+            .unwrap()
+            .jobs[0]
+            .hash
+            .clone();
+        assert_ne!(h1, h2, "the data checksum is part of the identity");
+    }
+}

@@ -1,0 +1,217 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Experiment, SpecErrors> {
+    parse_experiment(text, Path::new("exp.yaml"))
+}
+
+/// The single error of a malformed file: (line, message contains each of `needles`).
+fn expect_error(text: &str, line: usize, needles: &[&str]) {
+    let errs = parse(text).expect_err("file should be rejected");
+    let shown = errs.to_string();
+    let hit = errs.errors.iter().find(|e| e.line == line);
+    let e = hit.unwrap_or_else(|| panic!("no error on line {line}:\n{shown}"));
+    let full = format!("{}: {}", e.path, e.message);
+    for n in needles {
+        assert!(full.contains(n), "`{n}` not in `{full}`\n{shown}");
+    }
+    assert!(shown.contains(&format!("exp.yaml:{line}:")), "{shown}");
+}
+
+const TABLE4: &str = "\
+name: table4
+description: KD losses, teacher -> student (paper Table 4)
+datasets: [pemsd7, pemsd8]
+defaults: {epochs: 50, batch_size: 50, lr: 1.0e-3, seeds: [1, 2, 3]}
+runs:
+  - {label: teacher, model: teacher, loss: mse}
+  - {label: student-wo-kd, model: student, loss: mse}
+  - label: student-stcd
+    model: student
+    teacher: teacher
+    loss: stcd
+    alpha1: {pemsd7: 0.170, pemsd8: 0.846}
+    alpha2: {pemsd7: 0.047, pemsd8: 0.465}
+    alpha3: {pemsd7: 0.313, pemsd8: 0.504}
+";
+
+#[test]
+fn the_issue_sketch_expands_with_per_dataset_values_and_seeds() {
+    let e = parse(TABLE4).unwrap();
+    assert_eq!(e.name, "table4");
+    // 3 runs × 2 datasets × 3 seeds.
+    assert_eq!(e.runs.len(), 18);
+    let stcd: Vec<&ExpandedRun> = e
+        .runs
+        .iter()
+        .filter(|r| r.label == "student-stcd")
+        .collect();
+    assert_eq!(stcd.len(), 6);
+    for r in &stcd {
+        let want = if r.config.dataset == DatasetName::Pemsd7 {
+            0.170
+        } else {
+            0.846
+        };
+        assert_eq!(r.config.loss.alpha1, want);
+        assert_eq!(r.config.loss.kind, LossKind::Stcd);
+        let t = &e.runs[r.teacher.unwrap()];
+        assert_eq!(t.label, "teacher");
+        assert_eq!(t.config.dataset, r.config.dataset);
+        assert_eq!(t.config.train.seed, r.config.train.seed);
+    }
+    let t = e.runs.iter().find(|r| r.label == "teacher").unwrap();
+    assert_eq!(t.config.model.param_count(), 333_604);
+    assert_eq!(t.config.train.epochs, 50);
+}
+
+#[test]
+fn grids_and_random_search_expand_deterministically() {
+    let text = "\
+name: search
+datasets: [pemsd7]
+runs:
+  - {label: t, model: teacher}
+  - label: s
+    model: student
+    teacher: t
+    loss: stcd
+    alpha1: [0.1, 0.2]
+    alpha2: {uniform: [0.0, 1.0]}
+    alpha3: {log_uniform: [0.01, 1.0]}
+    batch_size: {choice: [25, 50]}
+    samples: 4
+    search_seed: 7
+";
+    let a = parse(text).unwrap();
+    let b = parse(text).unwrap();
+    let s: Vec<&ExpandedRun> = a.runs.iter().filter(|r| r.label == "s").collect();
+    assert_eq!(s.len(), 2 * 4);
+    for (x, y) in s.iter().zip(b.runs.iter().filter(|r| r.label == "s")) {
+        assert_eq!(x.config, y.config);
+        assert!((0.0..=1.0).contains(&x.config.loss.alpha2));
+        assert!((0.01..=1.0).contains(&x.config.loss.alpha3));
+        assert!([25, 50].contains(&x.config.train.batch_size));
+    }
+    let distinct: HashSet<String> = s.iter().map(|r| format!("{:?}", r.config.loss)).collect();
+    assert_eq!(distinct.len(), 8, "draws differ");
+    assert!(s[0].variant.contains("alpha1=0.1000"), "{}", s[0].variant);
+}
+
+#[test]
+fn malformed_files_give_the_right_line_and_message() {
+    let head = "name: x\ndatasets: [pemsd7]\nruns:\n";
+    // 1. unknown key with a suggestion
+    expect_error(
+        &format!("{head}  - {{label: a, model: teacher, epoch: 3}}\n"),
+        4,
+        &["unknown key `epoch`", "did you mean `epochs`"],
+    );
+    // 2. wrong type
+    expect_error(
+        &format!("{head}  - label: a\n    model: teacher\n    epochs: many\n"),
+        6,
+        &["epochs", "expected an integer"],
+    );
+    // 3. alpha out of [0, 1]
+    expect_error(&format!("{head}  - {{label: t, model: teacher}}\n  - label: s\n    model: student\n    teacher: t\n    loss: stcd\n    alpha1: 1.5\n"), 9, &["alpha1", "1.5", "[0, 1]"]);
+    // 4. beta negative inside a per-dataset map
+    expect_error(&format!("{head}  - {{label: t, model: teacher}}\n  - label: s\n    model: student\n    teacher: t\n    loss: rd-l2\n    beta: {{pemsd7: -0.1}}\n"), 9, &["beta.pemsd7", "out of range"]);
+    // 5. unknown dataset at the top
+    expect_error(
+        "name: x\ndatasets: [pemsd7, pems08]\nruns:\n  - {label: a, model: teacher}\n",
+        2,
+        &["unknown dataset", "did you mean `pemsd8`"],
+    );
+    // 6. unknown loss
+    expect_error(
+        &format!("{head}  - {{label: a, model: teacher, loss: stdc}}\n"),
+        4,
+        &["unknown value `stdc`", "did you mean `stcd`"],
+    );
+    // 7. unknown model
+    expect_error(
+        &format!("{head}  - {{label: a, model: teachr}}\n"),
+        4,
+        &["unknown model `teachr`"],
+    );
+    // 8. KD run without a teacher
+    expect_error(
+        &format!("{head}  - label: s\n    model: student\n    loss: ord\n"),
+        6,
+        &["teacher", "distils from a teacher"],
+    );
+    // 9. reference to a missing label
+    expect_error(&format!("{head}  - {{label: t1, model: teacher}}\n  - label: s\n    model: student\n    teacher: t2\n    loss: ord\n"), 7, &["no run is labelled `t2`", "did you mean `t1`"]);
+    // 10. dependency cycle
+    expect_error(&format!("{head}  - label: a\n    model: student\n    teacher: b\n    loss: ord\n  - label: b\n    model: student\n    teacher: a\n    loss: ord\n"), 6, &["dependency cycle"]);
+    // 11. duplicate label
+    expect_error(
+        &format!("{head}  - {{label: a, model: teacher}}\n  - {{label: a, model: base}}\n"),
+        5,
+        &["label `a` is already used", "line 4"],
+    );
+    // 12. random search without samples
+    expect_error(
+        &format!(
+            "{head}  - label: a\n    model: teacher\n    lr: {{log_uniform: [1.0e-4, 1.0e-2]}}\n"
+        ),
+        4,
+        &["samples"],
+    );
+    // 13. unknown distribution
+    expect_error(
+        &format!("{head}  - label: a\n    model: teacher\n    lr: {{gaussian: [0, 1]}}\n"),
+        6,
+        &["expected a value, a grid list"],
+    );
+    // 14. unknown top-level key
+    expect_error(
+        "name: x\ndatasets: [pemsd7]\nrunz: []\n",
+        3,
+        &["unknown key `runz`", "did you mean `runs`"],
+    );
+    // 15. YAML syntax error
+    let errs = parse("name: x\ndatasets: [pemsd7\nruns: []\n").unwrap_err();
+    assert!(errs.to_string().contains("YAML syntax error"), "{errs}");
+    // 16. pruning share outside (0, 100) — pruning is not yet available and says so
+    expect_error(
+        &format!("{head}  - label: a\n    model: base\n    prune: {{targets: [150]}}\n"),
+        6,
+        &["pruning runs are not supported yet"],
+    );
+    // 17. missing model
+    expect_error(
+        &format!("{head}  - {{label: a, loss: mse}}\n"),
+        4,
+        &["missing `model`"],
+    );
+    // 18. teacher given for a plain run
+    expect_error(&format!("{head}  - {{label: t, model: teacher}}\n  - {{label: s, model: student, teacher: t}}\n"), 5, &["no loss of this run uses one"]);
+    // 19. bad channels
+    expect_error(
+        &format!("{head}  - label: a\n    model: {{channels: [[1, 2, 4], [5, 2, 8]]}}\n"),
+        5,
+        &["channels", "block 2 input channels"],
+    );
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = "name: x\ndatasets: [pemsd7]\nruns:\n  - {label: a, model: teacher, epochs: 0}\n  - {label: b, model: student, lr: -1, optimiser: adam}\n";
+    let errs = parse(text).unwrap_err();
+    assert_eq!(errs.errors.len(), 3, "{errs}");
+    let lines: Vec<usize> = errs.errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, vec![4, 5, 5]);
+}
+
+#[test]
+fn teacher_with_a_grid_is_rejected_for_its_students() {
+    let text = "\
+name: x
+datasets: [pemsd7]
+runs:
+  - {label: t, model: teacher, lr: [1.0e-3, 1.0e-2]}
+  - {label: s, model: student, teacher: t, loss: ord}
+";
+    expect_error(text, 5, &["expands to 2 runs"]);
+}
