@@ -341,7 +341,11 @@ pub fn run_sweep(
                 .iter()
                 .filter(|r| r.status == RunStatus::Running)
                 .count();
-            if elsewhere == 0 && !any_claimable(&store, &hashes)? {
+            if any_claimable(&store, &hashes)? {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            if elsewhere == 0 {
                 // Pending runs whose dependencies can never finish (should not happen: failures
                 // skip dependants) — stop rather than spin.
                 break;

@@ -1,0 +1,266 @@
+//! End-to-end sweeps of the `stkd` binary on a small slice of the real data (PeMSD8's four
+//! available days, 2/1/1, the student network, two minibatches per epoch): completion and reuse,
+//! kill/resume, two concurrent sweeps on one store, failure isolation, validation errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stkd");
+
+fn tmp(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("sweep-tests")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write_exp(dir: &Path, runs: &str) -> PathBuf {
+    let text = format!(
+        "name: {}\ndatasets: [pemsd8]\ndata: {{split_days: {{pemsd8: [2, 1, 1]}}}}\n\
+         defaults: {{epochs: 1, batch_size: 16, max_steps_per_epoch: 2, test_runs: 0}}\nruns:\n{runs}",
+        dir.file_name().unwrap().to_str().unwrap()
+    );
+    let p = dir.join("exp.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn stkd(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn sweep_cmd(file: &Path, store: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("sweep")
+        .arg(file)
+        .arg("--store")
+        .arg(store)
+        .args(extra)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn sweep(file: &Path, store: &Path, extra: &[&str]) -> Output {
+    sweep_cmd(file, store, extra).output().unwrap()
+}
+
+/// `stkd status --json` rows: (run, status, attempts).
+fn status(file: &Path, store: &Path) -> Vec<(String, String, u64)> {
+    let out = stkd(&[
+        "status",
+        file.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["run"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+                r["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn executed_now(out: &Output) -> usize {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("executed now"))
+        .unwrap_or_else(|| panic!("no summary:\n{err}"));
+    let before = line.split(" executed now").next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+const THREE_RUNS: &str = "  - {label: teacher, model: student}\n  - {label: ord, model: student, teacher: teacher, loss: ord, alpha1: 0.5}\n  - {label: plain2, model: student, seeds: [2]}\n";
+
+#[test]
+fn sweep_completes_then_reuses_everything() {
+    let dir = tmp("complete");
+    let file = write_exp(&dir, THREE_RUNS);
+    let store = dir.join("stkd.db");
+    let out = sweep(&file, &store, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(executed_now(&out), 3);
+    let st = status(&file, &store);
+    assert_eq!(st.len(), 3);
+    assert!(st.iter().all(|(_, s, a)| s == "done" && *a == 1), "{st:?}");
+    // Checkpoints sit next to the store.
+    let runs = std::fs::read_dir(dir.join("runs")).unwrap().count();
+    assert_eq!(runs, 3);
+    // A second sweep of the same file does nothing.
+    let again = sweep(&file, &store, &[]);
+    assert!(again.status.success());
+    assert_eq!(executed_now(&again), 0);
+    // The dry run shows the teacher shared by the student and everything done.
+    let plan = sweep(&file, &store, &["--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert!(runs.iter().all(|r| r["status"] == "done"));
+    assert_eq!(runs[1]["waits_for"][0], runs[0]["hash"]);
+}
+
+#[test]
+fn killed_sweep_resumes_without_losing_or_repeating_runs() {
+    let dir = tmp("kill");
+    let file = write_exp(&dir, THREE_RUNS);
+    let store = dir.join("stkd.db");
+    let mut child: Child = sweep_cmd(&file, &store, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until one run is done and another is running, then kill -9 the sweep (its run
+    // process dies with it).
+    let t0 = Instant::now();
+    loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "sweep made no progress"
+        );
+        if store.exists() {
+            let st = status(&file, &store);
+            let done = st.iter().filter(|r| r.1 == "done").count();
+            let running = st.iter().filter(|r| r.1 == "running").count();
+            if done >= 1 && running == 1 {
+                break;
+            }
+            assert!(done < 3, "sweep finished before it could be killed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = status(&file, &store);
+    let done_before: Vec<String> = before
+        .iter()
+        .filter(|r| r.1 == "done")
+        .map(|r| r.0.clone())
+        .collect();
+    assert!(before.iter().any(|r| r.1 == "running"), "{before:?}");
+    // Resume: the interrupted run's heartbeat goes stale after 3 s.
+    std::thread::sleep(Duration::from_secs(4));
+    let out = sweep(&file, &store, &["--stale-after", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        executed_now(&out),
+        3 - done_before.len(),
+        "finished runs are not repeated"
+    );
+    let after = status(&file, &store);
+    assert!(after.iter().all(|r| r.1 == "done"), "{after:?}");
+    for (name, _, attempts) in &after {
+        if done_before.contains(name) {
+            assert_eq!(*attempts, 1, "{name} finished before the kill and ran once");
+        }
+    }
+    assert!(
+        after.iter().any(|r| r.2 == 2),
+        "the interrupted run was claimed again: {after:?}"
+    );
+}
+
+#[test]
+fn two_concurrent_sweeps_run_each_run_once() {
+    let dir = tmp("concurrent");
+    let runs: String = (1..=4)
+        .map(|s| format!("  - {{label: s{s}, model: student, seeds: [{s}]}}\n"))
+        .collect();
+    let file = write_exp(&dir, &runs);
+    let store = dir.join("stkd.db");
+    let a = sweep_cmd(&file, &store, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = sweep_cmd(&file, &store, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(oa.status.success() && ob.status.success());
+    assert_eq!(
+        executed_now(&oa) + executed_now(&ob),
+        4,
+        "each run executed exactly once"
+    );
+    let st = status(&file, &store);
+    assert!(st.iter().all(|r| r.1 == "done" && r.2 == 1), "{st:?}");
+}
+
+#[test]
+fn a_failing_run_skips_its_dependants_and_the_rest_go_on() {
+    let dir = tmp("failure");
+    // lr = 1e30: Adam's first step moves every weight by ~1e30, the next loss overflows and
+    // the run stops as diverged.
+    let runs = "  - {label: bad, model: student, lr: 1.0e+30, max_steps_per_epoch: 3}\n  - {label: child, model: student, teacher: bad, loss: ord}\n  - {label: good, model: student}\n";
+    let file = write_exp(&dir, runs);
+    let store = dir.join("stkd.db");
+    let out = sweep(&file, &store, &[]);
+    assert_eq!(out.status.code(), Some(1), "a sweep with failures exits 1");
+    let st = status(&file, &store);
+    let get = |l: &str| st.iter().find(|r| r.0.starts_with(l)).unwrap().1.clone();
+    assert_eq!(get("bad"), "failed");
+    assert_eq!(get("child"), "skipped");
+    assert_eq!(get("good"), "done");
+    let json = stkd(&[
+        "status",
+        file.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+    ]);
+    let text = String::from_utf8_lossy(&json.stdout);
+    assert!(text.contains("diverged"), "the error is recorded: {text}");
+    // --retry-failed re-queues them (and they fail the same way).
+    let retry = sweep(&file, &store, &["--retry-failed"]);
+    assert_eq!(executed_now(&retry), 1);
+}
+
+#[test]
+fn invalid_files_write_nothing() {
+    let dir = tmp("invalid");
+    let file = write_exp(
+        &dir,
+        "  - {label: a, model: student, alpha1: 2}\n  - {label: b, modle: base}\n",
+    );
+    let store = dir.join("stkd.db");
+    let out = sweep(&file, &store, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exp.yaml:6:") && err.contains("alpha1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("exp.yaml:7:") && err.contains("did you mean `model`"),
+        "{err}"
+    );
+    assert!(!store.exists(), "nothing written to the store");
+}
