@@ -1,9 +1,17 @@
 # stkd task runner (https://github.com/casey/just). Every recipe is a plain cargo command, so
 # the same works without just.
 
-# Train a teacher on PeMSD7 for a few epochs (the main job until sweeps land).
-main epochs="3":
-    cargo run --release -- train --dataset pemsd7 --model teacher --epochs {{epochs}}
+# Run an experiment file (the main job: `just sweep experiments/quickstart.yaml`).
+sweep file *args:
+    cargo run --release -- sweep {{file}} {{args}}
+
+# The plan of an experiment file without running it.
+plan file:
+    cargo run --release -- sweep {{file}} --dry-run
+
+# Runs in the store and their state.
+status *args:
+    cargo run --release -- status {{args}}
 
 # The test suite (what CI runs).
 test:

@@ -488,7 +488,7 @@ fn train_config(args: &TrainArgs) -> Result<RunConfig> {
         preset: Some(args.model),
         model: StgcnConfig::new(args.model.channels(), args.dataset.nodes(), 12),
         train,
-        loss,
+        loss: loss.canonical(),
         teacher: args.teacher.as_ref().map(|t| t.display().to_string()),
         test_runs: args.test_runs,
     })

@@ -126,6 +126,16 @@ mod tests {
     }
 
     #[test]
+    fn unused_loss_weights_do_not_change_a_run() {
+        let a = plan_of("name: a\ndatasets: [pemsd7]\nruns:\n  - {label: t, model: teacher}\n");
+        let b = plan_of("name: b\ndatasets: [pemsd7]\ndefaults: {alpha1: 0.9, beta: 0.1}\nruns:\n  - {label: t, model: teacher}\n");
+        assert_eq!(
+            a.jobs[0].hash, b.jobs[0].hash,
+            "mse reads neither alpha1 nor beta"
+        );
+    }
+
+    #[test]
     fn identical_runs_are_merged_and_anything_that_matters_changes_the_hash() {
         let p = plan_of("name: a\ndatasets: [pemsd7]\nruns:\n  - {label: x, model: base}\n  - {label: y, model: base}\n  - {label: z, model: base, lr: 2.0e-3}\n");
         assert_eq!(p.jobs.len(), 2);

@@ -226,6 +226,43 @@ pub struct LossConfig {
 }
 
 impl LossConfig {
+    /// The same loss with every hyperparameter it does not read reset to its default, so that
+    /// two configurations that train identically also compare (and hash) equal.
+    pub fn canonical(&self) -> Self {
+        use LossKind::*;
+        let d = LossConfig::new(self.kind);
+        let k = self.kind;
+        let uses = |kinds: &[LossKind]| kinds.contains(&k);
+        LossConfig {
+            kind: k,
+            beta: if uses(&[RdL2, RdKl]) {
+                self.beta
+            } else {
+                d.beta
+            },
+            alpha: if uses(&[Skd]) { self.alpha } else { d.alpha },
+            alpha1: if k.uses_ord() { self.alpha1 } else { d.alpha1 },
+            alpha2: if uses(&[Stcd]) { self.alpha2 } else { d.alpha2 },
+            alpha3: if uses(&[Tcd, Scd, Stcd]) {
+                self.alpha3
+            } else {
+                d.alpha3
+            },
+            tau: if uses(&[RdKl]) { self.tau } else { d.tau },
+            norm: if uses(&[Mse, Skd]) { d.norm } else { self.norm },
+            ord_reduction: if k.uses_ord() {
+                self.ord_reduction
+            } else {
+                d.ord_reduction
+            },
+            gradient_revision: if uses(&[Skd]) {
+                self.gradient_revision
+            } else {
+                d.gradient_revision
+            },
+        }
+    }
+
     /// Defaults: every weight 0.5 (β, α, α1, α2, α3), τ = 1, squared norm, ORD mean, SKD
     /// gradient revision on. The paper's per-dataset values are in Table 6.
     pub fn new(kind: LossKind) -> Self {

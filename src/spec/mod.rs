@@ -1319,7 +1319,7 @@ fn build_config(
         preset,
         model,
         train,
-        loss,
+        loss: loss.canonical(),
         teacher: None,
         test_runs: u("test_runs"),
     }
