@@ -121,3 +121,68 @@ pub fn run<B: AutodiffBackend>(
     }
     rows
 }
+
+/// Target for a whole STCD distillation step (teacher forward + student forward/backward +
+/// loss + update) at batch 50, N = 228, from issue #3.
+pub const STCD_STEP_TARGET_S: f64 = 0.65;
+
+/// Median seconds of one STCD training step, teacher → student, at `batch` (Table 6 weights
+/// for PeMSD7), with random inputs and weights.
+pub fn stcd_step<B: AutodiffBackend>(
+    nodes: usize,
+    batch: usize,
+    reps: usize,
+    device: &B::Device,
+) -> f64 {
+    use crate::distill::{kd_loss, KdInputs, LossConfig, LossKind};
+    let mut rng = Rng::new(7, 0);
+    let mut cheb: Vec<f32> = (0..KS * nodes * nodes)
+        .map(|_| (rng.next_f64() as f32 - 0.5) / nodes as f32)
+        .collect();
+    for (e, v) in cheb[..nodes * nodes].iter_mut().enumerate() {
+        *v = if e % (nodes + 1) == 0 { 1.0 } else { 0.0 };
+    }
+    let g = GraphKernel::<B>::new(&cheb, nodes, device);
+    let g_t = GraphKernel::<B::InnerBackend>::new(&cheb, nodes, device);
+    let teacher = Stgcn::<B::InnerBackend>::new(
+        &StgcnConfig::new(Preset::Teacher.channels(), nodes, 12),
+        1,
+        device,
+    )
+    .expect("preset is valid");
+    let mut student = Stgcn::<B>::new(
+        &StgcnConfig::new(Preset::Student.channels(), nodes, 12),
+        2,
+        device,
+    )
+    .expect("preset is valid");
+    let mut opt = AdamConfig::new().init::<B, Stgcn<B>>();
+    let mut loss_cfg = LossConfig::new(LossKind::Stcd);
+    (loss_cfg.alpha1, loss_cfg.alpha2, loss_cfg.alpha3) = (0.170, 0.047, 0.313);
+    let x = random_tensor::<B, 4>(&mut rng, [batch, 12, nodes, 1], device);
+    let y = random_tensor::<B, 4>(&mut rng, [batch, 1, nodes, 1], device);
+    let mut times = Vec::new();
+    for rep in 0..=reps {
+        let t = Instant::now();
+        let (yt, ft) = teacher.forward_features(x.clone().inner(), &g_t);
+        let (ys, fs) = student.forward_features(x.clone(), &g);
+        let out = kd_loss(
+            &loss_cfg,
+            &KdInputs {
+                target: y.clone(),
+                student_y: ys,
+                student_f: &fs,
+                teacher_y: Some(yt),
+                teacher_f: Some(&ft),
+            },
+        )
+        .expect("valid STCD configuration");
+        let grads = GradientsParams::from_grads(out.loss.backward(), &student);
+        student = opt.step(1e-3, student, grads);
+        let _ = student.output.fc_bias.val().into_data();
+        if rep > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    median(times)
+}

@@ -653,8 +653,11 @@ fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device) -> Result<
             r.model, r.train_step_s, r.forward_s
         )
     });
+    let stcd = stkd::bench::stcd_step::<B>(args.nodes, 50, args.reps.max(1), &device);
     if args.json {
-        return print_json(&rows);
+        return print_json(
+            &serde_json::json!({"device": args.device, "threads": rayon::current_num_threads(), "models": rows, "stcd_step_s": stcd, "stcd_step_target_s": stkd::bench::STCD_STEP_TARGET_S}),
+        );
     }
     let table: Vec<Row> = rows
         .iter()
@@ -670,6 +673,12 @@ fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device) -> Result<
         .collect();
     println!("{}", Table::new(table));
     println!("ratio = stkd time / PyTorch 2.15 time on the same 2-core machine (2 threads); below 1 is faster");
+    println!(
+        "STCD distillation step (teacher forward + student forward/backward + loss + Adam), batch 50: {:.3} s (target {:.2} s, ratio {:.2})",
+        stcd,
+        stkd::bench::STCD_STEP_TARGET_S,
+        stcd / stkd::bench::STCD_STEP_TARGET_S
+    );
     Ok(())
 }
 
