@@ -54,6 +54,18 @@ fn random_tensor<B: burn::tensor::backend::Backend, const D: usize>(
     Tensor::from_data(TensorData::new(v, shape), device)
 }
 
+/// A Chebyshev stack with `T_0 = I` and small random higher terms (dense products cost the
+/// same whatever the values).
+fn random_cheb(rng: &mut Rng, nodes: usize) -> Vec<f32> {
+    let mut cheb: Vec<f32> = (0..KS * nodes * nodes)
+        .map(|_| (rng.next_f64() as f32 - 0.5) / nodes as f32)
+        .collect();
+    for (e, v) in cheb[..nodes * nodes].iter_mut().enumerate() {
+        *v = if e % (nodes + 1) == 0 { 1.0 } else { 0.0 };
+    }
+    cheb
+}
+
 /// Time the three presets. `reps` timed repetitions after one warm-up; medians are reported.
 pub fn run<B: AutodiffBackend>(
     nodes: usize,
@@ -64,12 +76,7 @@ pub fn run<B: AutodiffBackend>(
     mut on_row: impl FnMut(&BenchRow),
 ) -> Vec<BenchRow> {
     let mut rng = Rng::new(42, 0);
-    let mut cheb: Vec<f32> = (0..KS * nodes * nodes)
-        .map(|_| (rng.next_f64() as f32 - 0.5) / nodes as f32)
-        .collect();
-    for (e, v) in cheb[..nodes * nodes].iter_mut().enumerate() {
-        *v = if e % (nodes + 1) == 0 { 1.0 } else { 0.0 }; // T_0 = I
-    }
+    let cheb = random_cheb(&mut rng, nodes);
     let g = GraphKernel::<B>::new(&cheb, nodes, device);
     let g_inner = GraphKernel::<B::InnerBackend>::new(&cheb, nodes, device);
     let mut rows = Vec::new();
@@ -82,9 +89,7 @@ pub fn run<B: AutodiffBackend>(
         let mut train_times = Vec::new();
         for rep in 0..=reps {
             let t = Instant::now();
-            let loss = (model.forward(x.clone(), &g) - y.clone())
-                .powi_scalar(2)
-                .mean();
+            let loss = crate::distill::mse_loss(model.forward(x.clone(), &g), y.clone());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = opt.step(1e-3, model, grads);
             // Read one parameter back so asynchronous backends finish the step.
@@ -136,12 +141,7 @@ pub fn stcd_step<B: AutodiffBackend>(
 ) -> f64 {
     use crate::distill::{kd_loss, KdInputs, LossConfig, LossKind};
     let mut rng = Rng::new(7, 0);
-    let mut cheb: Vec<f32> = (0..KS * nodes * nodes)
-        .map(|_| (rng.next_f64() as f32 - 0.5) / nodes as f32)
-        .collect();
-    for (e, v) in cheb[..nodes * nodes].iter_mut().enumerate() {
-        *v = if e % (nodes + 1) == 0 { 1.0 } else { 0.0 };
-    }
+    let cheb = random_cheb(&mut rng, nodes);
     let g = GraphKernel::<B>::new(&cheb, nodes, device);
     let g_t = GraphKernel::<B::InnerBackend>::new(&cheb, nodes, device);
     let teacher = Stgcn::<B::InnerBackend>::new(

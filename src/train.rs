@@ -13,6 +13,7 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Split};
+use crate::distill::mse_loss;
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::rng::Rng;
 
@@ -267,11 +268,6 @@ impl Batcher {
         let y1 = y.clone().narrow(1, 0, 1).reshape([b, 1, n, 1]);
         Batch { x, y1, y }
     }
-}
-
-/// The plain training loss (W/O KD): mean squared error of the one-step prediction.
-pub fn mse_loss<B: Backend>(pred: Tensor<B, 4>, target: Tensor<B, 4>) -> Tensor<B, 1> {
-    (pred - target).powi_scalar(2).mean()
 }
 
 /// Train an STGCN on `data` with the plain MSE loss. See [`train_with_loss`].
