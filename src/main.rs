@@ -49,6 +49,8 @@ enum Cmd {
     },
     /// Train one network on one dataset (an ad-hoc run).
     Train(TrainArgs),
+    /// Prune a trained network (Taylor or KDIS importance, Algorithm 1), fine-tune and compact it.
+    Prune(PruneArgs),
     /// Time one training step and one forward step for teacher, base and student (N = 228).
     Bench(BenchArgs),
     /// Run an experiment file: validate, plan, and execute every run not yet done.
@@ -272,6 +274,10 @@ fn run(cli: Cli) -> Result<()> {
             check_device(args.device)?;
             with_backend!(args.device, B, dev => train_cmd::<B>(&args, dev))
         }
+        Cmd::Prune(args) => {
+            check_device(args.device)?;
+            with_backend!(args.device, B, dev => prune_cmd::<B>(&args, dev))
+        }
         Cmd::Bench(args) => {
             check_device(args.device)?;
             with_backend!(args.device, B, dev => bench_cmd::<B>(&args, dev))
@@ -491,6 +497,8 @@ fn train_config(args: &TrainArgs) -> Result<RunConfig> {
         loss: loss.canonical(),
         teacher: args.teacher.as_ref().map(|t| t.display().to_string()),
         test_runs: args.test_runs,
+        prune: None,
+        base: None,
     })
 }
 
@@ -525,6 +533,7 @@ fn train_progress() -> impl FnMut(Event) {
                 pb.set_message("validating".to_string());
             }
         }
+        Event::Testing => eprintln!("evaluating the best model on the test split..."),
         Event::EpochEnd(r) => {
             if let Some(pb) = bar.take() {
                 pb.finish_and_clear();
@@ -562,6 +571,7 @@ fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<
     let paths = RunPaths {
         run_dir: run_dir.clone(),
         teacher_dir: args.teacher.clone(),
+        base_dir: None,
         data_dir: args.data.data_dir.clone(),
     };
     let mut progress = train_progress();
@@ -619,6 +629,258 @@ fn print_metrics(r: &RunReport) {
         println!(
             "test time: {:.3} s per 9-step prediction of a batch of {} (mean of {} runs)",
             t.seconds, t.batch, t.runs
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// stkd prune (issue #4)
+
+#[derive(Args)]
+struct PruneArgs {
+    #[arg(long)]
+    dataset: DatasetName,
+    /// Checkpoint folder of the trained run to prune (model.json and model.bin).
+    #[arg(long)]
+    base: PathBuf,
+    /// Importance: taylor (gradients of the plain loss) or kdis (of the distillation loss
+    /// against --teacher, Algorithm 1).
+    #[arg(long)]
+    method: stkd::prune::PruneMethod,
+    /// Checkpoint folder of the teacher (for kdis and --finetune-loss kd).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// Share of the base network's parameters to remove, in percent, in (0, 100).
+    #[arg(long)]
+    target: f64,
+    /// channel (whole channels; the result is compacted) or element (single weights).
+    #[arg(long, default_value = "channel")]
+    granularity: stkd::prune::Granularity,
+    /// Pruning steps that reach the target [default: 4].
+    #[arg(long, conflicts_with = "share_per_step")]
+    steps: Option<usize>,
+    /// Or: percent of the parameters removed per step.
+    #[arg(long)]
+    share_per_step: Option<f64>,
+    /// A pruning step every this many epochs [default: 2].
+    #[arg(long, conflicts_with = "interval_steps")]
+    interval_epochs: Option<usize>,
+    /// Or: a pruning step every this many minibatches.
+    #[arg(long)]
+    interval_steps: Option<usize>,
+    /// Fine-tuning epochs after the last pruning step.
+    #[arg(long, default_value_t = stkd::prune::DEFAULT_FINETUNE_EPOCHS)]
+    finetune_epochs: usize,
+    /// Fine-tuning loss: mse (Algorithm 1 line 25) or kd (the --loss against the teacher).
+    #[arg(long, default_value = "mse")]
+    finetune_loss: stkd::prune::FinetuneLoss,
+    /// Distillation loss of kdis and of kd fine-tuning.
+    #[arg(long, default_value = "stcd")]
+    loss: LossKind,
+    #[arg(long)]
+    alpha1: Option<f64>,
+    #[arg(long)]
+    alpha2: Option<f64>,
+    #[arg(long)]
+    alpha3: Option<f64>,
+    #[arg(long, default_value_t = 50)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value = "adam")]
+    optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop each epoch after this many minibatches (quick runs).
+    #[arg(long)]
+    max_steps_per_epoch: Option<usize>,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Runs of each test-time measurement (base and pruned network; default: 100 on a GPU,
+    /// about 30 s each on the CPU); 0 skips the speed-up.
+    #[arg(long)]
+    test_runs: Option<usize>,
+    #[arg(long, default_value = "results/runs")]
+    out: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The run configuration an ad-hoc `stkd prune` describes.
+fn prune_config(args: &PruneArgs) -> Result<RunConfig> {
+    use stkd::prune::{Interval, PruneConfig, StepRule};
+    let mut pc = PruneConfig::new(args.method, args.target);
+    pc.granularity = args.granularity;
+    if let Some(n) = args.steps {
+        pc.schedule = StepRule::Steps(n);
+    }
+    if let Some(s) = args.share_per_step {
+        pc.schedule = StepRule::SharePerStep(s);
+    }
+    if let Some(e) = args.interval_epochs {
+        pc.interval = Interval::Epochs(e);
+    }
+    if let Some(m) = args.interval_steps {
+        pc.interval = Interval::Minibatches(m);
+    }
+    pc.finetune_epochs = args.finetune_epochs;
+    pc.finetune_loss = args.finetune_loss;
+    pc.validate()?;
+    let json = std::fs::read_to_string(args.base.join("model.json")).with_context(|| {
+        format!(
+            "--base {}: no checkpoint there (expected model.json and model.bin of a finished run)",
+            args.base.display()
+        )
+    })?;
+    let model: StgcnConfig =
+        serde_json::from_str(&json).context("reading the base's model.json")?;
+    let mut loss = LossConfig::new(LossKind::Mse);
+    if pc.uses_teacher() {
+        loss = LossConfig::new(args.loss);
+        for (slot, v) in [
+            (&mut loss.alpha1, args.alpha1),
+            (&mut loss.alpha2, args.alpha2),
+            (&mut loss.alpha3, args.alpha3),
+        ] {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        loss.validate().context("invalid loss options")?;
+        if !args.loss.needs_teacher() || args.loss == LossKind::Skd {
+            anyhow::bail!("--loss {} cannot drive kdis or kd fine-tuning: use a distillation loss other than skd (stcd in the paper)", args.loss);
+        }
+        match &args.teacher {
+            None => anyhow::bail!("--method {} / --finetune-loss {} distil from a teacher: pass --teacher <run folder>", pc.method, pc.finetune_loss),
+            Some(t) if !t.join("model.json").exists() => anyhow::bail!("--teacher {}: no checkpoint there", t.display()),
+            _ => {}
+        }
+    } else if args.teacher.is_some() {
+        anyhow::bail!(
+            "--teacher is given but taylor pruning with mse fine-tuning does not use one"
+        );
+    }
+    let train = TrainConfig {
+        epochs: pc.finetune_epochs.max(1),
+        batch_size: args.batch_size,
+        lr: args.lr,
+        optimizer: args.optimizer,
+        seed: args.seed,
+        max_steps_per_epoch: args.max_steps_per_epoch,
+        ..TrainConfig::default()
+    };
+    train.validate()?;
+    Ok(RunConfig {
+        dataset: args.dataset,
+        split_days: args.data.split_days.as_ref().map(|v| [v[0], v[1], v[2]]),
+        preset: Preset::ALL
+            .into_iter()
+            .find(|p| p.channels() == model.channels),
+        model,
+        train,
+        loss: loss.canonical(),
+        teacher: args.teacher.as_ref().map(|t| t.display().to_string()),
+        test_runs: args.test_runs,
+        prune: Some(pc),
+        base: Some(args.base.display().to_string()),
+    })
+}
+
+fn prune_cmd<B: AutodiffBackend>(args: &PruneArgs, device: B::Device) -> Result<()> {
+    let cfg = prune_config(args)?;
+    let pc = cfg.prune.clone().expect("a pruning run");
+    let data = args.data.load(args.dataset)?;
+    for n in &data.notes {
+        eprintln!("note: {n}");
+    }
+    let id = stkd::plan::run_hash(&cfg, &data.checksum);
+    let run_dir = args.out.join(format!(
+        "{}-prune-{}-{}-{}-{id}",
+        args.dataset, pc.method, pc.granularity, pc.target_pct
+    ));
+    eprintln!(
+        "pruning {} ({:?}, {} parameters) on {} to {} % with {} ({} granularity, {} steps, {:?}, then {} fine-tuning epochs with {}) on {}; run folder {}",
+        args.base.display(),
+        cfg.model.channels,
+        cfg.model.param_count(),
+        args.dataset,
+        pc.target_pct,
+        pc.method,
+        pc.granularity,
+        pc.steps(),
+        pc.interval,
+        pc.finetune_epochs,
+        pc.finetune_loss,
+        args.device,
+        run_dir.display()
+    );
+    let paths = RunPaths {
+        run_dir: run_dir.clone(),
+        teacher_dir: args.teacher.clone(),
+        base_dir: Some(args.base.clone()),
+        data_dir: args.data.data_dir.clone(),
+    };
+    let mut progress = train_progress();
+    let report = exec::execute::<B>(&cfg, &data, &paths, args.device, &device, &mut progress)?;
+    exec::write_report(&report, &run_dir)?;
+    if args.json {
+        return print_json(&report);
+    }
+    print_metrics(&report);
+    if let Some(s) = &report.pruning {
+        print_pruning(s);
+    }
+    println!("checkpoint: {}", run_dir.display());
+    Ok(())
+}
+
+fn print_pruning(s: &stkd::prune::PruneSummary) {
+    #[derive(Tabled)]
+    struct Row {
+        step: usize,
+        epoch: usize,
+        minibatch: usize,
+        #[tabled(rename = "aimed %")]
+        goal: String,
+        #[tabled(rename = "removed %")]
+        removed: String,
+        channels: String,
+    }
+    let rows: Vec<Row> = s
+        .steps
+        .iter()
+        .map(|p| Row {
+            step: p.step,
+            epoch: p.epoch,
+            minibatch: p.minibatch,
+            goal: format!("{:.2}", 100.0 * p.goal_share),
+            removed: format!("{:.2}", 100.0 * p.masked_share),
+            channels: p.channels.map_or(String::new(), |c| format!("{c:?}")),
+        })
+        .collect();
+    println!("{}", Table::new(rows));
+    println!(
+        "pruning ({} importance, {} granularity, target {} %): removed {} of {} parameters ({:.2} %)",
+        s.method,
+        s.granularity,
+        s.target_pct,
+        s.original_parameters - s.remaining_parameters,
+        s.original_parameters,
+        100.0 * s.masked_share
+    );
+    if let (Some(p), Some(c)) = (s.compact_parameters, s.compact_channels) {
+        println!(
+            "compacted network: channels {c:?}, {p} parameters ({:.2} % of the base); max |masked − compacted| output {:.2e}",
+            100.0 * s.kept_share(),
+            s.compaction_max_abs_diff.unwrap_or(f64::NAN)
+        );
+    }
+    if let (Some(v), Some(b), Some(p)) = (s.speedup, s.base_test_time, s.pruned_test_time) {
+        println!(
+            "inference speed-up: {v:.2}x (9-step prediction of a batch of {}: base {:.4} s over {} runs, pruned {:.4} s over {} runs)",
+            p.batch, b.seconds, b.runs, p.seconds, p.runs
         );
     }
 }
@@ -795,6 +1057,8 @@ struct SweepDisplay {
     multi: Option<indicatif::MultiProgress>,
     main: Option<ProgressBar>,
     slots: Vec<Option<(ProgressBar, String)>>,
+    /// Steps per epoch of each slot's run (plain-line mode).
+    plain_steps: Vec<usize>,
 }
 
 impl SweepDisplay {
@@ -804,6 +1068,7 @@ impl SweepDisplay {
             multi: tty.then(indicatif::MultiProgress::new),
             main: None,
             slots: vec![None; slots],
+            plain_steps: vec![0; slots],
         }
     }
 
@@ -849,13 +1114,23 @@ impl SweepDisplay {
             }
             SweepEvent::Progress { slot, event } => {
                 let Some((pb, line)) = self.slots.get_mut(slot).and_then(|s| s.as_mut()) else {
-                    if let RunEvent::EpochEnd {
-                        epoch,
-                        train_loss,
-                        val_mae,
-                    } = event
-                    {
-                        eprintln!("  slot {slot}: epoch {epoch} train loss {train_loss:.5} val MAE {val_mae:.3}");
+                    // No terminal: a line per epoch and about every tenth of an epoch.
+                    match event {
+                        RunEvent::Epoch { epoch, epochs, steps } => {
+                            self.plain_steps[slot] = steps;
+                            eprintln!("  slot {slot}: epoch {epoch}/{epochs}, {steps} steps");
+                        }
+                        RunEvent::Step { step, loss } => {
+                            let every = self.plain_steps[slot].div_ceil(10).max(1);
+                            if step % every == 0 {
+                                eprintln!("  slot {slot}: step {step}/{} loss {loss:.4}", self.plain_steps[slot]);
+                            }
+                        }
+                        RunEvent::EpochEnd { epoch, train_loss, val_mae } => eprintln!(
+                            "  slot {slot}: epoch {epoch} train loss {train_loss:.5} val MAE {val_mae:.3}"
+                        ),
+                        RunEvent::Validating => eprintln!("  slot {slot}: validating"),
+                        RunEvent::Testing => eprintln!("  slot {slot}: testing"),
                     }
                     return;
                 };
@@ -1151,6 +1426,7 @@ fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
         let paths = RunPaths {
             run_dir: runs_dir.join(&args.hash),
             teacher_dir: cfg.teacher.as_ref().map(|t| runs_dir.join(t)),
+            base_dir: cfg.base.as_ref().map(|b| runs_dir.join(b)),
             data_dir: args.data_dir.clone(),
         };
         let mut emit = |e: Event| {
@@ -1166,6 +1442,7 @@ fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
                 },
                 Event::Step { step, loss, .. } => RunEvent::Step { step, loss },
                 Event::Evaluating { .. } => RunEvent::Validating,
+                Event::Testing => RunEvent::Testing,
                 Event::EpochEnd(r) => RunEvent::EpochEnd {
                     epoch: r.epoch,
                     train_loss: r.train_loss,

@@ -210,6 +210,8 @@ pub enum Event<'a> {
         epoch: usize,
     },
     EpochEnd(&'a EpochRecord),
+    /// Training is over; the best model is being evaluated on the test split.
+    Testing,
 }
 
 enum Opt<B: AutodiffBackend> {
