@@ -57,6 +57,9 @@ enum Cmd {
     Sweep(SweepArgs),
     /// Show the runs of a store (or of one experiment file) and their state.
     Status(StatusArgs),
+    /// Write the paper's tables (Markdown/CSV, beside the paper's values) and plots for an
+    /// experiment file from the store.
+    Report(ReportArgs),
     /// Execute one claimed run of a store (started by `sweep`; one process per run).
     #[command(hide = true)]
     RunOne(RunOneArgs),
@@ -90,6 +93,22 @@ struct SweepArgs {
     /// With --dry-run: the plan as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The experiment file (YAML).
+    file: PathBuf,
+    #[arg(long, default_value = stkd::store::DEFAULT_PATH)]
+    store: PathBuf,
+    /// Output folder.
+    #[arg(long, default_value = "results/reports")]
+    out: PathBuf,
+    /// Formats, comma-separated: md, csv.
+    #[arg(long, value_delimiter = ',', default_value = "md,csv")]
+    format: Vec<stkd::report::Format>,
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -284,6 +303,19 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Sweep(args) => sweep_cmd(&args),
         Cmd::Status(args) => status_cmd(&args),
+        Cmd::Report(args) => {
+            let written = stkd::report::write_reports(
+                &args.file,
+                &args.store,
+                &args.data_dir,
+                &args.out,
+                &args.format,
+            )?;
+            for p in written {
+                println!("{}", p.display());
+            }
+            Ok(())
+        }
         Cmd::RunOne(args) => run_one_cmd(&args),
     }
 }

@@ -1,0 +1,190 @@
+//! What a report is made of: every planned run of the experiment file (resolved through the
+//! planner, so its hash is the one a sweep would use) joined with what the store knows about it.
+//! Runs that the store does not have, or has not finished, stay in the list with their state.
+
+use std::fmt;
+
+use crate::plan::Plan;
+use crate::spec::{Experiment, RunConfig};
+use crate::store::{RunResult, RunStatus, Store, StoreError};
+
+/// Where a planned run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RunState {
+    Done,
+    Running,
+    Pending,
+    Failed,
+    Skipped,
+    /// Not in the store: the experiment has not been swept (with this data and code version).
+    NotRegistered,
+}
+
+impl RunState {
+    /// Every state, in the order reports list them.
+    pub const ALL: [RunState; 6] = [
+        RunState::Done,
+        RunState::Running,
+        RunState::Pending,
+        RunState::Failed,
+        RunState::Skipped,
+        RunState::NotRegistered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Done => "done",
+            RunState::Running => "running",
+            RunState::Pending => "pending",
+            RunState::Failed => "failed",
+            RunState::Skipped => "skipped",
+            RunState::NotRegistered => "not started",
+        }
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<RunStatus> for RunState {
+    fn from(s: RunStatus) -> Self {
+        match s {
+            RunStatus::Done => RunState::Done,
+            RunStatus::Running => RunState::Running,
+            RunStatus::Pending => RunState::Pending,
+            RunStatus::Failed => RunState::Failed,
+            RunStatus::Skipped => RunState::Skipped,
+        }
+    }
+}
+
+/// One planned run and what the store holds for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEntry {
+    pub hash: String,
+    /// The run's label in the experiment file.
+    pub label: String,
+    /// Grid/random/seed values of this variant, e.g. `alpha1=0.1000 seed=2` (may be empty).
+    pub variant: String,
+    pub config: RunConfig,
+    /// Hashes of the runs it needs (its teacher).
+    pub deps: Vec<String>,
+    pub state: RunState,
+    /// Why it failed or was skipped.
+    pub error: Option<String>,
+    /// Device of the latest attempt.
+    pub device: Option<String>,
+    /// Unix seconds when it became done or failed.
+    pub finished: Option<f64>,
+    /// Everything a done run stored.
+    pub result: Option<RunResult>,
+}
+
+impl RunEntry {
+    /// A planned run the store does not know.
+    pub fn planned(
+        hash: &str,
+        label: &str,
+        variant: &str,
+        config: RunConfig,
+        deps: Vec<String>,
+    ) -> Self {
+        RunEntry {
+            hash: hash.to_string(),
+            label: label.to_string(),
+            variant: variant.to_string(),
+            config,
+            deps,
+            state: RunState::NotRegistered,
+            error: None,
+            device: None,
+            finished: None,
+            result: None,
+        }
+    }
+
+    /// `label dataset [variant]`, as the CLI names runs.
+    pub fn display_name(&self) -> String {
+        if self.variant.is_empty() {
+            format!("{} {}", self.label, self.config.dataset)
+        } else {
+            format!("{} {} [{}]", self.label, self.config.dataset, self.variant)
+        }
+    }
+
+    /// The variant without its `seed=N` part: runs that differ only by seed share it.
+    pub fn variant_without_seed(&self) -> String {
+        self.variant
+            .split_whitespace()
+            .filter(|t| !t.starts_with("seed="))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.config.train.seed
+    }
+
+    /// The stored result of a done run.
+    pub fn done(&self) -> Option<&RunResult> {
+        match self.state {
+            RunState::Done => self.result.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Everything a report is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportData {
+    /// The experiment's `name` (`table4`, `quickstart`, …).
+    pub name: String,
+    pub description: String,
+    /// The experiment file as given on the command line.
+    pub file: String,
+    /// Every planned run, in plan order (teachers first, as the file lists them).
+    pub runs: Vec<RunEntry>,
+}
+
+impl ReportData {
+    pub fn run(&self, hash: &str) -> Option<&RunEntry> {
+        self.runs.iter().find(|r| r.hash == hash)
+    }
+}
+
+/// Joins the plan of `exp` with the store (`None`: no store yet, every run is not started).
+pub fn collect(
+    exp: &Experiment,
+    plan: &Plan,
+    store: Option<&Store>,
+) -> Result<ReportData, StoreError> {
+    let mut runs = Vec::with_capacity(plan.jobs.len());
+    for job in &plan.jobs {
+        let mut entry = RunEntry::planned(
+            &job.hash,
+            &job.label,
+            &job.variant,
+            job.config.clone(),
+            job.deps.clone(),
+        );
+        if let Some(row) = store.map(|s| s.run(&job.hash)).transpose()?.flatten() {
+            entry.state = row.status.into();
+            entry.error = row.error;
+            entry.device = row.device;
+            entry.finished = row.finished;
+            if entry.state == RunState::Done {
+                entry.result = store.map(|s| s.result(&job.hash)).transpose()?.flatten();
+            }
+        }
+        runs.push(entry);
+    }
+    Ok(ReportData {
+        name: exp.name.clone(),
+        description: exp.description.clone(),
+        file: exp.file.display().to_string(),
+        runs,
+    })
+}

@@ -1,0 +1,312 @@
+//! Reports of an experiment (spec §6): each paper table in the paper's layout, our values beside
+//! the paper's, as Markdown and CSV, with SVG figures linked from the Markdown.
+//!
+//! The flow, one module per concern:
+//! - [`collect`]: experiment file → plan → hashes → store rows. Every planned run is kept, with
+//!   its state (`done`, `running`, `pending`, `failed`, `skipped`, `not started`).
+//! - [`tables`]: which paper table the experiment reproduces (its `name`, `table1` … `table8`;
+//!   other names get a generic table), which runs make which row (by loss and model preset),
+//!   mean ± sample std over seeds. Pure data, no I/O.
+//! - [`paper`]: the paper's values (`paper/*.csv`, embedded).
+//! - [`render`]: Markdown and CSV text; [`figures`], [`plots`], [`tsne`]: the SVG figures.
+//!
+//! Output, for an experiment named `table4` in `out_dir`: `table4.md`, `table4.csv` (metrics,
+//! long format), `table4-runs.csv` (every run), `table4-networks.csv` / `table4-attention.csv`
+//! for Tables 1 / 3, and `table4/*.svg`. The same store gives the same bytes: nothing depends on
+//! the clock, the machine's locale or hash-map order; the only times are the runs' own finish
+//! times. The git commit printed at the top changes with the code, on purpose.
+
+pub mod collect;
+pub mod figures;
+pub mod paper;
+pub mod plots;
+pub mod render;
+pub mod tables;
+pub mod tsne;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::data::{DataConfig, DataError, Dataset, DatasetName};
+use crate::plan::Plan;
+use crate::spec::{Experiment, SpecErrors};
+use crate::store::{Store, StoreError};
+
+pub use collect::{collect, ReportData, RunEntry, RunState};
+pub use render::{render_csv, render_markdown};
+pub use tables::{build_report, Report};
+
+/// The `stkd` version printed in reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// An output format of `stkd report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Format {
+    /// `<name>.md` and its figures.
+    Markdown,
+    /// `<name>.csv` and the other tables' CSV files.
+    Csv,
+}
+
+impl Format {
+    pub const ALL: [Format; 2] = [Format::Markdown, Format::Csv];
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Markdown => "md",
+            Format::Csv => "csv",
+        })
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "md" | "markdown" => Ok(Format::Markdown),
+            "csv" => Ok(Format::Csv),
+            _ => Err(format!("unknown report format `{s}`: expected md or csv")),
+        }
+    }
+}
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}")]
+    Spec(SpecErrors),
+    #[error("loading data set {dataset} to identify the experiment's runs: {cause}")]
+    Data {
+        dataset: DatasetName,
+        cause: DataError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{}: {cause}", .path.display())]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{0}")]
+    Plot(String),
+}
+
+/// How [`write_plan_reports`] writes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub formats: Vec<Format>,
+    /// The commit printed at the top ([`git_commit`] for real reports, fixed in tests).
+    pub commit: String,
+    /// Load checkpoints for the prediction and t-SNE figures.
+    pub model_figures: bool,
+}
+
+/// The git commit of the code, 12 hex digits: `git rev-parse HEAD` in the crate's source folder
+/// (else the working directory), falling back to reading `.git/HEAD`; `unknown` without git.
+pub fn git_commit() -> String {
+    let dirs = [
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        PathBuf::from("."),
+    ];
+    for dir in dirs.iter().filter(|d| d.exists()) {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["rev-parse", "HEAD"])
+            .output();
+        if let Some(o) = out.ok().filter(|o| o.status.success()) {
+            if let Some(c) = short_commit(&String::from_utf8_lossy(&o.stdout)) {
+                return c;
+            }
+        }
+        if let Some(c) = read_head(&dir.join(".git")) {
+            return c;
+        }
+    }
+    "unknown".into()
+}
+
+fn short_commit(s: &str) -> Option<String> {
+    let s = s.trim();
+    (s.len() >= 12 && s.chars().all(|c| c.is_ascii_hexdigit())).then(|| s[..12].to_string())
+}
+
+/// HEAD of a `.git` folder without git: a detached hash, a loose ref or a packed ref.
+fn read_head(git: &Path) -> Option<String> {
+    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
+    let Some(r) = head.trim().strip_prefix("ref:").map(str::trim) else {
+        return short_commit(&head);
+    };
+    if let Ok(loose) = std::fs::read_to_string(git.join(r)) {
+        return short_commit(&loose);
+    }
+    let packed = std::fs::read_to_string(git.join("packed-refs")).ok()?;
+    packed
+        .lines()
+        .find_map(|l| l.strip_suffix(r).map(str::trim).and_then(short_commit))
+}
+
+/// A file-name-safe form of an experiment name.
+fn file_stem(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.starts_with('.') {
+        format!("report{s}")
+    } else {
+        s
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
+    std::fs::write(path, text).map_err(|cause| ReportError::Io {
+        path: path.to_path_buf(),
+        cause,
+    })
+}
+
+/// `stkd report FILE`: load and plan the experiment file (data checksums from `data_dir`, as a
+/// sweep computes them), then [`write_plan_reports`] with the current git commit. Returns the
+/// files written.
+pub fn write_reports(
+    experiment_file: &Path,
+    store: &Path,
+    data_dir: &Path,
+    out_dir: &Path,
+    formats: &[Format],
+) -> Result<Vec<PathBuf>, ReportError> {
+    let exp = crate::spec::load(experiment_file).map_err(ReportError::Spec)?;
+    let plan = crate::plan::plan(&exp, |d| {
+        let mut cfg = DataConfig::new(d);
+        cfg.data_dir = data_dir.to_path_buf();
+        Dataset::load(&cfg)
+            .map(|x| x.checksum)
+            .map_err(|cause| ReportError::Data { dataset: d, cause })
+    })?;
+    let opts = Options {
+        formats: formats.to_vec(),
+        commit: git_commit(),
+        model_figures: true,
+    };
+    write_plan_reports(&exp, &plan, store, data_dir, out_dir, &opts)
+}
+
+/// Writes the reports of a planned experiment from `store` (which need not exist: every run is
+/// then `not started`) into `out_dir`. Figures (with Markdown only) go to `out_dir/<name>/`;
+/// SVG files left there by an earlier report and not made now are removed.
+pub fn write_plan_reports(
+    exp: &Experiment,
+    plan: &Plan,
+    store: &Path,
+    data_dir: &Path,
+    out_dir: &Path,
+    opts: &Options,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let st = if store.exists() {
+        Some(Store::open(store)?)
+    } else {
+        None
+    };
+    let data = collect(exp, plan, st.as_ref())?;
+    drop(st);
+    let mut report = build_report(&data, VERSION, &opts.commit);
+    std::fs::create_dir_all(out_dir).map_err(|cause| ReportError::Io {
+        path: out_dir.to_path_buf(),
+        cause,
+    })?;
+    let stem = file_stem(&data.name);
+    let mut files = Vec::new();
+    if opts.formats.contains(&Format::Markdown) {
+        let store_dir = store
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let figs = figures::make_figures(&figures::FigureInputs {
+            data: &data,
+            table: report.table,
+            store_dir,
+            data_dir,
+            out_dir,
+            plots: &stem,
+            model_figures: opts.model_figures,
+        })?;
+        remove_stale_svgs(&out_dir.join(&stem), &figs.files)?;
+        report.figures = figs.figures;
+        let md = out_dir.join(format!("{stem}.md"));
+        write_file(&md, &render_markdown(&report))?;
+        files.push(md);
+        files.extend(figs.files);
+    }
+    if opts.formats.contains(&Format::Csv) {
+        for (suffix, text) in render_csv(&report) {
+            let path = out_dir.join(format!("{stem}{suffix}.csv"));
+            write_file(&path, &text)?;
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+fn remove_stale_svgs(dir: &Path, keep: &[PathBuf]) -> Result<(), ReportError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "svg") && !keep.contains(&p) {
+            std::fs::remove_file(&p).map_err(|cause| ReportError::Io { path: p, cause })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!("md".parse::<Format>().unwrap(), Format::Markdown);
+        assert_eq!("CSV".parse::<Format>().unwrap(), Format::Csv);
+        assert!("pdf".parse::<Format>().unwrap_err().contains("md or csv"));
+    }
+
+    #[test]
+    fn commits_and_file_names() {
+        let c = git_commit();
+        assert!(
+            c == "unknown" || (c.len() == 12 && short_commit(&c).is_some()),
+            "{c}"
+        );
+        assert_eq!(short_commit("abc"), None);
+        assert_eq!(file_stem("table4"), "table4");
+        assert_eq!(file_stem("a b/c"), "a-b-c");
+        assert_eq!(file_stem(""), "report");
+    }
+
+    #[test]
+    fn head_without_git() {
+        let dir = std::env::temp_dir().join(format!("stkd-report-head-{}", std::process::id()));
+        let git = dir.join(".git");
+        std::fs::create_dir_all(git.join("refs/heads")).unwrap();
+        let hash = "0123456789abcdef0123456789abcdef01234567";
+        std::fs::write(git.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(git.join("packed-refs"), format!("{hash} refs/heads/main\n")).unwrap();
+        assert_eq!(read_head(&git).as_deref(), Some("0123456789ab"));
+        std::fs::write(git.join("refs/heads/main"), format!("{hash}\n")).unwrap();
+        assert_eq!(read_head(&git).as_deref(), Some("0123456789ab"));
+        std::fs::write(git.join("HEAD"), format!("{hash}\n")).unwrap();
+        assert_eq!(read_head(&git).as_deref(), Some("0123456789ab"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,778 @@
+//! Markdown and CSV text of a [`Report`]. Pure and deterministic: fixed number formats, rows in
+//! the data model's order, times from the store only (formatted in UTC by hand), `\n` line ends.
+//!
+//! Markdown layout of a metrics table (GitHub-rendered): each model has an **ours** line (mean ±
+//! std over seeds, then ours − paper in parentheses) and, below it, a **paper** line with the
+//! paper's value, so every cell stays short and the two numbers sit on top of each other.
+
+use std::fmt::Write;
+
+use crate::report::collect::RunState;
+use crate::report::paper::{self, dataset_title, COLUMNS, HORIZONS, METRICS};
+use crate::report::tables::{
+    AttentionTable, Figure, FigureItem, Meta, MetricsRow, MetricsTable, NetworksTable, Report,
+    RunCounts, RunLine, Section, Stat, Unfinished,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Number and time formats
+
+/// Fixed 3 decimals (the paper's precision); `NaN` / `inf` spelled out; never `-0.000`.
+pub fn fixed(x: f64, decimals: usize) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    let s = format!("{x:.decimals$}");
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => s,
+    }
+}
+
+/// A difference with its sign: `+0.078`, `−0.103` (U+2212 in Markdown), `0.000`.
+pub fn signed(x: f64, decimals: usize, unicode_minus: bool) -> String {
+    let s = fixed(x, decimals);
+    if let Some(abs) = s.strip_prefix('-') {
+        if unicode_minus {
+            format!("−{abs}")
+        } else {
+            s
+        }
+    } else if s.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        format!("+{s}")
+    } else {
+        s
+    }
+}
+
+/// `5.301 ± 0.012`, or `5.301` for one value.
+pub fn stat_text(s: &Stat, decimals: usize) -> String {
+    match s.std {
+        Some(sd) => format!("{} ± {}", fixed(s.mean, decimals), fixed(sd, decimals)),
+        None => fixed(s.mean, decimals),
+    }
+}
+
+/// `333,604`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (proleptic Gregorian, seconds floored).
+pub fn utc(unix_s: f64) -> String {
+    let secs = unix_s.floor() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `1 h 02 min`, `12 min 05 s`, `45.2 s`.
+pub fn duration(s: f64) -> String {
+    if !s.is_finite() {
+        return fixed(s, 1);
+    }
+    let whole = s.round() as u64;
+    if whole >= 3600 {
+        format!("{} h {:02} min", whole / 3600, whole % 3600 / 60)
+    } else if whole >= 60 {
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    } else {
+        format!("{} s", fixed(s, 1))
+    }
+}
+
+/// Text safe inside a Markdown table cell: one line, pipes escaped, at most `max` characters.
+pub fn cell(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    let mut out: String = line.chars().take(max).collect();
+    if line.chars().count() > max || text.trim().lines().count() > 1 {
+        out.push('…');
+    }
+    out.replace('|', "\\|")
+}
+
+fn join<T: ToString>(v: &[T]) -> String {
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Markdown
+
+/// The whole Markdown report.
+pub fn render_markdown(r: &Report) -> String {
+    let mut s = String::new();
+    match r.table {
+        Some(t) => {
+            let _ = writeln!(s, "# {}: our results beside the paper's Table {t}", r.name);
+        }
+        None => {
+            let _ = writeln!(s, "# {}: results", r.name);
+        }
+    }
+    s.push('\n');
+    if !r.description.is_empty() {
+        let _ = writeln!(s, "{}\n", r.description);
+    }
+    meta_md(&mut s, r);
+    for sec in &r.sections {
+        match sec {
+            Section::Metrics(t) => metrics_md(&mut s, t, r.table),
+            Section::Networks(t) => networks_md(&mut s, t),
+            Section::Attention(t) => attention_md(&mut s, t),
+        }
+    }
+    figures_md(&mut s, &r.figures);
+    runs_md(&mut s, &r.runs);
+    s
+}
+
+fn meta_md(s: &mut String, r: &Report) {
+    let m: &Meta = &r.meta;
+    let _ = writeln!(s, "- **Experiment file:** `{}`", r.file);
+    let paper = match r.table {
+        Some(t) => format!("{}, Table {t}: {}", paper::CITATION, paper::caption(t)),
+        None => format!(
+            "{} (no table of its own; paper values by model name)",
+            paper::CITATION
+        ),
+    };
+    let _ = writeln!(s, "- **Paper:** {paper}");
+    let _ = writeln!(
+        s,
+        "- **Runs:** {} planned: {}",
+        m.counts.total(),
+        m.counts.describe()
+    );
+    let ds: Vec<&str> = m.datasets.iter().map(|d| dataset_title(*d)).collect();
+    let _ = writeln!(s, "- **Data sets:** {}", ds.join(", "));
+    let mut epochs = join(&m.epochs);
+    if m.steps_per_epoch.iter().any(Option::is_some) {
+        let caps: Vec<String> = m
+            .steps_per_epoch
+            .iter()
+            .map(|c| c.map_or("all".into(), |n| n.to_string()))
+            .collect();
+        let _ = write!(epochs, " (minibatches per epoch: {})", caps.join(", "));
+    }
+    let _ = writeln!(s, "- **Epochs:** {epochs}");
+    let _ = writeln!(s, "- **Seeds:** {}", join(&m.seeds));
+    let devices = if m.devices.is_empty() {
+        "none yet".to_string()
+    } else {
+        m.devices.join(", ")
+    };
+    let _ = writeln!(s, "- **Devices:** {devices}");
+    let finished = match m.finished {
+        None => "none yet".to_string(),
+        Some((a, b)) if utc(a) == utc(b) => utc(b),
+        Some((a, b)) => format!("{} to {}", utc(a), utc(b)),
+    };
+    let _ = writeln!(s, "- **Runs finished:** {finished}");
+    let _ = writeln!(s, "- **stkd:** {}, commit `{}`", m.version, m.commit);
+    s.push('\n');
+}
+
+/// Column headers of the nine metric columns: `MAPE 15 min`, …
+fn metric_headers() -> Vec<String> {
+    METRICS
+        .iter()
+        .flat_map(|m| HORIZONS.iter().map(move |h| format!("{m} {h} min")))
+        .collect()
+}
+
+fn row_name(model: &str, variant: &str) -> String {
+    if variant.is_empty() {
+        cell(model, 200)
+    } else {
+        cell(&format!("{model} [{variant}]"), 200)
+    }
+}
+
+fn ours_cell(r: &MetricsRow, c: usize) -> String {
+    let Some(st) = r.ours[c] else {
+        return "—".into();
+    };
+    let mut text = stat_text(&st, 3);
+    if r.best[c] {
+        text = format!("**{text}**");
+    }
+    if let Some(p) = r.paper {
+        if st.mean.is_finite() {
+            let _ = write!(text, " ({})", signed(st.mean - p[c], 3, true));
+        }
+    }
+    text
+}
+
+fn metrics_md(s: &mut String, t: &MetricsTable, report_table: Option<u8>) {
+    match t.table {
+        Some(n) => {
+            let _ = writeln!(s, "## Table {n}: {}\n", paper::caption(n));
+        }
+        None if report_table.is_some() => {
+            let _ = writeln!(s, "## Test metrics of these runs\n");
+        }
+        None => {
+            let _ = writeln!(s, "## Test metrics\n");
+        }
+    }
+    let paper_is = match t.table {
+        Some(n) => format!("the value the paper reports in Table {n}"),
+        None => "the paper's value for that model, from the table named on the line".into(),
+    };
+    let _ = writeln!(
+        s,
+        "Test split; MAPE in %, MAE and RMSE in mph; 15 / 30 / 45 min are predicted steps \
+         3 / 6 / 9. Each model has two lines: **ours** is the mean ± sample standard deviation \
+         (n − 1) over the finished seeds (no ± for a single seed; Runs gives n and any run not \
+         finished), followed in parentheses by ours − paper (negative: our error is lower); \
+         **paper** is {paper_is}. Bold: our best value in the column among the models compared \
+         (the plainly trained teacher or base model is the reference and is not ranked). \
+         —: no finished run.\n"
+    );
+    let mut head = vec!["Model".to_string(), String::new(), "Runs".into()];
+    let mut align = vec![":--", ":--", ":--"];
+    if t.param_pct {
+        head.push("Parameter %".into());
+        align.push("--:");
+    }
+    head.extend(metric_headers());
+    align.extend(std::iter::repeat_n("--:", COLUMNS));
+    for b in &t.blocks {
+        let _ = writeln!(s, "### {}\n", dataset_title(b.dataset));
+        let _ = writeln!(s, "| {} |", head.join(" | "));
+        let _ = writeln!(s, "|{}|", align.join("|"));
+        for r in &b.rows {
+            let mut ours = vec![
+                row_name(&r.model, &r.variant),
+                "ours".into(),
+                r.counts.describe(),
+            ];
+            if t.param_pct {
+                ours.push(r.param_pct.map_or("—".into(), |p| stat_text(&p, 2)));
+            }
+            ours.extend((0..COLUMNS).map(|c| ours_cell(r, c)));
+            let _ = writeln!(s, "| {} |", ours.join(" | "));
+            if let (Some(p), true) = (r.paper, r.paper_line) {
+                let label = match (r.paper_table, t.table) {
+                    (Some(pt), Some(tt)) if pt == tt => "paper".to_string(),
+                    (Some(pt), _) => format!("paper (Table {pt})"),
+                    (None, _) => "paper".to_string(),
+                };
+                let mut line = vec![String::new(), label, String::new()];
+                if t.param_pct {
+                    line.push(r.paper_param_pct.map_or("—".into(), |x| fixed(x, 0)));
+                }
+                line.extend(p.iter().map(|v| fixed(*v, 3)));
+                let _ = writeln!(s, "| {} |", line.join(" | "));
+            }
+        }
+        s.push('\n');
+        unfinished_md(s, &b.unfinished);
+    }
+    if t.param_pct {
+        let _ = writeln!(
+            s,
+            "Parameter %: parameters kept relative to the table's reference network ({}); a \
+             pruned run's compact count against its original count.\n",
+            if t.table == Some(7) {
+                "the teacher"
+            } else {
+                "the pruning base model"
+            }
+        );
+    }
+}
+
+fn unfinished_md(s: &mut String, list: &[Unfinished]) {
+    if list.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "Runs without results:\n");
+    for u in list {
+        let why = match &u.error {
+            Some(e) => format!("{}: {}", u.state, cell(e, 160)),
+            None => u.state.to_string(),
+        };
+        let _ = writeln!(s, "- `{}` (`{}`): {why}", u.name, u.hash);
+    }
+    s.push('\n');
+}
+
+fn networks_md(s: &mut String, t: &NetworksTable) {
+    let _ = writeln!(s, "## Table 1: {}\n", paper::caption(1));
+    let _ = writeln!(
+        s,
+        "Each network has an **ours** line and a **paper** line. Parameters: ours as trained \
+         (equal to the architecture's count). Test time: ours is the mean wall time of the full \
+         9-step prediction of one batch of test windows (batch and device under the table), \
+         mean ± std over seeds; the paper's is the average of 100 trials on a GTX 1080. FLOPs: \
+         ours counts 2 × the multiply–accumulates of one forward step (12 input steps → 1 output \
+         step) for one sample: temporal and graph convolutions, bottleneck residual projections \
+         and the output layer, not the elementwise work (biases, gates, activations, LayerNorm). \
+         The paper's FLOPs are as reported: they cannot be reproduced from the architecture. \
+         FLOPs % of teacher compares each count with the teacher's count of the same kind.\n"
+    );
+    for b in &t.blocks {
+        let _ = writeln!(s, "### {}\n", dataset_title(b.dataset));
+        let _ = writeln!(
+            s,
+            "| Model | | Runs | Parameters | Hidden blocks channels | Test time (s) | FLOPs | \
+             FLOPs % of teacher |"
+        );
+        let _ = writeln!(s, "|:--|:--|:--|--:|:--|--:|--:|--:|");
+        for r in &b.rows {
+            let time = match r.test_time {
+                Some(st) => stat_text(&st, 3),
+                None => "—".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | ours | {} | {} | {} | {} | {} | {} |",
+                row_name(&r.model, &r.variant),
+                r.counts.describe(),
+                thousands(r.parameters),
+                r.channels,
+                time,
+                thousands(r.flops),
+                fixed(r.flops_pct_teacher, 1)
+            );
+            if let Some(p) = &r.paper {
+                let _ = writeln!(
+                    s,
+                    "| | paper | | {} | {} | {} | {} (as reported) | {} |",
+                    thousands(p.parameters),
+                    p.channels,
+                    fixed(p.test_time_s, 3),
+                    thousands(p.flops),
+                    r.paper_flops_pct_teacher
+                        .map_or("—".into(), |x| fixed(x, 1))
+                );
+            }
+        }
+        s.push('\n');
+        let setups: Vec<String> = b
+            .rows
+            .iter()
+            .filter(|r| !r.test_time_setup.is_empty())
+            .map(|r| format!("{}: {}", r.model, r.test_time_setup))
+            .collect();
+        if !setups.is_empty() {
+            let _ = writeln!(s, "Our test times: {}.\n", setups.join("; "));
+        }
+    }
+}
+
+fn attention_cell(c: &crate::report::tables::AttentionCell) -> String {
+    let Some(st) = c.ours else {
+        return c.counts.describe();
+    };
+    let mut text = stat_text(&st, 3);
+    if let (Some(p), true) = (c.paper, st.mean.is_finite()) {
+        let _ = write!(text, " ({})", signed(st.mean - p, 3, true));
+    }
+    if c.counts.total() > c.counts.done() {
+        let _ = write!(text, "; {}", c.counts.describe());
+    }
+    text
+}
+
+fn attention_md(s: &mut String, t: &AttentionTable) {
+    let _ = writeln!(s, "## Table 3: {}\n", paper::caption(3));
+    let _ = writeln!(
+        s,
+        "Share (%) of the training elements (sample × node, over every step of training) for \
+         which ORD's target was the teacher's prediction instead of the data. ours: mean ± \
+         sample std over the finished seeds, then ours − paper in percentage points; paper: \
+         Table 3.\n"
+    );
+    let mut head = vec!["Model".to_string()];
+    let mut align = vec![":--"];
+    for d in &t.datasets {
+        head.push(format!("{} ours", dataset_title(*d)));
+        head.push(format!("{} paper", dataset_title(*d)));
+        align.extend([("--:"), ("--:")]);
+    }
+    let _ = writeln!(s, "| {} |", head.join(" | "));
+    let _ = writeln!(s, "|{}|", align.join("|"));
+    for r in &t.rows {
+        let mut line = vec![row_name(&r.model, &r.variant)];
+        for c in &r.cells {
+            line.push(attention_cell(c));
+            line.push(c.paper.map_or("—".into(), |p| fixed(p, 3)));
+        }
+        let _ = writeln!(s, "| {} |", line.join(" | "));
+    }
+    s.push('\n');
+}
+
+fn figures_md(s: &mut String, figures: &[Figure]) {
+    if figures.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## Figures\n");
+    for f in figures {
+        let _ = writeln!(s, "### {}\n", f.title);
+        for item in &f.items {
+            match item {
+                FigureItem::Image { alt, path, caption } => {
+                    let _ = writeln!(s, "![{alt}]({path})\n");
+                    if !caption.is_empty() {
+                        let _ = writeln!(s, "{caption}\n");
+                    }
+                }
+                FigureItem::Note(n) => {
+                    let _ = writeln!(s, "{n}\n");
+                }
+            }
+        }
+    }
+}
+
+fn status_text(r: &RunLine, max: usize) -> String {
+    match (&r.error, r.state) {
+        (Some(e), RunState::Failed | RunState::Skipped) => {
+            format!("{}: {}", r.state, cell(e, max))
+        }
+        _ => r.state.to_string(),
+    }
+}
+
+fn runs_md(s: &mut String, runs: &[RunLine]) {
+    let _ = writeln!(s, "## Runs\n");
+    let _ = writeln!(
+        s,
+        "Every run the experiment file plans, finished or not. Hash: the run's identity in the \
+         store (configuration, data and code version).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| Run | Model | Loss | Hyperparameters | Epochs | Batch | LR | Seed | Status | Best \
+         epoch | Training time | Finished | Hash |"
+    );
+    let _ = writeln!(s, "|:--|:--|:--|:--|--:|--:|--:|--:|:--|--:|--:|:--|:--|");
+    for r in runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | `{}` |",
+            cell(&r.name, 200),
+            cell(&r.model, 200),
+            r.loss,
+            if r.hyper.is_empty() { "—" } else { &r.hyper },
+            r.epochs,
+            r.batch_size,
+            crate::report::tables::short_number(r.lr),
+            r.seed,
+            status_text(r, 120),
+            r.best_epoch.map_or("—".into(), |e| e.to_string()),
+            r.train_seconds.map_or("—".into(), duration),
+            r.finished.map_or("—".into(), utc),
+            r.hash
+        );
+    }
+    s.push('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+/// A CSV field: quoted when it holds a comma, quote or line break.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv_line(fields: &[String]) -> String {
+    let mut l = fields
+        .iter()
+        .map(|f| csv_field(f))
+        .collect::<Vec<_>>()
+        .join(",");
+    l.push('\n');
+    l
+}
+
+fn opt(x: Option<f64>, decimals: usize) -> String {
+    x.map_or(String::new(), |v| fixed(v, decimals))
+}
+
+/// CSV numbers carry 6 decimals (the Markdown rounds the same numbers to 3).
+const CSV_DECIMALS: usize = 6;
+
+fn counts_csv(c: &RunCounts) -> String {
+    c.describe()
+}
+
+/// Long format like `paper/paper_metrics.csv`: one line per model row, metric and horizon.
+pub fn metrics_csv(t: &MetricsTable) -> String {
+    let mut s = csv_line(
+        &[
+            "dataset",
+            "model",
+            "variant",
+            "runs",
+            "n",
+            "param_pct",
+            "paper_param_pct",
+            "metric",
+            "horizon_min",
+            "mean",
+            "std",
+            "paper",
+            "diff",
+            "paper_table",
+            "best",
+        ]
+        .map(String::from),
+    );
+    for b in &t.blocks {
+        for r in &b.rows {
+            for (m, metric) in METRICS.iter().enumerate() {
+                for (h, horizon) in HORIZONS.iter().enumerate() {
+                    let c = paper::column(m, h);
+                    let ours = r.ours[c];
+                    let paper = r.paper.map(|p| p[c]);
+                    let diff = match (ours, paper) {
+                        (Some(o), Some(p)) if o.mean.is_finite() => Some(o.mean - p),
+                        _ => None,
+                    };
+                    s.push_str(&csv_line(&[
+                        b.dataset.to_string(),
+                        r.model.clone(),
+                        r.variant.clone(),
+                        counts_csv(&r.counts),
+                        ours.map_or(0, |o| o.n).to_string(),
+                        opt(r.param_pct.map(|p| p.mean), CSV_DECIMALS),
+                        opt(r.paper_param_pct, 0),
+                        metric.to_string(),
+                        horizon.to_string(),
+                        opt(ours.map(|o| o.mean), CSV_DECIMALS),
+                        opt(ours.and_then(|o| o.std), CSV_DECIMALS),
+                        opt(paper, 3),
+                        diff.map_or(String::new(), |d| signed(d, CSV_DECIMALS, false)),
+                        r.paper_table.map_or(String::new(), |t| format!("table{t}")),
+                        r.best[c].to_string(),
+                    ]));
+                }
+            }
+        }
+    }
+    s
+}
+
+/// Table 1, one line per network (ours and the paper's side by side).
+pub fn networks_csv(t: &NetworksTable) -> String {
+    let mut s = csv_line(
+        &[
+            "dataset",
+            "model",
+            "variant",
+            "runs",
+            "channels",
+            "parameters",
+            "paper_parameters",
+            "test_time_s",
+            "test_time_std",
+            "test_time_n",
+            "test_time_setup",
+            "paper_test_time_s",
+            "flops",
+            "paper_flops_as_reported",
+            "flops_pct_teacher",
+            "paper_flops_pct_teacher",
+        ]
+        .map(String::from),
+    );
+    for b in &t.blocks {
+        for r in &b.rows {
+            let p = r.paper.as_ref();
+            s.push_str(&csv_line(&[
+                b.dataset.to_string(),
+                r.model.clone(),
+                r.variant.clone(),
+                counts_csv(&r.counts),
+                r.channels.clone(),
+                r.parameters.to_string(),
+                p.map_or(String::new(), |p| p.parameters.to_string()),
+                opt(r.test_time.map(|x| x.mean), CSV_DECIMALS),
+                opt(r.test_time.and_then(|x| x.std), CSV_DECIMALS),
+                r.test_time.map_or(0, |x| x.n).to_string(),
+                r.test_time_setup.clone(),
+                opt(p.map(|p| p.test_time_s), 3),
+                r.flops.to_string(),
+                p.map_or(String::new(), |p| p.flops.to_string()),
+                fixed(r.flops_pct_teacher, CSV_DECIMALS),
+                opt(r.paper_flops_pct_teacher, CSV_DECIMALS),
+            ]));
+        }
+    }
+    s
+}
+
+/// Table 3, one line per model and data set.
+pub fn attention_csv(t: &AttentionTable) -> String {
+    let mut s = csv_line(
+        &[
+            "dataset",
+            "model",
+            "variant",
+            "runs",
+            "n",
+            "pct",
+            "std",
+            "paper_pct",
+            "diff",
+        ]
+        .map(String::from),
+    );
+    for r in &t.rows {
+        for (d, c) in t.datasets.iter().zip(&r.cells) {
+            let diff = match (c.ours, c.paper) {
+                (Some(o), Some(p)) if o.mean.is_finite() => Some(o.mean - p),
+                _ => None,
+            };
+            s.push_str(&csv_line(&[
+                d.to_string(),
+                r.model.clone(),
+                r.variant.clone(),
+                counts_csv(&c.counts),
+                c.ours.map_or(0, |o| o.n).to_string(),
+                opt(c.ours.map(|o| o.mean), CSV_DECIMALS),
+                opt(c.ours.and_then(|o| o.std), CSV_DECIMALS),
+                opt(c.paper, 3),
+                diff.map_or(String::new(), |d| signed(d, CSV_DECIMALS, false)),
+            ]));
+        }
+    }
+    s
+}
+
+/// The run ledger.
+pub fn runs_csv(runs: &[RunLine]) -> String {
+    let mut s = csv_line(
+        &[
+            "run",
+            "model",
+            "loss",
+            "hyperparameters",
+            "epochs",
+            "batch_size",
+            "lr",
+            "seed",
+            "status",
+            "best_epoch",
+            "train_seconds",
+            "finished_utc",
+            "hash",
+            "error",
+        ]
+        .map(String::from),
+    );
+    for r in runs {
+        s.push_str(&csv_line(&[
+            r.name.clone(),
+            r.model.clone(),
+            r.loss.to_string(),
+            r.hyper.clone(),
+            r.epochs.to_string(),
+            r.batch_size.to_string(),
+            crate::report::tables::short_number(r.lr),
+            r.seed.to_string(),
+            r.state.to_string(),
+            r.best_epoch.map_or(String::new(), |e| e.to_string()),
+            opt(r.train_seconds, 3),
+            r.finished.map_or(String::new(), utc),
+            r.hash.clone(),
+            r.error.clone().unwrap_or_default(),
+        ]));
+    }
+    s
+}
+
+/// Every CSV file of a report: `(file name suffix, text)`. The metrics table is `""` (written
+/// as `<name>.csv`), the others `-networks`, `-attention`, `-runs`.
+pub fn render_csv(r: &Report) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for sec in &r.sections {
+        match sec {
+            Section::Metrics(t) => out.push((String::new(), metrics_csv(t))),
+            Section::Networks(t) => out.push(("-networks".into(), networks_csv(t))),
+            Section::Attention(t) => out.push(("-attention".into(), attention_csv(t))),
+        }
+    }
+    out.push(("-runs".into(), runs_csv(&r.runs)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(fixed(5.2225, 3), "5.223");
+        assert_eq!(fixed(-0.0001, 3), "0.000");
+        assert_eq!(fixed(f64::NAN, 3), "NaN");
+        assert_eq!(signed(0.0784, 3, true), "+0.078");
+        assert_eq!(signed(-0.1034, 3, true), "−0.103");
+        assert_eq!(signed(-0.1034, 3, false), "-0.103");
+        assert_eq!(signed(-0.00001, 3, true), "0.000");
+        assert_eq!(thousands(49_889_172_087), "49,889,172,087");
+        assert_eq!(thousands(604), "604");
+        assert_eq!(duration(45.21), "45.2 s");
+        assert_eq!(duration(725.0), "12 min 05 s");
+        assert_eq!(duration(3725.0), "1 h 02 min");
+        let s = Stat {
+            n: 2,
+            mean: 1.0,
+            std: Some(0.25),
+        };
+        assert_eq!(stat_text(&s, 3), "1.000 ± 0.250");
+    }
+
+    #[test]
+    fn utc_by_hand() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000.9), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(4_107_542_400.0), "2100-03-01 00:00:00 UTC");
+        assert_eq!(utc(-1.0), "1969-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn cells_and_csv_fields_are_escaped() {
+        assert_eq!(cell("a|b\nsecond line", 100), "a\\|b…");
+        assert_eq!(cell("abcdef", 3), "abc…");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+}

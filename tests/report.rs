@@ -1,0 +1,554 @@
+//! Reports from a small store built here (no training): golden files for the Markdown, CSV and
+//! curve SVGs (`STKD_BLESS=1` rewrites them), byte-identical output from the same store, runs
+//! that failed, are running, pending or were never started shown as such, and the figures made
+//! from checkpoints (fresh, untrained networks saved on the real PeMSD8 graph).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use stkd::data::DatasetName;
+use stkd::distill::LossKind;
+use stkd::model::{Preset, Stgcn};
+use stkd::plan::{plan, Plan};
+use stkd::report::{self, Format, Options};
+use stkd::spec::{parse_experiment, Experiment};
+use stkd::store::{
+    Attention, EpochRow, ExperimentInfo, MetricRow, NewRun, Profile, RunResult, Store,
+};
+
+const COMMIT: &str = "0123456789ab";
+
+fn tmp(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("report-tests")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
+/// A Table 4-like file: teacher, W/O KD, RD-L2 and STCD students on both data sets, two seeds.
+const TABLE4: &str = "\
+name: table4
+description: KD losses, teacher -> student (a small test store)
+datasets: [pemsd7, pemsd8]
+defaults: {epochs: 3, batch_size: 50, lr: 1.0e-3, seeds: [1, 2]}
+runs:
+  - {label: teacher, model: teacher, loss: mse}
+  - {label: student-wo-kd, model: student, loss: mse}
+  - {label: student-rd-l2, model: student, teacher: teacher, loss: rd-l2, beta: {pemsd7: 0.045, pemsd8: 0.905}}
+  - label: student-stcd
+    model: student
+    teacher: teacher
+    loss: stcd
+    alpha1: {pemsd7: 0.170, pemsd8: 0.846}
+    alpha2: {pemsd7: 0.047, pemsd8: 0.465}
+    alpha3: {pemsd7: 0.313, pemsd8: 0.504}
+";
+
+/// The experiment and its plan, with run hashes renamed `hash01`, `hash02`, … so that golden
+/// files do not change with the hashing (code version, configuration fields).
+fn planned(text: &str) -> (Experiment, Plan) {
+    let exp = parse_experiment(text, Path::new("experiments/table4.yaml")).unwrap();
+    let mut p = plan(&exp, |d| Ok::<_, ()>(format!("test-data-{d}"))).unwrap();
+    let names: BTreeMap<String, String> = p
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.hash.clone(), format!("hash{:02}", i + 1)))
+        .collect();
+    for j in &mut p.jobs {
+        j.hash = names[&j.hash].clone();
+        j.deps = j.deps.iter().map(|d| names[d].clone()).collect();
+        j.config.teacher = j.config.teacher.as_ref().map(|t| names[t].clone());
+    }
+    (exp, p)
+}
+
+fn register(store: &mut Store, exp: &Experiment, p: &Plan) {
+    let runs: Vec<NewRun> = p
+        .jobs
+        .iter()
+        .map(|j| NewRun {
+            hash: j.hash.clone(),
+            label: j.display_name(),
+            dataset: j.config.dataset.to_string(),
+            config_json: serde_json::to_string(&j.config).unwrap(),
+            deps: j.deps.clone(),
+        })
+        .collect();
+    let info = ExperimentInfo {
+        name: exp.name.clone(),
+        file: "experiments/table4.yaml".into(),
+        yaml_sha256: "test".into(),
+    };
+    store.register(&info, &runs).unwrap();
+}
+
+/// Made-up but plausible results: the teacher best, STCD next, errors growing with the horizon,
+/// a little spread between seeds.
+fn result_for(job: &stkd::plan::Job) -> RunResult {
+    let c = &job.config;
+    let base = match (c.preset, c.loss.kind) {
+        (Some(Preset::Teacher), _) => 2.20,
+        (_, LossKind::Mse) => 2.70,
+        (_, LossKind::RdL2) => 2.75,
+        _ => 2.60,
+    };
+    let ds = match c.dataset {
+        DatasetName::Pemsd7 => 1.0,
+        DatasetName::Pemsd8 => 0.55,
+    };
+    let seed = c.train.seed as f64;
+    let metric = |split: &str, step: u32| {
+        let mae = base * ds * (1.0 + 0.13 * (step as f64 - 1.0)) + 0.011 * seed;
+        MetricRow {
+            split: split.into(),
+            step,
+            mape: mae * 2.31,
+            mae,
+            rmse: mae * 1.74 + 0.002 * seed,
+        }
+    };
+    let metrics = ["val", "test"]
+        .iter()
+        .flat_map(|s| (1..=9).map(move |k| metric(s, k)))
+        .collect();
+    let epochs = (1..=3)
+        .map(|e| EpochRow {
+            epoch: e,
+            lr: 1e-3,
+            train_loss: base * 0.25f64.powi(e as i32 - 1) + 0.001 * seed,
+            val_mae: base * ds * (1.5 - 0.1 * e as f64),
+            seconds: 10.0 * e as f64,
+        })
+        .collect();
+    let attention = c.loss.kind.uses_ord().then(|| Attention {
+        picks: 1_584 + 100 * c.train.seed,
+        elements: 10_000,
+    });
+    RunResult {
+        epochs,
+        metrics,
+        profile: Some(Profile {
+            parameters: c.model.param_count() as u64,
+            flops: c.model.flops_per_sample(),
+            test_time_s: Some(base / 10.0 + 0.001 * seed),
+            test_time_runs: Some(20),
+            test_time_batch: Some(1140),
+            device: "cpu".into(),
+        }),
+        attention,
+        pruning: None,
+        artefacts: vec![("checkpoint".into(), format!("runs/{}", job.hash))],
+        best_epoch: Some(3),
+        train_seconds: 30.0 + seed,
+    }
+}
+
+/// The store: every run done except `student-rd-l2 pemsd8 [seed=2]` (failed),
+/// `student-stcd pemsd7 [seed=2]` (running) and `student-stcd pemsd8 [seed=2]` (pending).
+/// Finish times are fixed afterwards so that golden files do not depend on the clock.
+fn build_store(dir: &Path) -> (Experiment, Plan, PathBuf) {
+    let (exp, p) = planned(TABLE4);
+    let path = dir.join("stkd.db");
+    let mut store = Store::open(&path).unwrap();
+    register(&mut store, &exp, &p);
+    for job in &p.jobs {
+        let name = job.display_name();
+        if name == "student-stcd pemsd8 [seed=2]" {
+            continue;
+        }
+        assert!(
+            store.claim(&job.hash, "w", "cpu", 3600.0).unwrap(),
+            "{name}"
+        );
+        match name.as_str() {
+            "student-rd-l2 pemsd8 [seed=2]" => {
+                store
+                    .fail(
+                        &job.hash,
+                        "w",
+                        "out of memory | allocating 4 GiB\nstack backtrace: …",
+                    )
+                    .unwrap();
+            }
+            "student-stcd pemsd7 [seed=2]" => {}
+            _ => store.finish(&job.hash, "w", &result_for(job)).unwrap(),
+        }
+    }
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE runs SET finished = 1717243200.5 + 600 * id WHERE finished IS NOT NULL",
+        [],
+    )
+    .unwrap();
+    (exp, p, path)
+}
+
+fn options(formats: &[Format]) -> Options {
+    Options {
+        formats: formats.to_vec(),
+        commit: COMMIT.into(),
+        model_figures: true,
+    }
+}
+
+/// Every file under `dir`, by path relative to it.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Compares `text` with `tests/golden/<name>`, or writes it there with `STKD_BLESS=1`.
+fn golden(name: &str, text: &[u8]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var("STKD_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let want = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with STKD_BLESS=1 to create it",
+            path.display()
+        )
+    });
+    if want != text {
+        let got = path.with_extension("actual");
+        let _ = std::fs::write(&got, text);
+        panic!(
+            "{} differs from the output (written to {}); if the change is intended, \
+             re-bless with STKD_BLESS=1",
+            path.display(),
+            got.display()
+        );
+    }
+}
+
+#[test]
+fn table4_report_matches_golden_files() {
+    let dir = tmp("golden");
+    let (exp, p, store) = build_store(&dir);
+    let out = dir.join("reports");
+    let files = report::write_plan_reports(
+        &exp,
+        &p,
+        &store,
+        &data_dir(),
+        &out,
+        &options(&[Format::Markdown, Format::Csv]),
+    )
+    .unwrap();
+    let written = tree(&out);
+    let names: Vec<&str> = written.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "table4-runs.csv",
+            "table4.csv",
+            "table4.md",
+            "table4/curves-pemsd7.svg",
+            "table4/curves-pemsd8.svg",
+        ]
+    );
+    assert_eq!(files.len(), written.len());
+    for (name, bytes) in &written {
+        golden(name, bytes);
+    }
+}
+
+#[test]
+fn table1_table3_and_generic_layouts_match_golden_files() {
+    let dir = tmp("layouts");
+    let (exp, p, store) = build_store(&dir);
+    let s = Store::open(&store).unwrap();
+    let data = report::collect(&exp, &p, Some(&s)).unwrap();
+    for name in ["table1", "table3", "quickstart"] {
+        let mut d = data.clone();
+        d.name = name.into();
+        let r = report::build_report(&d, "0.0.0", COMMIT);
+        golden(
+            &format!("layouts/{name}.md"),
+            render_markdown_bytes(&r).as_slice(),
+        );
+        for (suffix, text) in report::render_csv(&r) {
+            golden(&format!("layouts/{name}{suffix}.csv"), text.as_bytes());
+        }
+    }
+}
+
+fn render_markdown_bytes(r: &report::Report) -> Vec<u8> {
+    report::render_markdown(r).into_bytes()
+}
+
+#[test]
+fn same_store_twice_gives_the_same_bytes() {
+    let dir = tmp("twice");
+    let (exp, p, store) = build_store(&dir);
+    let opts = options(&Format::ALL);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    report::write_plan_reports(&exp, &p, &store, &data_dir(), &a, &opts).unwrap();
+    report::write_plan_reports(&exp, &p, &store, &data_dir(), &b, &opts).unwrap();
+    let (ta, tb) = (tree(&a), tree(&b));
+    assert!(!ta.is_empty());
+    assert_eq!(ta, tb);
+    // Rendering again into the same folder changes nothing either.
+    report::write_plan_reports(&exp, &p, &store, &data_dir(), &a, &opts).unwrap();
+    assert_eq!(tree(&a), tb);
+}
+
+#[test]
+fn failed_running_pending_and_unregistered_runs_are_shown_as_such() {
+    let dir = tmp("states");
+    let (exp, p, store) = build_store(&dir);
+    let out = dir.join("out");
+    report::write_plan_reports(&exp, &p, &store, &data_dir(), &out, &options(&Format::ALL))
+        .unwrap();
+    let md = std::fs::read_to_string(out.join("table4.md")).unwrap();
+    assert!(
+        md.contains("- **Runs:** 16 planned: 13 done, 1 running, 1 pending, 1 failed"),
+        "{md}"
+    );
+    // Rows keep their finished seeds and say what the others are doing.
+    assert!(
+        md.contains("| Student RD-L2 | ours | 1 done, 1 failed |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Student STCD | ours | 1 done, 1 running |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Student STCD | ours | 1 done, 1 pending |"),
+        "{md}"
+    );
+    // Rows of the paper's table that the experiment lacks are kept, marked.
+    assert!(
+        md.contains("| Student SKD | ours | not in experiment | — |"),
+        "{md}"
+    );
+    // Each unfinished run is listed under its table, with the first line of its error.
+    assert!(
+        md.contains("): failed: out of memory \\| allocating 4 GiB…\n"),
+        "{md}"
+    );
+    assert!(md.contains("- `student-stcd pemsd7 [seed=2]` ("), "{md}");
+    assert!(md.contains("): running\n"), "{md}");
+    assert!(md.contains("- `student-stcd pemsd8 [seed=2]` ("), "{md}");
+    assert!(md.contains("): pending\n"), "{md}");
+    let runs = std::fs::read_to_string(out.join("table4-runs.csv")).unwrap();
+    // One record per run (the failed run's error spans two lines, quoted).
+    let records = runs.lines().filter(|l| l.contains(" pemsd")).count();
+    assert_eq!(records, 16, "{runs}");
+    assert!(runs.contains(",failed,"), "{runs}");
+    assert!(runs.contains(",running,"), "{runs}");
+    assert!(runs.contains(",pending,"), "{runs}");
+    let csv = std::fs::read_to_string(out.join("table4.csv")).unwrap();
+    assert!(
+        csv.contains("pemsd8,Student RD-L2,,\"1 done, 1 failed\",1,"),
+        "{csv}"
+    );
+
+    // A store that does not exist: every run is "not started", and no store is created.
+    let missing = dir.join("no-store.db");
+    let out2 = dir.join("out2");
+    report::write_plan_reports(
+        &exp,
+        &p,
+        &missing,
+        &data_dir(),
+        &out2,
+        &options(&Format::ALL),
+    )
+    .unwrap();
+    assert!(!missing.exists());
+    let md = std::fs::read_to_string(out2.join("table4.md")).unwrap();
+    assert!(md.contains("16 planned: 16 not started"), "{md}");
+    assert!(
+        md.contains("| Teacher | ours | 2 not started | — |"),
+        "{md}"
+    );
+    assert!(md.contains("PeMSD7(M): no finished run yet."), "{md}");
+}
+
+#[test]
+fn metrics_are_mean_and_sample_std_over_seeds_beside_the_paper() {
+    let dir = tmp("numbers");
+    let (exp, p, store) = build_store(&dir);
+    let s = Store::open(&store).unwrap();
+    let data = report::collect(&exp, &p, Some(&s)).unwrap();
+    let r = report::build_report(&data, "0.0.0", COMMIT);
+    let report::tables::Section::Metrics(t) = &r.sections[0] else {
+        panic!("metrics first");
+    };
+    assert_eq!(t.table, Some(4));
+    let b7 = &t.blocks[0];
+    assert_eq!(b7.dataset, DatasetName::Pemsd7);
+    let names: Vec<&str> = b7.rows.iter().map(|r| r.model.as_str()).collect();
+    // The paper's row order, its rows missing here included.
+    assert_eq!(
+        names,
+        [
+            "Teacher",
+            "Student W/O KD",
+            "Student RD-L2",
+            "Student RD-KL",
+            "Student SKD",
+            "Student STCD"
+        ]
+    );
+    let teacher = &b7.rows[0];
+    // MAE at 15 min (step 3): 2.2·1.26 + 0.011·seed over seeds 1, 2.
+    let mae15 = teacher.ours[report::paper::column(1, 0)].unwrap();
+    let (a, b) = (2.2 * 1.26 + 0.011, 2.2 * 1.26 + 0.022);
+    assert_eq!(mae15.n, 2);
+    assert!((mae15.mean - (a + b) / 2.0).abs() < 1e-12);
+    assert!((mae15.std.unwrap() - (b - a) / 2f64.sqrt()).abs() < 1e-12);
+    assert_eq!(teacher.paper.unwrap()[report::paper::column(1, 0)], 2.230);
+    // Best marks go to the students, not to the reference teacher.
+    assert!(!teacher.best.iter().any(|&x| x));
+    let stcd = &b7.rows[5];
+    assert!(stcd.best.iter().all(|&x| x), "{stcd:?}");
+    assert_eq!(
+        stcd.ours[0].unwrap().n,
+        1,
+        "only seed 1 of STCD is done on PeMSD7"
+    );
+}
+
+/// Saves an untrained network of `preset` for PeMSD8 where the store keeps `hash`'s checkpoint.
+fn save_checkpoint(store_dir: &Path, hash: &str, cfg: &stkd::model::StgcnConfig) {
+    let m = Stgcn::<stkd::backend::CpuInner>::new(cfg, 7, &Default::default()).unwrap();
+    stkd::train::save_model(&m, cfg, &store_dir.join("runs").join(hash)).unwrap();
+}
+
+#[test]
+fn figures_from_checkpoints_are_made_linked_and_byte_stable() {
+    let dir = tmp("figures");
+    let text = "\
+name: quickstart
+description: figures from checkpoints
+datasets: [pemsd8]
+data: {split_days: {pemsd8: [2, 1, 1]}}
+defaults: {epochs: 2}
+runs:
+  - {label: teacher, model: teacher, loss: mse}
+  - {label: student-stcd, model: student, teacher: teacher, loss: stcd}
+  - {label: student-ord, model: student, teacher: teacher, loss: ord}
+";
+    let (exp, p) = planned(text);
+    let store_path = dir.join("stkd.db");
+    let mut store = Store::open(&store_path).unwrap();
+    register(&mut store, &exp, &p);
+    for job in &p.jobs {
+        assert!(store.claim(&job.hash, "w", "cpu", 3600.0).unwrap());
+        store.finish(&job.hash, "w", &result_for(job)).unwrap();
+        if job.label != "student-ord" {
+            save_checkpoint(&dir, &job.hash, &job.config.model);
+        }
+    }
+    drop(store);
+    let opts = options(&[Format::Markdown]);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    report::write_plan_reports(&exp, &p, &store_path, &data_dir(), &a, &opts).unwrap();
+    report::write_plan_reports(&exp, &p, &store_path, &data_dir(), &b, &opts).unwrap();
+    let ta = tree(&a);
+    assert_eq!(ta, tree(&b), "same store, same bytes");
+    let names: Vec<&str> = ta.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "quickstart.md",
+            "quickstart/curves-pemsd8.svg",
+            "quickstart/prediction-pemsd8.svg",
+            "quickstart/tsne-pemsd8.svg",
+        ]
+    );
+    let md = String::from_utf8(ta["quickstart.md"].clone()).unwrap();
+    for f in ["curves", "prediction", "tsne"] {
+        assert!(
+            md.contains(&format!("](quickstart/{f}-pemsd8.svg)")),
+            "{md}"
+        );
+    }
+    assert!(
+        md.contains("Not plotted (no finished run with a checkpoint): Student ORD."),
+        "{md}"
+    );
+    assert!(
+        md.contains("Student ORD (no finished run with a checkpoint)"),
+        "{md}"
+    );
+    let tsne = String::from_utf8(ta["quickstart/tsne-pemsd8.svg"].clone()).unwrap();
+    assert!(tsne.contains("Student STCD vs Teacher"), "{tsne}");
+    assert_eq!(
+        tsne.matches("<circle").count(),
+        2 * 50 + 2,
+        "50 + 50 points and 2 legend marks"
+    );
+    let pred = String::from_utf8(ta["quickstart/prediction-pemsd8.svg"].clone()).unwrap();
+    assert!(pred.contains("true speed") && pred.contains("Student STCD"));
+}
+
+#[test]
+fn every_experiment_file_reports_before_any_run() {
+    let dir = tmp("files");
+    let store = dir.join("absent.db");
+    let mut names = Vec::new();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+    files.sort();
+    for f in &files {
+        let out = dir.join("out");
+        let written = report::write_reports(f, &store, &data_dir(), &out, &Format::ALL).unwrap();
+        let md = written
+            .iter()
+            .find(|p| p.extension().is_some_and(|x| x == "md"))
+            .unwrap();
+        let text = std::fs::read_to_string(md).unwrap();
+        assert!(
+            text.contains("planned: ") && text.contains(" not started"),
+            "{text}"
+        );
+        assert!(!text.contains(" done"), "{text}");
+        names.push(md.file_name().unwrap().to_string_lossy().to_string());
+    }
+    assert!(!store.exists());
+    assert!(names.contains(&"table4.md".to_string()), "{names:?}");
+    let t4 = std::fs::read_to_string(dir.join("out/table4.md")).unwrap();
+    assert!(t4.contains("## Table 4: Performance comparison"), "{t4}");
+    let t1 = std::fs::read_to_string(dir.join("out/table1.md")).unwrap();
+    assert!(
+        t1.contains("| Pruning Base Model | ours | 1 not started | 48,628 |"),
+        "{t1}"
+    );
+}
