@@ -21,6 +21,8 @@ pub struct RunPaths {
     pub run_dir: PathBuf,
     /// The teacher run's folder, for distillation.
     pub teacher_dir: Option<PathBuf>,
+    /// The base run's folder, for pruning.
+    pub base_dir: Option<PathBuf>,
     /// Folder holding the datasets.
     pub data_dir: PathBuf,
 }
@@ -40,6 +42,9 @@ pub struct RunReport {
     pub test_time: Option<TestTime>,
     /// Table 3: elements where ORD used the teacher / all elements, over all training steps.
     pub attention: Option<(u64, u64)>,
+    /// Pruning figures of a pruning run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruning: Option<crate::prune::PruneSummary>,
 }
 
 /// Why a run could not be executed.
@@ -51,6 +56,8 @@ pub enum ExecError {
     Train(#[from] TrainError),
     #[error(transparent)]
     Distill(#[from] crate::distill::DistillError),
+    #[error(transparent)]
+    Prune(#[from] crate::prune::PruneError),
     #[error("loss {loss} needs a teacher checkpoint, but none was given")]
     NoTeacher { loss: LossKind },
     #[error("teacher checkpoint {dir} was trained on {teacher_nodes} nodes, the data has {nodes}")]
@@ -71,7 +78,8 @@ pub fn load_data(cfg: &RunConfig, data_dir: &Path) -> Result<Dataset, ExecError>
     Ok(Dataset::load(&dc)?)
 }
 
-/// Train, evaluate and time one run; saves the best model to `paths.run_dir`.
+/// Train, evaluate and time one run; saves the best model to `paths.run_dir`. A run with
+/// `prune` settings is a pruning run ([`crate::prune::execute_prune`]).
 pub fn execute<B: AutodiffBackend>(
     cfg: &RunConfig,
     data: &Dataset,
@@ -80,6 +88,9 @@ pub fn execute<B: AutodiffBackend>(
     device: &B::Device,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<RunReport, ExecError> {
+    if cfg.prune.is_some() {
+        return crate::prune::execute_prune::<B>(cfg, data, paths, device_spec, device, on_event);
+    }
     cfg.loss.validate()?;
     let kind = cfg.loss.kind;
     let mut attention = None;
@@ -169,6 +180,7 @@ pub fn execute<B: AutodiffBackend>(
         flops_per_sample: cfg.model.flops_per_sample(),
         test_time,
         attention,
+        pruning: None,
     })
 }
 
@@ -224,7 +236,7 @@ impl RunReport {
             attention: self
                 .attention
                 .map(|(picks, elements)| Attention { picks, elements }),
-            pruning: None,
+            pruning: self.pruning.as_ref().map(|p| p.to_store()),
             artefacts: vec![("checkpoint".to_string(), checkpoint.to_string())],
             best_epoch: Some(o.best_epoch as u32),
             train_seconds: o.train_seconds,

@@ -13,6 +13,7 @@ pub mod distill;
 pub mod exec;
 pub mod model;
 pub mod plan;
+pub mod prune;
 pub mod report;
 pub mod rng;
 pub mod schedule;

@@ -170,16 +170,27 @@ struct DataArgs {
     #[arg(long)]
     pems08_npz: Option<PathBuf>,
     /// Train/val/test days, e.g. 34,5,5.
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_delimiter = ',')]
     split_days: Option<Vec<usize>>,
 }
 
 impl DataArgs {
+    /// `--split-days train,val,test`.
+    fn split_days(&self) -> Result<Option<[usize; 3]>> {
+        match self.split_days.as_deref() {
+            None => Ok(None),
+            Some(&[a, b, c]) => Ok(Some([a, b, c])),
+            Some(v) => anyhow::bail!(
+                "--split-days {v:?}: give three day counts, train,val,test (e.g. 34,5,5)"
+            ),
+        }
+    }
+
     fn load(&self, dataset: DatasetName) -> Result<Dataset> {
         let mut cfg = DataConfig::new(dataset);
         cfg.data_dir = self.data_dir.clone();
         cfg.pems08_npz = self.pems08_npz.clone();
-        cfg.split_days = self.split_days.as_ref().map(|v| [v[0], v[1], v[2]]);
+        cfg.split_days = self.split_days()?;
         Dataset::load(&cfg).with_context(|| format!("loading dataset {dataset}"))
     }
 }
@@ -265,9 +276,27 @@ struct BenchArgs {
 
 fn main() {
     stkd::backend::tune_allocator();
+    restore_sigpipe();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Die quietly on a closed pipe (`stkd status | head`) like other command-line tools, instead of
+/// panicking on the failed write.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: resets one signal's disposition to the default before any threads start.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
     }
 }
 
@@ -509,7 +538,7 @@ fn train_config(args: &TrainArgs) -> Result<RunConfig> {
         ),
         _ => {}
     }
-    let split_days = args.data.split_days.as_ref().map(|v| [v[0], v[1], v[2]]);
+    let split_days = args.data.split_days()?;
     let train = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -728,8 +757,8 @@ struct PruneArgs {
     max_steps_per_epoch: Option<usize>,
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
-    /// Runs of each test-time measurement (base and pruned network; default: 100 on a GPU,
-    /// about 30 s each on the CPU); 0 skips the speed-up.
+    /// Timed runs (after a warm-up run) of the 9-step prediction of the base and of the pruned
+    /// network, for the speed-up (default: 100 on a GPU, 2 on the CPU); 0 skips it.
     #[arg(long)]
     test_runs: Option<usize>,
     #[arg(long, default_value = "results/runs")]
@@ -806,7 +835,7 @@ fn prune_config(args: &PruneArgs) -> Result<RunConfig> {
     train.validate()?;
     Ok(RunConfig {
         dataset: args.dataset,
-        split_days: args.data.split_days.as_ref().map(|v| [v[0], v[1], v[2]]),
+        split_days: args.data.split_days()?,
         preset: Preset::ALL
             .into_iter()
             .find(|p| p.channels() == model.channels),

@@ -22,7 +22,7 @@ pub struct Job {
     pub label: String,
     pub variant: String,
     pub config: RunConfig,
-    /// Hashes of the runs this one needs (its teacher).
+    /// Hashes of the runs this one needs (its teacher, the base run it prunes).
     pub deps: Vec<String>,
 }
 
@@ -60,7 +60,7 @@ pub fn run_hash(config: &RunConfig, data_checksum: &str) -> String {
         .collect()
 }
 
-/// Hash every run (teachers before students, so a student's hash covers its teacher's).
+/// Hash every run (teachers and bases before their dependants, so a run's hash covers theirs).
 /// `checksum` gives the data checksum of a dataset.
 pub fn plan<E>(
     exp: &Experiment,
@@ -76,8 +76,14 @@ pub fn plan<E>(
             sums.insert(d, checksum(d)?);
         }
         let mut config = run.config.clone();
-        let deps: Vec<String> = run.teacher.iter().map(|&t| hashes[t].clone()).collect();
-        config.teacher = deps.first().cloned();
+        config.teacher = run.teacher.map(|t| hashes[t].clone());
+        config.base = run.base.map(|b| hashes[b].clone());
+        let mut deps: Vec<String> = Vec::new();
+        for h in config.teacher.iter().chain(&config.base) {
+            if !deps.contains(h) {
+                deps.push(h.clone());
+            }
+        }
         let hash = run_hash(&config, &sums[&d]);
         hashes.push(hash.clone());
         if seen.contains_key(&hash) {

@@ -15,6 +15,9 @@
 //!     alpha2: [0.047, 0.1]                     # a grid
 //!     alpha3: {uniform: [0.0, 1.0]}            # random search (needs `samples`)
 //!     samples: 8
+//!   - label: base-pruned                       # pruning (spec §5): prunes run `base`
+//!     base: teacher
+//!     prune: {method: taylor, target: [25, 50, 75], interval_epochs: 2}
 //! ```
 //!
 //! Parsing keeps the line of every node (yaml-rust2 events; serde_yaml's values carry no
@@ -31,6 +34,10 @@ use serde::{Deserialize, Serialize};
 use crate::data::DatasetName;
 use crate::distill::{LossConfig, LossKind, Norm, Reduction};
 use crate::model::{Channels, Preset, StgcnConfig};
+use crate::prune::{
+    FinetuneLoss, Granularity, Interval, PruneConfig, PruneMethod, StepRule,
+    DEFAULT_FINETUNE_EPOCHS, DEFAULT_INTERVAL_EPOCHS, DEFAULT_STEPS,
+};
 use crate::rng::Rng;
 use crate::train::TrainConfig;
 use yaml::{Kind, Node, Scalar};
@@ -50,6 +57,15 @@ pub struct RunConfig {
     pub teacher: Option<String>,
     /// Runs of the test-time measurement (`None`: 100 on a GPU, about a minute on the CPU).
     pub test_runs: Option<usize>,
+    /// Pruning settings: the run prunes its base run's network (spec §5, [`crate::prune`]).
+    /// For a pruning run `model` is the base's network and `train.epochs` is not read (set to
+    /// the fine-tuning epochs); `loss` is the distillation loss of KDIS / KD fine-tuning (`mse`
+    /// when neither is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneConfig>,
+    /// Identity (hash) of the base run whose checkpoint is pruned; filled in by the planner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// One expanded run of an experiment file, before hashing.
@@ -62,6 +78,8 @@ pub struct ExpandedRun {
     pub config: RunConfig,
     /// Index (into [`Experiment::runs`]) of the teacher variant.
     pub teacher: Option<usize>,
+    /// Index (into [`Experiment::runs`]) of the base variant a pruning run prunes.
+    pub base: Option<usize>,
 }
 
 impl ExpandedRun {
@@ -231,6 +249,55 @@ const FIELDS: &[(&str, Ty)] = &[
     ("test_runs", Ty::Int(0, 100_000)),
 ];
 
+/// A pruning share in percent.
+const SHARE: Ty = Ty::Float {
+    lo: 0.0,
+    hi: 100.0,
+    open_lo: true,
+    open_hi: true,
+};
+
+/// Keys of a run's `prune:` mapping — (key, field name, type) —, searchable like [`FIELDS`].
+const PRUNE_FIELDS: &[(&str, &str, Ty)] = &[
+    ("method", "prune.method", Ty::Enum(&["taylor", "kdis"])),
+    (
+        "granularity",
+        "prune.granularity",
+        Ty::Enum(&["channel", "element"]),
+    ),
+    ("target", "prune.target", SHARE),
+    ("steps", "prune.steps", Ty::Int(1, 10_000)),
+    ("share_per_step", "prune.share_per_step", SHARE),
+    (
+        "interval_epochs",
+        "prune.interval_epochs",
+        Ty::Int(1, 100_000),
+    ),
+    (
+        "interval_steps",
+        "prune.interval_steps",
+        Ty::Int(1, i64::MAX),
+    ),
+    (
+        "finetune_epochs",
+        "prune.finetune_epochs",
+        Ty::Int(0, 100_000),
+    ),
+    (
+        "finetune_loss",
+        "prune.finetune_loss",
+        Ty::Enum(&["mse", "kd"]),
+    ),
+];
+
+/// Every searchable field: the run fields and the `prune:` fields.
+fn all_fields() -> impl Iterator<Item = (&'static str, Ty)> {
+    FIELDS
+        .iter()
+        .copied()
+        .chain(PRUNE_FIELDS.iter().map(|&(_, n, t)| (n, t)))
+}
+
 /// Run keys that are not searchable.
 const RUN_KEYS: &[&str] = &[
     "label",
@@ -315,6 +382,10 @@ struct RawRun {
     path: String,
     model: Option<(StgcnConfigSpec, usize)>,
     teacher: Option<(String, usize)>,
+    /// Label of the run this one prunes, and its line.
+    base: Option<(String, usize)>,
+    /// Line of the run's own `prune:` mapping.
+    prune_line: Option<usize>,
     datasets: Option<Vec<DatasetName>>,
     seeds: Option<Vec<u64>>,
     samples: Option<usize>,
@@ -768,23 +839,57 @@ fn parse_run_keys(
                 Some(n) if n >= 0 => raw.search_seed = Some(n as u64),
                 _ => cx.err(v.line, &p, "expected an integer ≥ 0"),
             },
-            "prune" | "base" => cx.err(
-                *line,
-                &p,
-                "pruning runs are not supported yet (issue #4); remove this key",
-            ),
+            "base" if !is_defaults => match v.as_str() {
+                Some(s) => raw.base = Some((s.to_string(), v.line)),
+                None => cx.err(v.line, &p, "expected the label of the run to prune"),
+            },
+            "prune" => parse_prune(v, &p, datasets, raw, cx),
             _ => {
                 let allowed: Vec<&str> = if is_defaults {
                     allowed
                         .iter()
                         .copied()
-                        .filter(|k| !["label", "teacher", "datasets"].contains(k))
+                        .filter(|k| !["label", "teacher", "datasets", "base"].contains(k))
                         .collect()
                 } else {
                     allowed.clone()
                 };
                 cx.unknown_key(*line, path, k, &allowed)
             }
+        }
+    }
+}
+
+/// Parse a `prune:` mapping into `raw`'s fields (`prune.<key>`).
+fn parse_prune(node: &Node, path: &str, datasets: &[DatasetName], raw: &mut RawRun, cx: &mut Ctx) {
+    let keys: Vec<&str> = PRUNE_FIELDS.iter().map(|f| f.0).collect();
+    let Some(map) = node.as_map() else {
+        cx.err(
+            node.line,
+            path,
+            format!(
+                "expected a mapping of pruning settings ({}), got {}",
+                keys.join(", "),
+                node.describe()
+            ),
+        );
+        return;
+    };
+    raw.prune_line = Some(node.line);
+    let mut seen = HashSet::new();
+    for (k, line, v) in map {
+        let p = format!("{path}.{k}");
+        if !seen.insert(k.as_str()) {
+            cx.err(*line, &p, "key given twice");
+            continue;
+        }
+        match PRUNE_FIELDS.iter().find(|f| f.0 == k) {
+            Some(&(_, name, ty)) => {
+                if let Some(fv) = parse_field(v, ty, &p, datasets, cx) {
+                    raw.fields.insert(name, fv);
+                }
+            }
+            None => cx.unknown_key(*line, path, k, &keys),
         }
     }
 }
@@ -997,7 +1102,7 @@ fn check_runs(raws: &[RawRun], defaults: &RawRun, cx: &mut Ctx) {
         }
     }
     for r in raws {
-        if r.model.is_none() && defaults.model.is_none() {
+        if r.model.is_none() && defaults.model.is_none() && r.base.is_none() {
             cx.err(
                 r.line,
                 format!("{}.model", r.path),
@@ -1036,7 +1141,7 @@ fn check_runs(raws: &[RawRun], defaults: &RawRun, cx: &mut Ctx) {
             }
             None => {}
         }
-        let random = FIELDS.iter().any(|(n, _)| {
+        let random = all_fields().any(|(n, _)| {
             field(r, defaults, n).is_some_and(|f| {
                 f.all
                     .iter()
@@ -1048,37 +1153,183 @@ fn check_runs(raws: &[RawRun], defaults: &RawRun, cx: &mut Ctx) {
             cx.err(r.line, format!("{}.samples", r.path), "random search values need `samples: <number of draws>` (in the run or in defaults)");
         }
     }
-    // Cycles in the teacher graph.
+    check_prune_runs(raws, defaults, &labels, cx);
+    // Cycles in the dependency graph (teacher and base edges).
     let index: HashMap<&str, usize> = raws
         .iter()
         .enumerate()
         .map(|(i, r)| (r.label.as_str(), i))
         .collect();
+    let edges = |r: &RawRun| -> Vec<(usize, usize, &'static str)> {
+        [(&r.teacher, "teacher"), (&r.base, "base")]
+            .into_iter()
+            .filter_map(|(e, what)| {
+                let (t, line) = e.as_ref()?;
+                Some((*index.get(t.as_str())?, *line, what))
+            })
+            .collect()
+    };
+    // A path of runs from `from` to `to`, depth first.
+    fn path_to(
+        from: usize,
+        to: usize,
+        edges: &dyn Fn(usize) -> Vec<usize>,
+        seen: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        if from == to {
+            return Some(vec![to]);
+        }
+        if seen.contains(&from) {
+            return None;
+        }
+        seen.push(from);
+        for next in edges(from) {
+            if let Some(mut p) = path_to(next, to, edges, seen) {
+                p.insert(0, from);
+                return Some(p);
+            }
+        }
+        None
+    }
+    let next_of = |i: usize| edges(&raws[i]).into_iter().map(|e| e.0).collect();
     for (start, r) in raws.iter().enumerate() {
-        let mut seen = vec![start];
-        let mut cur = r;
-        while let Some((t, _)) = &cur.teacher {
-            let Some(&next) = index.get(t.as_str()) else {
-                break;
-            };
-            if next == start {
-                let chain: Vec<&str> = seen
-                    .iter()
-                    .map(|&i| raws[i].label.as_str())
-                    .chain([r.label.as_str()])
+        for (next, line, what) in edges(r) {
+            if let Some(p) = path_to(next, start, &next_of, &mut Vec::new()) {
+                let chain: Vec<&str> = std::iter::once(start)
+                    .chain(p)
+                    .map(|i| raws[i].label.as_str())
                     .collect();
                 cx.err(
-                    r.teacher.as_ref().unwrap().1,
-                    format!("{}.teacher", r.path),
+                    line,
+                    format!("{}.{what}", r.path),
                     format!("dependency cycle: {}", chain.join(" -> ")),
                 );
                 break;
             }
-            if seen.contains(&next) {
-                break;
+        }
+    }
+}
+
+/// Every value a field can take for a run (per dataset, grid, choice), with the field's line.
+fn text_values(run: &RawRun, defaults: &RawRun, name: &str) -> (Vec<String>, Option<usize>) {
+    let Some(fv) = field(run, defaults, name) else {
+        return (Vec::new(), None);
+    };
+    let mut out = Vec::new();
+    for c in fv.all.iter().chain(fv.per_dataset.values()) {
+        match c {
+            Choice::Fixed(v) => out.push(v.text()),
+            Choice::Grid(v) | Choice::Random(Dist::Choice(v)) => {
+                out.extend(v.iter().map(Val::text))
             }
-            seen.push(next);
-            cur = &raws[next];
+            Choice::Random(_) => {}
+        }
+    }
+    (out, Some(fv.line))
+}
+
+/// The rules of pruning runs (those with `base`).
+fn check_prune_runs(
+    raws: &[RawRun],
+    defaults: &RawRun,
+    labels: &HashMap<&str, usize>,
+    cx: &mut Ctx,
+) {
+    let by_label: HashMap<&str, &RawRun> = raws.iter().map(|r| (r.label.as_str(), r)).collect();
+    for r in raws {
+        let Some((b, bline)) = &r.base else {
+            if let Some(line) = r.prune_line {
+                cx.err(
+                    line,
+                    format!("{}.prune", r.path),
+                    "a pruning run needs `base: <label of the run to prune>`",
+                );
+            }
+            continue;
+        };
+        let p = |f: &str| format!("{}.{f}", r.path);
+        match by_label.get(b.as_str()) {
+            None => {
+                let known: Vec<&str> = labels.keys().copied().collect();
+                let hint = did_you_mean(b, &known)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                cx.err(*bline, p("base"), format!("no run is labelled `{b}`{hint}"));
+            }
+            Some(base) if base.base.is_some() => cx.err(
+                *bline,
+                p("base"),
+                format!("`{b}` is itself a pruning run; prune a trained run (its compacted channels are only known once it has run)"),
+            ),
+            _ => {}
+        }
+        let at = r.prune_line.unwrap_or(r.line);
+        if field(r, defaults, "prune.target").is_none() {
+            cx.err(
+                at,
+                p("prune.target"),
+                "missing: the share of the parameters to remove, in percent, in (0, 100)",
+            );
+        }
+        for (a, b) in [
+            ("prune.steps", "prune.share_per_step"),
+            ("prune.interval_epochs", "prune.interval_steps"),
+        ] {
+            if let (Some(_), Some(fb)) = (field(r, defaults, a), field(r, defaults, b)) {
+                cx.err(
+                    fb.line,
+                    p(b),
+                    format!("give either `{}` or `{}`, not both", &a[6..], &b[6..]),
+                );
+            }
+        }
+        if let Some((_, line)) = &r.model {
+            cx.err(
+                *line,
+                p("model"),
+                "a pruning run starts from its base run's network: remove `model`",
+            );
+        }
+        if let Some(f) = r.fields.get("epochs") {
+            cx.err(
+                f.line,
+                p("epochs"),
+                "a pruning run's length is set by `prune`: steps × interval, then finetune_epochs; remove `epochs`",
+            );
+        }
+        let (methods, mline) = text_values(r, defaults, "prune.method");
+        let (finetunes, fline) = text_values(r, defaults, "prune.finetune_loss");
+        let kd_method = methods.iter().any(|m| m == "kdis");
+        let kd_finetune = finetunes.iter().any(|m| m == "kd");
+        let losses = losses_of(r, defaults);
+        let loss_line = field(r, defaults, "loss").map_or(at, |f| f.line);
+        if kd_method || kd_finetune {
+            let line = if kd_method { mline } else { fline }.unwrap_or(at);
+            let what = if kd_method {
+                "method kdis"
+            } else {
+                "finetune_loss kd"
+            };
+            if losses.contains(&LossKind::Mse) {
+                cx.err(
+                    line,
+                    p(if kd_method { "prune.method" } else { "prune.finetune_loss" }),
+                    format!("{what} distils with the run's `loss`: set `loss: stcd` (or another distillation loss) and `teacher`"),
+                );
+            }
+            if losses.contains(&LossKind::Skd) {
+                cx.err(
+                    loss_line,
+                    p("loss"),
+                    "skd (gradient revision) cannot score or fine-tune pruned networks; use stcd",
+                );
+            }
+        } else if losses.iter().any(|k| k.needs_teacher()) {
+            cx.err(
+                loss_line,
+                p("loss"),
+                "taylor pruning with plain fine-tuning reads no distillation loss: remove `loss` (and `teacher`), or use `method: kdis` / `finetune_loss: kd`",
+            );
         }
     }
 }
@@ -1109,7 +1360,7 @@ fn expand(
         if order.contains(&i) {
             return;
         }
-        if let Some((t, _)) = &raws[i].teacher {
+        for (t, _) in raws[i].teacher.iter().chain(&raws[i].base) {
             if let Some(&j) = index.get(t.as_str()) {
                 visit(j, raws, index, order);
             }
@@ -1142,7 +1393,8 @@ fn expand(
             let mut grid: Vec<(&str, Vec<Val>)> = Vec::new();
             let mut random: Vec<(&str, Dist)> = Vec::new();
             let mut fixed: Vec<(&str, Val)> = Vec::new();
-            for (name, _) in FIELDS {
+            let is_prune = r.base.is_some();
+            for (name, _) in all_fields().filter(|(n, _)| is_prune || !n.starts_with("prune.")) {
                 match field(r, defaults, name).and_then(|f| f.for_dataset(d)) {
                     Some(Choice::Fixed(v)) => fixed.push((name, v.clone())),
                     Some(Choice::Grid(v)) => grid.push((name, v.clone())),
@@ -1193,9 +1445,10 @@ fn expand(
                 for &seed in &seeds {
                     let mut variant: Vec<String> = combo
                         .iter()
-                        .map(|(n, v)| match v {
-                            Val::F(f) => format!("{n}={f:.4}"),
-                            v => format!("{n}={}", v.text()),
+                        .map(|(n, v)| match (n.strip_prefix("prune."), v) {
+                            (Some(n), v) => format!("{n}={}", v.text()),
+                            (None, Val::F(f)) => format!("{n}={f:.4}"),
+                            (None, v) => format!("{n}={}", v.text()),
                         })
                         .collect();
                     if seeds.len() > 1 || seed != 1 {
@@ -1203,36 +1456,17 @@ fn expand(
                     }
                     let values: Vec<(&str, Val)> =
                         fixed.iter().cloned().chain(combo.iter().cloned()).collect();
-                    let config =
+                    let mut config =
                         build_config(r, defaults, d, seed, &values, split_days.get(&d).copied());
+                    let base = r.base.as_ref().and_then(|(b, line)| {
+                        let j = pick_dep(&by_label, &out, b, *line, d, seed, r, "base", cx)?;
+                        config.model = out[j].config.model.clone();
+                        config.preset = out[j].config.preset;
+                        Some(j)
+                    });
                     let teacher = if config.loss.kind.needs_teacher() {
                         let (t, line) = r.teacher.as_ref().expect("checked");
-                        let cands = by_label.get(t.as_str()).cloned().unwrap_or_default();
-                        let same_d: Vec<usize> = cands
-                            .into_iter()
-                            .filter(|&j| out[j].config.dataset == d)
-                            .collect();
-                        let same_seed: Vec<usize> = same_d
-                            .iter()
-                            .copied()
-                            .filter(|&j| out[j].config.train.seed == seed)
-                            .collect();
-                        match (same_seed.len(), same_d.len()) {
-                            (1, _) => Some(same_seed[0]),
-                            (_, 1) => Some(same_d[0]),
-                            (_, 0) => {
-                                cx.err(
-                                    *line,
-                                    format!("{}.teacher", r.path),
-                                    format!("teacher `{t}` has no run on {d}"),
-                                );
-                                None
-                            }
-                            (_, n) => {
-                                cx.err(*line, format!("{}.teacher", r.path), format!("teacher `{t}` expands to {n} runs on {d} (grid or random values); a teacher must be one run per dataset and seed"));
-                                None
-                            }
-                        }
+                        pick_dep(&by_label, &out, t, *line, d, seed, r, "teacher", cx)
                     } else {
                         None
                     };
@@ -1245,12 +1479,55 @@ fn expand(
                         variant: variant.join(" "),
                         config,
                         teacher,
+                        base,
                     });
                 }
             }
         }
     }
     out
+}
+
+/// The variant of run `label` a dependant on dataset `d` with `seed` uses: the one with the
+/// same dataset and seed, else the only one on the dataset.
+#[allow(clippy::too_many_arguments)]
+fn pick_dep(
+    by_label: &HashMap<&str, Vec<usize>>,
+    out: &[ExpandedRun],
+    label: &str,
+    line: usize,
+    d: DatasetName,
+    seed: u64,
+    r: &RawRun,
+    what: &str,
+    cx: &mut Ctx,
+) -> Option<usize> {
+    let cands = by_label.get(label).cloned().unwrap_or_default();
+    let same_d: Vec<usize> = cands
+        .into_iter()
+        .filter(|&j| out[j].config.dataset == d)
+        .collect();
+    let same_seed: Vec<usize> = same_d
+        .iter()
+        .copied()
+        .filter(|&j| out[j].config.train.seed == seed)
+        .collect();
+    match (same_seed.len(), same_d.len()) {
+        (1, _) => Some(same_seed[0]),
+        (_, 1) => Some(same_d[0]),
+        (_, 0) => {
+            cx.err(
+                line,
+                format!("{}.{what}", r.path),
+                format!("{what} `{label}` has no run on {d}"),
+            );
+            None
+        }
+        (_, n) => {
+            cx.err(line, format!("{}.{what}", r.path), format!("{what} `{label}` expands to {n} runs on {d} (grid or random values); a {what} must be one run per dataset and seed"));
+            None
+        }
+    }
 }
 
 fn build_config(
@@ -1313,6 +1590,40 @@ fn build_config(
     };
     let mut model = StgcnConfig::new(channels, d.nodes(), 12);
     model.dropout = f("dropout", 0.0);
+    let prune = r.base.is_some().then(|| {
+        let parsed = |name: &str| s(name).map(|v| v.to_string());
+        PruneConfig {
+            method: parsed("prune.method").map_or(PruneMethod::Taylor, |v| {
+                v.parse().expect("validated method")
+            }),
+            granularity: parsed("prune.granularity").map_or(Granularity::Channel, |v| {
+                v.parse().expect("validated granularity")
+            }),
+            target_pct: f("prune.target", 50.0),
+            schedule: match (u("prune.steps"), get("prune.share_per_step")) {
+                (Some(n), _) => StepRule::Steps(n),
+                (None, Some(v)) => StepRule::SharePerStep(v.f64()),
+                (None, None) => StepRule::Steps(DEFAULT_STEPS),
+            },
+            interval: match (u("prune.interval_epochs"), u("prune.interval_steps")) {
+                (Some(e), _) => Interval::Epochs(e),
+                (None, Some(m)) => Interval::Minibatches(m),
+                (None, None) => Interval::Epochs(DEFAULT_INTERVAL_EPOCHS),
+            },
+            finetune_epochs: u("prune.finetune_epochs").unwrap_or(DEFAULT_FINETUNE_EPOCHS),
+            finetune_loss: parsed("prune.finetune_loss").map_or(FinetuneLoss::Mse, |v| {
+                v.parse().expect("validated fine-tuning loss")
+            }),
+        }
+    });
+    let mut train = train;
+    if let Some(p) = &prune {
+        // Not read by a pruning run; fixed so that an inherited `epochs` does not split runs.
+        train.epochs = p.finetune_epochs.max(1);
+        if !p.uses_teacher() {
+            loss = LossConfig::new(LossKind::Mse);
+        }
+    }
     RunConfig {
         dataset: d,
         split_days,
@@ -1322,6 +1633,8 @@ fn build_config(
         loss: loss.canonical(),
         teacher: None,
         test_runs: u("test_runs"),
+        prune,
+        base: None,
     }
 }
 

@@ -173,11 +173,11 @@ fn malformed_files_give_the_right_line_and_message() {
     // 15. YAML syntax error
     let errs = parse("name: x\ndatasets: [pemsd7\nruns: []\n").unwrap_err();
     assert!(errs.to_string().contains("YAML syntax error"), "{errs}");
-    // 16. pruning share outside (0, 100) — pruning is not yet available and says so
+    // 16. pruning share outside (0, 100)
     expect_error(
-        &format!("{head}  - label: a\n    model: base\n    prune: {{targets: [150]}}\n"),
-        6,
-        &["pruning runs are not supported yet"],
+        &format!("{head}  - {{label: b, model: base}}\n  - label: a\n    base: b\n    prune: {{target: [25, 150]}}\n"),
+        7,
+        &["prune.target[1]", "150", "(0, 100)"],
     );
     // 17. missing model
     expect_error(

@@ -1,0 +1,542 @@
+//! A pruning run (Algorithm 1): importance-accumulating training with pruning steps, then
+//! fine-tuning, evaluation, compaction, timing and the checkpoint.
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, RmsProp, RmsPropConfig};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ElementConversion;
+
+use super::forward::{
+    apply_masks, forward_masked, forward_masked_features, mask_grads, DeviceMasks, Importance,
+    MaskedView,
+};
+use super::mask::{
+    compact, counts_for_goal, group_scores, select_channels, select_elements, ChannelState,
+    ElementState, Masks,
+};
+use super::topology::Topology;
+use super::{
+    FinetuneLoss, Granularity, Interval, PruneConfig, PruneError, PruneMethod, PruneStep,
+    PruneSummary,
+};
+use crate::backend::DeviceSpec;
+use crate::data::{Dataset, Split};
+use crate::distill::{kd_loss, mse_loss, KdInputs, LossConfig, LossKind};
+use crate::exec::{ExecError, RunPaths, RunReport};
+use crate::model::{GraphKernel, Stgcn, StgcnConfig};
+use crate::rng::Rng;
+use crate::spec::RunConfig;
+use crate::train::{
+    self, backward_step, Batch, Batcher, EpochRecord, Event, Metrics, OptimizerKind, TrainConfig,
+    TrainError, TrainOutcome,
+};
+
+enum Opt<B: AutodiffBackend> {
+    Adam(OptimizerAdaptor<Adam, Stgcn<B>, B>),
+    Rms(OptimizerAdaptor<RmsProp, Stgcn<B>, B>),
+}
+
+impl<B: AutodiffBackend> Opt<B> {
+    /// The same optimisers as [`crate::train`].
+    fn new(kind: OptimizerKind) -> Self {
+        match kind {
+            OptimizerKind::Adam => Opt::Adam(AdamConfig::new().with_epsilon(1e-8).init()),
+            OptimizerKind::Rmsprop => Opt::Rms(
+                RmsPropConfig::new()
+                    .with_alpha(0.9)
+                    .with_momentum(0.0)
+                    .with_epsilon(1e-10)
+                    .init(),
+            ),
+        }
+    }
+
+    fn step(&mut self, lr: f64, model: Stgcn<B>, grads: GradientsParams) -> Stgcn<B> {
+        match self {
+            Opt::Adam(o) => o.step(lr, model, grads),
+            Opt::Rms(o) => o.step(lr, model, grads),
+        }
+    }
+}
+
+/// What [`prune_model`] produced.
+pub struct PruneOutput<B: Backend> {
+    /// The delivered network (compacted for channel granularity, masked otherwise): the
+    /// fine-tuning epoch with the best validation MAE, or the last pruned state without
+    /// fine-tuning.
+    pub model: Stgcn<B>,
+    pub model_config: StgcnConfig,
+    pub epochs: Vec<EpochRecord>,
+    /// 1-based epoch of `model`.
+    pub best_epoch: usize,
+    pub val: Metrics,
+    /// Without timings (see [`execute_prune`]).
+    pub summary: PruneSummary,
+    /// ORD's teacher picks over all distillation steps (Table 3), when the loss has ORD.
+    pub attention: Option<(u64, u64)>,
+}
+
+/// Shared state of the training loops.
+struct Loop<'a, B: AutodiffBackend> {
+    data: &'a Dataset,
+    train: &'a TrainConfig,
+    loss: &'a LossConfig,
+    device: &'a B::Device,
+    teacher: Option<&'a Stgcn<B::InnerBackend>>,
+    g: GraphKernel<B>,
+    g_eval: GraphKernel<B::InnerBackend>,
+    order: Vec<usize>,
+    batcher: Batcher,
+    steps_per_epoch: usize,
+    picks: u64,
+    elements: u64,
+}
+
+impl<'a, B: AutodiffBackend> Loop<'a, B> {
+    fn batches(&mut self, epoch: usize) -> Vec<Vec<usize>> {
+        Rng::new(self.train.seed, 1 + epoch as u64).shuffle(&mut self.order);
+        self.order
+            .chunks(self.train.batch_size)
+            .take(self.steps_per_epoch)
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    /// Gradients and value of the plain loss (`kd = false`) or of the run's distillation
+    /// loss against the frozen teacher.
+    fn grads(
+        &mut self,
+        model: &Stgcn<B>,
+        view: Option<&MaskedView<B>>,
+        batch: &Batch<B>,
+        kd: bool,
+    ) -> Result<(GradientsParams, f32), ExecError> {
+        if !kd {
+            let y = forward_masked(model, batch.x.clone(), &self.g, view);
+            return Ok(backward_step(mse_loss(y, batch.y1.clone()), model));
+        }
+        let teacher = self.teacher.ok_or(ExecError::NoTeacher {
+            loss: self.loss.kind,
+        })?;
+        let (yt, ft) = teacher.forward_features(batch.x.clone().inner(), &self.g_eval);
+        let (ys, fs) = forward_masked_features(model, batch.x.clone(), &self.g, view);
+        let out = kd_loss(
+            self.loss,
+            &KdInputs {
+                target: batch.y1.clone(),
+                student_y: ys,
+                student_f: &fs,
+                teacher_y: Some(yt),
+                teacher_f: Some(&ft),
+            },
+        )?;
+        self.picks += out.ord_picks;
+        self.elements += out.ord_elements;
+        Ok(backward_step(out.loss, model))
+    }
+
+    fn evaluate(&self, model: &Stgcn<B::InnerBackend>, split: Split) -> Metrics {
+        train::evaluate(
+            model,
+            &self.g_eval,
+            self.data,
+            split,
+            self.train.eval_batch,
+            self.device,
+        )
+    }
+}
+
+/// Prune `base` (its configuration `base_cfg`) as `pc` says, training with `train`'s optimiser,
+/// batch size and learning-rate schedule (epochs counted across both phases); `loss` is the
+/// distillation loss of KDIS importance and of KD fine-tuning, against `teacher`.
+#[allow(clippy::too_many_arguments)]
+pub fn prune_model<B: AutodiffBackend>(
+    base: Stgcn<B>,
+    base_cfg: &StgcnConfig,
+    teacher: Option<&Stgcn<B::InnerBackend>>,
+    data: &Dataset,
+    train: &TrainConfig,
+    loss: &LossConfig,
+    pc: &PruneConfig,
+    device: &B::Device,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<PruneOutput<B::InnerBackend>, ExecError> {
+    pc.validate()?;
+    let mut tc = train.clone();
+    tc.epochs = tc.epochs.max(1);
+    tc.validate()?;
+    let n_train = data.windows(Split::Train);
+    if n_train == 0 {
+        return Err(TrainError::EmptySplit(Split::Train).into());
+    }
+    if data.windows(Split::Val) == 0 {
+        return Err(TrainError::EmptySplit(Split::Val).into());
+    }
+    let mut steps_per_epoch = n_train.div_ceil(train.batch_size);
+    if let Some(max) = train.max_steps_per_epoch {
+        steps_per_epoch = steps_per_epoch.min(max.max(1));
+    }
+    let mut lp = Loop::<B> {
+        data,
+        train,
+        loss,
+        device,
+        teacher,
+        g: GraphKernel::new(&data.cheb, data.nodes, device),
+        g_eval: GraphKernel::new(&data.cheb, data.nodes, device),
+        order: (0..n_train).collect(),
+        batcher: Batcher::default(),
+        steps_per_epoch,
+        picks: 0,
+        elements: 0,
+    };
+    let topo = Topology::new(base_cfg);
+    let total = topo.total_params();
+    let interval = match pc.interval {
+        Interval::Epochs(e) => e * steps_per_epoch,
+        Interval::Minibatches(m) => m,
+    };
+    let n_steps = pc.steps();
+    let prune_epochs = (n_steps * interval).div_ceil(steps_per_epoch);
+    let epochs_total = prune_epochs + pc.finetune_epochs;
+    let channel = pc.granularity == Granularity::Channel;
+    let kd_importance = pc.method == PruneMethod::Kdis;
+
+    let mut model = base;
+    let mut opt = Opt::<B>::new(train.optimizer);
+    let mut cstate = ChannelState::full(&topo);
+    let mut estate = ElementState::full(&topo);
+    let mut masks = Masks::none(&topo);
+    let mut dmasks = DeviceMasks::<B::InnerBackend>::new(&topo, &masks, device);
+    let mut view: Option<MaskedView<B>> = None;
+    let mut importance = Importance::<B::InnerBackend>::new(&topo, device);
+    let mut done = 0usize;
+    let mut minibatches = 0usize;
+    let mut steps: Vec<PruneStep> = Vec::with_capacity(n_steps);
+    let mut curve: Vec<EpochRecord> = Vec::with_capacity(epochs_total);
+
+    // The network as evaluated: compacted (channel) or masked (element).
+    let delivered = |model: &Stgcn<B>, cstate: &ChannelState| -> Result<_, ExecError> {
+        let inner = model.valid();
+        Ok(if channel {
+            compact(&inner, &topo, cstate, device)
+                .map_err(TrainError::from)?
+                .0
+        } else {
+            inner
+        })
+    };
+
+    for epoch in 0..prune_epochs {
+        let t0 = Instant::now();
+        let lr = train.lr_at(epoch);
+        let batches = lp.batches(epoch);
+        on_event(Event::EpochStart {
+            epoch: epoch + 1,
+            epochs: epochs_total,
+            steps: batches.len(),
+        });
+        let mut loss_sum = 0.0;
+        for (step, idx) in batches.iter().enumerate() {
+            let batch = lp.batcher.batch::<B>(data, Split::Train, idx, device);
+            let (mut grads, value) = lp.grads(&model, view.as_ref(), &batch, kd_importance)?;
+            if !value.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch: epoch + 1,
+                    step: step + 1,
+                    loss: value,
+                }
+                .into());
+            }
+            if done < n_steps {
+                importance.add(&model, &grads);
+            }
+            mask_grads(&mut grads, &model, &dmasks);
+            model = apply_masks(opt.step(lr, model, grads), &dmasks);
+            loss_sum += value as f64;
+            minibatches += 1;
+            on_event(Event::Step {
+                epoch: epoch + 1,
+                step: step + 1,
+                loss: value as f64,
+            });
+            if done < n_steps && minibatches.is_multiple_of(interval) {
+                done += 1;
+                let scores = importance.take_mean();
+                let goal = pc.goal(done);
+                let channel_share = if channel {
+                    let (counts, q, _) = counts_for_goal(&topo, &cstate.counts(), goal);
+                    select_channels(&topo, &mut cstate, &counts, &group_scores(&topo, &scores));
+                    masks = cstate.masks(&topo);
+                    view = Some(MaskedView::new(&topo, &cstate, device));
+                    Some(q)
+                } else {
+                    select_elements(&topo, &mut estate, &scores, goal);
+                    masks = estate.masks(&topo);
+                    None
+                };
+                dmasks = DeviceMasks::new(&topo, &masks, device);
+                model = apply_masks(model, &dmasks);
+                steps.push(PruneStep {
+                    step: done,
+                    epoch: epoch + 1,
+                    minibatch: step + 1,
+                    goal_share: goal,
+                    masked_share: masks.masked() as f64 / total as f64,
+                    channel_share,
+                    channels: channel.then(|| cstate.channels(&topo)),
+                });
+            }
+        }
+        on_event(Event::Evaluating { epoch: epoch + 1 });
+        let val = lp.evaluate(&delivered(&model, &cstate)?, Split::Val);
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / batches.len().max(1) as f64,
+            val_mae: val.mean_mae(),
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        on_event(Event::EpochEnd(&record));
+        curve.push(record);
+    }
+
+    // Fine-tuning (Algorithm 1 lines 24–26): channel-pruned networks in compacted form.
+    let (mut ft, ft_cfg, compaction_diff) = if channel {
+        let (c, cfg) = compact(&model, &topo, &cstate, device).map_err(TrainError::from)?;
+        let diff = compaction_gap(&model, &c, &topo, &cstate, &lp);
+        (c, cfg, Some(diff))
+    } else {
+        (model, base_cfg.clone(), None)
+    };
+    let ft_masks = if channel {
+        DeviceMasks::new(&topo, &Masks::none(&topo), device)
+    } else {
+        dmasks
+    };
+    let mut opt = Opt::<B>::new(train.optimizer);
+    let kd_finetune = pc.finetune_loss == FinetuneLoss::Kd;
+    let mut best: Option<(f64, usize, Stgcn<B::InnerBackend>, Metrics)> = None;
+    for e in 0..pc.finetune_epochs {
+        let epoch = prune_epochs + e;
+        let t0 = Instant::now();
+        let lr = train.lr_at(epoch);
+        let batches = lp.batches(epoch);
+        on_event(Event::EpochStart {
+            epoch: epoch + 1,
+            epochs: epochs_total,
+            steps: batches.len(),
+        });
+        let mut loss_sum = 0.0;
+        for (step, idx) in batches.iter().enumerate() {
+            let batch = lp.batcher.batch::<B>(data, Split::Train, idx, device);
+            let (mut grads, value) = lp.grads(&ft, None, &batch, kd_finetune)?;
+            if !value.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch: epoch + 1,
+                    step: step + 1,
+                    loss: value,
+                }
+                .into());
+            }
+            mask_grads(&mut grads, &ft, &ft_masks);
+            ft = apply_masks(opt.step(lr, ft, grads), &ft_masks);
+            loss_sum += value as f64;
+            on_event(Event::Step {
+                epoch: epoch + 1,
+                step: step + 1,
+                loss: value as f64,
+            });
+        }
+        on_event(Event::Evaluating { epoch: epoch + 1 });
+        let inner = ft.valid();
+        let val = lp.evaluate(&inner, Split::Val);
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / batches.len().max(1) as f64,
+            val_mae: val.mean_mae(),
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        on_event(Event::EpochEnd(&record));
+        if best.as_ref().is_none_or(|b| record.val_mae < b.0) {
+            best = Some((record.val_mae, epoch + 1, inner, val));
+        }
+        curve.push(record);
+    }
+    let (best_epoch, model, val) = match best {
+        Some((_, e, m, v)) => (e, m, v),
+        None => {
+            let m = ft.valid();
+            let v = lp.evaluate(&m, Split::Val);
+            (prune_epochs, m, v)
+        }
+    };
+    let masked = masks.masked();
+    let summary = PruneSummary {
+        method: pc.method,
+        granularity: pc.granularity,
+        target_pct: pc.target_pct,
+        masked_share: masked as f64 / total as f64,
+        original_parameters: total,
+        remaining_parameters: total - masked,
+        compact_parameters: channel.then(|| ft_cfg.param_count()),
+        compact_channels: channel.then_some(ft_cfg.channels),
+        compaction_max_abs_diff: compaction_diff,
+        base_test_time: None,
+        pruned_test_time: None,
+        speedup: None,
+        steps,
+    };
+    let uses_ord = (kd_importance || kd_finetune) && loss.kind.uses_ord();
+    Ok(PruneOutput {
+        model,
+        model_config: ft_cfg,
+        epochs: curve,
+        best_epoch,
+        val,
+        summary,
+        attention: uses_ord.then_some((lp.picks, lp.elements)),
+    })
+}
+
+/// Largest |masked − compacted| one-step output over the first validation batch.
+fn compaction_gap<B: AutodiffBackend>(
+    masked: &Stgcn<B>,
+    compacted: &Stgcn<B>,
+    topo: &Topology,
+    cstate: &ChannelState,
+    lp: &Loop<B>,
+) -> f64 {
+    let device = lp.device;
+    let n = lp.data.windows(Split::Val).min(lp.train.eval_batch.max(1));
+    let idx: Vec<usize> = (0..n).collect();
+    let x = Batcher::default()
+        .batch::<B::InnerBackend>(lp.data, Split::Val, &idx, device)
+        .x;
+    let view = MaskedView::new(topo, cstate, device);
+    let a = forward_masked(&masked.valid(), x.clone(), &lp.g_eval, Some(&view));
+    let b = compacted.valid().forward(x, &lp.g_eval);
+    let d: f32 = (a - b).abs().max().into_scalar().elem();
+    d as f64
+}
+
+/// Execute a pruning run (`cfg.prune` set): load the base checkpoint (and the teacher),
+/// [`prune_model`], test metrics, time base and pruned networks, save the delivered network to
+/// `paths.run_dir`.
+pub fn execute_prune<B: AutodiffBackend>(
+    cfg: &RunConfig,
+    data: &Dataset,
+    paths: &RunPaths,
+    device_spec: DeviceSpec,
+    device: &B::Device,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<RunReport, ExecError> {
+    let started = Instant::now();
+    let pc = cfg
+        .prune
+        .as_ref()
+        .ok_or_else(|| PruneError::Config("the run has no `prune` settings".into()))?;
+    pc.validate()?;
+    if pc.uses_teacher() {
+        cfg.loss.validate()?;
+        if !cfg.loss.kind.needs_teacher() || cfg.loss.kind == LossKind::Skd {
+            return Err(PruneError::Config(format!(
+                "method {} / fine-tuning {} distil with the run's loss, which must be a distillation loss other than skd (got {})",
+                pc.method, pc.finetune_loss, cfg.loss.kind
+            ))
+            .into());
+        }
+    }
+    let base_dir = paths.base_dir.as_ref().ok_or(PruneError::NoBase)?;
+    let (base, base_cfg) = train::load_model::<B>(base_dir, device)?;
+    if base_cfg.nodes != data.nodes {
+        return Err(PruneError::BaseMismatch {
+            dir: base_dir.clone(),
+            base_nodes: base_cfg.nodes,
+            nodes: data.nodes,
+        }
+        .into());
+    }
+    let teacher = if pc.uses_teacher() {
+        let dir = paths.teacher_dir.as_ref().ok_or(ExecError::NoTeacher {
+            loss: cfg.loss.kind,
+        })?;
+        let (t, tcfg) = train::load_model::<B::InnerBackend>(dir, device)?;
+        if tcfg.nodes != data.nodes {
+            return Err(ExecError::TeacherMismatch {
+                dir: dir.clone(),
+                teacher_nodes: tcfg.nodes,
+                nodes: data.nodes,
+            });
+        }
+        Some(t)
+    } else {
+        None
+    };
+    let base_inner = base.valid();
+    let out = prune_model::<B>(
+        base,
+        &base_cfg,
+        teacher.as_ref(),
+        data,
+        &cfg.train,
+        &cfg.loss,
+        pc,
+        device,
+        on_event,
+    )?;
+    on_event(Event::Testing);
+    let g = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
+    let test = train::evaluate(
+        &out.model,
+        &g,
+        data,
+        Split::Test,
+        cfg.train.eval_batch,
+        device,
+    );
+    let mut summary = out.summary;
+    if cfg.test_runs != Some(0) && pc.granularity == Granularity::Channel {
+        // The same number of timed runs (after one warm-up run) for both networks: 100 on a
+        // GPU, 2 on the CPU (the teacher takes seconds per run there), unless `test_runs`.
+        let runs = cfg.test_runs.or(match device_spec {
+            DeviceSpec::Cpu => Some(2),
+            DeviceSpec::Cuda(_) => Some(100),
+        });
+        let time = |m: &Stgcn<B::InnerBackend>| {
+            train::measure_test_time(m, &g, data, 1140, runs, 30.0, device)
+        };
+        let (tb, tp) = (time(&base_inner), time(&out.model));
+        summary.speedup = Some(tb.seconds / tp.seconds.max(1e-12));
+        summary.base_test_time = Some(tb);
+        summary.pruned_test_time = Some(tp);
+    }
+    train::save_model(&out.model, &out.model_config, &paths.run_dir)?;
+    let parameters = summary
+        .compact_parameters
+        .unwrap_or(summary.remaining_parameters);
+    Ok(RunReport {
+        run_dir: paths.run_dir.clone(),
+        dataset: cfg.dataset,
+        device: device_spec,
+        data_checksum: data.checksum.clone(),
+        config: cfg.clone(),
+        outcome: TrainOutcome {
+            epochs: out.epochs,
+            best_epoch: out.best_epoch,
+            val: out.val,
+            test,
+            parameters,
+            train_seconds: started.elapsed().as_secs_f64(),
+        },
+        flops_per_sample: out.model_config.flops_per_sample(),
+        test_time: summary.pruned_test_time,
+        attention: out.attention,
+        pruning: Some(summary),
+    })
+}
