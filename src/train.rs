@@ -214,13 +214,14 @@ pub enum Event<'a> {
     Testing,
 }
 
-enum Opt<B: AutodiffBackend> {
+/// The optimiser of a run (shared by training and pruning's fine-tuning).
+pub(crate) enum Opt<B: AutodiffBackend> {
     Adam(OptimizerAdaptor<Adam, Stgcn<B>, B>),
     Rms(OptimizerAdaptor<RmsProp, Stgcn<B>, B>),
 }
 
 impl<B: AutodiffBackend> Opt<B> {
-    fn new(kind: OptimizerKind) -> Self {
+    pub(crate) fn new(kind: OptimizerKind) -> Self {
         match kind {
             OptimizerKind::Adam => Opt::Adam(AdamConfig::new().with_epsilon(1e-8).init()),
             OptimizerKind::Rmsprop => Opt::Rms(
@@ -233,7 +234,7 @@ impl<B: AutodiffBackend> Opt<B> {
         }
     }
 
-    fn step(&mut self, lr: f64, model: Stgcn<B>, grads: GradientsParams) -> Stgcn<B> {
+    pub(crate) fn step(&mut self, lr: f64, model: Stgcn<B>, grads: GradientsParams) -> Stgcn<B> {
         match self {
             Opt::Adam(o) => o.step(lr, model, grads),
             Opt::Rms(o) => o.step(lr, model, grads),

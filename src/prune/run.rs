@@ -4,8 +4,7 @@
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, RmsProp, RmsPropConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ElementConversion;
 
@@ -30,37 +29,9 @@ use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::rng::Rng;
 use crate::spec::RunConfig;
 use crate::train::{
-    self, backward_step, Batch, Batcher, EpochRecord, Event, Metrics, OptimizerKind, TrainConfig,
-    TrainError, TrainOutcome,
+    self, backward_step, Batch, Batcher, EpochRecord, Event, Metrics, Opt, TrainConfig, TrainError,
+    TrainOutcome,
 };
-
-enum Opt<B: AutodiffBackend> {
-    Adam(OptimizerAdaptor<Adam, Stgcn<B>, B>),
-    Rms(OptimizerAdaptor<RmsProp, Stgcn<B>, B>),
-}
-
-impl<B: AutodiffBackend> Opt<B> {
-    /// The same optimisers as [`crate::train`].
-    fn new(kind: OptimizerKind) -> Self {
-        match kind {
-            OptimizerKind::Adam => Opt::Adam(AdamConfig::new().with_epsilon(1e-8).init()),
-            OptimizerKind::Rmsprop => Opt::Rms(
-                RmsPropConfig::new()
-                    .with_alpha(0.9)
-                    .with_momentum(0.0)
-                    .with_epsilon(1e-10)
-                    .init(),
-            ),
-        }
-    }
-
-    fn step(&mut self, lr: f64, model: Stgcn<B>, grads: GradientsParams) -> Stgcn<B> {
-        match self {
-            Opt::Adam(o) => o.step(lr, model, grads),
-            Opt::Rms(o) => o.step(lr, model, grads),
-        }
-    }
-}
 
 /// What [`prune_model`] produced.
 pub struct PruneOutput<B: Backend> {
