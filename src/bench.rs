@@ -131,6 +131,58 @@ pub fn run<B: AutodiffBackend>(
 /// loss + update) at batch 50, N = 228, from issue #3.
 pub const STCD_STEP_TARGET_S: f64 = 0.65;
 
+/// The STCD benchmark's fixture: a frozen teacher, a student, the Table 6 PeMSD7 weights and one
+/// random batch. Built from host-side random numbers only, so the same seeds give the same
+/// weights and inputs on every backend (the device check relies on this).
+struct StcdFixture<B: AutodiffBackend> {
+    g: GraphKernel<B>,
+    g_t: GraphKernel<B::InnerBackend>,
+    teacher: Stgcn<B::InnerBackend>,
+    student: Stgcn<B>,
+    loss_cfg: crate::distill::LossConfig,
+    x: Tensor<B, 4>,
+    y: Tensor<B, 4>,
+}
+
+impl<B: AutodiffBackend> StcdFixture<B> {
+    fn new(nodes: usize, batch: usize, device: &B::Device) -> Self {
+        use crate::distill::{LossConfig, LossKind};
+        let mut rng = Rng::new(7, 0);
+        let cheb = random_cheb(&mut rng, nodes);
+        let cfg = |p: Preset| StgcnConfig::new(p.channels(), nodes, 12);
+        let mut loss_cfg = LossConfig::new(LossKind::Stcd);
+        (loss_cfg.alpha1, loss_cfg.alpha2, loss_cfg.alpha3) = (0.170, 0.047, 0.313);
+        Self {
+            g: GraphKernel::new(&cheb, nodes, device),
+            g_t: GraphKernel::new(&cheb, nodes, device),
+            teacher: Stgcn::new(&cfg(Preset::Teacher), 1, device).expect("preset is valid"),
+            student: Stgcn::new(&cfg(Preset::Student), 2, device).expect("preset is valid"),
+            loss_cfg,
+            x: random_tensor::<B, 4>(&mut rng, [batch, 12, nodes, 1], device),
+            y: random_tensor::<B, 4>(&mut rng, [batch, 1, nodes, 1], device),
+        }
+    }
+
+    /// Teacher forward (no autodiff), student forward, STCD loss (Eq. 13).
+    fn loss(&self) -> Tensor<B, 1> {
+        use crate::distill::{kd_loss, KdInputs};
+        let (yt, ft) = self.teacher.forward_features(self.x.clone().inner(), &self.g_t);
+        let (ys, fs) = self.student.forward_features(self.x.clone(), &self.g);
+        kd_loss(
+            &self.loss_cfg,
+            &KdInputs {
+                target: self.y.clone(),
+                student_y: ys,
+                student_f: &fs,
+                teacher_y: Some(yt),
+                teacher_f: Some(&ft),
+            },
+        )
+        .expect("valid STCD configuration")
+        .loss
+    }
+}
+
 /// Median seconds of one STCD training step, teacher → student, at `batch` (Table 6 weights
 /// for PeMSD7), with random inputs and weights.
 pub fn stcd_step<B: AutodiffBackend>(
@@ -139,50 +191,139 @@ pub fn stcd_step<B: AutodiffBackend>(
     reps: usize,
     device: &B::Device,
 ) -> f64 {
-    use crate::distill::{kd_loss, KdInputs, LossConfig, LossKind};
-    let mut rng = Rng::new(7, 0);
-    let cheb = random_cheb(&mut rng, nodes);
-    let g = GraphKernel::<B>::new(&cheb, nodes, device);
-    let g_t = GraphKernel::<B::InnerBackend>::new(&cheb, nodes, device);
-    let teacher = Stgcn::<B::InnerBackend>::new(
-        &StgcnConfig::new(Preset::Teacher.channels(), nodes, 12),
-        1,
-        device,
-    )
-    .expect("preset is valid");
-    let mut student = Stgcn::<B>::new(
-        &StgcnConfig::new(Preset::Student.channels(), nodes, 12),
-        2,
-        device,
-    )
-    .expect("preset is valid");
+    let mut fx = StcdFixture::<B>::new(nodes, batch, device);
     let mut opt = AdamConfig::new().init::<B, Stgcn<B>>();
-    let mut loss_cfg = LossConfig::new(LossKind::Stcd);
-    (loss_cfg.alpha1, loss_cfg.alpha2, loss_cfg.alpha3) = (0.170, 0.047, 0.313);
-    let x = random_tensor::<B, 4>(&mut rng, [batch, 12, nodes, 1], device);
-    let y = random_tensor::<B, 4>(&mut rng, [batch, 1, nodes, 1], device);
     let mut times = Vec::new();
     for rep in 0..=reps {
         let t = Instant::now();
-        let (yt, ft) = teacher.forward_features(x.clone().inner(), &g_t);
-        let (ys, fs) = student.forward_features(x.clone(), &g);
-        let out = kd_loss(
-            &loss_cfg,
-            &KdInputs {
-                target: y.clone(),
-                student_y: ys,
-                student_f: &fs,
-                teacher_y: Some(yt),
-                teacher_f: Some(&ft),
-            },
-        )
-        .expect("valid STCD configuration");
-        let grads = GradientsParams::from_grads(out.loss.backward(), &student);
-        student = opt.step(1e-3, student, grads);
-        let _ = student.output.fc_bias.val().into_data();
+        let grads = GradientsParams::from_grads(fx.loss().backward(), &fx.student);
+        fx.student = opt.step(1e-3, fx.student, grads);
+        let _ = fx.student.output.fc_bias.val().into_data();
         if rep > 0 {
             times.push(t.elapsed().as_secs_f64());
         }
     }
     median(times)
+}
+
+/// One quantity compared between two backends by [`parity`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ParityRow {
+    pub quantity: &'static str,
+    pub elements: usize,
+    /// Largest absolute difference over the elements.
+    pub max_abs_diff: f64,
+    /// Largest absolute value on the reference backend (the scale of the quantity).
+    pub max_abs_ref: f64,
+}
+
+impl ParityRow {
+    /// `max_abs_diff / max_abs_ref`: the difference relative to the quantity's scale.
+    pub fn relative(&self) -> f64 {
+        self.max_abs_diff / self.max_abs_ref.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// The quantities compared by [`parity`], computed on one backend.
+fn parity_values<B: AutodiffBackend>(
+    nodes: usize,
+    batch: usize,
+    device: &B::Device,
+) -> Vec<(&'static str, Vec<f32>)> {
+    use crate::distill::host;
+    let mut fx = StcdFixture::<B>::new(nodes, batch, device);
+    let mut out = Vec::new();
+    let (yt, _) = fx
+        .teacher
+        .forward_features(fx.x.clone().inner(), &fx.g_t);
+    out.push(("teacher output (1 step)", host(&yt)));
+    let hist = fx.x.clone().inner().reshape([batch, 12, nodes]);
+    out.push((
+        "teacher prediction (9 steps)",
+        host(&fx.teacher.predict(hist, &fx.g_t, 9)),
+    ));
+    let loss = fx.loss();
+    out.push(("STCD loss", host(&loss)));
+    let grads = GradientsParams::from_grads(loss.backward(), &fx.student);
+    let mut flat = FlatGrads {
+        grads: &grads,
+        values: Vec::new(),
+    };
+    fx.student.visit(&mut flat);
+    out.push(("student gradients (STCD)", flat.values));
+    let mut opt = AdamConfig::new().init::<B, Stgcn<B>>();
+    fx.student = opt.step(1e-3, fx.student, grads);
+    for _ in 0..2 {
+        let grads = GradientsParams::from_grads(fx.loss().backward(), &fx.student);
+        fx.student = opt.step(1e-3, fx.student, grads);
+    }
+    let (ys, _) = fx.student.valid().forward_features(fx.x.clone().inner(), &fx.g_t);
+    out.push(("student output after 3 Adam steps", host(&ys)));
+    out
+}
+
+/// Concatenates every float parameter's gradient, in the module's visiting order.
+struct FlatGrads<'a> {
+    grads: &'a GradientsParams,
+    values: Vec<f32>,
+}
+
+impl<B: AutodiffBackend> burn::module::ModuleVisitor<B> for FlatGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            self.values.extend(crate::distill::host(&g));
+        }
+    }
+}
+
+/// Compare backend `D` on `device` against the reference backend `R` on `ref_device`: the same
+/// weights and inputs (host-generated from fixed seeds) through teacher inference, the 9-step
+/// prediction, the STCD loss, the student's gradients and three Adam steps.
+pub fn parity<R: AutodiffBackend, D: AutodiffBackend>(
+    nodes: usize,
+    batch: usize,
+    ref_device: &R::Device,
+    device: &D::Device,
+) -> Vec<ParityRow> {
+    let reference = parity_values::<R>(nodes, batch, ref_device);
+    let other = parity_values::<D>(nodes, batch, device);
+    reference
+        .into_iter()
+        .zip(other)
+        .map(|((quantity, a), (_, b))| {
+            assert_eq!(a.len(), b.len(), "{quantity}: element counts differ");
+            let max_abs_diff = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| (x as f64 - y as f64).abs())
+                .fold(0.0, f64::max);
+            let max_abs_ref = a.iter().map(|&x| (x as f64).abs()).fold(0.0, f64::max);
+            ParityRow {
+                quantity,
+                elements: a.len(),
+                max_abs_diff,
+                max_abs_ref,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Cpu;
+
+    #[test]
+    fn parity_of_a_backend_with_itself_is_exact_and_covers_every_quantity() {
+        let dev = Default::default();
+        let rows = parity::<Cpu, Cpu>(12, 3, &dev, &dev);
+        assert_eq!(rows.len(), 5);
+        for r in &rows {
+            assert!(r.elements > 0 && r.max_abs_ref > 0.0, "{r:?}");
+            assert_eq!(r.max_abs_diff, 0.0, "{r:?}");
+        }
+        // The gradient row spans every student parameter.
+        let cfg = StgcnConfig::new(Preset::Student.channels(), 12, 12);
+        assert_eq!(rows[3].elements, cfg.param_count());
+    }
 }

@@ -53,6 +53,9 @@ enum Cmd {
     Prune(PruneArgs),
     /// Time one training step and one forward step for teacher, base and student (N = 228).
     Bench(BenchArgs),
+    /// Check that a device computes what the CPU computes: teacher inference, 9-step prediction,
+    /// STCD loss, student gradients and three Adam steps on the same weights and inputs.
+    DeviceCheck(DeviceCheckArgs),
     /// Run an experiment file: validate, plan, and execute every run not yet done.
     Sweep(SweepArgs),
     /// Show the runs of a store (or of one experiment file) and their state.
@@ -274,6 +277,21 @@ struct BenchArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct DeviceCheckArgs {
+    /// The device to compare against the CPU, e.g. cuda:0.
+    device: DeviceSpec,
+    #[arg(long, default_value_t = 228)]
+    nodes: usize,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Largest accepted difference relative to each quantity's scale.
+    #[arg(long, default_value_t = 1e-3)]
+    tolerance: f64,
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() {
     stkd::backend::tune_allocator();
     restore_sigpipe();
@@ -329,6 +347,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench(args) => {
             check_device(args.device)?;
             with_backend!(args.device, B, dev => bench_cmd::<B>(&args, dev))
+        }
+        Cmd::DeviceCheck(args) => {
+            check_device(args.device)?;
+            with_backend!(args.device, B, dev => device_check_cmd::<B>(&args, dev))
         }
         Cmd::Sweep(args) => sweep_cmd(&args),
         Cmd::Status(args) => status_cmd(&args),
@@ -944,6 +966,55 @@ fn print_pruning(s: &stkd::prune::PruneSummary) {
             p.batch, b.seconds, b.runs, p.seconds, p.runs
         );
     }
+}
+
+fn device_check_cmd<B: AutodiffBackend>(args: &DeviceCheckArgs, device: B::Device) -> Result<()> {
+    #[derive(Tabled)]
+    struct Row {
+        quantity: &'static str,
+        elements: usize,
+        #[tabled(rename = "max |diff|")]
+        diff: String,
+        #[tabled(rename = "max |cpu|")]
+        scale: String,
+        relative: String,
+        ok: &'static str,
+    }
+    let rows = stkd::bench::parity::<stkd::backend::Cpu, B>(
+        args.nodes,
+        args.batch,
+        &Default::default(),
+        &device,
+    );
+    let failed = rows
+        .iter()
+        .filter(|r| !(r.relative() <= args.tolerance))
+        .count();
+    if args.json {
+        print_json(&serde_json::json!({"device": args.device, "tolerance": args.tolerance, "rows": rows, "failed": failed}))?;
+    } else {
+        let table: Vec<Row> = rows
+            .iter()
+            .map(|r| Row {
+                quantity: r.quantity,
+                elements: r.elements,
+                diff: format!("{:.3e}", r.max_abs_diff),
+                scale: format!("{:.3e}", r.max_abs_ref),
+                relative: format!("{:.3e}", r.relative()),
+                ok: if r.relative() <= args.tolerance { "yes" } else { "NO" },
+            })
+            .collect();
+        println!("{} against cpu (N = {}, batch {}):", args.device, args.nodes, args.batch);
+        println!("{}", Table::new(table));
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} quantities differ from the CPU by more than {} (relative)",
+            rows.len(),
+            args.tolerance
+        );
+    }
+    Ok(())
 }
 
 fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device) -> Result<()> {
