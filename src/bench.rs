@@ -166,7 +166,9 @@ impl<B: AutodiffBackend> StcdFixture<B> {
     /// Teacher forward (no autodiff), student forward, STCD loss (Eq. 13).
     fn loss(&self) -> Tensor<B, 1> {
         use crate::distill::{kd_loss, KdInputs};
-        let (yt, ft) = self.teacher.forward_features(self.x.clone().inner(), &self.g_t);
+        let (yt, ft) = self
+            .teacher
+            .forward_features(self.x.clone().inner(), &self.g_t);
         let (ys, fs) = self.student.forward_features(self.x.clone(), &self.g);
         kd_loss(
             &self.loss_cfg,
@@ -233,9 +235,7 @@ fn parity_values<B: AutodiffBackend>(
     use crate::distill::host;
     let mut fx = StcdFixture::<B>::new(nodes, batch, device);
     let mut out = Vec::new();
-    let (yt, _) = fx
-        .teacher
-        .forward_features(fx.x.clone().inner(), &fx.g_t);
+    let (yt, _) = fx.teacher.forward_features(fx.x.clone().inner(), &fx.g_t);
     out.push(("teacher output (1 step)", host(&yt)));
     let hist = fx.x.clone().inner().reshape([batch, 12, nodes]);
     out.push((
@@ -257,7 +257,10 @@ fn parity_values<B: AutodiffBackend>(
         let grads = GradientsParams::from_grads(fx.loss().backward(), &fx.student);
         fx.student = opt.step(1e-3, fx.student, grads);
     }
-    let (ys, _) = fx.student.valid().forward_features(fx.x.clone().inner(), &fx.g_t);
+    let (ys, _) = fx
+        .student
+        .valid()
+        .forward_features(fx.x.clone().inner(), &fx.g_t);
     out.push(("student output after 3 Adam steps", host(&ys)));
     out
 }

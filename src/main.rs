@@ -991,7 +991,9 @@ fn device_check_cmd<B: AutodiffBackend>(args: &DeviceCheckArgs, device: B::Devic
         .filter(|r| !(r.relative() <= args.tolerance))
         .count();
     if args.json {
-        print_json(&serde_json::json!({"device": args.device, "tolerance": args.tolerance, "rows": rows, "failed": failed}))?;
+        print_json(
+            &serde_json::json!({"device": args.device, "tolerance": args.tolerance, "rows": rows, "failed": failed}),
+        )?;
     } else {
         let table: Vec<Row> = rows
             .iter()
@@ -1001,10 +1003,17 @@ fn device_check_cmd<B: AutodiffBackend>(args: &DeviceCheckArgs, device: B::Devic
                 diff: format!("{:.3e}", r.max_abs_diff),
                 scale: format!("{:.3e}", r.max_abs_ref),
                 relative: format!("{:.3e}", r.relative()),
-                ok: if r.relative() <= args.tolerance { "yes" } else { "NO" },
+                ok: if r.relative() <= args.tolerance {
+                    "yes"
+                } else {
+                    "NO"
+                },
             })
             .collect();
-        println!("{} against cpu (N = {}, batch {}):", args.device, args.nodes, args.batch);
+        println!(
+            "{} against cpu (N = {}, batch {}):",
+            args.device, args.nodes, args.batch
+        );
         println!("{}", Table::new(table));
     }
     if failed > 0 {
