@@ -224,7 +224,11 @@ pub(crate) struct SpatialArgs<'a> {
 }
 
 /// Chebyshev graph convolution of `x` (`[B, T, N, c_in]`) → `[B, T, N, c_out]`:
-/// `relu(Σ_k T_kᵀ x θ_k + b + x_in)` for every (sample, step), in parallel over them.
+/// `relu(Σ_k T_kᵀ x θ_k + b + x_in)` for every (sample, step) slab.
+///
+/// Slabs are processed in groups laid side by side (`[N, G·c_in]`), so that the graph product
+/// is one wide `[(Ks−1)·N, N] × [N, G·c_in]` product even for the student's 2-channel layers
+/// (a product per slab with 2 columns would waste the vector unit); groups run in parallel.
 pub(crate) fn spatial_conv(x: &[f32], [b, t, n, c]: [usize; 4], a: &SpatialArgs) -> Vec<f32> {
     let co = a.c_out;
     let terms = a.theta.len() / (c * co);
@@ -233,87 +237,62 @@ pub(crate) fn spatial_conv(x: &[f32], [b, t, n, c]: [usize; 4], a: &SpatialArgs)
     assert_eq!(a.stacked.len(), (terms - 1) * n * n);
     let mut out = vec![0f32; b * t * n * co];
     let slabs = b * t;
-    let parallel_products = slabs < rayon::current_num_threads().max(2);
+    let threads = rayon::current_num_threads().max(2);
+    // About 256 columns per graph product, and at least one group per thread.
+    let group = (256 / c).clamp(1, slabs.div_ceil(threads).max(1));
+    let parallel_products = slabs.div_ceil(group) < threads;
     let projected = c > co;
-    let one = |z: &mut Vec<f32>, xs: &[f32], os: &mut [f32]| {
-        // z = [T_1ᵀ; …] x: every higher-order term of this slab in one product.
-        z.resize(
-            (terms - 1) * n * c + if projected { n * co } else { 0 },
-            0.0,
-        );
-        let (z, res) = z.split_at_mut((terms - 1) * n * c);
-        gemm_rows(
-            ((terms - 1) * n, c, n),
-            z,
-            c,
-            a.stacked,
-            n,
-            xs,
-            c,
-            false,
-            parallel_products,
-        );
-        gemm_rows(
-            (n, co, c),
-            os,
-            co,
-            xs,
-            c,
-            a.theta,
-            co,
-            false,
-            parallel_products,
-        );
-        for k in 1..terms {
-            gemm_rows(
-                (n, co, c),
-                os,
-                co,
-                &z[(k - 1) * n * c..],
-                c,
-                &a.theta[k * c * co..],
-                co,
-                true,
-                parallel_products,
-            );
+    let one = |buf: &mut Vec<f32>, xg: &[f32], og: &mut [f32]| {
+        let g = xg.len() / (n * c);
+        let w = g * c;
+        buf.resize(n * w + (terms - 1) * n * w + n * co, 0.0);
+        let (xt, rest) = buf.split_at_mut(n * w);
+        let (z, res) = rest.split_at_mut((terms - 1) * n * w);
+        // xt[node, slab·c + ch] = x[slab, node, ch]
+        for (s, xs) in xg.chunks(n * c).enumerate() {
+            for r in 0..n {
+                xt[r * w + s * c..r * w + s * c + c].copy_from_slice(&xs[r * c..r * c + c]);
+            }
         }
-        if projected {
-            let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
-            gemm_rows(
-                (n, co, c),
-                res,
-                co,
-                xs,
-                c,
-                proj,
-                co,
-                false,
-                parallel_products,
-            );
-        }
-        for r in 0..n {
-            let o = &mut os[r * co..(r + 1) * co];
-            for j in 0..co {
-                let x_in = if projected {
-                    res[r * co + j]
-                } else if j < c {
-                    xs[r * c + j]
-                } else {
-                    0.0
-                };
-                o[j] = (o[j] + a.bias[j] + x_in).max(0.0);
+        // z = [T_1ᵀ; …] xt: every higher-order term of every slab of the group at once.
+        let dims = ((terms - 1) * n, w, n);
+        gemm_rows(dims, z, w, a.stacked, n, xt, w, false, parallel_products);
+        for (s, (xs, os)) in xg.chunks(n * c).zip(og.chunks_mut(n * co)).enumerate() {
+            let dims = (n, co, c);
+            gemm_rows(dims, os, co, xs, c, a.theta, co, false, parallel_products);
+            for k in 1..terms {
+                let zk = &z[(k - 1) * n * w + s * c..];
+                let theta_k = &a.theta[k * c * co..];
+                gemm_rows(dims, os, co, zk, w, theta_k, co, true, parallel_products);
+            }
+            if projected {
+                let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
+                gemm_rows(dims, res, co, xs, c, proj, co, false, parallel_products);
+            }
+            for r in 0..n {
+                let o = &mut os[r * co..(r + 1) * co];
+                for j in 0..co {
+                    let x_in = if projected {
+                        res[r * co + j]
+                    } else if j < c {
+                        xs[r * c + j]
+                    } else {
+                        0.0
+                    };
+                    o[j] = (o[j] + a.bias[j] + x_in).max(0.0);
+                }
             }
         }
     };
     if parallel_products {
-        let mut z = Vec::new();
-        for (os, xs) in out.chunks_mut(n * co).zip(x.chunks(n * c)) {
-            one(&mut z, xs, os);
+        let mut buf = Vec::new();
+        for (og, xg) in out.chunks_mut(group * n * co).zip(x.chunks(group * n * c)) {
+            one(&mut buf, xg, og);
         }
     } else {
-        out.par_chunks_mut(n * co)
-            .zip(x.par_chunks(n * c))
-            .for_each_init(Vec::new, |z, (os, xs)| one(z, xs, os));
+        out.par_chunks_mut(group * n * co)
+            .zip(x.par_chunks(group * n * c))
+            .for_each_init(Vec::new, |buf, (og, xg)| one(buf, xg, og));
     }
     out
 }
