@@ -11,7 +11,7 @@ pub mod bench;
 pub mod data;
 pub mod distill;
 pub mod exec;
-mod kernels;
+pub mod kernels;
 pub mod model;
 pub mod plan;
 pub mod prune;

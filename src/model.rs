@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernels;
 use crate::rng::Rng;
-use burn::backend::flex::FlexTensor;
 
 /// Temporal kernel size `Kt` of the ST-Conv blocks.
 pub const KT: usize = 3;
@@ -257,6 +256,11 @@ impl<B: Backend> GraphKernel<B> {
     pub fn nodes(&self) -> usize {
         self.nodes
     }
+
+    /// `[(Ks − 1)·N, N]`: `T_1ᵀ … T_{Ks−1}ᵀ` stacked by rows.
+    pub(crate) fn stacked(&self) -> Tensor<B, 2> {
+        self.stacked.clone()
+    }
 }
 
 /// Nonlinearity of a temporal convolution.
@@ -330,9 +334,9 @@ impl<B: Backend> TemporalConv<B> {
     /// `[B, T, N, c_in]` → `[B, T − Kt + 1, N, c_out]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, t, n, c] = x.dims();
-        // Inference on the CPU backend: one fused kernel (same arithmetic, see `kernels`).
-        let x = match kernels::as_flex(x) {
-            Ok(fx) => return self.forward_flex(&fx, [b, t, n, c]),
+        // On the CPU backends: one fused kernel (same arithmetic, see `kernels`).
+        let x = match kernels::temporal_forward(self, x) {
+            Ok(y) => return y,
             Err(x) => x,
         };
         let tp = t + 1 - self.kt;
@@ -359,37 +363,6 @@ impl<B: Backend> TemporalConv<B> {
                 (conv(0, self.c_out) + self.residual(x, tp)) * sigmoid(conv(self.c_out, self.c_out))
             }
         }
-    }
-
-    fn forward_flex(&self, x: &FlexTensor, dims: [usize; 4]) -> Tensor<B, 4> {
-        let flex = |p: &Param<Tensor<B, 2>>| {
-            kernels::as_flex(p.val()).unwrap_or_else(|_| unreachable!("B is Flex"))
-        };
-        let weight = flex(&self.weight);
-        let bias = kernels::as_flex(self.bias.val()).unwrap_or_else(|_| unreachable!("B is Flex"));
-        let proj = self.input_proj.as_ref().map(flex);
-        let (weight, bias) = (
-            kernels::contiguous_f32(&weight),
-            kernels::contiguous_f32(&bias),
-        );
-        let proj = proj.as_ref().map(kernels::contiguous_f32);
-        let out = kernels::temporal_conv(
-            &kernels::contiguous_f32(x),
-            dims,
-            &kernels::TemporalArgs {
-                kt: self.kt,
-                c_out: self.c_out,
-                act: self.act,
-                weight: &weight,
-                bias: &bias,
-                proj: proj.as_deref(),
-            },
-        );
-        let [b, t, n, _] = dims;
-        kernels::from_flex(kernels::flex_from_vec(
-            out,
-            [b, t + 1 - self.kt, n, self.c_out],
-        ))
     }
 
     fn residual(&self, x: Tensor<B, 4>, tp: usize) -> Tensor<B, 4> {
@@ -447,9 +420,9 @@ impl<B: Backend> SpatialConv<B> {
     /// `[B, T, N, c_in]` → `[B, T, N, c_out]`.
     pub fn forward(&self, x: Tensor<B, 4>, g: &GraphKernel<B>) -> Tensor<B, 4> {
         let [b, t, n, c] = x.dims();
-        // Inference on the CPU backend: one fused kernel (same arithmetic, see `kernels`).
-        let x = match kernels::as_flex(x) {
-            Ok(fx) => return self.forward_flex(&fx, g, [b, t, n, c]),
+        // On the CPU backends: one fused kernel (same arithmetic, see `kernels`).
+        let x = match kernels::spatial_forward(self, x, g) {
+            Ok(y) => return y,
             Err(x) => x,
         };
         // z = [T_1ᵀ; T_2ᵀ] x for every (sample, step): [1, (Ks−1)·N, N] × [B·T, N, C]. Then
@@ -463,30 +436,6 @@ impl<B: Backend> SpatialConv<B> {
             .fold(xs.matmul(theta_k(0)), |a, b| a + b);
         let gc = (gc + self.bias.val().unsqueeze::<3>()).reshape([b, t, n, self.c_out]);
         relu(gc + input_residual(x, self.input_proj.as_ref(), c, self.c_out, [b, t, n]))
-    }
-}
-
-impl<B: Backend> SpatialConv<B> {
-    fn forward_flex(&self, x: &FlexTensor, g: &GraphKernel<B>, dims: [usize; 4]) -> Tensor<B, 4> {
-        let flex =
-            |t: Tensor<B, 2>| kernels::as_flex(t).unwrap_or_else(|_| unreachable!("B is Flex"));
-        let (theta, stacked) = (flex(self.theta.val()), flex(g.stacked.clone()));
-        let bias = kernels::as_flex(self.bias.val()).unwrap_or_else(|_| unreachable!("B is Flex"));
-        let proj = self.input_proj.as_ref().map(|p| flex(p.val()));
-        let proj = proj.as_ref().map(kernels::contiguous_f32);
-        let out = kernels::spatial_conv(
-            &kernels::contiguous_f32(x),
-            dims,
-            &kernels::SpatialArgs {
-                c_out: self.c_out,
-                stacked: &kernels::contiguous_f32(&stacked),
-                theta: &kernels::contiguous_f32(&theta),
-                bias: &kernels::contiguous_f32(&bias),
-                proj: proj.as_deref(),
-            },
-        );
-        let [b, t, n, _] = dims;
-        kernels::from_flex(kernels::flex_from_vec(out, [b, t, n, self.c_out]))
     }
 }
 

@@ -1,0 +1,191 @@
+//! Hand-written CPU kernels for the two layers that dominate STGCN's time: the temporal and
+//! the graph convolution, forward and backward, on burn's `flex` backend.
+//!
+//! burn builds a temporal convolution from generic tensor ops: an im2col copy (`cat` of `Kt`
+//! shifted views), two products, a bias add, a residual (a zero-padding `cat` or a product), and
+//! the gate's sigmoid and product, each a separate pass over memory, most of them on one thread,
+//! and each with its own backward step. Here the same arithmetic is one pass per sample: `Kt`
+//! strided products read the input in place (no im2col), and bias, residual and activation are
+//! applied while the product is still in cache, with rayon over the samples; the backward is
+//! written out by hand (`temporal`, `spatial`) and enters burn's autodiff graph as one node per
+//! layer (`autodiff`). Other backends (CUDA) keep the generic path. Tests compare the two paths,
+//! values and gradients; [`without_fused`] switches the kernels off for such comparisons.
+
+use std::any::{Any, TypeId};
+use std::cell::Cell;
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+
+thread_local! {
+    static FUSED_OFF: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with the fused kernels switched off on this thread: every layer takes burn's generic
+/// tensor-op path (for comparisons of values, gradients and speed).
+pub fn without_fused<R>(f: impl FnOnce() -> R) -> R {
+    let before = FUSED_OFF.with(|c| c.replace(true));
+    let r = f();
+    FUSED_OFF.with(|c| c.set(before));
+    r
+}
+
+fn fused_on() -> bool {
+    !FUSED_OFF.with(Cell::get)
+}
+
+/// `tensor`'s primitive as `T` when that is `B`'s float primitive type, else `tensor` back.
+pub(crate) fn downcast<B: Backend, T: 'static, const D: usize>(
+    tensor: Tensor<B, D>,
+) -> Result<T, Tensor<B, D>> {
+    if !fused_on() || TypeId::of::<B::FloatTensorPrimitive>() != TypeId::of::<T>() {
+        return Err(tensor);
+    }
+    let boxed: Box<dyn Any> = Box::new(tensor.into_primitive().tensor());
+    Ok(*boxed.downcast::<T>().expect("type ids are equal"))
+}
+
+/// The inverse of [`downcast`]; only called with `B`'s own float primitive type.
+pub(crate) fn upcast<B: Backend, T: 'static, const D: usize>(t: T) -> Tensor<B, D> {
+    let boxed: Box<dyn Any> = Box::new(t);
+    let prim = *boxed
+        .downcast::<B::FloatTensorPrimitive>()
+        .expect("T is B's float primitive");
+    Tensor::from_primitive(TensorPrimitive::Float(prim))
+}
+
+/// The tensor's elements in row-major order (a view when already contiguous, else a copy).
+pub(crate) fn contiguous_f32(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    let n = t.layout().num_elements();
+    if t.is_contiguous() && t.layout().start_offset() == 0 {
+        std::borrow::Cow::Borrowed(&t.storage::<f32>()[..n])
+    } else {
+        std::borrow::Cow::Owned(t.to_contiguous().storage::<f32>()[..n].to_vec())
+    }
+}
+
+/// A contiguous flex tensor holding `values` with `shape`.
+pub(crate) fn flex_from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// A strided read-only matrix: element `(i, j)` is `data[i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// Row-major with row stride `rs`.
+    pub fn rows(data: &'a [f32], rs: usize) -> Self {
+        Mat { data, rs, cs: 1 }
+    }
+    /// The transpose of a row-major matrix with row stride `rs`.
+    pub fn t(data: &'a [f32], rs: usize) -> Self {
+        Mat {
+            data,
+            rs: 1,
+            cs: rs,
+        }
+    }
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || self.data.len() > (rows - 1) * self.rs + (cols - 1) * self.cs
+    }
+}
+
+/// `dst (+)= lhs · rhs`: `lhs` is `m × k`, `rhs` is `k × n`, `dst` is `m × n` row-major with row
+/// stride `dst_rs`. `parallel` lets the product itself use the rayon pool.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Bounds of every element the product touches: checked here, so the call below is sound.
+    assert!(dst.len() >= (m - 1) * dst_rs + n, "gemm: dst too short");
+    assert!(lhs.fits(m, k) && rhs.fits(k, n), "gemm: operand too short");
+    let par = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assertions above keep every strided access inside the three slices, and
+    // `dst` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// [`gemm`] for row-major operands (column stride 1).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_rows(
+    dims: (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: &[f32],
+    lhs_rs: usize,
+    rhs: &[f32],
+    rhs_rs: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    let (l, r) = (Mat::rows(lhs, lhs_rs), Mat::rows(rhs, rhs_rs));
+    gemm(dims, dst, dst_rs, l, r, accumulate, parallel);
+}
+
+/// Element-wise sum of two equal-length partial results (rayon reductions).
+pub(crate) fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
+    for (x, y) in a.iter_mut().zip(&b) {
+        *x += y;
+    }
+    a
+}
+
+/// The logistic function, computed as burn's CPU backend does (no overflow for large `|x|`).
+#[inline]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+mod autodiff;
+mod spatial;
+mod temporal;
+pub(crate) use autodiff::{spatial_forward, temporal_forward};
+
+#[cfg(test)]
+mod tests;

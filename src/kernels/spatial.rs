@@ -1,0 +1,248 @@
+//! Chebyshev graph convolution (STGCN `spatio_conv_layer`): forward and hand-written backward.
+//!
+//! Slabs (one sample at one step, `[N, c_in]`) are processed in groups laid side by side
+//! (`[N, G·c_in]`), so that the graph product is one wide `[(Ks−1)·N, N] × [N, G·c_in]` product
+//! even for the student's 2-channel layers (a product per slab with 2 columns would waste the
+//! vector unit); groups run in parallel.
+
+use rayon::prelude::*;
+
+use super::{add_into, gemm, Mat};
+
+/// The weights of one Chebyshev graph convolution (see [`crate::model::SpatialConv`]).
+pub(crate) struct SpatialArgs<'a> {
+    pub c_out: usize,
+    /// `[(Ks − 1)·N, N]`: `T_1ᵀ … T_{Ks−1}ᵀ` stacked by rows (`T_0 = I` needs no product).
+    pub stacked: &'a [f32],
+    /// `[Ks·c_in, c_out]`: `θ_0 … θ_{Ks−1}` stacked by rows.
+    pub theta: &'a [f32],
+    pub bias: &'a [f32],
+    /// `[c_in, c_out]` 1×1 projection of the residual when `c_in > c_out`.
+    pub proj: Option<&'a [f32]>,
+}
+
+/// How slabs are grouped: `(slabs per group, whether products use the pool themselves)`.
+fn grouping(slabs: usize, c: usize) -> (usize, bool) {
+    let threads = rayon::current_num_threads().max(2);
+    // About 256 columns per graph product, and at least one group per thread.
+    let group = (256 / c).clamp(1, slabs.div_ceil(threads).max(1));
+    (group, slabs.div_ceil(group) < threads)
+}
+
+/// `f(group index, mutable chunk)` over `out` in chunks of `chunk`, in parallel unless
+/// `sequential`; the results in group order.
+fn for_groups<R: Send>(
+    out: &mut [f32],
+    chunk: usize,
+    sequential: bool,
+    f: impl Fn(usize, &mut [f32]) -> R + Sync,
+) -> Vec<R> {
+    if sequential {
+        out.chunks_mut(chunk)
+            .enumerate()
+            .map(|(i, o)| f(i, o))
+            .collect()
+    } else {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .map(|(i, o)| f(i, o))
+            .collect()
+    }
+}
+
+/// Chebyshev graph convolution of `x` (`[B, T, N, c_in]`) → `[B, T, N, c_out]`:
+/// `relu(Σ_k T_kᵀ x θ_k + b + x_in)` for every slab. With `save`, also returns the graph
+/// products `z` of every group (what the backward needs besides the output).
+pub(crate) fn spatial_conv(
+    x: &[f32],
+    [b, t, n, c]: [usize; 4],
+    a: &SpatialArgs,
+    save: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let co = a.c_out;
+    let terms = a.theta.len() / (c * co);
+    assert_eq!(x.len(), b * t * n * c);
+    assert_eq!(a.theta.len(), terms * c * co);
+    assert_eq!(a.stacked.len(), (terms - 1) * n * n);
+    let slabs = b * t;
+    let (group, par) = grouping(slabs, c);
+    let projected = c > co;
+    let zlen = |g: usize| (terms - 1) * n * g * c;
+    let mut out = vec![0f32; slabs * n * co];
+    let saved = for_groups(&mut out, group * n * co, par, |gi, og| {
+        let xg = &x[gi * group * n * c..(gi * group * n * c + og.len() / co * c)];
+        let g = xg.len() / (n * c);
+        let w = g * c;
+        let mut xt = vec![0f32; n * w];
+        let mut z = vec![0f32; zlen(g)];
+        let mut res = vec![0f32; if projected { n * co } else { 0 }];
+        // xt[node, slab·c + ch] = x[slab, node, ch]
+        for (s, xs) in xg.chunks(n * c).enumerate() {
+            for r in 0..n {
+                xt[r * w + s * c..r * w + s * c + c].copy_from_slice(&xs[r * c..r * c + c]);
+            }
+        }
+        // z = [T_1ᵀ; …] xt: every higher-order term of every slab of the group at once.
+        let (st, xm) = (Mat::rows(a.stacked, n), Mat::rows(&xt, w));
+        gemm(((terms - 1) * n, w, n), &mut z, w, st, xm, false, par);
+        for (s, (xs, os)) in xg.chunks(n * c).zip(og.chunks_mut(n * co)).enumerate() {
+            let dims = (n, co, c);
+            let xm = Mat::rows(xs, c);
+            gemm(dims, os, co, xm, Mat::rows(a.theta, co), false, par);
+            for k in 1..terms {
+                let zk = Mat::rows(&z[(k - 1) * n * w + s * c..], w);
+                let theta_k = Mat::rows(&a.theta[k * c * co..], co);
+                gemm(dims, os, co, zk, theta_k, true, par);
+            }
+            if projected {
+                let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
+                gemm(dims, &mut res, co, xm, Mat::rows(proj, co), false, par);
+            }
+            for r in 0..n {
+                let o = &mut os[r * co..(r + 1) * co];
+                for j in 0..co {
+                    let x_in = if projected {
+                        res[r * co + j]
+                    } else if j < c {
+                        xs[r * c + j]
+                    } else {
+                        0.0
+                    };
+                    o[j] = (o[j] + a.bias[j] + x_in).max(0.0);
+                }
+            }
+        }
+        if save {
+            z
+        } else {
+            Vec::new()
+        }
+    });
+    (out, saved.concat())
+}
+
+/// Gradients of one graph convolution (the graph itself is a constant).
+pub(crate) struct SpatialGrads {
+    pub x: Vec<f32>,
+    pub theta: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub proj: Option<Vec<f32>>,
+}
+
+/// Backward of [`spatial_conv`] from the output gradient, the output and the saved products:
+/// `D = g ⊙ [out > 0]`, `dθ_0 = Σ xᵀ D`, `dθ_k = Σ z_kᵀ D`, `db = Σ D`,
+/// `dx = D θ_0ᵀ + Σ_k T_k (D θ_kᵀ)` plus the residual's share.
+pub(crate) fn spatial_conv_backward(
+    x: &[f32],
+    [b, t, n, c]: [usize; 4],
+    a: &SpatialArgs,
+    out: &[f32],
+    saved: &[f32],
+    grad: &[f32],
+) -> SpatialGrads {
+    let co = a.c_out;
+    let terms = a.theta.len() / (c * co);
+    let slabs = b * t;
+    assert_eq!(grad.len(), slabs * n * co);
+    assert_eq!(saved.len(), (terms - 1) * n * c * slabs);
+    let (group, par) = grouping(slabs, c);
+    let projected = c > co;
+    let n_proj = if projected { c * co } else { 0 };
+    let mut dx = vec![0f32; slabs * n * c];
+    let part_len = terms * c * co + co + n_proj;
+    let one = |gi: usize, dxg: &mut [f32]| -> Vec<f32> {
+        let g = dxg.len() / (n * c);
+        let w = g * c;
+        let first = gi * group;
+        let xg = &x[first * n * c..(first + g) * n * c];
+        let z = &saved[(terms - 1) * n * c * first..(terms - 1) * n * c * (first + g)];
+        let mut part = vec![0f32; part_len];
+        let (dtheta, rest) = part.split_at_mut(terms * c * co);
+        let (db, dproj) = rest.split_at_mut(co);
+        let mut d = vec![0f32; n * co];
+        let mut dk = vec![0f32; (terms - 1) * n * w];
+        for s in 0..g {
+            let slab = first + s;
+            let (gs, os) = (
+                &grad[slab * n * co..(slab + 1) * n * co],
+                &out[slab * n * co..(slab + 1) * n * co],
+            );
+            for ((dv, &gv), &ov) in d.iter_mut().zip(gs).zip(os) {
+                *dv = if ov > 0.0 { gv } else { 0.0 };
+            }
+            for row in d.chunks(co) {
+                for (acc, v) in db.iter_mut().zip(row) {
+                    *acc += v;
+                }
+            }
+            let xs = &xg[s * n * c..(s + 1) * n * c];
+            let dxs = &mut dxg[s * n * c..(s + 1) * n * c];
+            let dm = Mat::rows(&d, co);
+            gemm((c, co, n), dtheta, co, Mat::t(xs, c), dm, true, par);
+            gemm((n, c, co), dxs, c, dm, Mat::t(a.theta, co), false, par);
+            for k in 1..terms {
+                let zk = Mat::t(&z[(k - 1) * n * w + s * c..], w);
+                gemm((c, co, n), &mut dtheta[k * c * co..], co, zk, dm, true, par);
+                let theta_k = Mat::t(&a.theta[k * c * co..], co);
+                gemm(
+                    (n, c, co),
+                    &mut dk[(k - 1) * n * w + s * c..],
+                    w,
+                    dm,
+                    theta_k,
+                    false,
+                    par,
+                );
+            }
+            if projected {
+                let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
+                gemm((n, c, co), dxs, c, dm, Mat::t(proj, co), true, par);
+                gemm((c, co, n), dproj, co, Mat::t(xs, c), dm, true, par);
+            } else {
+                for r in 0..n {
+                    for j in 0..c.min(co) {
+                        dxs[r * c + j] += d[r * co + j];
+                    }
+                }
+            }
+        }
+        // dx += Σ_k T_k D_k for the whole group (T_k = (stacked block k)ᵀ).
+        let mut e = vec![0f32; n * w];
+        for k in 1..terms {
+            let tk = Mat::t(&a.stacked[(k - 1) * n * n..], n);
+            let dkm = Mat::rows(&dk[(k - 1) * n * w..], w);
+            gemm((n, w, n), &mut e, w, tk, dkm, k > 1, par);
+        }
+        for s in 0..g {
+            for r in 0..n {
+                let src = &e[r * w + s * c..r * w + s * c + c];
+                let dst = &mut dxg[s * n * c + r * c..s * n * c + r * c + c];
+                for (acc, v) in dst.iter_mut().zip(src) {
+                    *acc += v;
+                }
+            }
+        }
+        part
+    };
+    let chunk = group * n * c;
+    let part = if par {
+        dx.chunks_mut(chunk)
+            .enumerate()
+            .map(|(i, dxg)| one(i, dxg))
+            .reduce(add_into)
+    } else {
+        dx.par_chunks_mut(chunk)
+            .enumerate()
+            .map(|(i, dxg)| one(i, dxg))
+            .reduce_with(add_into)
+    }
+    .expect("at least one slab");
+    let (theta, rest) = part.split_at(terms * c * co);
+    let (bias, proj) = rest.split_at(co);
+    SpatialGrads {
+        x: dx,
+        theta: theta.to_vec(),
+        bias: bias.to_vec(),
+        proj: projected.then(|| proj.to_vec()),
+    }
+}
