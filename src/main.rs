@@ -268,6 +268,10 @@ struct TrainArgs {
 struct BenchArgs {
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Also time burn's generic tensor-op path (fused CPU kernels off) in the same run and print
+    /// the speed-up of the kernels.
+    #[arg(long)]
+    compare_generic: bool,
     /// Timed repetitions per figure (median reported).
     #[arg(long, default_value_t = 3)]
     reps: usize,
@@ -1032,13 +1036,13 @@ fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device) -> Result<
         model: String,
         #[tabled(rename = "train step b=50 (s)")]
         train: String,
-        #[tabled(rename = "PyTorch (s)")]
+        #[tabled(rename = "reference (s)")]
         pt_train: String,
         #[tabled(rename = "ratio")]
         r_train: String,
         #[tabled(rename = "forward b=1140 (s)")]
         fwd: String,
-        #[tabled(rename = "PyTorch (s)")]
+        #[tabled(rename = "reference (s) ")]
         pt_fwd: String,
         #[tabled(rename = "ratio ")]
         r_fwd: String,
@@ -1050,38 +1054,79 @@ fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device) -> Result<
         args.reps,
         rayon::current_num_threads()
     );
-    let rows = stkd::bench::run::<B>(args.nodes, 50, 1140, args.reps.max(1), &device, |r| {
-        eprintln!(
-            "{}: train step {:.3} s, forward {:.3} s",
-            r.model, r.train_step_s, r.forward_s
-        )
+    let measure = || {
+        let rows = stkd::bench::run::<B>(args.nodes, 50, 1140, args.reps.max(1), &device, |r| {
+            eprintln!(
+                "{}: train step {:.3} s, forward {:.3} s",
+                r.model, r.train_step_s, r.forward_s
+            )
+        });
+        let stcd = stkd::bench::stcd_step::<B>(args.nodes, 50, args.reps.max(1), &device);
+        (rows, stcd)
+    };
+    let (rows, stcd) = measure();
+    let generic = args.compare_generic.then(|| {
+        eprintln!("the same with the fused CPU kernels off (burn's generic ops):");
+        stkd::kernels::without_fused(measure)
     });
-    let stcd = stkd::bench::stcd_step::<B>(args.nodes, 50, args.reps.max(1), &device);
     if args.json {
+        let generic = generic
+            .as_ref()
+            .map(|(rows, stcd)| serde_json::json!({"models": rows, "stcd_step_s": stcd}));
         return print_json(
-            &serde_json::json!({"device": args.device, "threads": rayon::current_num_threads(), "models": rows, "stcd_step_s": stcd, "stcd_step_target_s": stkd::bench::STCD_STEP_TARGET_S}),
+            &serde_json::json!({"device": args.device, "threads": rayon::current_num_threads(), "models": rows, "stcd_step_s": stcd, "stcd_step_target_s": stkd::bench::STCD_STEP_TARGET_S, "generic": generic}),
         );
     }
-    let table: Vec<Row> = rows
-        .iter()
-        .map(|r| Row {
-            model: r.model.to_string(),
-            train: format!("{:.3}", r.train_step_s),
-            pt_train: format!("{:.3}", r.pytorch_train_step_s),
-            r_train: format!("{:.2}x", r.train_step_s / r.pytorch_train_step_s),
-            fwd: format!("{:.3}", r.forward_s),
-            pt_fwd: format!("{:.2}", r.pytorch_forward_s),
-            r_fwd: format!("{:.2}x", r.forward_s / r.pytorch_forward_s),
-        })
-        .collect();
-    println!("{}", Table::new(table));
-    println!("ratio = stkd time / PyTorch 2.15 time on the same 2-core machine (2 threads); below 1 is faster");
+    // Our figures against a reference, as `ours / reference` (below 1: ours is faster).
+    let table = |rows: &[stkd::bench::BenchRow], reference: &dyn Fn(usize) -> (f64, f64)| {
+        let rows: Vec<Row> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (rt, rf) = reference(i);
+                Row {
+                    model: r.model.to_string(),
+                    train: format!("{:.3}", r.train_step_s),
+                    pt_train: format!("{rt:.3}"),
+                    r_train: format!("{:.2}x", r.train_step_s / rt),
+                    fwd: format!("{:.3}", r.forward_s),
+                    pt_fwd: format!("{rf:.3}"),
+                    r_fwd: format!("{:.2}x", r.forward_s / rf),
+                }
+            })
+            .collect();
+        Table::new(rows).to_string()
+    };
+    println!("reference: PyTorch 2.15 on the same 2-core machine (2 threads)");
+    println!(
+        "{}",
+        table(&rows, &|i| (
+            rows[i].pytorch_train_step_s,
+            rows[i].pytorch_forward_s
+        ))
+    );
     println!(
         "STCD distillation step (teacher forward + student forward/backward + loss + Adam), batch 50: {:.3} s (target {:.2} s, ratio {:.2})",
         stcd,
         stkd::bench::STCD_STEP_TARGET_S,
         stcd / stkd::bench::STCD_STEP_TARGET_S
     );
+    if let Some((generic_rows, generic_stcd)) = generic {
+        println!("reference: burn's generic ops (fused CPU kernels off), same run");
+        println!(
+            "{}",
+            table(&rows, &|i| (
+                generic_rows[i].train_step_s,
+                generic_rows[i].forward_s
+            ))
+        );
+        println!(
+            "STCD step: {:.3} s with the kernels, {:.3} s generic (ratio {:.2})",
+            stcd,
+            generic_stcd,
+            stcd / generic_stcd
+        );
+    }
     Ok(())
 }
 

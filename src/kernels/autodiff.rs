@@ -16,7 +16,7 @@ use burn::tensor::Tensor;
 
 use super::spatial::{spatial_conv, spatial_conv_backward, SpatialArgs};
 use super::temporal::{temporal_conv, temporal_conv_backward, TemporalArgs};
-use super::{contiguous_f32, downcast, flex_from_vec, upcast};
+use super::{contiguous_f32, downcast, flex_from_vec, upcast, LayerGrads};
 use crate::model::{Act, GraphKernel, SpatialConv, TemporalConv};
 
 /// A tensor of the CPU training backend (`Autodiff<Flex>`).
@@ -67,34 +67,108 @@ macro_rules! finish {
     };
 }
 
-/// Register the gradients of a layer's parents (input, weight, bias, projection), each shaped
-/// as the tensor it belongs to, where that parent needs one.
-fn register<const N: usize>(
-    ops: &Ops<Saved, N>,
-    grads: &mut Gradients,
-    [x, weight, bias]: [Vec<f32>; 3],
-    proj: Option<Vec<f32>>,
-) {
-    let s = &ops.state;
-    let like = |v: Vec<f32>, t: &FlexTensor| {
-        FlexTensor::from_data(burn::tensor::TensorData::new(v, t.layout().shape().clone()))
-    };
-    let values = [
-        Some(flex_from_vec(x, s.dims)),
-        Some(like(weight, &s.weight)),
-        Some(like(bias, &s.bias)),
-        proj.zip(s.proj.as_ref()).map(|(v, p)| like(v, p)),
-    ];
-    for (parent, value) in ops.parents.iter().zip(values) {
-        if let (Some(node), Some(v)) = (parent, value) {
-            grads.register::<Flex>(node.id, v);
+/// A layer computed by a kernel: its fixed configuration, the forward and the backward on host
+/// slices. Parameters are a weight, a bias and, when channels shrink, a residual projection.
+trait FusedLayer: Clone + std::fmt::Debug + Send + 'static {
+    /// Output `[B, T', N, c_out]` and what the backward needs besides the output.
+    fn forward(&self, x: &[f32], dims: [usize; 4], p: &Weights, save: bool)
+        -> (Vec<f32>, Vec<f32>);
+    fn out_dims(&self, dims: [usize; 4]) -> [usize; 4];
+    /// Gradients of input, weight, bias and projection from the output gradient.
+    fn backward(&self, s: &Saved<Self>, p: &Weights, grad: &[f32]) -> LayerGrads;
+}
+
+/// A layer's parameters as host slices.
+struct Weights<'a> {
+    weight: &'a [f32],
+    bias: &'a [f32],
+    proj: Option<&'a [f32]>,
+}
+
+#[derive(Debug, Clone)]
+struct TemporalLayer {
+    kt: usize,
+    c_out: usize,
+    act: Act,
+}
+
+impl TemporalLayer {
+    fn args<'a>(&self, p: &Weights<'a>) -> TemporalArgs<'a> {
+        TemporalArgs {
+            kt: self.kt,
+            c_out: self.c_out,
+            act: self.act,
+            weight: p.weight,
+            bias: p.bias,
+            proj: p.proj,
         }
     }
 }
 
-/// A layer's fixed shape and weights, kept for its backward.
+impl FusedLayer for TemporalLayer {
+    fn forward(
+        &self,
+        x: &[f32],
+        dims: [usize; 4],
+        p: &Weights,
+        save: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
+        temporal_conv(x, dims, &self.args(p), save)
+    }
+    fn out_dims(&self, [b, t, n, _]: [usize; 4]) -> [usize; 4] {
+        [b, t + 1 - self.kt, n, self.c_out]
+    }
+    fn backward(&self, s: &Saved<Self>, p: &Weights, grad: &[f32]) -> LayerGrads {
+        let (x, out) = (contiguous_f32(&s.x), contiguous_f32(&s.out));
+        temporal_conv_backward(&x, s.dims, &self.args(p), &out, &s.extra, grad)
+    }
+}
+
 #[derive(Debug, Clone)]
-struct Saved {
+struct SpatialLayer {
+    c_out: usize,
+    /// The stacked Chebyshev terms (a constant of the graph).
+    stacked: FlexTensor,
+}
+
+impl SpatialLayer {
+    fn run<R>(&self, p: &Weights, f: impl FnOnce(&SpatialArgs) -> R) -> R {
+        let stacked = contiguous_f32(&self.stacked);
+        f(&SpatialArgs {
+            c_out: self.c_out,
+            stacked: &stacked,
+            theta: p.weight,
+            bias: p.bias,
+            proj: p.proj,
+        })
+    }
+}
+
+impl FusedLayer for SpatialLayer {
+    fn forward(
+        &self,
+        x: &[f32],
+        dims: [usize; 4],
+        p: &Weights,
+        save: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
+        self.run(p, |a| spatial_conv(x, dims, a, save))
+    }
+    fn out_dims(&self, [b, t, n, _]: [usize; 4]) -> [usize; 4] {
+        [b, t, n, self.c_out]
+    }
+    fn backward(&self, s: &Saved<Self>, p: &Weights, grad: &[f32]) -> LayerGrads {
+        let (x, out) = (contiguous_f32(&s.x), contiguous_f32(&s.out));
+        self.run(p, |a| {
+            spatial_conv_backward(&x, s.dims, a, &out, &s.extra, grad)
+        })
+    }
+}
+
+/// What a layer's backward needs: input, parameters, output and the layer's extra state.
+#[derive(Debug, Clone)]
+struct Saved<L> {
+    layer: L,
     x: FlexTensor,
     dims: [usize; 4],
     weight: FlexTensor,
@@ -103,43 +177,36 @@ struct Saved {
     out: FlexTensor,
     /// GLU pre-activations (temporal) or graph products (spatial); empty when not needed.
     extra: Vec<f32>,
-    c_out: usize,
-    /// Temporal only.
-    kt: usize,
-    act: Act,
-    /// Spatial only: the stacked graph.
-    stacked: Option<FlexTensor>,
 }
 
-/// The temporal convolution on a CPU backend, or `Err(x)` on any other.
-pub(crate) fn temporal_forward<B: Backend>(
-    conv: &TemporalConv<B>,
+/// Run `layer` with its parameters on a CPU backend; `Err(x)` on any other.
+fn fused<B: Backend, L: FusedLayer>(
+    layer: L,
     x: Tensor<B, 4>,
+    weight: &Param<Tensor<B, 2>>,
+    bias: &Param<Tensor<B, 1>>,
+    proj: Option<&Param<Tensor<B, 2>>>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     let dims = x.dims();
     let x = Cpu::<4>::of(x)?;
-    let weight = Cpu::<2>::param(&conv.weight);
-    let bias = Cpu::<1>::param(&conv.bias);
-    let proj = conv.input_proj.as_ref().map(Cpu::<2>::param);
+    let (weight, bias) = (Cpu::<2>::param(weight), Cpu::<1>::param(bias));
+    let proj = proj.map(Cpu::<2>::param);
     let (w, b) = (contiguous_f32(weight.flex()), contiguous_f32(bias.flex()));
     let p = proj.as_ref().map(|p| contiguous_f32(p.flex()));
-    let args = TemporalArgs {
-        kt: conv.kt,
-        c_out: conv.c_out,
-        act: conv.act,
+    let params = Weights {
         weight: &w,
         bias: &b,
         proj: p.as_deref(),
     };
     let training = matches!(x, Cpu::Ad(_));
-    let (out, extra) = temporal_conv(&contiguous_f32(x.flex()), dims, &args, training);
-    let [bs, t, n, _] = dims;
-    let out = flex_from_vec(out, [bs, t + 1 - conv.kt, n, conv.c_out]);
+    let (out, extra) = layer.forward(&contiguous_f32(x.flex()), dims, &params, training);
+    let out = flex_from_vec(out, layer.out_dims(dims));
     let x = match x {
         Cpu::Flex(_) => return Ok(upcast::<B, FlexTensor, 4>(out)),
         Cpu::Ad(x) => x,
     };
     let saved = Saved {
+        layer,
         x: x.primitive.clone(),
         dims,
         weight: weight.flex().clone(),
@@ -147,52 +214,71 @@ pub(crate) fn temporal_forward<B: Backend>(
         proj: proj.as_ref().map(|p| p.flex().clone()),
         out: out.clone(),
         extra,
-        c_out: conv.c_out,
-        kt: conv.kt,
-        act: conv.act,
-        stacked: None,
     };
+    let (w, b) = (weight.ad(), bias.ad());
     let y: AdTensor = match &proj {
         Some(p) => finish!(
-            TemporalBackward,
-            [x, weight.ad(), bias.ad(), p.ad()],
+            LayerBackward::<L>(Default::default()),
+            [x, w, b, p.ad()],
             saved,
             out
         ),
-        None => finish!(TemporalBackward, [x, weight.ad(), bias.ad()], saved, out),
+        None => finish!(
+            LayerBackward::<L>(Default::default()),
+            [x, w, b],
+            saved,
+            out
+        ),
     };
     Ok(upcast::<B, AdTensor, 4>(y))
 }
 
+/// The autodiff node of a fused layer; parents are input, weight, bias (and projection).
 #[derive(Debug)]
-struct TemporalBackward;
+struct LayerBackward<L>(std::marker::PhantomData<L>);
 
-impl<const N: usize> Backward<Flex, N> for TemporalBackward {
-    type State = Saved;
+impl<L: FusedLayer, const N: usize> Backward<Flex, N> for LayerBackward<L> {
+    type State = Saved<L>;
 
-    fn backward(self, ops: Ops<Saved, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Saved<L>, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let s = &ops.state;
         let grad = grads.consume::<Flex>(&ops.node);
         let (w, b) = (contiguous_f32(&s.weight), contiguous_f32(&s.bias));
         let p = s.proj.as_ref().map(contiguous_f32);
-        let args = TemporalArgs {
-            kt: s.kt,
-            c_out: s.c_out,
-            act: s.act,
+        let params = Weights {
             weight: &w,
             bias: &b,
             proj: p.as_deref(),
         };
-        let g = temporal_conv_backward(
-            &contiguous_f32(&s.x),
-            s.dims,
-            &args,
-            &contiguous_f32(&s.out),
-            &s.extra,
-            &contiguous_f32(&grad),
-        );
-        register(&ops, grads, [g.x, g.weight, g.bias], g.proj);
+        let g = s.layer.backward(s, &params, &contiguous_f32(&grad));
+        let like = |v: Vec<f32>, t: &FlexTensor| {
+            FlexTensor::from_data(burn::tensor::TensorData::new(v, t.layout().shape().clone()))
+        };
+        let values = [
+            Some(flex_from_vec(g.x, s.dims)),
+            Some(like(g.weight, &s.weight)),
+            Some(like(g.bias, &s.bias)),
+            g.proj.zip(s.proj.as_ref()).map(|(v, p)| like(v, p)),
+        ];
+        for (parent, value) in ops.parents.iter().zip(values) {
+            if let (Some(node), Some(v)) = (parent, value) {
+                grads.register::<Flex>(node.id, v);
+            }
+        }
     }
+}
+
+/// The temporal convolution on a CPU backend, or `Err(x)` on any other.
+pub(crate) fn temporal_forward<B: Backend>(
+    conv: &TemporalConv<B>,
+    x: Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let layer = TemporalLayer {
+        kt: conv.kt,
+        c_out: conv.c_out,
+        act: conv.act,
+    };
+    fused(layer, x, &conv.weight, &conv.bias, conv.input_proj.as_ref())
 }
 
 /// The graph convolution on a CPU backend, or `Err(x)` on any other.
@@ -201,89 +287,13 @@ pub(crate) fn spatial_forward<B: Backend>(
     x: Tensor<B, 4>,
     g: &GraphKernel<B>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let dims = x.dims();
-    let x = Cpu::<4>::of(x)?;
-    let stacked = Cpu::<2>::of(g.stacked()).unwrap_or_else(|_| unreachable!("same backend"));
-    let theta = Cpu::<2>::param(&conv.theta);
-    let bias = Cpu::<1>::param(&conv.bias);
-    let proj = conv.input_proj.as_ref().map(Cpu::<2>::param);
-    let (st, th, b) = (
-        contiguous_f32(stacked.flex()),
-        contiguous_f32(theta.flex()),
-        contiguous_f32(bias.flex()),
-    );
-    let p = proj.as_ref().map(|p| contiguous_f32(p.flex()));
-    let args = SpatialArgs {
+    let stacked = match Cpu::<2>::of(g.stacked()) {
+        Ok(s) => s.flex().clone(),
+        Err(_) => return Err(x),
+    };
+    let layer = SpatialLayer {
         c_out: conv.c_out,
-        stacked: &st,
-        theta: &th,
-        bias: &b,
-        proj: p.as_deref(),
+        stacked,
     };
-    let training = matches!(x, Cpu::Ad(_));
-    let (out, extra) = spatial_conv(&contiguous_f32(x.flex()), dims, &args, training);
-    let [bs, t, n, _] = dims;
-    let out = flex_from_vec(out, [bs, t, n, conv.c_out]);
-    let x = match x {
-        Cpu::Flex(_) => return Ok(upcast::<B, FlexTensor, 4>(out)),
-        Cpu::Ad(x) => x,
-    };
-    let saved = Saved {
-        x: x.primitive.clone(),
-        dims,
-        weight: theta.flex().clone(),
-        bias: bias.flex().clone(),
-        proj: proj.as_ref().map(|p| p.flex().clone()),
-        out: out.clone(),
-        extra,
-        c_out: conv.c_out,
-        kt: 1,
-        act: Act::Relu,
-        stacked: Some(stacked.flex().clone()),
-    };
-    let y: AdTensor = match &proj {
-        Some(p) => finish!(
-            SpatialBackward,
-            [x, theta.ad(), bias.ad(), p.ad()],
-            saved,
-            out
-        ),
-        None => finish!(SpatialBackward, [x, theta.ad(), bias.ad()], saved, out),
-    };
-    Ok(upcast::<B, AdTensor, 4>(y))
-}
-
-#[derive(Debug)]
-struct SpatialBackward;
-
-impl<const N: usize> Backward<Flex, N> for SpatialBackward {
-    type State = Saved;
-
-    fn backward(self, ops: Ops<Saved, N>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let s = &ops.state;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let stacked = s.stacked.as_ref().expect("spatial state keeps the graph");
-        let (st, th, b) = (
-            contiguous_f32(stacked),
-            contiguous_f32(&s.weight),
-            contiguous_f32(&s.bias),
-        );
-        let p = s.proj.as_ref().map(contiguous_f32);
-        let args = SpatialArgs {
-            c_out: s.c_out,
-            stacked: &st,
-            theta: &th,
-            bias: &b,
-            proj: p.as_deref(),
-        };
-        let g = spatial_conv_backward(
-            &contiguous_f32(&s.x),
-            s.dims,
-            &args,
-            &contiguous_f32(&s.out),
-            &s.extra,
-            &contiguous_f32(&grad),
-        );
-        register(&ops, grads, [g.x, g.theta, g.bias], g.proj);
-    }
+    fused(layer, x, &conv.theta, &conv.bias, conv.input_proj.as_ref())
 }

@@ -14,6 +14,8 @@
 use std::any::{Any, TypeId};
 use std::cell::Cell;
 
+use rayon::prelude::*;
+
 use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
@@ -161,6 +163,35 @@ pub(crate) fn gemm_rows(
 ) {
     let (l, r) = (Mat::rows(lhs, lhs_rs), Mat::rows(rhs, rhs_rs));
     gemm(dims, dst, dst_rs, l, r, accumulate, parallel);
+}
+
+/// `f(chunk index, chunk)` over `buf` in chunks of `chunk` elements, in parallel unless
+/// `sequential` (then the products inside `f` use the pool); the results in chunk order.
+pub(crate) fn map_chunks<R: Send>(
+    buf: &mut [f32],
+    chunk: usize,
+    sequential: bool,
+    f: impl Fn(usize, &mut [f32]) -> R + Sync,
+) -> Vec<R> {
+    if sequential {
+        buf.chunks_mut(chunk)
+            .enumerate()
+            .map(|(i, c)| f(i, c))
+            .collect()
+    } else {
+        buf.par_chunks_mut(chunk)
+            .enumerate()
+            .map(|(i, c)| f(i, c))
+            .collect()
+    }
+}
+
+/// Gradients of one layer: input, weight (`W` or `θ`), bias and residual projection.
+pub(crate) struct LayerGrads {
+    pub x: Vec<f32>,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub proj: Option<Vec<f32>>,
 }
 
 /// Element-wise sum of two equal-length partial results (rayon reductions).

@@ -5,9 +5,7 @@
 //! even for the student's 2-channel layers (a product per slab with 2 columns would waste the
 //! vector unit); groups run in parallel.
 
-use rayon::prelude::*;
-
-use super::{add_into, gemm, Mat};
+use super::{add_into, gemm, map_chunks, LayerGrads, Mat};
 
 /// The weights of one Chebyshev graph convolution (see [`crate::model::SpatialConv`]).
 pub(crate) struct SpatialArgs<'a> {
@@ -29,27 +27,6 @@ fn grouping(slabs: usize, c: usize) -> (usize, bool) {
     (group, slabs.div_ceil(group) < threads)
 }
 
-/// `f(group index, mutable chunk)` over `out` in chunks of `chunk`, in parallel unless
-/// `sequential`; the results in group order.
-fn for_groups<R: Send>(
-    out: &mut [f32],
-    chunk: usize,
-    sequential: bool,
-    f: impl Fn(usize, &mut [f32]) -> R + Sync,
-) -> Vec<R> {
-    if sequential {
-        out.chunks_mut(chunk)
-            .enumerate()
-            .map(|(i, o)| f(i, o))
-            .collect()
-    } else {
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .map(|(i, o)| f(i, o))
-            .collect()
-    }
-}
-
 /// Chebyshev graph convolution of `x` (`[B, T, N, c_in]`) → `[B, T, N, c_out]`:
 /// `relu(Σ_k T_kᵀ x θ_k + b + x_in)` for every slab. With `save`, also returns the graph
 /// products `z` of every group (what the backward needs besides the output).
@@ -69,7 +46,7 @@ pub(crate) fn spatial_conv(
     let projected = c > co;
     let zlen = |g: usize| (terms - 1) * n * g * c;
     let mut out = vec![0f32; slabs * n * co];
-    let saved = for_groups(&mut out, group * n * co, par, |gi, og| {
+    let saved = map_chunks(&mut out, group * n * co, par, |gi, og| {
         let xg = &x[gi * group * n * c..(gi * group * n * c + og.len() / co * c)];
         let g = xg.len() / (n * c);
         let w = g * c;
@@ -121,15 +98,7 @@ pub(crate) fn spatial_conv(
     (out, saved.concat())
 }
 
-/// Gradients of one graph convolution (the graph itself is a constant).
-pub(crate) struct SpatialGrads {
-    pub x: Vec<f32>,
-    pub theta: Vec<f32>,
-    pub bias: Vec<f32>,
-    pub proj: Option<Vec<f32>>,
-}
-
-/// Backward of [`spatial_conv`] from the output gradient, the output and the saved products:
+/// Backward of [`spatial_conv`] (the graph is a constant) from the output gradient, the output and the saved products:
 /// `D = g ⊙ [out > 0]`, `dθ_0 = Σ xᵀ D`, `dθ_k = Σ z_kᵀ D`, `db = Σ D`,
 /// `dx = D θ_0ᵀ + Σ_k T_k (D θ_kᵀ)` plus the residual's share.
 pub(crate) fn spatial_conv_backward(
@@ -139,7 +108,7 @@ pub(crate) fn spatial_conv_backward(
     out: &[f32],
     saved: &[f32],
     grad: &[f32],
-) -> SpatialGrads {
+) -> LayerGrads {
     let co = a.c_out;
     let terms = a.theta.len() / (c * co);
     let slabs = b * t;
@@ -224,24 +193,15 @@ pub(crate) fn spatial_conv_backward(
         }
         part
     };
-    let chunk = group * n * c;
-    let part = if par {
-        dx.chunks_mut(chunk)
-            .enumerate()
-            .map(|(i, dxg)| one(i, dxg))
-            .reduce(add_into)
-    } else {
-        dx.par_chunks_mut(chunk)
-            .enumerate()
-            .map(|(i, dxg)| one(i, dxg))
-            .reduce_with(add_into)
-    }
-    .expect("at least one slab");
+    let part = map_chunks(&mut dx, group * n * c, par, one)
+        .into_iter()
+        .reduce(add_into)
+        .expect("at least one slab");
     let (theta, rest) = part.split_at(terms * c * co);
     let (bias, proj) = rest.split_at(co);
-    SpatialGrads {
+    LayerGrads {
         x: dx,
-        theta: theta.to_vec(),
+        weight: theta.to_vec(),
         bias: bias.to_vec(),
         proj: projected.then(|| proj.to_vec()),
     }

@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::{add_into, gemm, gemm_rows, sigmoid, Mat};
+use super::{add_into, gemm, gemm_rows, map_chunks, sigmoid, LayerGrads, Mat};
 use crate::model::Act;
 
 /// The shape and weights of one temporal convolution (see [`crate::model::TemporalConv`]).
@@ -132,14 +132,6 @@ pub(crate) fn temporal_conv(
     (out, saved)
 }
 
-/// Gradients of one temporal convolution.
-pub(crate) struct TemporalGrads {
-    pub x: Vec<f32>,
-    pub weight: Vec<f32>,
-    pub bias: Vec<f32>,
-    pub proj: Option<Vec<f32>>,
-}
-
 /// Backward of [`temporal_conv`] given the output gradient `grad`, the forward output `out`
 /// and (GLU) the saved `P + b + x_in`, `σ(Q + b)`:
 /// GLU `dP = g ⊙ σ`, `dQ = g ⊙ (P + b + x_in) ⊙ σ(1 − σ)`; ReLU `g ⊙ [out > 0]`; sigmoid
@@ -152,7 +144,7 @@ pub(crate) fn temporal_conv_backward(
     out: &[f32],
     saved: &[f32],
     grad: &[f32],
-) -> TemporalGrads {
+) -> LayerGrads {
     let (kt, co, cc) = (a.kt, a.c_out, a.conv_channels());
     let rows = (t + 1 - kt) * n;
     assert_eq!(grad.len(), b * rows * co);
@@ -241,21 +233,13 @@ pub(crate) fn temporal_conv_backward(
             s,
         )
     };
-    let part = if par {
-        dx.chunks_mut(xc)
-            .enumerate()
-            .map(|(i, dxb)| one(sample(i), dxb))
-            .reduce(add_into)
-    } else {
-        dx.par_chunks_mut(xc)
-            .enumerate()
-            .map(|(i, dxb)| one(sample(i), dxb))
-            .reduce_with(add_into)
-    }
-    .expect("at least one sample");
+    let part = map_chunks(&mut dx, xc, par, |i, dxb| one(sample(i), dxb))
+        .into_iter()
+        .reduce(add_into)
+        .expect("at least one sample");
     let (weight, rest) = part.split_at(kt * c * cc);
     let (bias, proj) = rest.split_at(cc);
-    TemporalGrads {
+    LayerGrads {
         x: dx,
         weight: weight.to_vec(),
         bias: bias.to_vec(),
