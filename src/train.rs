@@ -303,6 +303,91 @@ pub fn backward_step<B: AutodiffBackend>(
     (GradientsParams::from_grads(loss.backward(), model), value)
 }
 
+/// Where an epoch stands in a run: 0-based `epoch` of `epochs`, at learning rate `lr`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EpochPos {
+    pub epoch: usize,
+    pub epochs: usize,
+    pub lr: f64,
+}
+
+/// One training epoch, shared by training and pruning: every minibatch of `batches` (indices of
+/// training windows) through `step`, which takes the network and returns it updated with the
+/// loss value (a value that is not finite stops the run), with the events. The caller
+/// validates, then [`EpochRun::finish`]es the epoch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_epoch<B, E, M>(
+    data: &Dataset,
+    device: &B::Device,
+    batcher: &mut Batcher,
+    pos: EpochPos,
+    batches: &[&[usize]],
+    on_event: &mut dyn FnMut(Event),
+    mut model: M,
+    mut step: impl FnMut(M, Batch<B>) -> Result<(M, f32), E>,
+) -> Result<(M, EpochRun), E>
+where
+    B: AutodiffBackend,
+    E: From<TrainError>,
+{
+    let t0 = Instant::now();
+    let epoch = pos.epoch + 1;
+    on_event(Event::EpochStart {
+        epoch,
+        epochs: pos.epochs,
+        steps: batches.len(),
+    });
+    let mut loss_sum = 0.0;
+    for (i, idx) in batches.iter().enumerate() {
+        let batch = batcher.batch::<B>(data, Split::Train, idx, device);
+        let (updated, loss) = step(model, batch)?;
+        model = updated;
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged {
+                epoch,
+                step: i + 1,
+                loss,
+            }
+            .into());
+        }
+        loss_sum += loss as f64;
+        on_event(Event::Step {
+            epoch,
+            step: i + 1,
+            loss: loss as f64,
+        });
+    }
+    on_event(Event::Evaluating { epoch });
+    let run = EpochRun {
+        t0,
+        pos,
+        mean_loss: loss_sum / batches.len().max(1) as f64,
+    };
+    Ok((model, run))
+}
+
+/// An epoch whose minibatches are done, waiting for its validation.
+pub(crate) struct EpochRun {
+    t0: Instant,
+    pos: EpochPos,
+    mean_loss: f64,
+}
+
+impl EpochRun {
+    /// The epoch's record, given its validation metrics (emits `EpochEnd`).
+    pub(crate) fn finish(self, val: &Metrics, on_event: &mut dyn FnMut(Event)) -> EpochRecord {
+        let record = EpochRecord {
+            epoch: self.pos.epoch + 1,
+            lr: self.pos.lr,
+            train_loss: self.mean_loss,
+            val_mae: val.mean_mae(),
+            seconds: self.t0.elapsed().as_secs_f64(),
+        };
+        on_event(Event::EpochEnd(&record));
+        record
+    }
+}
+
 /// Train with a caller-supplied step of (model, batch, graph) → (gradients, loss value).
 /// Keeps the model with the best validation MAE, evaluates it on the test split, and saves it to `checkpoint` (a directory)
 /// if given. Same seed, same data, same backend and thread count → same curve and metrics.
@@ -343,44 +428,30 @@ where
     let mut curve = Vec::with_capacity(cfg.epochs);
     let mut best: Option<(f64, usize, Stgcn<B::InnerBackend>, Metrics)> = None;
     for epoch in 0..cfg.epochs {
-        let t0 = Instant::now();
-        let lr = cfg.lr_at(epoch);
         Rng::new(cfg.seed, 1 + epoch as u64).shuffle(&mut order);
-        on_event(Event::EpochStart {
-            epoch: epoch + 1,
+        let batches: Vec<&[usize]> = order.chunks(cfg.batch_size).take(steps_total).collect();
+        let pos = EpochPos {
+            epoch,
             epochs: cfg.epochs,
-            steps: steps_total,
-        });
-        let mut loss_sum = 0.0;
-        for (step, idx) in order.chunks(cfg.batch_size).take(steps_total).enumerate() {
-            let batch = batcher.batch::<B>(data, Split::Train, idx, device);
-            let (grads, loss_value) = loss_fn(&model, &batch, &g);
-            if !loss_value.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch: epoch + 1,
-                    step: step + 1,
-                    loss: loss_value,
-                });
-            }
-            model = opt.step(lr, model, grads);
-            loss_sum += loss_value as f64;
-            on_event(Event::Step {
-                epoch: epoch + 1,
-                step: step + 1,
-                loss: loss_value as f64,
-            });
-        }
-        on_event(Event::Evaluating { epoch: epoch + 1 });
+            lr: cfg.lr_at(epoch),
+        };
+        let run;
+        (model, run) = run_epoch::<B, TrainError, _>(
+            data,
+            device,
+            &mut batcher,
+            pos,
+            &batches,
+            on_event,
+            model,
+            |model, batch| {
+                let (grads, loss) = loss_fn(&model, &batch, &g);
+                Ok((opt.step(pos.lr, model, grads), loss))
+            },
+        )?;
         let inner = model.valid();
         let val = evaluate(&inner, &g_eval, data, Split::Val, cfg.eval_batch, device);
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            lr,
-            train_loss: loss_sum / steps_total as f64,
-            val_mae: val.mean_mae(),
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        on_event(Event::EpochEnd(&record));
+        let record = run.finish(&val, on_event);
         if best.as_ref().is_none_or(|b| record.val_mae < b.0) {
             best = Some((record.val_mae, epoch + 1, inner, val));
         }

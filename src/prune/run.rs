@@ -29,8 +29,8 @@ use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::rng::Rng;
 use crate::spec::RunConfig;
 use crate::train::{
-    self, backward_step, Batch, Batcher, EpochRecord, Event, Metrics, Opt, TrainConfig, TrainError,
-    TrainOutcome,
+    self, backward_step, run_epoch, Batch, Batcher, EpochPos, EpochRecord, Event, Metrics, Opt,
+    TrainConfig, TrainError, TrainOutcome,
 };
 
 /// What [`prune_model`] produced.
@@ -203,77 +203,70 @@ pub fn prune_model<B: AutodiffBackend>(
     };
 
     for epoch in 0..prune_epochs {
-        let t0 = Instant::now();
-        let lr = train.lr_at(epoch);
-        let batches = lp.batches(epoch);
-        on_event(Event::EpochStart {
-            epoch: epoch + 1,
+        let pos = EpochPos {
+            epoch,
             epochs: epochs_total,
-            steps: batches.len(),
-        });
-        let mut loss_sum = 0.0;
-        for (step, idx) in batches.iter().enumerate() {
-            let batch = lp.batcher.batch::<B>(data, Split::Train, idx, device);
-            let (mut grads, value) = lp.grads(&model, view.as_ref(), &batch, kd_importance)?;
-            if !value.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch: epoch + 1,
-                    step: step + 1,
-                    loss: value,
-                }
-                .into());
-            }
-            if done < n_steps {
-                importance.add(&model, &grads);
-            }
-            mask_grads(&mut grads, &model, &dmasks);
-            model = apply_masks(opt.step(lr, model, grads), &dmasks);
-            loss_sum += value as f64;
-            minibatches += 1;
-            on_event(Event::Step {
-                epoch: epoch + 1,
-                step: step + 1,
-                loss: value as f64,
-            });
-            if done < n_steps && minibatches.is_multiple_of(interval) {
-                done += 1;
-                let scores = importance.take_mean();
-                let goal = pc.goal(done);
-                let channel_share = if channel {
-                    let (counts, q, _) = counts_for_goal(&topo, &cstate.counts(), goal);
-                    select_channels(&topo, &mut cstate, &counts, &group_scores(&topo, &scores));
-                    masks = cstate.masks(&topo);
-                    view = Some(MaskedView::new(&topo, &cstate, device));
-                    Some(q)
-                } else {
-                    select_elements(&topo, &mut estate, &scores, goal);
-                    masks = estate.masks(&topo);
-                    None
-                };
-                dmasks = DeviceMasks::new(&topo, &masks, device);
-                model = apply_masks(model, &dmasks);
-                steps.push(PruneStep {
-                    step: done,
-                    epoch: epoch + 1,
-                    minibatch: step + 1,
-                    goal_share: goal,
-                    masked_share: masks.masked() as f64 / total as f64,
-                    channel_share,
-                    channels: channel.then(|| cstate.channels(&topo)),
-                });
-            }
-        }
-        on_event(Event::Evaluating { epoch: epoch + 1 });
-        let val = lp.evaluate(&delivered(&model, &cstate)?, Split::Val);
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            lr,
-            train_loss: loss_sum / batches.len().max(1) as f64,
-            val_mae: val.mean_mae(),
-            seconds: t0.elapsed().as_secs_f64(),
+            lr: train.lr_at(epoch),
         };
-        on_event(Event::EpochEnd(&record));
-        curve.push(record);
+        let batches = lp.batches(epoch);
+        let batches: Vec<&[usize]> = batches.iter().map(Vec::as_slice).collect();
+        let mut batcher = std::mem::take(&mut lp.batcher);
+        let mut minibatch = 0;
+        let run;
+        (model, run) = run_epoch::<B, ExecError, _>(
+            data,
+            device,
+            &mut batcher,
+            pos,
+            &batches,
+            on_event,
+            model,
+            |model, batch| {
+                let (mut grads, value) = lp.grads(&model, view.as_ref(), &batch, kd_importance)?;
+                if !value.is_finite() {
+                    return Ok((model, value));
+                }
+                if done < n_steps {
+                    importance.add(&model, &grads);
+                }
+                mask_grads(&mut grads, &model, &dmasks);
+                let mut model = apply_masks(opt.step(pos.lr, model, grads), &dmasks);
+                minibatches += 1;
+                minibatch += 1;
+                if done < n_steps && minibatches.is_multiple_of(interval) {
+                    done += 1;
+                    let scores = importance.take_mean();
+                    let goal = pc.goal(done);
+                    let channel_share = if channel {
+                        let (counts, q, _) = counts_for_goal(&topo, &cstate.counts(), goal);
+                        let groups = group_scores(&topo, &scores);
+                        select_channels(&topo, &mut cstate, &counts, &groups);
+                        masks = cstate.masks(&topo);
+                        view = Some(MaskedView::new(&topo, &cstate, device));
+                        Some(q)
+                    } else {
+                        select_elements(&topo, &mut estate, &scores, goal);
+                        masks = estate.masks(&topo);
+                        None
+                    };
+                    dmasks = DeviceMasks::new(&topo, &masks, device);
+                    model = apply_masks(model, &dmasks);
+                    steps.push(PruneStep {
+                        step: done,
+                        epoch: epoch + 1,
+                        minibatch,
+                        goal_share: goal,
+                        masked_share: masks.masked() as f64 / total as f64,
+                        channel_share,
+                        channels: channel.then(|| cstate.channels(&topo)),
+                    });
+                }
+                Ok((model, value))
+            },
+        )?;
+        lp.batcher = batcher;
+        let val = lp.evaluate(&delivered(&model, &cstate)?, Split::Val);
+        curve.push(run.finish(&val, on_event));
     }
 
     // Fine-tuning (Algorithm 1 lines 24–26): channel-pruned networks in compacted form.
@@ -294,46 +287,33 @@ pub fn prune_model<B: AutodiffBackend>(
     let mut best: Option<(f64, usize, Stgcn<B::InnerBackend>, Metrics)> = None;
     for e in 0..pc.finetune_epochs {
         let epoch = prune_epochs + e;
-        let t0 = Instant::now();
-        let lr = train.lr_at(epoch);
-        let batches = lp.batches(epoch);
-        on_event(Event::EpochStart {
-            epoch: epoch + 1,
+        let pos = EpochPos {
+            epoch,
             epochs: epochs_total,
-            steps: batches.len(),
-        });
-        let mut loss_sum = 0.0;
-        for (step, idx) in batches.iter().enumerate() {
-            let batch = lp.batcher.batch::<B>(data, Split::Train, idx, device);
-            let (mut grads, value) = lp.grads(&ft, None, &batch, kd_finetune)?;
-            if !value.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch: epoch + 1,
-                    step: step + 1,
-                    loss: value,
-                }
-                .into());
-            }
-            mask_grads(&mut grads, &ft, &ft_masks);
-            ft = apply_masks(opt.step(lr, ft, grads), &ft_masks);
-            loss_sum += value as f64;
-            on_event(Event::Step {
-                epoch: epoch + 1,
-                step: step + 1,
-                loss: value as f64,
-            });
-        }
-        on_event(Event::Evaluating { epoch: epoch + 1 });
+            lr: train.lr_at(epoch),
+        };
+        let batches = lp.batches(epoch);
+        let batches: Vec<&[usize]> = batches.iter().map(Vec::as_slice).collect();
+        let mut batcher = std::mem::take(&mut lp.batcher);
+        let run;
+        (ft, run) = run_epoch::<B, ExecError, _>(
+            data,
+            device,
+            &mut batcher,
+            pos,
+            &batches,
+            on_event,
+            ft,
+            |ft, batch| {
+                let (mut grads, value) = lp.grads(&ft, None, &batch, kd_finetune)?;
+                mask_grads(&mut grads, &ft, &ft_masks);
+                Ok((apply_masks(opt.step(pos.lr, ft, grads), &ft_masks), value))
+            },
+        )?;
+        lp.batcher = batcher;
         let inner = ft.valid();
         let val = lp.evaluate(&inner, Split::Val);
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            lr,
-            train_loss: loss_sum / batches.len().max(1) as f64,
-            val_mae: val.mean_mae(),
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        on_event(Event::EpochEnd(&record));
+        let record = run.finish(&val, on_event);
         if best.as_ref().is_none_or(|b| record.val_mae < b.0) {
             best = Some((record.val_mae, epoch + 1, inner, val));
         }
