@@ -577,6 +577,11 @@ impl<B: Backend> Stgcn<B> {
         if let Some(f) = taps.as_deref_mut() {
             f.last_block = x.clone();
         }
+        self.output_forward(x)
+    }
+
+    /// The output block on the last ST-Conv block's output `[B, Ko, N, C]` → `[B, 1, N, 1]`.
+    fn output_forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let out = &self.output;
         let h = out
             .sigmoid
@@ -587,6 +592,65 @@ impl<B: Backend> Stgcn<B> {
             .matmul(out.fc_weight.val())
             .reshape([b, t, n, 1]);
         y + out.fc_bias.val().reshape([1, t, n, 1])
+    }
+
+    /// The same prediction as [`Stgcn::predict`], computing each hidden step once.
+    ///
+    /// Every layer of STGCN is local in time: a temporal convolution sees `Kt` consecutive steps,
+    /// a graph convolution and a LayerNorm one. When the input window moves on by one step, every
+    /// hidden sequence moves on by one and only its newest step is new. So this keeps the input
+    /// sequence of each temporal convolution and pushes one new step through the layers per
+    /// predicted step (the output block still sees its whole `Ko`-step input). Same arithmetic
+    /// as `predict`; used for the metrics, while the test time measures `predict` (the paper's
+    /// algorithm).
+    pub fn predict_cached(
+        &self,
+        x: Tensor<B, 3>,
+        g: &GraphKernel<B>,
+        horizon: usize,
+    ) -> Tensor<B, 3> {
+        let [b, m, n] = x.dims();
+        // Per block: the inputs of its first and of its second temporal convolution; last, the
+        // output block's input.
+        let mut seqs: Vec<Tensor<B, 4>> = Vec::with_capacity(2 * self.blocks.len() + 1);
+        let mut h = x.reshape([b, m, n, 1]);
+        for block in &self.blocks {
+            seqs.push(h.clone());
+            let s = block.spatial.forward(block.temporal1.forward(h), g);
+            seqs.push(s.clone());
+            h = block
+                .dropout
+                .forward(block.norm.forward(block.temporal2.forward(s)));
+        }
+        seqs.push(h.clone());
+        let mut y = self.output_forward(h);
+        let mut steps = vec![y.clone()];
+        // The last `kt` steps of `seq` after appending `new` (and dropping the oldest step).
+        fn advance<B: Backend>(
+            seq: &mut Tensor<B, 4>,
+            new: Tensor<B, 4>,
+            kt: usize,
+        ) -> Tensor<B, 4> {
+            let t = seq.dims()[1];
+            *seq = Tensor::cat(vec![seq.clone().narrow(1, 1, t - 1), new], 1);
+            seq.clone().narrow(1, t - kt, kt)
+        }
+        for _ in 1..horizon {
+            let mut new = y;
+            for (i, block) in self.blocks.iter().enumerate() {
+                let window = advance(&mut seqs[2 * i], new, block.temporal1.kt);
+                let s = block.spatial.forward(block.temporal1.forward(window), g);
+                let window = advance(&mut seqs[2 * i + 1], s, block.temporal2.kt);
+                new = block
+                    .dropout
+                    .forward(block.norm.forward(block.temporal2.forward(window)));
+            }
+            let last = seqs.len() - 1;
+            let ko = seqs[last].dims()[1];
+            y = self.output_forward(advance(&mut seqs[last], new, ko));
+            steps.push(y.clone());
+        }
+        Tensor::cat(steps, 1).reshape([b, horizon, n])
     }
 
     /// Autoregressive `horizon`-step prediction (paper Figure 2): `[B, M, N]` → `[B, H, N]`.
@@ -654,6 +718,40 @@ mod tests {
         assert_eq!(f.last_block.dims(), [2, 4, n, 8]);
         let p = m.predict(Tensor::<TB, 3>::zeros([2, 12, n], &dev()), &g, 9);
         assert_eq!(p.dims(), [2, 9, n]);
+    }
+
+    /// Caching the hidden sequences changes nothing: the cached prediction equals the paper's
+    /// recomputing one, for the teacher and the student, over 1, 2 and 9 steps.
+    #[test]
+    fn cached_prediction_equals_recomputed_prediction() {
+        let n = 11;
+        let mut rng = Rng::new(5, 5);
+        let cheb: Vec<f32> = (0..KS * n * n)
+            .map(|_| (rng.next_f64() as f32 - 0.5) / n as f32)
+            .collect();
+        let g = GraphKernel::<TB>::new(&cheb, n, &dev());
+        let x: Vec<f32> = (0..3 * 12 * n)
+            .map(|_| rng.next_f64() as f32 - 0.5)
+            .collect();
+        let x = Tensor::<TB, 3>::from_data(TensorData::new(x, [3, 12, n]), &dev());
+        for preset in [Preset::Teacher, Preset::Student] {
+            let m =
+                Stgcn::<TB>::new(&StgcnConfig::new(preset.channels(), n, 12), 3, &dev()).unwrap();
+            for horizon in [1, 2, 9] {
+                let a = to_vec(m.predict(x.clone(), &g, horizon));
+                let b = to_vec(m.predict_cached(x.clone(), &g, horizon));
+                assert_eq!(a.len(), 3 * horizon * n);
+                let scale = a.iter().fold(0f32, |s, v| s.max(v.abs()));
+                let diff = a
+                    .iter()
+                    .zip(&b)
+                    .fold(0f32, |s, (p, q)| s.max((p - q).abs()));
+                assert!(
+                    diff <= 1e-5 * scale.max(1.0),
+                    "{preset} horizon {horizon}: {diff}"
+                );
+            }
+        }
     }
 
     fn identity_cheb(n: usize) -> Vec<f32> {

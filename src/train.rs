@@ -501,7 +501,8 @@ pub fn evaluate<B: Backend>(
     let all: Vec<usize> = (0..windows).collect();
     for idx in all.chunks(eval_batch.max(1)) {
         let batch = batcher.batch::<B>(data, split, idx, device);
-        let pred = model.predict(batch.x.reshape([idx.len(), data.n_his, data.nodes]), g, h);
+        let x = batch.x.reshape([idx.len(), data.n_his, data.nodes]);
+        let pred = model.predict_cached(x, g, h);
         let pred = pred.into_data().to_vec::<f32>().expect("f32 predictions");
         let n = data.nodes;
         for (i, (p, y)) in pred.iter().zip(&batcher.y).enumerate() {
