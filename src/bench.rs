@@ -1,8 +1,9 @@
 //! `stkd bench`: one training step at batch 50 and one 1-step forward at batch 1140 for the
 //! teacher, base and student networks at N = 228, timed on the chosen backend.
 //!
-//! Inputs and graph are random (the cost of dense products does not depend on the values), so
-//! the benchmark needs no dataset.
+//! Inputs and weights are random (the cost of dense products does not depend on the values);
+//! the graph is PeMSD7(M)'s, since the CPU kernels skip the zeros of a sparse graph (a random
+//! dense graph where the data is missing or N differs). Also the CPU-against-device check.
 
 use std::time::Instant;
 
@@ -66,8 +67,28 @@ fn random_cheb(rng: &mut Rng, nodes: usize) -> Vec<f32> {
     cheb
 }
 
-/// Time the three presets. `reps` timed repetitions after one warm-up; medians are reported.
+/// The graph the benchmark runs on: PeMSD7(M)'s Chebyshev stack (`[Ks, N, N]`) when
+/// `nodes` is its 228 and the data is in `data_dir` (the graph's sparsity matters to the CPU
+/// kernels), else a dense random one; with a label saying which.
+pub fn graph(nodes: usize, data_dir: &std::path::Path) -> (Vec<f32>, &'static str) {
+    use crate::data::{DataConfig, Dataset, DatasetName};
+    if nodes == 228 {
+        let mut cfg = DataConfig::new(DatasetName::Pemsd7);
+        cfg.data_dir = data_dir.to_path_buf();
+        if let Ok(data) = Dataset::load(&cfg) {
+            return (data.cheb, "PeMSD7(M) road graph");
+        }
+    }
+    (
+        random_cheb(&mut Rng::new(42, 0), nodes),
+        "random dense graph",
+    )
+}
+
+/// Time the three presets on the Chebyshev stack `cheb` (`[Ks, N, N]`). `reps` timed
+/// repetitions after one warm-up; medians are reported.
 pub fn run<B: AutodiffBackend>(
+    cheb: &[f32],
     nodes: usize,
     train_batch: usize,
     forward_batch: usize,
@@ -76,9 +97,8 @@ pub fn run<B: AutodiffBackend>(
     mut on_row: impl FnMut(&BenchRow),
 ) -> Vec<BenchRow> {
     let mut rng = Rng::new(42, 0);
-    let cheb = random_cheb(&mut rng, nodes);
-    let g = GraphKernel::<B>::new(&cheb, nodes, device);
-    let g_inner = GraphKernel::<B::InnerBackend>::new(&cheb, nodes, device);
+    let g = GraphKernel::<B>::new(cheb, nodes, device);
+    let g_inner = GraphKernel::<B::InnerBackend>::new(cheb, nodes, device);
     let mut rows = Vec::new();
     for (preset, pt_train, pt_fwd) in PYTORCH_REFERENCE {
         let cfg = StgcnConfig::new(preset.channels(), nodes, 12);
@@ -145,16 +165,15 @@ struct StcdFixture<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> StcdFixture<B> {
-    fn new(nodes: usize, batch: usize, device: &B::Device) -> Self {
+    fn new(cheb: &[f32], nodes: usize, batch: usize, device: &B::Device) -> Self {
         use crate::distill::{LossConfig, LossKind};
         let mut rng = Rng::new(7, 0);
-        let cheb = random_cheb(&mut rng, nodes);
         let cfg = |p: Preset| StgcnConfig::new(p.channels(), nodes, 12);
         let mut loss_cfg = LossConfig::new(LossKind::Stcd);
         (loss_cfg.alpha1, loss_cfg.alpha2, loss_cfg.alpha3) = (0.170, 0.047, 0.313);
         Self {
-            g: GraphKernel::new(&cheb, nodes, device),
-            g_t: GraphKernel::new(&cheb, nodes, device),
+            g: GraphKernel::new(cheb, nodes, device),
+            g_t: GraphKernel::new(cheb, nodes, device),
             teacher: Stgcn::new(&cfg(Preset::Teacher), 1, device).expect("preset is valid"),
             student: Stgcn::new(&cfg(Preset::Student), 2, device).expect("preset is valid"),
             loss_cfg,
@@ -186,14 +205,15 @@ impl<B: AutodiffBackend> StcdFixture<B> {
 }
 
 /// Median seconds of one STCD training step, teacher → student, at `batch` (Table 6 weights
-/// for PeMSD7), with random inputs and weights.
+/// for PeMSD7) on the Chebyshev stack `cheb`, with random inputs and weights.
 pub fn stcd_step<B: AutodiffBackend>(
+    cheb: &[f32],
     nodes: usize,
     batch: usize,
     reps: usize,
     device: &B::Device,
 ) -> f64 {
-    let mut fx = StcdFixture::<B>::new(nodes, batch, device);
+    let mut fx = StcdFixture::<B>::new(cheb, nodes, batch, device);
     let mut opt = AdamConfig::new().init::<B, Stgcn<B>>();
     let mut times = Vec::new();
     for rep in 0..=reps {
@@ -233,7 +253,8 @@ fn parity_values<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Vec<(&'static str, Vec<f32>)> {
     use crate::distill::host;
-    let mut fx = StcdFixture::<B>::new(nodes, batch, device);
+    let cheb = random_cheb(&mut Rng::new(7, 0), nodes);
+    let mut fx = StcdFixture::<B>::new(&cheb, nodes, batch, device);
     let mut out = Vec::new();
     let (yt, _) = fx.teacher.forward_features(fx.x.clone().inner(), &fx.g_t);
     out.push(("teacher output (1 step)", host(&yt)));

@@ -272,6 +272,9 @@ struct BenchArgs {
     /// the speed-up of the kernels.
     #[arg(long)]
     compare_generic: bool,
+    /// Folder holding pemsd7/: at N = 228 the benchmark runs on PeMSD7(M)'s graph.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
     /// Timed repetitions per figure (median reported).
     #[arg(long, default_value_t = 3)]
     reps: usize,
@@ -1054,14 +1057,24 @@ fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device) -> Result<
         args.reps,
         rayon::current_num_threads()
     );
+    let (cheb, graph) = stkd::bench::graph(args.nodes, &args.data_dir);
+    eprintln!("graph: {graph}");
     let measure = || {
-        let rows = stkd::bench::run::<B>(args.nodes, 50, 1140, args.reps.max(1), &device, |r| {
-            eprintln!(
-                "{}: train step {:.3} s, forward {:.3} s",
-                r.model, r.train_step_s, r.forward_s
-            )
-        });
-        let stcd = stkd::bench::stcd_step::<B>(args.nodes, 50, args.reps.max(1), &device);
+        let rows = stkd::bench::run::<B>(
+            &cheb,
+            args.nodes,
+            50,
+            1140,
+            args.reps.max(1),
+            &device,
+            |r| {
+                eprintln!(
+                    "{}: train step {:.3} s, forward {:.3} s",
+                    r.model, r.train_step_s, r.forward_s
+                )
+            },
+        );
+        let stcd = stkd::bench::stcd_step::<B>(&cheb, args.nodes, 50, args.reps.max(1), &device);
         (rows, stcd)
     };
     let (rows, stcd) = measure();
@@ -1074,7 +1087,7 @@ fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device) -> Result<
             .as_ref()
             .map(|(rows, stcd)| serde_json::json!({"models": rows, "stcd_step_s": stcd}));
         return print_json(
-            &serde_json::json!({"device": args.device, "threads": rayon::current_num_threads(), "models": rows, "stcd_step_s": stcd, "stcd_step_target_s": stkd::bench::STCD_STEP_TARGET_S, "generic": generic}),
+            &serde_json::json!({"device": args.device, "graph": graph, "threads": rayon::current_num_threads(), "models": rows, "stcd_step_s": stcd, "stcd_step_target_s": stkd::bench::STCD_STEP_TARGET_S, "generic": generic}),
         );
     }
     // Our figures against a reference, as `ours / reference` (below 1: ours is faster).

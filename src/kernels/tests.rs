@@ -121,32 +121,40 @@ fn fused_temporal_conv_matches_the_generic_path() {
 fn fused_spatial_conv_matches_the_generic_path() {
     let n = 9;
     let mut rng = Rng::new(4, 4);
-    let cheb: Vec<f32> = (0..KS * n * n)
+    let dense: Vec<f32> = (0..KS * n * n)
         .map(|_| rng.next_f64() as f32 - 0.5)
         .collect();
+    // A graph sparse enough for the compressed-row products (about 1 entry in 10).
+    let sparse: Vec<f32> = dense
+        .iter()
+        .map(|&v| if v.abs() < 0.05 { v * 10.0 } else { 0.0 })
+        .collect();
     let dev = Default::default();
-    let g = GraphKernel::<Cpu>::new(&cheb, n, &dev);
-    let g_inner = GraphKernel::<CpuInner>::new(&cheb, n, &dev);
-    for (i, &(c_in, c_out)) in [(16, 8), (8, 8), (3, 8), (64, 2)].iter().enumerate() {
-        for (batch, t) in [(1, 1), (3, 4), (40, 3)] {
-            let what = format!("case {i} ({c_in}->{c_out}), batch {batch}, steps {t}");
-            let conv = SpatialConv::<Cpu>::new(c_in, c_out, &mut rng, &dev);
-            let conv = SpatialConv {
-                bias: bias(c_out),
-                ..conv
-            };
-            let x = random::<Cpu, 4>([batch, t, n, c_in], 10 + i as u64);
-            let mut params = vec![&conv.theta];
-            params.extend(conv.input_proj.as_ref());
-            let run = || value_and_grads(|x| conv.forward(x, &g), &params, &conv.bias, &x, 78);
-            let generic = without_fused(run);
-            let fused = run();
-            assert_close(&what, &generic, &fused);
-            let inference = host(conv.valid().forward(x.inner(), &g_inner));
-            assert!(
-                rel_diff(&generic[0], &inference) < 2e-5,
-                "{what}: inference"
-            );
+    for (graph, cheb) in [("dense", dense), ("sparse", sparse)] {
+        let g = GraphKernel::<Cpu>::new(&cheb, n, &dev);
+        let g_inner = GraphKernel::<CpuInner>::new(&cheb, n, &dev);
+        for (i, &(c_in, c_out)) in [(16, 8), (8, 8), (3, 8), (64, 2)].iter().enumerate() {
+            for (batch, t) in [(1, 1), (3, 4), (40, 3)] {
+                let what =
+                    format!("{graph} graph, case {i} ({c_in}->{c_out}), batch {batch}, steps {t}");
+                let conv = SpatialConv::<Cpu>::new(c_in, c_out, &mut rng, &dev);
+                let conv = SpatialConv {
+                    bias: bias(c_out),
+                    ..conv
+                };
+                let x = random::<Cpu, 4>([batch, t, n, c_in], 10 + i as u64);
+                let mut params = vec![&conv.theta];
+                params.extend(conv.input_proj.as_ref());
+                let run = || value_and_grads(|x| conv.forward(x, &g), &params, &conv.bias, &x, 78);
+                let generic = without_fused(run);
+                let fused = run();
+                assert_close(&what, &generic, &fused);
+                let inference = host(conv.valid().forward(x.inner(), &g_inner));
+                assert!(
+                    rel_diff(&generic[0], &inference) < 2e-5,
+                    "{what}: inference"
+                );
+            }
         }
     }
 }
