@@ -1,0 +1,6 @@
+//! The subcommands, one module per group; `main.rs` parses and dispatches.
+
+pub(crate) mod bench;
+pub(crate) mod info;
+pub(crate) mod run;
+pub(crate) mod sweep;

@@ -1,0 +1,539 @@
+//! `stkd train` and `stkd prune`: one ad-hoc run, its progress and its printed outcome.
+
+use crate::*;
+
+#[derive(Args)]
+pub(crate) struct TrainArgs {
+    #[arg(long)]
+    pub(crate) dataset: DatasetName,
+    /// teacher, base or student.
+    #[arg(long)]
+    pub(crate) model: Preset,
+    #[arg(long, default_value_t = 50)]
+    pub(crate) epochs: usize,
+    #[arg(long, default_value_t = 50)]
+    pub(crate) batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub(crate) lr: f64,
+    /// adam or rmsprop.
+    #[arg(long, default_value = "adam")]
+    pub(crate) optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Stop each epoch after this many minibatches (quick runs).
+    #[arg(long)]
+    pub(crate) max_steps_per_epoch: Option<usize>,
+    /// Loss: mse (W/O KD), rd-l2, rd-kl, skd, ord, tcd, scd, stcd.
+    #[arg(long, default_value = "mse")]
+    pub(crate) loss: LossKind,
+    /// Checkpoint folder of a finished teacher run (for every loss but mse).
+    #[arg(long)]
+    pub(crate) teacher: Option<PathBuf>,
+    #[arg(long)]
+    pub(crate) beta: Option<f64>,
+    #[arg(long)]
+    pub(crate) alpha: Option<f64>,
+    #[arg(long)]
+    pub(crate) alpha1: Option<f64>,
+    #[arg(long)]
+    pub(crate) alpha2: Option<f64>,
+    #[arg(long)]
+    pub(crate) alpha3: Option<f64>,
+    /// RD-KL softmax temperature.
+    #[arg(long)]
+    pub(crate) tau: Option<f64>,
+    /// Distance of scalar differences: squared (default) or abs.
+    #[arg(long)]
+    pub(crate) norm: Option<String>,
+    /// ORD reduction over elements: mean (default) or sum.
+    #[arg(long)]
+    pub(crate) ord_reduction: Option<String>,
+    /// SKD: turn off gradient revision (plain weighted sum).
+    #[arg(long)]
+    pub(crate) no_gradient_revision: bool,
+    /// cpu or cuda:<index>.
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: DeviceSpec,
+    /// Runs of the test-time measurement (default: 100 on a GPU; on the CPU as many as fit
+    /// about a minute); 0 skips it.
+    #[arg(long)]
+    pub(crate) test_runs: Option<usize>,
+    /// Where run folders are written.
+    #[arg(long, default_value = "results/runs")]
+    pub(crate) out: PathBuf,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    /// Print the outcome as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// A progress display: a bar on a terminal, plain lines otherwise (CI, logs).
+pub(crate) fn progress_bar(len: u64) -> ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let pb = ProgressBar::new(len);
+        pb.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        pb.enable_steady_tick(Duration::from_millis(250));
+        pb
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
+pub(crate) fn parse_norm(v: &Option<String>) -> Result<Option<Norm>> {
+    Ok(match v.as_deref() {
+        None => None,
+        Some("squared") => Some(Norm::Squared),
+        Some("abs") => Some(Norm::Abs),
+        Some(o) => anyhow::bail!("--norm {o}: allowed squared or abs"),
+    })
+}
+
+/// The run configuration an ad-hoc `stkd train` describes.
+pub(crate) fn train_config(args: &TrainArgs) -> Result<RunConfig> {
+    let mut loss = LossConfig::new(args.loss);
+    let set = |slot: &mut f64, v: Option<f64>| {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    };
+    set(&mut loss.beta, args.beta);
+    set(&mut loss.alpha, args.alpha);
+    set(&mut loss.alpha1, args.alpha1);
+    set(&mut loss.alpha2, args.alpha2);
+    set(&mut loss.alpha3, args.alpha3);
+    set(&mut loss.tau, args.tau);
+    if let Some(n) = parse_norm(&args.norm)? {
+        loss.norm = n;
+    }
+    match args.ord_reduction.as_deref() {
+        None => {}
+        Some("mean") => loss.ord_reduction = Reduction::Mean,
+        Some("sum") => loss.ord_reduction = Reduction::Sum,
+        Some(o) => anyhow::bail!("--ord-reduction {o}: allowed mean or sum"),
+    }
+    loss.gradient_revision = !args.no_gradient_revision;
+    loss.validate().context("invalid loss options")?;
+    match (args.loss.needs_teacher(), &args.teacher) {
+        (true, None) => anyhow::bail!(
+            "--loss {} distils from a teacher: pass --teacher <run folder of a finished teacher run>",
+            args.loss
+        ),
+        (false, Some(_)) => anyhow::bail!("--teacher is given but --loss mse does not use a teacher"),
+        (_, Some(t)) if !t.join("model.json").exists() => anyhow::bail!(
+            "--teacher {}: no checkpoint there (expected model.json and model.bin of a finished run)",
+            t.display()
+        ),
+        _ => {}
+    }
+    let split_days = args.data.split_days()?;
+    let train = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        optimizer: args.optimizer,
+        seed: args.seed,
+        max_steps_per_epoch: args.max_steps_per_epoch,
+        ..TrainConfig::default()
+    };
+    train.validate()?;
+    Ok(RunConfig {
+        dataset: args.dataset,
+        split_days,
+        preset: Some(args.model),
+        model: StgcnConfig::new(args.model.channels(), args.dataset.nodes(), 12),
+        train,
+        loss: loss.canonical(),
+        teacher: args.teacher.as_ref().map(|t| t.display().to_string()),
+        test_runs: args.test_runs,
+        prune: None,
+        base: None,
+    })
+}
+
+/// Progress of one run on stderr: a bar on a terminal, a line about every tenth of an epoch
+/// otherwise.
+pub(crate) fn train_progress() -> impl FnMut(Event) {
+    let mut bar: Option<ProgressBar> = None;
+    let tty = std::io::stderr().is_terminal();
+    let mut steps_in_epoch = 0;
+    move |e: Event| match e {
+        Event::EpochStart {
+            epoch,
+            epochs,
+            steps,
+        } => {
+            let pb = progress_bar(steps as u64);
+            pb.set_prefix(format!("epoch {epoch}/{epochs}"));
+            bar = Some(pb);
+            steps_in_epoch = steps;
+        }
+        Event::Step { epoch, step, loss } => {
+            if let Some(pb) = &bar {
+                pb.set_message(format!("loss {loss:.4}"));
+                pb.inc(1);
+            }
+            if !tty && step % steps_in_epoch.div_ceil(10).max(1) == 0 {
+                eprintln!("epoch {epoch}: step {step}/{steps_in_epoch} loss {loss:.4}");
+            }
+        }
+        Event::Evaluating { .. } => {
+            if let Some(pb) = &bar {
+                pb.set_message("validating".to_string());
+            }
+        }
+        Event::Testing => eprintln!("evaluating the best model on the test split..."),
+        Event::EpochEnd(r) => {
+            if let Some(pb) = bar.take() {
+                pb.finish_and_clear();
+            }
+            eprintln!(
+                "epoch {:>3}: lr {:.2e}  train loss {:.5}  val MAE {:.3} mph  ({:.1} s)",
+                r.epoch, r.lr, r.train_loss, r.val_mae, r.seconds
+            );
+        }
+    }
+}
+
+pub(crate) fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<()> {
+    let cfg = train_config(args)?;
+    let data = args.data.load(args.dataset)?;
+    for n in &data.notes {
+        eprintln!("note: {n}");
+    }
+    let id = stkd::plan::run_hash(&cfg, &data.checksum);
+    let run_dir = args.out.join(format!(
+        "{}-{}-{}-{id}",
+        args.dataset, args.model, args.loss
+    ));
+    eprintln!(
+        "training {} on {} ({} parameters, loss {}) on {}, {} epochs, batch {}; run folder {}",
+        args.model,
+        args.dataset,
+        cfg.model.param_count(),
+        cfg.loss.kind,
+        args.device,
+        cfg.train.epochs,
+        cfg.train.batch_size,
+        run_dir.display()
+    );
+    let paths = RunPaths {
+        run_dir: run_dir.clone(),
+        teacher_dir: args.teacher.clone(),
+        base_dir: None,
+        data_dir: args.data.data_dir.clone(),
+    };
+    let mut progress = train_progress();
+    let report = exec::execute::<B>(&cfg, &data, &paths, args.device, &device, &mut progress)?;
+    exec::write_report(&report, &run_dir)?;
+    if args.json {
+        return print_json(&report);
+    }
+    print_metrics(&report);
+    println!("checkpoint: {}", run_dir.display());
+    Ok(())
+}
+
+pub(crate) fn print_metrics(r: &RunReport) {
+    #[derive(Tabled)]
+    struct Row {
+        horizon: String,
+        #[tabled(rename = "MAPE %")]
+        mape: String,
+        #[tabled(rename = "MAE")]
+        mae: String,
+        #[tabled(rename = "RMSE")]
+        rmse: String,
+    }
+    let o = &r.outcome;
+    let rows: Vec<Row> = o
+        .test
+        .paper_horizons()
+        .iter()
+        .map(|s| Row {
+            horizon: format!("{} min (step {})", s.minutes(), s.step),
+            mape: format!("{:.3}", s.mape),
+            mae: format!("{:.3}", s.mae),
+            rmse: format!("{:.3}", s.rmse),
+        })
+        .collect();
+    println!(
+        "test metrics of the best epoch ({} of {}), {} windows, de-normalised speeds (mph):",
+        o.best_epoch,
+        o.epochs.len(),
+        o.test.windows
+    );
+    println!("{}", Table::new(rows));
+    println!(
+        "parameters: {}  training time: {:.1} s",
+        o.parameters, o.train_seconds
+    );
+    if let Some((picks, elements)) = r.attention {
+        println!(
+            "attention to the teacher (Table 3): {:.3} % ({picks} of {elements} elements)",
+            100.0 * picks as f64 / elements.max(1) as f64
+        );
+    }
+    if let Some(t) = r.test_time {
+        println!(
+            "test time: {:.3} s per 9-step prediction of a batch of {} (mean of {} runs)",
+            t.seconds, t.batch, t.runs
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// stkd prune (issue #4)
+
+#[derive(Args)]
+pub(crate) struct PruneArgs {
+    #[arg(long)]
+    pub(crate) dataset: DatasetName,
+    /// Checkpoint folder of the trained run to prune (model.json and model.bin).
+    #[arg(long)]
+    pub(crate) base: PathBuf,
+    /// Importance: taylor (gradients of the plain loss) or kdis (of the distillation loss
+    /// against --teacher, Algorithm 1).
+    #[arg(long)]
+    pub(crate) method: stkd::prune::PruneMethod,
+    /// Checkpoint folder of the teacher (for kdis and --finetune-loss kd).
+    #[arg(long)]
+    pub(crate) teacher: Option<PathBuf>,
+    /// Share of the base network's parameters to remove, in percent, in (0, 100).
+    #[arg(long)]
+    pub(crate) target: f64,
+    /// channel (whole channels; the result is compacted) or element (single weights).
+    #[arg(long, default_value = "channel")]
+    pub(crate) granularity: stkd::prune::Granularity,
+    /// Pruning steps that reach the target [default: 4].
+    #[arg(long, conflicts_with = "share_per_step")]
+    pub(crate) steps: Option<usize>,
+    /// Or: percent of the parameters removed per step.
+    #[arg(long)]
+    pub(crate) share_per_step: Option<f64>,
+    /// A pruning step every this many epochs [default: 2].
+    #[arg(long, conflicts_with = "interval_steps")]
+    pub(crate) interval_epochs: Option<usize>,
+    /// Or: a pruning step every this many minibatches.
+    #[arg(long)]
+    pub(crate) interval_steps: Option<usize>,
+    /// Fine-tuning epochs after the last pruning step.
+    #[arg(long, default_value_t = stkd::prune::DEFAULT_FINETUNE_EPOCHS)]
+    pub(crate) finetune_epochs: usize,
+    /// Fine-tuning loss: mse (Algorithm 1 line 25) or kd (the --loss against the teacher).
+    #[arg(long, default_value = "mse")]
+    pub(crate) finetune_loss: stkd::prune::FinetuneLoss,
+    /// Distillation loss of kdis and of kd fine-tuning.
+    #[arg(long, default_value = "stcd")]
+    pub(crate) loss: LossKind,
+    #[arg(long)]
+    pub(crate) alpha1: Option<f64>,
+    #[arg(long)]
+    pub(crate) alpha2: Option<f64>,
+    #[arg(long)]
+    pub(crate) alpha3: Option<f64>,
+    #[arg(long, default_value_t = 50)]
+    pub(crate) batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub(crate) lr: f64,
+    #[arg(long, default_value = "adam")]
+    pub(crate) optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Stop each epoch after this many minibatches (quick runs).
+    #[arg(long)]
+    pub(crate) max_steps_per_epoch: Option<usize>,
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: DeviceSpec,
+    /// Timed runs (after a warm-up run) of the 9-step prediction of the base and of the pruned
+    /// network, for the speed-up (default: 100 on a GPU, 2 on the CPU); 0 skips it.
+    #[arg(long)]
+    pub(crate) test_runs: Option<usize>,
+    #[arg(long, default_value = "results/runs")]
+    pub(crate) out: PathBuf,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// The run configuration an ad-hoc `stkd prune` describes.
+pub(crate) fn prune_config(args: &PruneArgs) -> Result<RunConfig> {
+    use stkd::prune::{Interval, PruneConfig, StepRule};
+    let mut pc = PruneConfig::new(args.method, args.target);
+    pc.granularity = args.granularity;
+    if let Some(n) = args.steps {
+        pc.schedule = StepRule::Steps(n);
+    }
+    if let Some(s) = args.share_per_step {
+        pc.schedule = StepRule::SharePerStep(s);
+    }
+    if let Some(e) = args.interval_epochs {
+        pc.interval = Interval::Epochs(e);
+    }
+    if let Some(m) = args.interval_steps {
+        pc.interval = Interval::Minibatches(m);
+    }
+    pc.finetune_epochs = args.finetune_epochs;
+    pc.finetune_loss = args.finetune_loss;
+    pc.validate()?;
+    let json = std::fs::read_to_string(args.base.join("model.json")).with_context(|| {
+        format!(
+            "--base {}: no checkpoint there (expected model.json and model.bin of a finished run)",
+            args.base.display()
+        )
+    })?;
+    let model: StgcnConfig =
+        serde_json::from_str(&json).context("reading the base's model.json")?;
+    let mut loss = LossConfig::new(LossKind::Mse);
+    if pc.uses_teacher() {
+        loss = LossConfig::new(args.loss);
+        for (slot, v) in [
+            (&mut loss.alpha1, args.alpha1),
+            (&mut loss.alpha2, args.alpha2),
+            (&mut loss.alpha3, args.alpha3),
+        ] {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        loss.validate().context("invalid loss options")?;
+        if !args.loss.needs_teacher() || args.loss == LossKind::Skd {
+            anyhow::bail!("--loss {} cannot drive kdis or kd fine-tuning: use a distillation loss other than skd (stcd in the paper)", args.loss);
+        }
+        match &args.teacher {
+            None => anyhow::bail!("--method {} / --finetune-loss {} distil from a teacher: pass --teacher <run folder>", pc.method, pc.finetune_loss),
+            Some(t) if !t.join("model.json").exists() => anyhow::bail!("--teacher {}: no checkpoint there", t.display()),
+            _ => {}
+        }
+    } else if args.teacher.is_some() {
+        anyhow::bail!(
+            "--teacher is given but taylor pruning with mse fine-tuning does not use one"
+        );
+    }
+    let train = TrainConfig {
+        epochs: pc.finetune_epochs.max(1),
+        batch_size: args.batch_size,
+        lr: args.lr,
+        optimizer: args.optimizer,
+        seed: args.seed,
+        max_steps_per_epoch: args.max_steps_per_epoch,
+        ..TrainConfig::default()
+    };
+    train.validate()?;
+    Ok(RunConfig {
+        dataset: args.dataset,
+        split_days: args.data.split_days()?,
+        preset: Preset::ALL
+            .into_iter()
+            .find(|p| p.channels() == model.channels),
+        model,
+        train,
+        loss: loss.canonical(),
+        teacher: args.teacher.as_ref().map(|t| t.display().to_string()),
+        test_runs: args.test_runs,
+        prune: Some(pc),
+        base: Some(args.base.display().to_string()),
+    })
+}
+
+pub(crate) fn prune_cmd<B: AutodiffBackend>(args: &PruneArgs, device: B::Device) -> Result<()> {
+    let cfg = prune_config(args)?;
+    let pc = cfg.prune.clone().expect("a pruning run");
+    let data = args.data.load(args.dataset)?;
+    for n in &data.notes {
+        eprintln!("note: {n}");
+    }
+    let id = stkd::plan::run_hash(&cfg, &data.checksum);
+    let run_dir = args.out.join(format!(
+        "{}-prune-{}-{}-{}-{id}",
+        args.dataset, pc.method, pc.granularity, pc.target_pct
+    ));
+    eprintln!(
+        "pruning {} ({:?}, {} parameters) on {} to {} % with {} ({} granularity, {} steps, {:?}, then {} fine-tuning epochs with {}) on {}; run folder {}",
+        args.base.display(),
+        cfg.model.channels,
+        cfg.model.param_count(),
+        args.dataset,
+        pc.target_pct,
+        pc.method,
+        pc.granularity,
+        pc.steps(),
+        pc.interval,
+        pc.finetune_epochs,
+        pc.finetune_loss,
+        args.device,
+        run_dir.display()
+    );
+    let paths = RunPaths {
+        run_dir: run_dir.clone(),
+        teacher_dir: args.teacher.clone(),
+        base_dir: Some(args.base.clone()),
+        data_dir: args.data.data_dir.clone(),
+    };
+    let mut progress = train_progress();
+    let report = exec::execute::<B>(&cfg, &data, &paths, args.device, &device, &mut progress)?;
+    exec::write_report(&report, &run_dir)?;
+    if args.json {
+        return print_json(&report);
+    }
+    print_metrics(&report);
+    if let Some(s) = &report.pruning {
+        print_pruning(s);
+    }
+    println!("checkpoint: {}", run_dir.display());
+    Ok(())
+}
+
+pub(crate) fn print_pruning(s: &stkd::prune::PruneSummary) {
+    #[derive(Tabled)]
+    struct Row {
+        step: usize,
+        epoch: usize,
+        minibatch: usize,
+        #[tabled(rename = "aimed %")]
+        goal: String,
+        #[tabled(rename = "removed %")]
+        removed: String,
+        channels: String,
+    }
+    let rows: Vec<Row> = s
+        .steps
+        .iter()
+        .map(|p| Row {
+            step: p.step,
+            epoch: p.epoch,
+            minibatch: p.minibatch,
+            goal: format!("{:.2}", 100.0 * p.goal_share),
+            removed: format!("{:.2}", 100.0 * p.masked_share),
+            channels: p.channels.map_or(String::new(), |c| format!("{c:?}")),
+        })
+        .collect();
+    println!("{}", Table::new(rows));
+    println!(
+        "pruning ({} importance, {} granularity, target {} %): removed {} of {} parameters ({:.2} %)",
+        s.method,
+        s.granularity,
+        s.target_pct,
+        s.original_parameters - s.remaining_parameters,
+        s.original_parameters,
+        100.0 * s.masked_share
+    );
+    if let (Some(p), Some(c)) = (s.compact_parameters, s.compact_channels) {
+        println!(
+            "compacted network: channels {c:?}, {p} parameters ({:.2} % of the base); max |masked − compacted| output {:.2e}",
+            100.0 * s.kept_share(),
+            s.compaction_max_abs_diff.unwrap_or(f64::NAN)
+        );
+    }
+    if let (Some(v), Some(b), Some(p)) = (s.speedup, s.base_test_time, s.pruned_test_time) {
+        println!(
+            "inference speed-up: {v:.2}x (9-step prediction of a batch of {}: base {:.4} s over {} runs, pruned {:.4} s over {} runs)",
+            p.batch, b.seconds, b.runs, p.seconds, p.runs
+        );
+    }
+}

@@ -1,0 +1,613 @@
+//! `stkd sweep`, `status` and `report` arguments, and the hidden `run-one` that executes one run of a sweep.
+
+use crate::*;
+
+#[derive(Args)]
+pub(crate) struct SweepArgs {
+    /// The experiment file (YAML).
+    pub(crate) file: PathBuf,
+    /// SQLite store of runs and results; run folders go next to it (`runs/<hash>/`).
+    #[arg(long, default_value = stkd::store::DEFAULT_PATH)]
+    pub(crate) store: PathBuf,
+    /// Device slots: `cpu` or a list such as `cuda:0,cuda:1`.
+    #[arg(long, value_delimiter = ',', default_value = "cpu")]
+    pub(crate) devices: Vec<DeviceSpec>,
+    /// Runs at once on each device.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) per_device: usize,
+    /// Print the plan (runs, which are done, what each waits for) and run nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Re-queue failed (and skipped) runs of this file.
+    #[arg(long)]
+    pub(crate) retry_failed: bool,
+    /// Seconds without a heartbeat after which a running run counts as interrupted.
+    #[arg(long, default_value_t = 60.0)]
+    pub(crate) stale_after: f64,
+    /// Folder holding pemsd7/ and pemsd8/.
+    #[arg(long, default_value = "data")]
+    pub(crate) data_dir: PathBuf,
+    /// With --dry-run: the plan as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ReportArgs {
+    /// The experiment file (YAML).
+    pub(crate) file: PathBuf,
+    #[arg(long, default_value = stkd::store::DEFAULT_PATH)]
+    pub(crate) store: PathBuf,
+    /// Output folder.
+    #[arg(long, default_value = "results/reports")]
+    pub(crate) out: PathBuf,
+    /// Formats, comma-separated: md, csv.
+    #[arg(long, value_delimiter = ',', default_value = "md,csv")]
+    pub(crate) format: Vec<stkd::report::Format>,
+    #[arg(long, default_value = "data")]
+    pub(crate) data_dir: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct StatusArgs {
+    /// Only the runs of this experiment file.
+    pub(crate) file: Option<PathBuf>,
+    #[arg(long, default_value = stkd::store::DEFAULT_PATH)]
+    pub(crate) store: PathBuf,
+    #[arg(long, default_value = "data")]
+    pub(crate) data_dir: PathBuf,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct RunOneArgs {
+    pub(crate) hash: String,
+    #[arg(long)]
+    pub(crate) store: PathBuf,
+    #[arg(long)]
+    pub(crate) worker: String,
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: DeviceSpec,
+    #[arg(long, default_value = "data")]
+    pub(crate) data_dir: PathBuf,
+}
+
+/// Validate an experiment file; on problems print them all and exit with code 2 (nothing is
+/// written anywhere).
+pub(crate) fn load_experiment(file: &Path) -> stkd::spec::Experiment {
+    match stkd::spec::load(file) {
+        Ok(e) => e,
+        Err(errors) => {
+            eprint!("{errors}");
+            std::process::exit(2);
+        }
+    }
+}
+
+pub(crate) fn plan_experiment(
+    exp: &stkd::spec::Experiment,
+    data_dir: &Path,
+) -> Result<stkd::plan::Plan> {
+    stkd::plan::plan(exp, |d| {
+        let mut cfg = DataConfig::new(d);
+        cfg.data_dir = data_dir.to_path_buf();
+        Dataset::load(&cfg)
+            .map(|data| data.checksum)
+            .with_context(|| format!("loading dataset {d} to identify its runs"))
+    })
+}
+
+/// Run statuses of `hashes` in an existing store (none if the store does not exist yet).
+pub(crate) fn statuses(
+    store: &Path,
+    hashes: &[String],
+) -> Result<Vec<Option<stkd::store::RunRow>>> {
+    if !store.exists() {
+        return Ok(vec![None; hashes.len()]);
+    }
+    let s = Store::open(store)?;
+    hashes.iter().map(|h| Ok(s.run(h)?)).collect()
+}
+
+#[derive(Serialize)]
+pub(crate) struct PlannedRow<'a> {
+    pub(crate) hash: &'a str,
+    pub(crate) label: &'a str,
+    pub(crate) variant: &'a str,
+    pub(crate) dataset: DatasetName,
+    pub(crate) status: String,
+    pub(crate) waits_for: Vec<&'a str>,
+    pub(crate) config: &'a RunConfig,
+}
+
+pub(crate) fn print_plan(plan: &stkd::plan::Plan, store: &Path, json: bool) -> Result<()> {
+    let hashes: Vec<String> = plan.jobs.iter().map(|j| j.hash.clone()).collect();
+    let rows = statuses(store, &hashes)?;
+    let name_of = |h: &str| {
+        plan.jobs
+            .iter()
+            .find(|j| j.hash == h)
+            .map(|j| j.display_name())
+            .unwrap_or_else(|| h.to_string())
+    };
+    let planned: Vec<PlannedRow> = plan
+        .jobs
+        .iter()
+        .zip(&rows)
+        .map(|(j, r)| PlannedRow {
+            hash: &j.hash,
+            label: &j.label,
+            variant: &j.variant,
+            dataset: j.config.dataset,
+            status: r
+                .as_ref()
+                .map_or("new".to_string(), |r| r.status.to_string()),
+            waits_for: j.deps.iter().map(String::as_str).collect(),
+            config: &j.config,
+        })
+        .collect();
+    if json {
+        return print_json(&serde_json::json!({"experiment": plan.name, "runs": planned}));
+    }
+    #[derive(Tabled)]
+    struct Row {
+        run: String,
+        hash: String,
+        status: String,
+        #[tabled(rename = "waits for")]
+        waits: String,
+    }
+    let table: Vec<Row> = planned
+        .iter()
+        .zip(&plan.jobs)
+        .map(|(p, j)| Row {
+            run: j.display_name(),
+            hash: p.hash.to_string(),
+            status: p.status.clone(),
+            waits: j
+                .deps
+                .iter()
+                .map(|d| name_of(d))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect();
+    let done = planned.iter().filter(|p| p.status == "done").count();
+    println!(
+        "plan of {}: {} runs, {} already done, {} to run (store {})",
+        plan.name,
+        planned.len(),
+        done,
+        planned.len() - done,
+        store.display()
+    );
+    println!("{}", Table::new(table));
+    Ok(())
+}
+
+/// Sweep progress: one bar for the sweep and one per active slot on a terminal; plain lines
+/// otherwise.
+pub(crate) struct SweepDisplay {
+    pub(crate) multi: Option<indicatif::MultiProgress>,
+    pub(crate) main: Option<ProgressBar>,
+    pub(crate) slots: Vec<Option<(ProgressBar, String)>>,
+    /// Steps per epoch of each slot's run (plain-line mode).
+    pub(crate) plain_steps: Vec<usize>,
+}
+
+impl SweepDisplay {
+    fn new(slots: usize) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        SweepDisplay {
+            multi: tty.then(indicatif::MultiProgress::new),
+            main: None,
+            slots: vec![None; slots],
+            plain_steps: vec![0; slots],
+        }
+    }
+
+    fn on(&mut self, ev: SweepEvent) {
+        match ev {
+            SweepEvent::Planned { total, done } => {
+                eprintln!("{total} runs, {done} already done");
+                if let Some(m) = &self.multi {
+                    let pb = m.add(ProgressBar::new(total as u64));
+                    pb.set_style(
+                        ProgressStyle::with_template(
+                            "sweep [{bar:30}] {pos}/{len} runs (ETA {eta})",
+                        )
+                        .expect("static template")
+                        .progress_chars("=> "),
+                    );
+                    pb.set_position(done as u64);
+                    pb.enable_steady_tick(Duration::from_millis(500));
+                    self.main = Some(pb);
+                }
+            }
+            SweepEvent::Started {
+                slot,
+                device,
+                name,
+                hash,
+            } => {
+                let line = format!("[{device}] {name} ({hash})");
+                match &self.multi {
+                    Some(m) => {
+                        let pb = m.add(ProgressBar::new_spinner());
+                        pb.set_style(
+                            ProgressStyle::with_template("  {prefix} {msg}")
+                                .expect("static template"),
+                        );
+                        pb.set_prefix(line.clone());
+                        pb.set_message("starting");
+                        pb.enable_steady_tick(Duration::from_millis(500));
+                        self.slots[slot] = Some((pb, line));
+                    }
+                    None => eprintln!("start  {line}"),
+                }
+            }
+            SweepEvent::Progress { slot, event } => {
+                let Some((pb, line)) = self.slots.get_mut(slot).and_then(|s| s.as_mut()) else {
+                    // No terminal: a line per epoch and about every tenth of an epoch.
+                    match event {
+                        RunEvent::Epoch { epoch, epochs, steps } => {
+                            self.plain_steps[slot] = steps;
+                            eprintln!("  slot {slot}: epoch {epoch}/{epochs}, {steps} steps");
+                        }
+                        RunEvent::Step { step, loss } => {
+                            let every = self.plain_steps[slot].div_ceil(10).max(1);
+                            if step % every == 0 {
+                                eprintln!("  slot {slot}: step {step}/{} loss {loss:.4}", self.plain_steps[slot]);
+                            }
+                        }
+                        RunEvent::EpochEnd { epoch, train_loss, val_mae } => eprintln!(
+                            "  slot {slot}: epoch {epoch} train loss {train_loss:.5} val MAE {val_mae:.3}"
+                        ),
+                        RunEvent::Validating => eprintln!("  slot {slot}: validating"),
+                        RunEvent::Testing => eprintln!("  slot {slot}: testing"),
+                    }
+                    return;
+                };
+                match event {
+                    RunEvent::Epoch {
+                        epoch,
+                        epochs,
+                        steps,
+                    } => {
+                        pb.set_length(steps as u64);
+                        pb.set_position(0);
+                        pb.set_message(format!("epoch {epoch}/{epochs}"));
+                        *line = format!("{} epoch {epoch}/{epochs}", pb.prefix());
+                    }
+                    RunEvent::Step { step, loss } => pb.set_message(format!(
+                        "{} step {step} loss {loss:.4}",
+                        line.rsplit_once(']').map_or("", |x| x.1).trim()
+                    )),
+                    RunEvent::Validating => pb.set_message("validating"),
+                    RunEvent::Testing => pb.set_message("testing"),
+                    RunEvent::EpochEnd { epoch, val_mae, .. } => {
+                        pb.set_message(format!("epoch {epoch} val MAE {val_mae:.3}"))
+                    }
+                }
+            }
+            SweepEvent::Finished {
+                slot,
+                name,
+                hash,
+                status,
+                detail,
+            } => {
+                if let Some((pb, _)) = self.slots.get_mut(slot).and_then(|s| s.take()) {
+                    pb.finish_and_clear();
+                }
+                if let Some(main) = &self.main {
+                    if status == RunStatus::Done {
+                        main.inc(1);
+                    }
+                }
+                let msg = match detail {
+                    Some(d) if status != RunStatus::Done => {
+                        format!(": {}", d.lines().next().unwrap_or(""))
+                    }
+                    _ => String::new(),
+                };
+                let line = format!("{status:<7} {name} ({hash}){msg}");
+                match &self.multi {
+                    Some(m) => {
+                        let _ = m.println(line);
+                    }
+                    None => eprintln!("{line}"),
+                }
+            }
+            SweepEvent::Waiting { running_elsewhere } => {
+                eprintln!("waiting for {running_elsewhere} run(s) that another sweep is executing")
+            }
+        }
+    }
+}
+
+pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
+    let exp = load_experiment(&args.file);
+    let plan = plan_experiment(&exp, &args.data_dir)?;
+    if args.dry_run {
+        return print_plan(&plan, &args.store, args.json);
+    }
+    for d in &args.devices {
+        check_device(*d)?;
+    }
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    let cpu_slots = args
+        .devices
+        .iter()
+        .filter(|d| **d == DeviceSpec::Cpu)
+        .count()
+        * args.per_device.max(1);
+    let executor = LocalExecutor {
+        exe: std::env::current_exe().context("locating the stkd binary")?,
+        store: args.store.clone(),
+        data_dir: args.data_dir.clone(),
+        cpu_threads: (cpu_slots > 1).then(|| (rayon::current_num_threads() / cpu_slots).max(1)),
+    };
+    let opts = SweepOptions {
+        store: args.store.clone(),
+        devices: args.devices.clone(),
+        per_device: args.per_device.max(1),
+        retry_failed: args.retry_failed,
+        stale_after_s: args.stale_after,
+        data_dir: args.data_dir.clone(),
+    };
+    let mut display = SweepDisplay::new(args.devices.len() * args.per_device.max(1));
+    let summary = schedule::run_sweep(
+        &plan,
+        &args.file,
+        &exp.text,
+        &opts,
+        &executor,
+        &interrupt,
+        &mut |ev| display.on(ev),
+    )?;
+    if let Some(main) = &display.main {
+        main.finish_and_clear();
+    }
+    eprintln!(
+        "{}: {} runs: {} done, {} failed, {} skipped, {} not finished; {} executed now (store {})",
+        plan.name,
+        summary.total,
+        summary.done,
+        summary.failed,
+        summary.skipped,
+        summary.pending,
+        summary.ran_now,
+        args.store.display()
+    );
+    if summary.interrupted {
+        eprintln!(
+            "interrupted: unfinished runs go back to pending; run the same command to resume"
+        );
+        std::process::exit(130);
+    }
+    if summary.failed > 0 || summary.skipped > 0 {
+        eprintln!(
+            "see `stkd status {}` for the errors; `--retry-failed` re-queues them",
+            args.file.display()
+        );
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+pub(crate) struct StatusRow {
+    pub(crate) run: String,
+    pub(crate) dataset: String,
+    pub(crate) status: String,
+    pub(crate) hash: String,
+    pub(crate) device: Option<String>,
+    pub(crate) attempts: u32,
+    pub(crate) test_mae_15min: Option<f64>,
+    pub(crate) error: Option<String>,
+}
+
+pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
+    if !args.store.exists() {
+        anyhow::bail!(
+            "no store at {} (run a sweep first, or pass --store)",
+            args.store.display()
+        );
+    }
+    let store = Store::open(&args.store)?;
+    let rows: Vec<(String, String, Option<stkd::store::RunRow>)> = match &args.file {
+        Some(file) => {
+            let exp = load_experiment(file);
+            let plan = plan_experiment(&exp, &args.data_dir)?;
+            plan.jobs
+                .iter()
+                .map(|j| Ok((j.display_name(), j.hash.clone(), store.run(&j.hash)?)))
+                .collect::<Result<_>>()?
+        }
+        None => store
+            .runs(None)?
+            .into_iter()
+            .map(|r| (r.label.clone(), r.hash.clone(), Some(r)))
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for (name, hash, row) in rows {
+        let mae15 = match &row {
+            Some(r) if r.status == RunStatus::Done => store.result(&hash)?.and_then(|res| {
+                res.metrics
+                    .iter()
+                    .find(|m| m.split == "test" && m.step == 3)
+                    .map(|m| m.mae)
+            }),
+            _ => None,
+        };
+        out.push(StatusRow {
+            run: name,
+            dataset: row.as_ref().map_or(String::new(), |r| r.dataset.clone()),
+            status: row
+                .as_ref()
+                .map_or("not registered".into(), |r| r.status.to_string()),
+            hash,
+            device: row.as_ref().and_then(|r| r.device.clone()),
+            attempts: row.as_ref().map_or(0, |r| r.attempts),
+            test_mae_15min: mae15,
+            error: row.and_then(|r| r.error),
+        });
+    }
+    if args.json {
+        return print_json(&out);
+    }
+    #[derive(Tabled)]
+    struct Row {
+        run: String,
+        status: String,
+        hash: String,
+        device: String,
+        #[tabled(rename = "MAE 15 min")]
+        mae: String,
+        error: String,
+    }
+    let table: Vec<Row> = out
+        .iter()
+        .map(|r| Row {
+            run: r.run.clone(),
+            status: r.status.clone(),
+            hash: r.hash.clone(),
+            device: r.device.clone().unwrap_or_default(),
+            mae: r
+                .test_mae_15min
+                .map_or(String::new(), |m| format!("{m:.3}")),
+            error: r
+                .error
+                .as_deref()
+                .map(|e| e.lines().next().unwrap_or("").chars().take(70).collect())
+                .unwrap_or_default(),
+        })
+        .collect();
+    println!("{}", Table::new(table));
+    Ok(())
+}
+
+/// Ask the kernel to kill this process when its parent (the sweep) dies, so that after a
+/// `kill -9` of the sweep no orphan keeps a run's heartbeat alive.
+pub(crate) fn die_with_parent() {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
+        }
+        const PR_SET_PDEATHSIG: i32 = 1;
+        const SIGKILL: u64 = 9;
+        // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a signal number for this process.
+        unsafe {
+            prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        }
+    }
+}
+
+pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
+    die_with_parent();
+    let mut store = Store::open(&args.store)?;
+    let row = store
+        .run(&args.hash)?
+        .with_context(|| format!("run {} is not in {}", args.hash, args.store.display()))?;
+    if row.status != RunStatus::Running || row.claimed_by.as_deref() != Some(args.worker.as_str()) {
+        anyhow::bail!(
+            "run {} is {} and not claimed by {}; refusing to execute it",
+            args.hash,
+            row.status,
+            args.worker
+        );
+    }
+    let base = args
+        .store
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let runs_dir = base.join("runs");
+    let stop = Arc::new(AtomicBool::new(false));
+    let heartbeat = {
+        let (stop, store_path, hash, worker) = (
+            stop.clone(),
+            args.store.clone(),
+            args.hash.clone(),
+            args.worker.clone(),
+        );
+        std::thread::spawn(move || {
+            let Ok(s) = Store::open(&store_path) else {
+                return;
+            };
+            while !stop.load(Ordering::SeqCst) {
+                let _ = s.heartbeat(&hash, &worker);
+                for _ in 0..20 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+    };
+    let result = (|| -> Result<RunReport> {
+        let cfg: RunConfig =
+            serde_json::from_str(&row.config_json).context("reading the run's configuration")?;
+        check_device(args.device)?;
+        let data = exec::load_data(&cfg, &args.data_dir)?;
+        let paths = RunPaths {
+            run_dir: runs_dir.join(&args.hash),
+            teacher_dir: cfg.teacher.as_ref().map(|t| runs_dir.join(t)),
+            base_dir: cfg.base.as_ref().map(|b| runs_dir.join(b)),
+            data_dir: args.data_dir.clone(),
+        };
+        let mut emit = |e: Event| {
+            let ev = match e {
+                Event::EpochStart {
+                    epoch,
+                    epochs,
+                    steps,
+                } => RunEvent::Epoch {
+                    epoch,
+                    epochs,
+                    steps,
+                },
+                Event::Step { step, loss, .. } => RunEvent::Step { step, loss },
+                Event::Evaluating { .. } => RunEvent::Validating,
+                Event::Testing => RunEvent::Testing,
+                Event::EpochEnd(r) => RunEvent::EpochEnd {
+                    epoch: r.epoch,
+                    train_loss: r.train_loss,
+                    val_mae: r.val_mae,
+                },
+            };
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&ev).expect("event serialises")
+            );
+            let _ = out.flush();
+        };
+        let report = with_backend!(args.device, B, dev => exec::execute::<B>(&cfg, &data, &paths, args.device, &dev, &mut emit))?;
+        exec::write_report(&report, &paths.run_dir)?;
+        Ok(report)
+    })();
+    stop.store(true, Ordering::SeqCst);
+    let _ = heartbeat.join();
+    match result {
+        Ok(report) => {
+            let rel = format!("runs/{}", args.hash);
+            store.finish(&args.hash, &args.worker, &report.to_store_result(&rel))?;
+            Ok(())
+        }
+        Err(e) => {
+            store.fail(&args.hash, &args.worker, &format!("{e:#}"))?;
+            Err(e)
+        }
+    }
+}
