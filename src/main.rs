@@ -117,12 +117,12 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => model_summary(dataset, model, json),
         Cmd::Train(args) => {
-            check_device(args.device)?;
-            with_backend!(args.device, B, dev => train_cmd::<B>(&args, dev))
+            check_device(args.run.device)?;
+            with_backend!(args.run.device, B, dev => train_cmd::<B>(&args, dev))
         }
         Cmd::Prune(args) => {
-            check_device(args.device)?;
-            with_backend!(args.device, B, dev => prune_cmd::<B>(&args, dev))
+            check_device(args.run.device)?;
+            with_backend!(args.run.device, B, dev => prune_cmd::<B>(&args, dev))
         }
         Cmd::Bench(args) => {
             check_device(args.device)?;

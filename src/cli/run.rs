@@ -2,15 +2,9 @@
 
 use crate::*;
 
+/// Options every ad-hoc run takes (`train` and `prune`).
 #[derive(Args)]
-pub(crate) struct TrainArgs {
-    #[arg(long)]
-    pub(crate) dataset: DatasetName,
-    /// teacher, base or student.
-    #[arg(long)]
-    pub(crate) model: Preset,
-    #[arg(long, default_value_t = 50)]
-    pub(crate) epochs: usize,
+pub(crate) struct RunOpts {
     #[arg(long, default_value_t = 50)]
     pub(crate) batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
@@ -23,6 +17,28 @@ pub(crate) struct TrainArgs {
     /// Stop each epoch after this many minibatches (quick runs).
     #[arg(long)]
     pub(crate) max_steps_per_epoch: Option<usize>,
+    /// cpu or cuda:<index>.
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: DeviceSpec,
+    /// Where run folders are written.
+    #[arg(long, default_value = "results/runs")]
+    pub(crate) out: PathBuf,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    /// Print the outcome as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct TrainArgs {
+    #[arg(long)]
+    pub(crate) dataset: DatasetName,
+    /// teacher, base or student.
+    #[arg(long)]
+    pub(crate) model: Preset,
+    #[arg(long, default_value_t = 50)]
+    pub(crate) epochs: usize,
     /// Loss: mse (W/O KD), rd-l2, rd-kl, skd, ord, tcd, scd, stcd.
     #[arg(long, default_value = "mse")]
     pub(crate) loss: LossKind,
@@ -51,21 +67,12 @@ pub(crate) struct TrainArgs {
     /// SKD: turn off gradient revision (plain weighted sum).
     #[arg(long)]
     pub(crate) no_gradient_revision: bool,
-    /// cpu or cuda:<index>.
-    #[arg(long, default_value = "cpu")]
-    pub(crate) device: DeviceSpec,
     /// Runs of the test-time measurement (default: 100 on a GPU; on the CPU as many as fit
     /// about a minute); 0 skips it.
     #[arg(long)]
     pub(crate) test_runs: Option<usize>,
-    /// Where run folders are written.
-    #[arg(long, default_value = "results/runs")]
-    pub(crate) out: PathBuf,
     #[command(flatten)]
-    pub(crate) data: DataArgs,
-    /// Print the outcome as JSON on stdout.
-    #[arg(long)]
-    pub(crate) json: bool,
+    pub(crate) run: RunOpts,
 }
 
 /// A progress display: a bar on a terminal, plain lines otherwise (CI, logs).
@@ -130,14 +137,14 @@ pub(crate) fn train_config(args: &TrainArgs) -> Result<RunConfig> {
         ),
         _ => {}
     }
-    let split_days = args.data.split_days()?;
+    let split_days = args.run.data.split_days()?;
     let train = TrainConfig {
         epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr,
-        optimizer: args.optimizer,
-        seed: args.seed,
-        max_steps_per_epoch: args.max_steps_per_epoch,
+        batch_size: args.run.batch_size,
+        lr: args.run.lr,
+        optimizer: args.run.optimizer,
+        seed: args.run.seed,
+        max_steps_per_epoch: args.run.max_steps_per_epoch,
         ..TrainConfig::default()
     };
     train.validate()?;
@@ -201,12 +208,12 @@ pub(crate) fn train_progress() -> impl FnMut(Event) {
 
 pub(crate) fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<()> {
     let cfg = train_config(args)?;
-    let data = args.data.load(args.dataset)?;
+    let data = args.run.data.load(args.dataset)?;
     for n in &data.notes {
         eprintln!("note: {n}");
     }
     let id = stkd::plan::run_hash(&cfg, &data.checksum);
-    let run_dir = args.out.join(format!(
+    let run_dir = args.run.out.join(format!(
         "{}-{}-{}-{id}",
         args.dataset, args.model, args.loss
     ));
@@ -216,7 +223,7 @@ pub(crate) fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device)
         args.dataset,
         cfg.model.param_count(),
         cfg.loss.kind,
-        args.device,
+        args.run.device,
         cfg.train.epochs,
         cfg.train.batch_size,
         run_dir.display()
@@ -225,12 +232,12 @@ pub(crate) fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device)
         run_dir: run_dir.clone(),
         teacher_dir: args.teacher.clone(),
         base_dir: None,
-        data_dir: args.data.data_dir.clone(),
+        data_dir: args.run.data.data_dir.clone(),
     };
     let mut progress = train_progress();
-    let report = exec::execute::<B>(&cfg, &data, &paths, args.device, &device, &mut progress)?;
+    let report = exec::execute::<B>(&cfg, &data, &paths, args.run.device, &device, &mut progress)?;
     exec::write_report(&report, &run_dir)?;
-    if args.json {
+    if args.run.json {
         return print_json(&report);
     }
     print_metrics(&report);
@@ -336,29 +343,12 @@ pub(crate) struct PruneArgs {
     pub(crate) alpha2: Option<f64>,
     #[arg(long)]
     pub(crate) alpha3: Option<f64>,
-    #[arg(long, default_value_t = 50)]
-    pub(crate) batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    pub(crate) lr: f64,
-    #[arg(long, default_value = "adam")]
-    pub(crate) optimizer: OptimizerKind,
-    #[arg(long, default_value_t = 1)]
-    pub(crate) seed: u64,
-    /// Stop each epoch after this many minibatches (quick runs).
-    #[arg(long)]
-    pub(crate) max_steps_per_epoch: Option<usize>,
-    #[arg(long, default_value = "cpu")]
-    pub(crate) device: DeviceSpec,
     /// Timed runs (after a warm-up run) of the 9-step prediction of the base and of the pruned
     /// network, for the speed-up (default: 100 on a GPU, 2 on the CPU); 0 skips it.
     #[arg(long)]
     pub(crate) test_runs: Option<usize>,
-    #[arg(long, default_value = "results/runs")]
-    pub(crate) out: PathBuf,
     #[command(flatten)]
-    pub(crate) data: DataArgs,
-    #[arg(long)]
-    pub(crate) json: bool,
+    pub(crate) run: RunOpts,
 }
 
 /// The run configuration an ad-hoc `stkd prune` describes.
@@ -417,17 +407,17 @@ pub(crate) fn prune_config(args: &PruneArgs) -> Result<RunConfig> {
     }
     let train = TrainConfig {
         epochs: pc.finetune_epochs.max(1),
-        batch_size: args.batch_size,
-        lr: args.lr,
-        optimizer: args.optimizer,
-        seed: args.seed,
-        max_steps_per_epoch: args.max_steps_per_epoch,
+        batch_size: args.run.batch_size,
+        lr: args.run.lr,
+        optimizer: args.run.optimizer,
+        seed: args.run.seed,
+        max_steps_per_epoch: args.run.max_steps_per_epoch,
         ..TrainConfig::default()
     };
     train.validate()?;
     Ok(RunConfig {
         dataset: args.dataset,
-        split_days: args.data.split_days()?,
+        split_days: args.run.data.split_days()?,
         preset: Preset::ALL
             .into_iter()
             .find(|p| p.channels() == model.channels),
@@ -444,12 +434,12 @@ pub(crate) fn prune_config(args: &PruneArgs) -> Result<RunConfig> {
 pub(crate) fn prune_cmd<B: AutodiffBackend>(args: &PruneArgs, device: B::Device) -> Result<()> {
     let cfg = prune_config(args)?;
     let pc = cfg.prune.clone().expect("a pruning run");
-    let data = args.data.load(args.dataset)?;
+    let data = args.run.data.load(args.dataset)?;
     for n in &data.notes {
         eprintln!("note: {n}");
     }
     let id = stkd::plan::run_hash(&cfg, &data.checksum);
-    let run_dir = args.out.join(format!(
+    let run_dir = args.run.out.join(format!(
         "{}-prune-{}-{}-{}-{id}",
         args.dataset, pc.method, pc.granularity, pc.target_pct
     ));
@@ -466,19 +456,19 @@ pub(crate) fn prune_cmd<B: AutodiffBackend>(args: &PruneArgs, device: B::Device)
         pc.interval,
         pc.finetune_epochs,
         pc.finetune_loss,
-        args.device,
+        args.run.device,
         run_dir.display()
     );
     let paths = RunPaths {
         run_dir: run_dir.clone(),
         teacher_dir: args.teacher.clone(),
         base_dir: Some(args.base.clone()),
-        data_dir: args.data.data_dir.clone(),
+        data_dir: args.run.data.data_dir.clone(),
     };
     let mut progress = train_progress();
-    let report = exec::execute::<B>(&cfg, &data, &paths, args.device, &device, &mut progress)?;
+    let report = exec::execute::<B>(&cfg, &data, &paths, args.run.device, &device, &mut progress)?;
     exec::write_report(&report, &run_dir)?;
-    if args.json {
+    if args.run.json {
         return print_json(&report);
     }
     print_metrics(&report);
