@@ -30,6 +30,23 @@ pub(crate) struct RunOpts {
     pub(crate) json: bool,
 }
 
+impl RunOpts {
+    /// The training settings of a run of `epochs` epochs, validated.
+    fn train_config(&self, epochs: usize) -> Result<TrainConfig> {
+        let train = TrainConfig {
+            epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            optimizer: self.optimizer,
+            seed: self.seed,
+            max_steps_per_epoch: self.max_steps_per_epoch,
+            ..TrainConfig::default()
+        };
+        train.validate()?;
+        Ok(train)
+    }
+}
+
 #[derive(Args)]
 pub(crate) struct TrainArgs {
     #[arg(long)]
@@ -138,16 +155,7 @@ pub(crate) fn train_config(args: &TrainArgs) -> Result<RunConfig> {
         _ => {}
     }
     let split_days = args.run.data.split_days()?;
-    let train = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.run.batch_size,
-        lr: args.run.lr,
-        optimizer: args.run.optimizer,
-        seed: args.run.seed,
-        max_steps_per_epoch: args.run.max_steps_per_epoch,
-        ..TrainConfig::default()
-    };
-    train.validate()?;
+    let train = args.run.train_config(args.epochs)?;
     Ok(RunConfig {
         dataset: args.dataset,
         split_days,
@@ -405,16 +413,7 @@ pub(crate) fn prune_config(args: &PruneArgs) -> Result<RunConfig> {
             "--teacher is given but taylor pruning with mse fine-tuning does not use one"
         );
     }
-    let train = TrainConfig {
-        epochs: pc.finetune_epochs.max(1),
-        batch_size: args.run.batch_size,
-        lr: args.run.lr,
-        optimizer: args.run.optimizer,
-        seed: args.run.seed,
-        max_steps_per_epoch: args.run.max_steps_per_epoch,
-        ..TrainConfig::default()
-    };
-    train.validate()?;
+    let train = args.run.train_config(pc.finetune_epochs.max(1))?;
     Ok(RunConfig {
         dataset: args.dataset,
         split_days: args.run.data.split_days()?,
