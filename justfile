@@ -17,9 +17,14 @@ status *args:
 test:
     cargo test --release
 
-# Training-step and forward timings for teacher / base / student at N = 228.
-bench:
-    cargo run --release -- bench
+# Training-step and forward timings for teacher / base / student at N = 228 (PeMSD7's graph),
+# and the STCD step; `just bench --compare-generic` also times burn's generic ops in the same run.
+bench *args:
+    cargo run --release -- bench {{args}}
+
+# Does a GPU compute what the CPU computes? (needs a build with --features cuda)
+device-check device="cuda:0":
+    cargo run --release --features cuda -- device-check {{device}}
 
 # Dataset facts as JSON.
 info dataset="pemsd7":
