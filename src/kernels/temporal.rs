@@ -3,8 +3,6 @@
 //! Layout `[B, T, N, C]`, so for one sample the input rows `(t, n)` of step `t + k` start
 //! `k·N·C` further on: the `Kt` taps are `Kt` strided products over the same buffer.
 
-use rayon::prelude::*;
-
 use super::{add_into, gemm, gemm_rows, map_chunks, sigmoid, LayerGrads, Mat};
 use crate::model::Act;
 
@@ -58,10 +56,12 @@ pub(crate) fn temporal_conv(
     assert_eq!(a.bias.len(), cc);
     let save = save && glu;
     let mut out = vec![0f32; b * rows * co];
-    let mut saved = vec![0f32; if save { b * rows * cc } else { 0 }];
     let par = !by_sample(b);
     let projected = a.projected(c);
-    let one = |xb: &[f32], ob: &mut [f32], sb: &mut [f32]| {
+    // One sample: writes its output, returns its saved GLU state (empty without `save`).
+    let one = |i: usize, ob: &mut [f32]| -> Vec<f32> {
+        let xb = &x[i * t * n * c..(i + 1) * t * n * c];
+        let mut sb = vec![0f32; if save { rows * cc } else { 0 }];
         let mut conv = vec![0f32; rows * cc];
         for k in 0..kt {
             let w = &a.weight[k * c * cc..];
@@ -113,23 +113,10 @@ pub(crate) fn temporal_conv(
                 }
             }
         }
+        sb
     };
-    let (x_chunk, s_chunk) = (t * n * c, if save { rows * cc } else { 0 });
-    if par {
-        for (i, (ob, xb)) in out.chunks_mut(rows * co).zip(x.chunks(x_chunk)).enumerate() {
-            one(xb, ob, &mut saved[i * s_chunk..(i + 1) * s_chunk]);
-        }
-    } else if save {
-        out.par_chunks_mut(rows * co)
-            .zip(x.par_chunks(x_chunk))
-            .zip(saved.par_chunks_mut(s_chunk))
-            .for_each(|((ob, xb), sb)| one(xb, ob, sb));
-    } else {
-        out.par_chunks_mut(rows * co)
-            .zip(x.par_chunks(x_chunk))
-            .for_each(|(ob, xb)| one(xb, ob, &mut []));
-    }
-    (out, saved)
+    let saved = map_chunks(&mut out, rows * co, par, one);
+    (out, saved.concat())
 }
 
 /// Backward of [`temporal_conv`] given the output gradient `grad`, the forward output `out`
