@@ -237,19 +237,34 @@ pub(crate) fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device)
         run_dir.display()
     );
     let paths = RunPaths {
-        run_dir: run_dir.clone(),
+        run_dir,
         teacher_dir: args.teacher.clone(),
         base_dir: None,
         data_dir: args.run.data.data_dir.clone(),
     };
+    execute_and_print::<B>(&cfg, &data, &paths, &args.run, &device)
+}
+
+/// Execute an ad-hoc run with a progress display, write its report next to its checkpoint and
+/// print the outcome (JSON, or tables: metrics, pruning summary, checkpoint folder).
+fn execute_and_print<B: AutodiffBackend>(
+    cfg: &RunConfig,
+    data: &Dataset,
+    paths: &RunPaths,
+    opts: &RunOpts,
+    device: &B::Device,
+) -> Result<()> {
     let mut progress = train_progress();
-    let report = exec::execute::<B>(&cfg, &data, &paths, args.run.device, &device, &mut progress)?;
-    exec::write_report(&report, &run_dir)?;
-    if args.run.json {
+    let report = exec::execute::<B>(cfg, data, paths, opts.device, device, &mut progress)?;
+    exec::write_report(&report, &paths.run_dir)?;
+    if opts.json {
         return print_json(&report);
     }
     print_metrics(&report);
-    println!("checkpoint: {}", run_dir.display());
+    if let Some(s) = &report.pruning {
+        print_pruning(s);
+    }
+    println!("checkpoint: {}", paths.run_dir.display());
     Ok(())
 }
 
@@ -459,23 +474,12 @@ pub(crate) fn prune_cmd<B: AutodiffBackend>(args: &PruneArgs, device: B::Device)
         run_dir.display()
     );
     let paths = RunPaths {
-        run_dir: run_dir.clone(),
+        run_dir,
         teacher_dir: args.teacher.clone(),
         base_dir: Some(args.base.clone()),
         data_dir: args.run.data.data_dir.clone(),
     };
-    let mut progress = train_progress();
-    let report = exec::execute::<B>(&cfg, &data, &paths, args.run.device, &device, &mut progress)?;
-    exec::write_report(&report, &run_dir)?;
-    if args.run.json {
-        return print_json(&report);
-    }
-    print_metrics(&report);
-    if let Some(s) = &report.pruning {
-        print_pruning(s);
-    }
-    println!("checkpoint: {}", run_dir.display());
-    Ok(())
+    execute_and_print::<B>(&cfg, &data, &paths, &args.run, &device)
 }
 
 pub(crate) fn print_pruning(s: &stkd::prune::PruneSummary) {
