@@ -457,6 +457,11 @@ impl<B: Backend> NodeLayerNorm<B> {
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, t, n, c] = x.dims();
+        // On the CPU backends: one fused kernel (same arithmetic, see `kernels`).
+        let x = match kernels::norm_forward(self, x) {
+            Ok(y) => return y,
+            Err(x) => x,
+        };
         let flat = x.reshape([b, t, n * c]);
         let out = B::layer_norm(
             flat.into_primitive().tensor(),

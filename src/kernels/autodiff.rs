@@ -14,10 +14,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::Tensor;
 
+use super::norm::{layer_norm, layer_norm_backward};
 use super::spatial::{spatial_conv, spatial_conv_backward, SpatialArgs};
 use super::temporal::{temporal_conv, temporal_conv_backward, TemporalArgs};
 use super::{contiguous_f32, downcast, flex_from_vec, upcast, LayerGrads};
-use crate::model::{Act, GraphKernel, SpatialConv, TemporalConv};
+use crate::model::{Act, GraphKernel, NodeLayerNorm, SpatialConv, TemporalConv};
 
 /// A tensor of the CPU training backend (`Autodiff<Flex>`).
 type AdTensor = FloatTensor<burn::backend::Autodiff<Flex>>;
@@ -68,7 +69,8 @@ macro_rules! finish {
 }
 
 /// A layer computed by a kernel: its fixed configuration, the forward and the backward on host
-/// slices. Parameters are a weight, a bias and, when channels shrink, a residual projection.
+/// slices. Parameters are a weight (LayerNorm: `γ`), a bias (`β`) and, when channels shrink, a
+/// residual projection.
 trait FusedLayer: Clone + std::fmt::Debug + Send + 'static {
     /// Output `[B, T', N, c_out]` and what the backward needs besides the output.
     fn forward(&self, x: &[f32], dims: [usize; 4], p: &Weights, save: bool)
@@ -165,6 +167,28 @@ impl FusedLayer for SpatialLayer {
     }
 }
 
+#[derive(Debug, Clone)]
+struct NormLayer;
+
+impl FusedLayer for NormLayer {
+    fn forward(
+        &self,
+        x: &[f32],
+        [_, _, n, c]: [usize; 4],
+        p: &Weights,
+        save: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
+        layer_norm(x, n * c, p.weight, p.bias, save)
+    }
+    fn out_dims(&self, dims: [usize; 4]) -> [usize; 4] {
+        dims
+    }
+    fn backward(&self, s: &Saved<Self>, p: &Weights, grad: &[f32]) -> LayerGrads {
+        let [_, _, n, c] = s.dims;
+        layer_norm_backward(&contiguous_f32(&s.x), n * c, p.weight, &s.extra, grad)
+    }
+}
+
 /// What a layer's backward needs: input, parameters, output and the layer's extra state.
 #[derive(Debug, Clone)]
 struct Saved<L> {
@@ -175,21 +199,22 @@ struct Saved<L> {
     bias: FlexTensor,
     proj: Option<FlexTensor>,
     out: FlexTensor,
-    /// GLU pre-activations (temporal) or graph products (spatial); empty when not needed.
+    /// GLU pre-activations (temporal), graph products (spatial) or row statistics (LayerNorm);
+    /// empty when not needed.
     extra: Vec<f32>,
 }
 
 /// Run `layer` with its parameters on a CPU backend; `Err(x)` on any other.
-fn fused<B: Backend, L: FusedLayer>(
+fn fused<B: Backend, L: FusedLayer, const DW: usize>(
     layer: L,
     x: Tensor<B, 4>,
-    weight: &Param<Tensor<B, 2>>,
+    weight: &Param<Tensor<B, DW>>,
     bias: &Param<Tensor<B, 1>>,
     proj: Option<&Param<Tensor<B, 2>>>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     let dims = x.dims();
     let x = Cpu::<4>::of(x)?;
-    let (weight, bias) = (Cpu::<2>::param(weight), Cpu::<1>::param(bias));
+    let (weight, bias) = (Cpu::<DW>::param(weight), Cpu::<1>::param(bias));
     let proj = proj.map(Cpu::<2>::param);
     let (w, b) = (contiguous_f32(weight.flex()), contiguous_f32(bias.flex()));
     let p = proj.as_ref().map(|p| contiguous_f32(p.flex()));
@@ -296,4 +321,12 @@ pub(crate) fn spatial_forward<B: Backend>(
         stacked,
     };
     fused(layer, x, &conv.theta, &conv.bias, conv.input_proj.as_ref())
+}
+
+/// STGCN's LayerNorm on a CPU backend, or `Err(x)` on any other.
+pub(crate) fn norm_forward<B: Backend>(
+    norm: &NodeLayerNorm<B>,
+    x: Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    fused(NormLayer, x, &norm.gamma, &norm.beta, None)
 }

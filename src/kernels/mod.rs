@@ -214,9 +214,10 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 }
 
 mod autodiff;
+mod norm;
 mod spatial;
 mod temporal;
-pub(crate) use autodiff::{spatial_forward, temporal_forward};
+pub(crate) use autodiff::{norm_forward, spatial_forward, temporal_forward};
 
 #[cfg(test)]
 mod tests;

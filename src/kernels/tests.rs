@@ -7,7 +7,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::without_fused;
 use crate::backend::{Cpu, CpuInner};
-use crate::model::{Act, GraphKernel, SpatialConv, TemporalConv, KS};
+use crate::model::{Act, GraphKernel, NodeLayerNorm, SpatialConv, TemporalConv, KS};
 use crate::rng::Rng;
 
 fn random<B: Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
@@ -38,10 +38,11 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
-/// Output and gradients of `Σ out ⊙ r` with respect to the input and each parameter.
-fn value_and_grads(
+/// Output and gradients of `Σ out ⊙ r` with respect to the input and each parameter, weight
+/// first and bias last.
+fn value_and_grads<const D: usize>(
     forward: impl Fn(Tensor<Cpu, 4>) -> Tensor<Cpu, 4>,
-    params: &[&Param<Tensor<Cpu, 2>>],
+    params: &[&Param<Tensor<Cpu, D>>],
     bias: &Param<Tensor<Cpu, 1>>,
     x: &Tensor<Cpu, 4>,
     seed: u64,
@@ -156,5 +157,28 @@ fn fused_spatial_conv_matches_the_generic_path() {
                 );
             }
         }
+    }
+}
+
+/// LayerNorm over `[N, C]` with non-trivial `γ, β`, one row and several (parallel tasks), rows
+/// with a large offset (the centring must happen before the variance).
+#[test]
+fn fused_layer_norm_matches_the_generic_path() {
+    for (batch, t, n, c) in [(1, 1, 5, 3), (3, 4, 7, 8), (40, 2, 9, 16)] {
+        let what = format!("layer norm [{batch}, {t}, {n}, {c}]");
+        let norm = NodeLayerNorm::<Cpu> {
+            gamma: Param::from_tensor(random::<Cpu, 1>([n * c], 5).add_scalar(1.0)),
+            beta: bias(n * c),
+        };
+        let x = random::<Cpu, 4>([batch, t, n, c], 6).add_scalar(50.0);
+        let run = || value_and_grads(|x| norm.forward(x), &[&norm.gamma], &norm.beta, &x, 79);
+        let generic = without_fused(run);
+        let fused = run();
+        assert_close(&what, &generic, &fused);
+        let inference = host(norm.valid().forward(x.inner()));
+        assert!(
+            rel_diff(&generic[0], &inference) < 2e-5,
+            "{what}: inference"
+        );
     }
 }
