@@ -202,15 +202,107 @@ pub(crate) fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
     a
 }
 
-/// The logistic function, computed as burn's CPU backend does (no overflow for large `|x|`).
-#[inline]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
+/// Defines a function whose body is compiled twice: for AVX2 + FMA, taken when the CPU has them,
+/// and for the baseline target. The kernels' elementwise loops are written so that the compiler
+/// vectorises them (slices zipped, no branches); with AVX2 they run eight lanes wide instead of
+/// four. Helpers called from such a body must be `#[inline(always)]` to be compiled with it.
+macro_rules! vectorized {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has the features `avx2` is compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+vectorized! {
+    /// ReLU's backward: `d = g ⊙ [out > 0]`.
+    fn relu_backward(grad: &[f32], out: &[f32], d: &mut [f32]) {
+        for ((d, g), o) in d.iter_mut().zip(grad).zip(out) {
+            *d = if *o > 0.0 { *g } else { 0.0 };
+        }
     }
+}
+
+vectorized! {
+    /// `acc += Σ_rows m` for `m` with rows of `acc.len()` values (a bias gradient).
+    fn add_rows(m: &[f32], acc: &mut [f32]) {
+        for row in m.chunks_exact(acc.len()) {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    }
+}
+
+vectorized! {
+    /// `dst[r, j] += src[r, j]` for `j < min(w_src, w_dst)` and every row `r` of `dst`: `src`
+    /// has row stride `w_src`, `dst` row length `w_dst` (a residual's gradient: the common
+    /// channels).
+    fn add_cols(src: &[f32], w_src: usize, dst: &mut [f32], w_dst: usize) {
+        let keep = w_src.min(w_dst);
+        for (r, d) in dst.chunks_exact_mut(w_dst).enumerate() {
+            for (a, v) in d[..keep].iter_mut().zip(&src[r * w_src..r * w_src + keep]) {
+                *a += v;
+            }
+        }
+    }
+}
+
+/// `eˣ` within 2 ulp of the exact value, branch-free so that loops over it vectorise:
+/// `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-6 Taylor polynomial for `eʳ` (truncation
+/// below 1.3e-7 relative), `2ⁿ` built from its exponent bits. `x` is clamped to `[−87, 88]`
+/// (no overflow, no denormal scale); NaN stays NaN.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    // ln 2 in two parts (Cody–Waite): `n·LN2_HI` is exact for the `n` that occur here.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5·2²³ rounds a float of magnitude below 2²² to an integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = if x < -87.0 {
+        -87.0
+    } else if x > 88.0 {
+        88.0
+    } else {
+        x
+    };
+    // `shifted` holds `n = round(x·log₂e)` in its low mantissa bits; integer arithmetic on the
+    // bits gives `2ⁿ` (a float-to-int conversion would not vectorise: it must saturate).
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    p * f32::from_bits(biased << 23)
+}
+
+/// The logistic function `1 / (1 + e⁻ˣ)` with [`exp`] (no overflow: the exponent is clamped).
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
 }
 
 mod autodiff;

@@ -5,7 +5,7 @@
 //! even for the student's 2-channel layers (a product per slab with 2 columns would waste the
 //! vector unit); groups run in parallel.
 
-use super::{add_into, gemm, map_chunks, LayerGrads, Mat};
+use super::{add_cols, add_into, add_rows, gemm, map_chunks, relu_backward, LayerGrads, Mat};
 
 /// The weights of one Chebyshev graph convolution (see [`crate::model::SpatialConv`]).
 pub(crate) struct SpatialArgs<'a> {
@@ -91,6 +91,32 @@ impl Csr {
     }
 }
 
+vectorized! {
+    /// `out = relu(out + b + x_in)` for one slab (`out` holds the graph convolution): `x_in` is
+    /// the projected residual `res` when there is one, else `x` (`c` channels) cropped or
+    /// zero-padded to `c_out`.
+    fn bias_residual_relu(out: &mut [f32], bias: &[f32], res: &[f32], x: &[f32], c: usize) {
+        let co = bias.len();
+        let keep = c.min(co);
+        for (r, o) in out.chunks_exact_mut(co).enumerate() {
+            if !res.is_empty() {
+                let x_in = &res[r * co..(r + 1) * co];
+                for ((o, b), x) in o.iter_mut().zip(bias).zip(x_in) {
+                    *o = (*o + b + x).max(0.0);
+                }
+                continue;
+            }
+            let (with_x, padded) = o.split_at_mut(keep);
+            for ((o, b), x) in with_x.iter_mut().zip(bias).zip(&x[r * c..r * c + keep]) {
+                *o = (*o + b + x).max(0.0);
+            }
+            for (o, b) in padded.iter_mut().zip(&bias[keep..]) {
+                *o = (*o + b).max(0.0);
+            }
+        }
+    }
+}
+
 /// How slabs are grouped: `(slabs per group, whether products use the pool themselves)`.
 fn grouping(slabs: usize, c: usize) -> (usize, bool) {
     let threads = rayon::current_num_threads().max(2);
@@ -153,19 +179,7 @@ pub(crate) fn spatial_conv(
                 let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
                 gemm(dims, &mut res, co, xm, Mat::rows(proj, co), false, par);
             }
-            for r in 0..n {
-                let o = &mut os[r * co..(r + 1) * co];
-                for j in 0..co {
-                    let x_in = if projected {
-                        res[r * co + j]
-                    } else if j < c {
-                        xs[r * c + j]
-                    } else {
-                        0.0
-                    };
-                    o[j] = (o[j] + a.bias[j] + x_in).max(0.0);
-                }
-            }
+            bias_residual_relu(os, a.bias, &res, xs, c);
         }
         if save {
             z
@@ -215,14 +229,8 @@ pub(crate) fn spatial_conv_backward(
                 &grad[slab * n * co..(slab + 1) * n * co],
                 &out[slab * n * co..(slab + 1) * n * co],
             );
-            for ((dv, &gv), &ov) in d.iter_mut().zip(gs).zip(os) {
-                *dv = if ov > 0.0 { gv } else { 0.0 };
-            }
-            for row in d.chunks(co) {
-                for (acc, v) in db.iter_mut().zip(row) {
-                    *acc += v;
-                }
-            }
+            relu_backward(gs, os, &mut d);
+            add_rows(&d, db);
             let xs = &xg[s * n * c..(s + 1) * n * c];
             let dxs = &mut dxg[s * n * c..(s + 1) * n * c];
             let dm = Mat::rows(&d, co);
@@ -247,11 +255,7 @@ pub(crate) fn spatial_conv_backward(
                 gemm((n, c, co), dxs, c, dm, Mat::t(proj, co), true, par);
                 gemm((c, co, n), dproj, co, Mat::t(xs, c), dm, true, par);
             } else {
-                for r in 0..n {
-                    for j in 0..c.min(co) {
-                        dxs[r * c + j] += d[r * co + j];
-                    }
-                }
+                add_cols(&d, co, dxs, c);
             }
         }
         // dx += Σ_k T_k D_k for the whole group (T_k = (stacked block k)ᵀ).
@@ -266,14 +270,8 @@ pub(crate) fn spatial_conv_backward(
                 }
             }
         }
-        for s in 0..g {
-            for r in 0..n {
-                let src = &e[r * w + s * c..r * w + s * c + c];
-                let dst = &mut dxg[s * n * c + r * c..s * n * c + r * c + c];
-                for (acc, v) in dst.iter_mut().zip(src) {
-                    *acc += v;
-                }
-            }
+        for (s, dxs) in dxg.chunks_exact_mut(n * c).enumerate() {
+            add_cols(&e[s * c..], w, dxs, c);
         }
         part
     };

@@ -3,7 +3,10 @@
 //! Layout `[B, T, N, C]`, so for one sample the input rows `(t, n)` of step `t + k` start
 //! `k·N·C` further on: the `Kt` taps are `Kt` strided products over the same buffer.
 
-use super::{add_into, gemm, gemm_rows, map_chunks, sigmoid, LayerGrads, Mat};
+use super::{
+    add_cols, add_into, add_rows, gemm, gemm_rows, map_chunks, relu_backward, sigmoid, LayerGrads,
+    Mat,
+};
 use crate::model::Act;
 
 /// The shape and weights of one temporal convolution (see [`crate::model::TemporalConv`]).
@@ -83,40 +86,99 @@ pub(crate) fn temporal_conv(
             let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
             gemm_rows((rows, co, c), ob, co, last, c, proj, co, false, par);
         }
-        for r in 0..rows {
-            let p = &conv[r * cc..r * cc + cc];
-            let o = &mut ob[r * co..(r + 1) * co];
-            if a.act == Act::Sigmoid {
-                for j in 0..co {
-                    o[j] = sigmoid(p[j] + a.bias[j]);
-                }
-                continue;
-            }
-            if !projected {
-                let xr = &last[r * c..r * c + c.min(co)];
-                o[..xr.len()].copy_from_slice(xr);
-                o[xr.len()..].fill(0.0);
-            }
-            if glu {
-                for j in 0..co {
-                    let pre = p[j] + a.bias[j] + o[j];
-                    let gate = sigmoid(p[co + j] + a.bias[co + j]);
-                    o[j] = pre * gate;
-                    if save {
-                        sb[r * cc + j] = pre;
-                        sb[r * cc + co + j] = gate;
-                    }
-                }
-            } else {
-                for j in 0..co {
-                    o[j] = (p[j] + a.bias[j] + o[j]).max(0.0);
-                }
-            }
-        }
+        epilogue(a.act, &conv, a.bias, last, c, projected, ob, &mut sb);
         sb
     };
     let saved = map_chunks(&mut out, rows * co, par, one);
     (out, saved.concat())
+}
+
+vectorized! {
+    /// Bias, STGCN's residual and the activation for one sample: `conv` (`[rows, c_conv]`, the
+    /// products) → `out` (`[rows, c_out]`, holding the projected residual already when
+    /// `projected`; else the residual is read from `last`, the last `rows` input rows of `c`
+    /// channels). The GLU's `P + b + x_in` and `σ(Q + b)` go to `save` unless it is empty.
+    fn epilogue(
+        act: Act,
+        conv: &[f32],
+        bias: &[f32],
+        last: &[f32],
+        c: usize,
+        projected: bool,
+        out: &mut [f32],
+        save: &mut [f32],
+    ) {
+        let cc = bias.len();
+        let co = if act == Act::Glu { cc / 2 } else { cc };
+        let (bp, bq) = bias.split_at(co);
+        for (r, (o, p)) in out.chunks_exact_mut(co).zip(conv.chunks_exact(cc)).enumerate() {
+            let (p, q) = p.split_at(co);
+            if act == Act::Sigmoid {
+                for ((o, p), b) in o.iter_mut().zip(p).zip(bp) {
+                    *o = sigmoid(p + b);
+                }
+                continue;
+            }
+            if !projected {
+                let keep = c.min(co);
+                o[..keep].copy_from_slice(&last[r * c..r * c + keep]);
+                o[keep..].fill(0.0);
+            }
+            let pb = p.iter().zip(bp).map(|(p, b)| p + b);
+            if act == Act::Relu {
+                for (o, pb) in o.iter_mut().zip(pb) {
+                    *o = (pb + *o).max(0.0);
+                }
+            } else if save.is_empty() {
+                for ((o, pb), (q, b)) in o.iter_mut().zip(pb).zip(q.iter().zip(bq)) {
+                    *o = (pb + *o) * sigmoid(q + b);
+                }
+            } else {
+                let (sp, sq) = save[r * cc..(r + 1) * cc].split_at_mut(co);
+                let state = sp.iter_mut().zip(sq.iter_mut());
+                for (((o, pb), (q, b)), (sp, sq)) in o.iter_mut().zip(pb).zip(q.iter().zip(bq)).zip(state) {
+                    let (pre, gate) = (pb + *o, sigmoid(q + b));
+                    *o = pre * gate;
+                    (*sp, *sq) = (pre, gate);
+                }
+            }
+        }
+    }
+}
+
+vectorized! {
+    /// The gradient of the products `dconv` (`[rows, c_conv]`) from the output gradient `grad`
+    /// (`[rows, c_out]`), the output `out` and (GLU) the saved `P + b + x_in`, `σ(Q + b)` (see
+    /// [`epilogue`]).
+    fn activation_backward(
+        act: Act,
+        co: usize,
+        grad: &[f32],
+        out: &[f32],
+        saved: &[f32],
+        dconv: &mut [f32],
+    ) {
+        match act {
+            Act::Glu => {
+                let rows = dconv.chunks_exact_mut(2 * co).zip(grad.chunks_exact(co));
+                for ((d, g), s) in rows.zip(saved.chunks_exact(2 * co)) {
+                    let (dp, dq) = d.split_at_mut(co);
+                    let (pre, gate) = s.split_at(co);
+                    let ds = dp.iter_mut().zip(dq.iter_mut());
+                    for ((g, (dp, dq)), (pre, gate)) in g.iter().zip(ds).zip(pre.iter().zip(gate)) {
+                        *dp = g * gate;
+                        *dq = g * pre * gate * (1.0 - gate);
+                    }
+                }
+            }
+            Act::Relu => relu_backward(grad, out, dconv),
+            Act::Sigmoid => {
+                for ((d, g), o) in dconv.iter_mut().zip(grad).zip(out) {
+                    *d = g * o * (1.0 - o);
+                }
+            }
+        }
+    }
 }
 
 /// Backward of [`temporal_conv`] given the output gradient `grad`, the forward output `out`
@@ -142,33 +204,7 @@ pub(crate) fn temporal_conv_backward(
     // Per sample: dx written in place; dW | db | dproj returned as one partial sum.
     let one = |(xb, gb, ob, sb): (&[f32], &[f32], &[f32], &[f32]), dxb: &mut [f32]| {
         let mut dconv = vec![0f32; rows * cc];
-        for r in 0..rows {
-            let (g, o, d) = (
-                &gb[r * co..(r + 1) * co],
-                &ob[r * co..(r + 1) * co],
-                &mut dconv[r * cc..(r + 1) * cc],
-            );
-            match a.act {
-                Act::Glu => {
-                    let s = &sb[r * cc..(r + 1) * cc];
-                    for j in 0..co {
-                        let (pre, gate) = (s[j], s[co + j]);
-                        d[j] = g[j] * gate;
-                        d[co + j] = g[j] * pre * gate * (1.0 - gate);
-                    }
-                }
-                Act::Relu => {
-                    for j in 0..co {
-                        d[j] = if o[j] > 0.0 { g[j] } else { 0.0 };
-                    }
-                }
-                Act::Sigmoid => {
-                    for j in 0..co {
-                        d[j] = g[j] * o[j] * (1.0 - o[j]);
-                    }
-                }
-            }
-        }
+        activation_backward(a.act, co, gb, ob, sb, &mut dconv);
         let mut part = vec![0f32; kt * c * cc + cc + n_proj];
         let (dw, rest) = part.split_at_mut(kt * c * cc);
         let (db, dproj) = rest.split_at_mut(cc);
@@ -179,11 +215,7 @@ pub(crate) fn temporal_conv_backward(
             let wk = Mat::t(&a.weight[k * c * cc..], cc);
             gemm((rows, c, cc), &mut dxb[k * n * c..], c, dc, wk, true, par);
         }
-        for d in dconv.chunks(cc) {
-            for (acc, v) in db.iter_mut().zip(d) {
-                *acc += v;
-            }
-        }
+        add_rows(&dconv, db);
         if a.act != Act::Sigmoid {
             // The residual's gradient is dP (GLU) or dConv (ReLU): the first c_out columns.
             let dres = Mat::rows(&dconv, cc);
@@ -195,12 +227,7 @@ pub(crate) fn temporal_conv_backward(
                 let xl = Mat::t(&xb[last..], c);
                 gemm((c, co, rows), dproj, co, xl, dres, false, par);
             } else {
-                for r in 0..rows {
-                    let dx = &mut dxb[last + r * c..last + r * c + c.min(co)];
-                    for (acc, v) in dx.iter_mut().zip(&dconv[r * cc..]) {
-                        *acc += v;
-                    }
-                }
+                add_cols(&dconv, cc, &mut dxb[last..], c);
             }
         }
         part
