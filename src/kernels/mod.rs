@@ -12,7 +12,8 @@
 //! values and gradients; [`without_fused`] switches the kernels off for such comparisons.
 
 use std::any::{Any, TypeId};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -165,24 +166,97 @@ pub(crate) fn gemm_rows(
     gemm(dims, dst, dst_rs, l, r, accumulate, parallel);
 }
 
-/// `f(chunk index, chunk)` over `buf` in chunks of `chunk` elements, in parallel unless
-/// `sequential` (then the products inside `f` use the pool); the results in chunk order.
+/// Two new buffers of `len_a` and `len_b` values, cut into the same number of chunks (of
+/// `chunk_a`, `chunk_b` values; `len_b` may be 0: empty chunks), and `f(chunk index, a chunk,
+/// b chunk)` over them, in parallel unless `sequential` (then the products inside `f` use the
+/// pool); the results in chunk order. Each chunk is zeroed by the worker that runs `f` on it,
+/// right before (in parallel and in cache, rather than one pass over the whole buffer first).
 pub(crate) fn map_chunks<R: Send>(
-    buf: &mut [f32],
-    chunk: usize,
+    (len_a, chunk_a): (usize, usize),
+    (len_b, chunk_b): (usize, usize),
     sequential: bool,
-    f: impl Fn(usize, &mut [f32]) -> R + Sync,
-) -> Vec<R> {
-    if sequential {
-        buf.chunks_mut(chunk)
-            .enumerate()
-            .map(|(i, c)| f(i, c))
-            .collect()
+    f: impl Fn(usize, &mut [f32], &mut [f32]) -> R + Sync,
+) -> (Vec<f32>, Vec<f32>, Vec<R>) {
+    let (mut a, mut b) = (Vec::with_capacity(len_a), Vec::with_capacity(len_b));
+    let mut chunks_b = b.spare_capacity_mut()[..len_b].chunks_mut(chunk_b.max(1));
+    let jobs: Vec<_> = a.spare_capacity_mut()[..len_a]
+        .chunks_mut(chunk_a)
+        .map(|ca| (ca, chunks_b.next().unwrap_or_default()))
+        .collect();
+    assert!(
+        chunks_b.next().is_none(),
+        "map_chunks: more b chunks than a chunks"
+    );
+    let run = |(i, (ca, cb)): (usize, (&mut [MaybeUninit<f32>], &mut [MaybeUninit<f32>]))| {
+        f(i, zeroed(ca), zeroed(cb))
+    };
+    let results = if sequential {
+        jobs.into_iter().enumerate().map(run).collect()
     } else {
-        buf.par_chunks_mut(chunk)
-            .enumerate()
-            .map(|(i, c)| f(i, c))
-            .collect()
+        jobs.into_par_iter().enumerate().map(run).collect()
+    };
+    // SAFETY: the chunks cover the first `len_a` (`len_b`) elements, and every chunk was
+    // initialised by `zeroed` (a panic in `f` leaves before this line, with lengths 0).
+    unsafe {
+        a.set_len(len_a);
+        b.set_len(len_b);
+    }
+    (a, b, results)
+}
+
+/// `c` filled with zeros, as initialised floats.
+fn zeroed(c: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    for v in c.iter_mut() {
+        v.write(0.0);
+    }
+    // SAFETY: every element was initialised just above; `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A per-thread reusable buffer of `len` values whose contents are left over from earlier use
+/// (not zeroed): only for buffers that are written in full before they are read. Goes back to
+/// its thread's pool when dropped. In unit tests it starts as NaN, so that a read before a
+/// write shows in the results.
+pub(crate) struct Scratch {
+    buf: Vec<f32>,
+    len: usize,
+}
+
+impl Scratch {
+    pub fn new(len: usize) -> Self {
+        let mut buf = SCRATCH.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        if cfg!(test) {
+            buf[..len].fill(f32::NAN);
+        }
+        Scratch { buf, len }
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[..self.len]
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // During thread teardown the pool may be gone: the buffer is then just freed.
+        let _ = SCRATCH.try_with(|p| p.borrow_mut().push(buf));
     }
 }
 
@@ -276,13 +350,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding 1.5·2²³ rounds a float of magnitude below 2²² to an integer.
     const ROUND: f32 = 12_582_912.0;
-    let x = if x < -87.0 {
-        -87.0
-    } else if x > 88.0 {
-        88.0
-    } else {
-        x
-    };
+    let x = x.clamp(-87.0, 88.0);
     // `shifted` holds `n = round(x·log₂e)` in its low mantissa bits; integer arithmetic on the
     // bits gives `2ⁿ` (a float-to-int conversion would not vectorise: it must saturate).
     let shifted = x * std::f32::consts::LOG2_E + ROUND;

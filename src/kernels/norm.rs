@@ -3,9 +3,7 @@
 //! thread, with a backward step for each; here a row (`N·C` values, in cache) is read twice in
 //! the forward and three times in the backward.
 
-use rayon::prelude::*;
-
-use super::{add_into, LayerGrads};
+use super::{add_into, map_chunks, LayerGrads};
 use crate::model::LN_EPS;
 
 /// `Σ_i f(a_i, b_i, c_i)` with eight partial sums: vectorisable, and closer to the exact sum
@@ -86,12 +84,9 @@ pub(crate) fn layer_norm(
 ) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len() % row, 0);
     assert!(gamma.len() == row && beta.len() == row);
-    let mut out = vec![0f32; x.len()];
-    let stats: Vec<[f32; 2]> = out
-        .par_chunks_mut(row)
-        .zip(x.par_chunks(row))
-        .map(|(o, xr)| norm_row(xr, gamma, beta, o))
-        .collect();
+    let (out, _, stats) = map_chunks((x.len(), row), (0, 0), false, |r, o, _| {
+        norm_row(&x[r * row..(r + 1) * row], gamma, beta, o)
+    });
     let saved = if save { stats.concat() } else { Vec::new() };
     (out, saved)
 }
@@ -109,23 +104,21 @@ pub(crate) fn layer_norm_backward(
     assert_eq!(x.len(), grad.len());
     assert_eq!(stats.len(), 2 * (x.len() / row));
     let per_task = rows_per_task(x.len() / row);
-    let mut dx = vec![0f32; x.len()];
-    let params = dx
-        .par_chunks_mut(per_task * row)
-        .enumerate()
-        .map(|(task, dxs)| {
-            // dγ then dβ, summed over this task's rows.
-            let mut part = vec![0f32; 2 * row];
-            let (dgamma, dbeta) = part.split_at_mut(row);
-            for (i, dxr) in dxs.chunks_mut(row).enumerate() {
-                let r = task * per_task + i;
-                let (xr, gr) = (&x[r * row..(r + 1) * row], &grad[r * row..(r + 1) * row]);
-                let stats = [stats[2 * r], stats[2 * r + 1]];
-                norm_row_backward(xr, gamma, gr, stats, dxr, dgamma, dbeta);
-            }
-            part
-        })
-        .reduce_with(add_into)
+    let (dx, _, parts) = map_chunks((x.len(), per_task * row), (0, 0), false, |task, dxs, _| {
+        // dγ then dβ, summed over this task's rows.
+        let mut part = vec![0f32; 2 * row];
+        let (dgamma, dbeta) = part.split_at_mut(row);
+        for (i, dxr) in dxs.chunks_mut(row).enumerate() {
+            let r = task * per_task + i;
+            let (xr, gr) = (&x[r * row..(r + 1) * row], &grad[r * row..(r + 1) * row]);
+            let stats = [stats[2 * r], stats[2 * r + 1]];
+            norm_row_backward(xr, gamma, gr, stats, dxr, dgamma, dbeta);
+        }
+        part
+    });
+    let params = parts
+        .into_iter()
+        .reduce(add_into)
         .expect("at least one row");
     let (dgamma, dbeta) = params.split_at(row);
     LayerGrads {

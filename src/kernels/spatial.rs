@@ -5,7 +5,9 @@
 //! even for the student's 2-channel layers (a product per slab with 2 columns would waste the
 //! vector unit); groups run in parallel.
 
-use super::{add_cols, add_into, add_rows, gemm, map_chunks, relu_backward, LayerGrads, Mat};
+use super::{
+    add_cols, add_into, add_rows, gemm, map_chunks, relu_backward, LayerGrads, Mat, Scratch,
+};
 
 /// The weights of one Chebyshev graph convolution (see [`crate::model::SpatialConv`]).
 pub(crate) struct SpatialArgs<'a> {
@@ -144,50 +146,52 @@ pub(crate) fn spatial_conv(
     let projected = c > co;
     let sparse = Csr::if_sparse(a.stacked, (terms - 1) * n, n);
     let zlen = |g: usize| (terms - 1) * n * g * c;
-    let mut out = vec![0f32; slabs * n * co];
-    let saved = map_chunks(&mut out, group * n * co, par, |gi, og| {
-        let xg = &x[gi * group * n * c..(gi * group * n * c + og.len() / co * c)];
-        let g = xg.len() / (n * c);
-        let w = g * c;
-        let mut xt = vec![0f32; n * w];
-        let mut z = vec![0f32; zlen(g)];
-        let mut res = vec![0f32; if projected { n * co } else { 0 }];
-        // xt[node, slab·c + ch] = x[slab, node, ch]
-        for (s, xs) in xg.chunks(n * c).enumerate() {
-            for r in 0..n {
-                xt[r * w + s * c..r * w + s * c + c].copy_from_slice(&xs[r * c..r * c + c]);
+    let zsaved = (if save { zlen(slabs) } else { 0 }, zlen(group));
+    let (out, z, _) = map_chunks(
+        (slabs * n * co, group * n * co),
+        zsaved,
+        par,
+        |gi, og, zg| {
+            let xg = &x[gi * group * n * c..(gi * group * n * c + og.len() / co * c)];
+            let g = xg.len() / (n * c);
+            let w = g * c;
+            let mut xt = Scratch::new(n * w);
+            // The graph products go to the saved state when the backward needs them.
+            let mut z_tmp = Scratch::new(if save { 0 } else { zlen(g) });
+            let z = if save { zg } else { &mut z_tmp[..] };
+            let mut res = Scratch::new(if projected { n * co } else { 0 });
+            // xt[node, slab·c + ch] = x[slab, node, ch]
+            for (s, xs) in xg.chunks(n * c).enumerate() {
+                for r in 0..n {
+                    xt[r * w + s * c..r * w + s * c + c].copy_from_slice(&xs[r * c..r * c + c]);
+                }
             }
-        }
-        // z = [T_1ᵀ; …] xt: every higher-order term of every slab of the group at once.
-        match &sparse {
-            Some(csr) => csr.mul(&xt, w, &mut z),
-            None => {
-                let (st, xm) = (Mat::rows(a.stacked, n), Mat::rows(&xt, w));
-                gemm(((terms - 1) * n, w, n), &mut z, w, st, xm, false, par);
+            // z = [T_1ᵀ; …] xt: every higher-order term of every slab of the group at once.
+            match &sparse {
+                Some(csr) => csr.mul(&xt, w, z),
+                None => {
+                    let (st, xm) = (Mat::rows(a.stacked, n), Mat::rows(&xt, w));
+                    gemm(((terms - 1) * n, w, n), z, w, st, xm, false, par);
+                }
             }
-        }
-        for (s, (xs, os)) in xg.chunks(n * c).zip(og.chunks_mut(n * co)).enumerate() {
-            let dims = (n, co, c);
-            let xm = Mat::rows(xs, c);
-            gemm(dims, os, co, xm, Mat::rows(a.theta, co), false, par);
-            for k in 1..terms {
-                let zk = Mat::rows(&z[(k - 1) * n * w + s * c..], w);
-                let theta_k = Mat::rows(&a.theta[k * c * co..], co);
-                gemm(dims, os, co, zk, theta_k, true, par);
+            for (s, (xs, os)) in xg.chunks(n * c).zip(og.chunks_mut(n * co)).enumerate() {
+                let dims = (n, co, c);
+                let xm = Mat::rows(xs, c);
+                gemm(dims, os, co, xm, Mat::rows(a.theta, co), false, par);
+                for k in 1..terms {
+                    let zk = Mat::rows(&z[(k - 1) * n * w + s * c..], w);
+                    let theta_k = Mat::rows(&a.theta[k * c * co..], co);
+                    gemm(dims, os, co, zk, theta_k, true, par);
+                }
+                if projected {
+                    let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
+                    gemm(dims, &mut res, co, xm, Mat::rows(proj, co), false, par);
+                }
+                bias_residual_relu(os, a.bias, &res, xs, c);
             }
-            if projected {
-                let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
-                gemm(dims, &mut res, co, xm, Mat::rows(proj, co), false, par);
-            }
-            bias_residual_relu(os, a.bias, &res, xs, c);
-        }
-        if save {
-            z
-        } else {
-            Vec::new()
-        }
-    });
-    (out, saved.concat())
+        },
+    );
+    (out, z)
 }
 
 /// Backward of [`spatial_conv`] (the graph is a constant) from the output gradient, the output and the saved products:
@@ -210,7 +214,6 @@ pub(crate) fn spatial_conv_backward(
     let projected = c > co;
     let sparse = Csr::if_sparse(a.stacked, (terms - 1) * n, n);
     let n_proj = if projected { c * co } else { 0 };
-    let mut dx = vec![0f32; slabs * n * c];
     let part_len = terms * c * co + co + n_proj;
     let one = |gi: usize, dxg: &mut [f32]| -> Vec<f32> {
         let g = dxg.len() / (n * c);
@@ -221,8 +224,8 @@ pub(crate) fn spatial_conv_backward(
         let mut part = vec![0f32; part_len];
         let (dtheta, rest) = part.split_at_mut(terms * c * co);
         let (db, dproj) = rest.split_at_mut(co);
-        let mut d = vec![0f32; n * co];
-        let mut dk = vec![0f32; (terms - 1) * n * w];
+        let mut d = Scratch::new(n * co);
+        let mut dk = Scratch::new((terms - 1) * n * w);
         for s in 0..g {
             let slab = first + s;
             let (gs, os) = (
@@ -259,7 +262,7 @@ pub(crate) fn spatial_conv_backward(
             }
         }
         // dx += Σ_k T_k D_k for the whole group (T_k = (stacked block k)ᵀ).
-        let mut e = vec![0f32; n * w];
+        let mut e = Scratch::new(n * w);
         match &sparse {
             Some(csr) => csr.mul_t_blocks(&dk, w, n, &mut e),
             None => {
@@ -275,7 +278,10 @@ pub(crate) fn spatial_conv_backward(
         }
         part
     };
-    let part = map_chunks(&mut dx, group * n * c, par, one)
+    let (dx, _, parts) = map_chunks((slabs * n * c, group * n * c), (0, 0), par, |gi, dxg, _| {
+        one(gi, dxg)
+    });
+    let part = parts
         .into_iter()
         .reduce(add_into)
         .expect("at least one slab");

@@ -5,7 +5,7 @@
 
 use super::{
     add_cols, add_into, add_rows, gemm, gemm_rows, map_chunks, relu_backward, sigmoid, LayerGrads,
-    Mat,
+    Mat, Scratch,
 };
 use crate::model::Act;
 
@@ -58,14 +58,12 @@ pub(crate) fn temporal_conv(
     assert_eq!(a.weight.len(), kt * c * cc);
     assert_eq!(a.bias.len(), cc);
     let save = save && glu;
-    let mut out = vec![0f32; b * rows * co];
     let par = !by_sample(b);
     let projected = a.projected(c);
-    // One sample: writes its output, returns its saved GLU state (empty without `save`).
-    let one = |i: usize, ob: &mut [f32]| -> Vec<f32> {
+    // One sample: writes its output and (with `save`) its GLU state.
+    let one = |i: usize, ob: &mut [f32], sb: &mut [f32]| {
         let xb = &x[i * t * n * c..(i + 1) * t * n * c];
-        let mut sb = vec![0f32; if save { rows * cc } else { 0 }];
-        let mut conv = vec![0f32; rows * cc];
+        let mut conv = Scratch::new(rows * cc);
         for k in 0..kt {
             let w = &a.weight[k * c * cc..];
             gemm_rows(
@@ -86,11 +84,11 @@ pub(crate) fn temporal_conv(
             let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
             gemm_rows((rows, co, c), ob, co, last, c, proj, co, false, par);
         }
-        epilogue(a.act, &conv, a.bias, last, c, projected, ob, &mut sb);
-        sb
+        epilogue(a.act, &conv, a.bias, last, c, projected, ob, sb);
     };
-    let saved = map_chunks(&mut out, rows * co, par, one);
-    (out, saved.concat())
+    let saved = if save { b * rows * cc } else { 0 };
+    let (out, saved, _) = map_chunks((b * rows * co, rows * co), (saved, rows * cc), par, one);
+    (out, saved)
 }
 
 vectorized! {
@@ -203,7 +201,7 @@ pub(crate) fn temporal_conv_backward(
     let n_proj = if projected { c * co } else { 0 };
     // Per sample: dx written in place; dW | db | dproj returned as one partial sum.
     let one = |(xb, gb, ob, sb): (&[f32], &[f32], &[f32], &[f32]), dxb: &mut [f32]| {
-        let mut dconv = vec![0f32; rows * cc];
+        let mut dconv = Scratch::new(rows * cc);
         activation_backward(a.act, co, gb, ob, sb, &mut dconv);
         let mut part = vec![0f32; kt * c * cc + cc + n_proj];
         let (dw, rest) = part.split_at_mut(kt * c * cc);
@@ -232,7 +230,6 @@ pub(crate) fn temporal_conv_backward(
         }
         part
     };
-    let mut dx = vec![0f32; b * t * n * c];
     let (xc, gc, sc) = (
         t * n * c,
         rows * co,
@@ -247,7 +244,8 @@ pub(crate) fn temporal_conv_backward(
             s,
         )
     };
-    let part = map_chunks(&mut dx, xc, par, |i, dxb| one(sample(i), dxb))
+    let (dx, _, parts) = map_chunks((b * xc, xc), (0, 0), par, |i, dxb, _| one(sample(i), dxb));
+    let part = parts
         .into_iter()
         .reduce(add_into)
         .expect("at least one sample");
