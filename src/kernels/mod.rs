@@ -149,23 +149,6 @@ pub(crate) fn gemm(
     }
 }
 
-/// [`gemm`] for row-major operands (column stride 1).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_rows(
-    dims: (usize, usize, usize),
-    dst: &mut [f32],
-    dst_rs: usize,
-    lhs: &[f32],
-    lhs_rs: usize,
-    rhs: &[f32],
-    rhs_rs: usize,
-    accumulate: bool,
-    parallel: bool,
-) {
-    let (l, r) = (Mat::rows(lhs, lhs_rs), Mat::rows(rhs, rhs_rs));
-    gemm(dims, dst, dst_rs, l, r, accumulate, parallel);
-}
-
 /// Two new buffers of `len_a` and `len_b` values, cut into the same number of chunks (of
 /// `chunk_a`, `chunk_b` values; `len_b` may be 0: empty chunks), and `f(chunk index, a chunk,
 /// b chunk)` over them, in parallel unless `sequential` (then the products inside `f` use the
@@ -314,13 +297,33 @@ vectorized! {
     }
 }
 
+/// Whole copies of `row`, at least 64 values: a buffer of rows is then processed tile by tile
+/// in flat loops that vectorise whatever the row length.
+fn tile(row: &[f32]) -> Vec<f32> {
+    row.repeat(64usize.div_ceil(row.len().max(1)))
+}
+
+/// Every row of `dst` (rows of `row.len()` values) set to `row`.
+pub(crate) fn fill_rows(dst: &mut [f32], row: &[f32]) {
+    let tile = tile(row);
+    for chunk in dst.chunks_mut(tile.len()) {
+        chunk.copy_from_slice(&tile[..chunk.len()]);
+    }
+}
+
 vectorized! {
     /// `acc += Σ_rows m` for `m` with rows of `acc.len()` values (a bias gradient).
     fn add_rows(m: &[f32], acc: &mut [f32]) {
-        for row in m.chunks_exact(acc.len()) {
-            for (a, v) in acc.iter_mut().zip(row) {
-                *a += v;
+        let mut sums = tile(acc);
+        sums.fill(0.0);
+        for chunk in m.chunks(sums.len()) {
+            for (s, v) in sums.iter_mut().zip(chunk) {
+                *s += v;
             }
+        }
+        let len = acc.len();
+        for (i, s) in sums.iter().enumerate() {
+            acc[i % len] += s;
         }
     }
 }

@@ -1,11 +1,17 @@
 //! Temporal convolution (STGCN `temporal_conv_layer`): forward and hand-written backward.
 //!
 //! Layout `[B, T, N, C]`, so for one sample the input rows `(t, n)` of step `t + k` start
-//! `k·N·C` further on: the `Kt` taps are `Kt` strided products over the same buffer.
+//! `k·N·C` further on: the `Kt` taps are `Kt` strided products over the same buffer. STGCN's
+//! residual input (the last tap's rows, through the 1×1 projection or cropped / zero-padded to
+//! `c_out`) is a linear map of the last tap's rows, so it is folded into that tap's weights
+//! (`W_last + R`) and costs nothing. The GLU's halves P and Q are separate products into flat
+//! buffers, so every elementwise pass is one flat loop whatever the channel count.
+
+use std::borrow::Cow;
 
 use super::{
-    add_cols, add_into, add_rows, gemm, gemm_rows, map_chunks, relu_backward, sigmoid, LayerGrads,
-    Mat, Scratch,
+    add_into, add_rows, fill_rows, gemm, map_chunks, relu_backward, sigmoid, LayerGrads, Mat,
+    Scratch,
 };
 use crate::model::Act;
 
@@ -33,6 +39,29 @@ impl TemporalArgs<'_> {
     fn projected(&self, c_in: usize) -> bool {
         self.act != Act::Sigmoid && c_in > self.c_out
     }
+    /// The weights with the residual folded into the last tap's P columns: the projection, or
+    /// the identity on the channels input and output share (the sigmoid layer has none).
+    fn folded(&self, c: usize) -> Cow<'_, [f32]> {
+        if self.act == Act::Sigmoid {
+            return Cow::Borrowed(self.weight);
+        }
+        let (co, cc) = (self.c_out, self.conv_channels());
+        let mut w = self.weight.to_vec();
+        let last = &mut w[(self.kt - 1) * c * cc..];
+        if self.projected(c) {
+            let proj = self.proj.expect("c_in > c_out needs the 1x1 projection");
+            for (row, p) in last.chunks_exact_mut(cc).zip(proj.chunks_exact(co)) {
+                for (w, p) in row.iter_mut().zip(p) {
+                    *w += p;
+                }
+            }
+        } else {
+            for i in 0..c.min(co) {
+                last[i * cc + i] += 1.0;
+            }
+        }
+        Cow::Owned(w)
+    }
 }
 
 /// Samples in parallel when there are enough of them; else the products themselves.
@@ -43,8 +72,8 @@ fn by_sample(b: usize) -> bool {
 /// Temporal convolution of `x` (`[B, T, N, c_in]`, row-major) → `[B, T − Kt + 1, N, c_out]`:
 /// `Σ_k x[t + k] W_k + b`, then `(P + x_in) ⊙ σ(Q)` (GLU), `relu(conv + x_in)` or `σ(conv)`.
 ///
-/// With `save`, the GLU also returns what its backward needs, `[B, T − Kt + 1, N, 2·c_out]`:
-/// `P + b + x_in` then `σ(Q + b)` per row (other activations need only their output).
+/// With `save`, the GLU also returns what its backward needs, per sample `P + b + x_in` then
+/// `σ(Q + b)`, `[T − Kt + 1, N, c_out]` each (other activations need only their output).
 pub(crate) fn temporal_conv(
     x: &[f32],
     [b, t, n, c]: [usize; 4],
@@ -53,38 +82,37 @@ pub(crate) fn temporal_conv(
 ) -> (Vec<f32>, Vec<f32>) {
     let (kt, co, cc) = (a.kt, a.c_out, a.conv_channels());
     let rows = (t + 1 - kt) * n;
-    let glu = a.act == Act::Glu;
     assert_eq!(x.len(), b * t * n * c);
     assert_eq!(a.weight.len(), kt * c * cc);
     assert_eq!(a.bias.len(), cc);
-    let save = save && glu;
+    let save = save && a.act == Act::Glu;
     let par = !by_sample(b);
-    let projected = a.projected(c);
-    // One sample: writes its output and (with `save`) its GLU state.
+    let w = a.folded(c);
+    // One half of the products (`h = 0`: P or the whole conv, `h = 1`: Q) of sample `xb` into
+    // `dst` (`[rows, c_out]`), which starts as the bias.
+    let conv = |xb: &[f32], h: usize, dst: &mut [f32]| {
+        fill_rows(dst, &a.bias[h * co..(h + 1) * co]);
+        for k in 0..kt {
+            let xk = Mat::rows(&xb[k * n * c..], c);
+            let wk = Mat::rows(&w[k * c * cc + h * co..], cc);
+            gemm((rows, co, c), dst, co, xk, wk, true, par);
+        }
+    };
     let one = |i: usize, ob: &mut [f32], sb: &mut [f32]| {
         let xb = &x[i * t * n * c..(i + 1) * t * n * c];
-        let mut conv = Scratch::new(rows * cc);
-        for k in 0..kt {
-            let w = &a.weight[k * c * cc..];
-            gemm_rows(
-                (rows, cc, c),
-                &mut conv,
-                cc,
-                &xb[k * n * c..],
-                c,
-                w,
-                cc,
-                k > 0,
-                par,
-            );
+        conv(xb, 0, ob);
+        if a.act != Act::Glu {
+            return activate(a.act, ob, &mut [], &mut []);
         }
-        // STGCN's residual input: the last `rows` input rows, projected or zero-padded.
-        let last = &xb[(kt - 1) * n * c..];
-        if projected {
-            let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
-            gemm_rows((rows, co, c), ob, co, last, c, proj, co, false, par);
+        if sb.is_empty() {
+            let mut q = Scratch::new(rows * co);
+            conv(xb, 1, &mut q);
+            activate(a.act, ob, &mut [], &mut q);
+        } else {
+            let (pre, gate) = sb.split_at_mut(rows * co);
+            conv(xb, 1, gate);
+            activate(a.act, ob, pre, gate);
         }
-        epilogue(a.act, &conv, a.bias, last, c, projected, ob, sb);
     };
     let saved = if save { b * rows * cc } else { 0 };
     let (out, saved, _) = map_chunks((b * rows * co, rows * co), (saved, rows * cc), par, one);
@@ -92,52 +120,30 @@ pub(crate) fn temporal_conv(
 }
 
 vectorized! {
-    /// Bias, STGCN's residual and the activation for one sample: `conv` (`[rows, c_conv]`, the
-    /// products) → `out` (`[rows, c_out]`, holding the projected residual already when
-    /// `projected`; else the residual is read from `last`, the last `rows` input rows of `c`
-    /// channels). The GLU's `P + b + x_in` and `σ(Q + b)` go to `save` unless it is empty.
-    fn epilogue(
-        act: Act,
-        conv: &[f32],
-        bias: &[f32],
-        last: &[f32],
-        c: usize,
-        projected: bool,
-        out: &mut [f32],
-        save: &mut [f32],
-    ) {
-        let cc = bias.len();
-        let co = if act == Act::Glu { cc / 2 } else { cc };
-        let (bp, bq) = bias.split_at(co);
-        for (r, (o, p)) in out.chunks_exact_mut(co).zip(conv.chunks_exact(cc)).enumerate() {
-            let (p, q) = p.split_at(co);
-            if act == Act::Sigmoid {
-                for ((o, p), b) in o.iter_mut().zip(p).zip(bp) {
-                    *o = sigmoid(p + b);
+    /// The activation on the biased products `out` (P for the GLU, whose `gate` holds `Q + b` on
+    /// entry and `σ(Q + b)` on exit; `pre`, unless empty, receives `P + b + x_in`).
+    fn activate(act: Act, out: &mut [f32], pre: &mut [f32], gate: &mut [f32]) {
+        match act {
+            Act::Relu => {
+                for o in out.iter_mut() {
+                    *o = o.max(0.0);
                 }
-                continue;
             }
-            if !projected {
-                let keep = c.min(co);
-                o[..keep].copy_from_slice(&last[r * c..r * c + keep]);
-                o[keep..].fill(0.0);
+            Act::Sigmoid => {
+                for o in out.iter_mut() {
+                    *o = sigmoid(*o);
+                }
             }
-            let pb = p.iter().zip(bp).map(|(p, b)| p + b);
-            if act == Act::Relu {
-                for (o, pb) in o.iter_mut().zip(pb) {
-                    *o = (pb + *o).max(0.0);
+            Act::Glu if pre.is_empty() => {
+                for (o, q) in out.iter_mut().zip(gate.iter()) {
+                    *o *= sigmoid(*q);
                 }
-            } else if save.is_empty() {
-                for ((o, pb), (q, b)) in o.iter_mut().zip(pb).zip(q.iter().zip(bq)) {
-                    *o = (pb + *o) * sigmoid(q + b);
-                }
-            } else {
-                let (sp, sq) = save[r * cc..(r + 1) * cc].split_at_mut(co);
-                let state = sp.iter_mut().zip(sq.iter_mut());
-                for (((o, pb), (q, b)), (sp, sq)) in o.iter_mut().zip(pb).zip(q.iter().zip(bq)).zip(state) {
-                    let (pre, gate) = (pb + *o, sigmoid(q + b));
-                    *o = pre * gate;
-                    (*sp, *sq) = (pre, gate);
+            }
+            Act::Glu => {
+                for ((o, p), q) in out.iter_mut().zip(pre.iter_mut()).zip(gate.iter_mut()) {
+                    let s = sigmoid(*q);
+                    (*p, *q) = (*o, s);
+                    *o *= s;
                 }
             }
         }
@@ -145,33 +151,22 @@ vectorized! {
 }
 
 vectorized! {
-    /// The gradient of the products `dconv` (`[rows, c_conv]`) from the output gradient `grad`
-    /// (`[rows, c_out]`), the output `out` and (GLU) the saved `P + b + x_in`, `σ(Q + b)` (see
-    /// [`epilogue`]).
-    fn activation_backward(
-        act: Act,
-        co: usize,
-        grad: &[f32],
-        out: &[f32],
-        saved: &[f32],
-        dconv: &mut [f32],
-    ) {
+    /// The gradient of the products from the output gradient `grad`, the output `out` and (GLU)
+    /// the saved `P + b + x_in`, `σ(Q + b)`: `d` is `dP` then (GLU) `dQ`, each like `grad`.
+    fn activation_backward(act: Act, grad: &[f32], out: &[f32], saved: &[f32], d: &mut [f32]) {
         match act {
             Act::Glu => {
-                let rows = dconv.chunks_exact_mut(2 * co).zip(grad.chunks_exact(co));
-                for ((d, g), s) in rows.zip(saved.chunks_exact(2 * co)) {
-                    let (dp, dq) = d.split_at_mut(co);
-                    let (pre, gate) = s.split_at(co);
-                    let ds = dp.iter_mut().zip(dq.iter_mut());
-                    for ((g, (dp, dq)), (pre, gate)) in g.iter().zip(ds).zip(pre.iter().zip(gate)) {
-                        *dp = g * gate;
-                        *dq = g * pre * gate * (1.0 - gate);
-                    }
+                let (dp, dq) = d.split_at_mut(grad.len());
+                let (pre, gate) = saved.split_at(grad.len());
+                let ds = dp.iter_mut().zip(dq.iter_mut());
+                for ((g, (dp, dq)), (pre, gate)) in grad.iter().zip(ds).zip(pre.iter().zip(gate)) {
+                    *dp = g * gate;
+                    *dq = g * pre * gate * (1.0 - gate);
                 }
             }
-            Act::Relu => relu_backward(grad, out, dconv),
+            Act::Relu => relu_backward(grad, out, d),
             Act::Sigmoid => {
-                for ((d, g), o) in dconv.iter_mut().zip(grad).zip(out) {
+                for ((d, g), o) in d.iter_mut().zip(grad).zip(out) {
                     *d = g * o * (1.0 - o);
                 }
             }
@@ -182,8 +177,9 @@ vectorized! {
 /// Backward of [`temporal_conv`] given the output gradient `grad`, the forward output `out`
 /// and (GLU) the saved `P + b + x_in`, `σ(Q + b)`:
 /// GLU `dP = g ⊙ σ`, `dQ = g ⊙ (P + b + x_in) ⊙ σ(1 − σ)`; ReLU `g ⊙ [out > 0]`; sigmoid
-/// `g ⊙ out(1 − out)`; then `dW_k = Σ x[t+k]ᵀ dConv`, `dx[t+k] += dConv W_kᵀ`, and the residual's
-/// share (`dP` into the last input steps, through the projection when there is one).
+/// `g ⊙ out(1 − out)`; then `dW_k = Σ x[t+k]ᵀ dConv`, `dx[t+k] += dConv (W_k + R)ᵀ` with the
+/// folded residual `R` of the last tap, whose projection's gradient is the last tap's `dW` in
+/// the P columns.
 pub(crate) fn temporal_conv_backward(
     x: &[f32],
     [b, t, n, c]: [usize; 4],
@@ -196,45 +192,36 @@ pub(crate) fn temporal_conv_backward(
     let rows = (t + 1 - kt) * n;
     assert_eq!(grad.len(), b * rows * co);
     assert_eq!(out.len(), grad.len());
-    let projected = a.projected(c);
     let par = !by_sample(b);
-    let n_proj = if projected { c * co } else { 0 };
-    // Per sample: dx written in place; dW | db | dproj returned as one partial sum.
+    let w = a.folded(c);
+    // Per sample: dx written in place; dW | db returned as one partial sum.
     let one = |(xb, gb, ob, sb): (&[f32], &[f32], &[f32], &[f32]), dxb: &mut [f32]| {
-        let mut dconv = Scratch::new(rows * cc);
-        activation_backward(a.act, co, gb, ob, sb, &mut dconv);
-        let mut part = vec![0f32; kt * c * cc + cc + n_proj];
-        let (dw, rest) = part.split_at_mut(kt * c * cc);
-        let (db, dproj) = rest.split_at_mut(cc);
-        for k in 0..kt {
-            let xk = Mat::t(&xb[k * n * c..], c);
-            let dc = Mat::rows(&dconv, cc);
-            gemm((c, cc, rows), &mut dw[k * c * cc..], cc, xk, dc, false, par);
-            let wk = Mat::t(&a.weight[k * c * cc..], cc);
-            gemm((rows, c, cc), &mut dxb[k * n * c..], c, dc, wk, true, par);
-        }
-        add_rows(&dconv, db);
-        if a.act != Act::Sigmoid {
-            // The residual's gradient is dP (GLU) or dConv (ReLU): the first c_out columns.
-            let dres = Mat::rows(&dconv, cc);
-            let last = (kt - 1) * n * c;
-            if projected {
-                let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
-                let pt = Mat::t(proj, co);
-                gemm((rows, c, co), &mut dxb[last..], c, dres, pt, true, par);
-                let xl = Mat::t(&xb[last..], c);
-                gemm((c, co, rows), dproj, co, xl, dres, false, par);
-            } else {
-                add_cols(&dconv, cc, &mut dxb[last..], c);
+        let mut d = Scratch::new(cc * rows);
+        activation_backward(a.act, gb, ob, sb, &mut d);
+        let mut part = vec![0f32; kt * c * cc + cc];
+        let (dw, db) = part.split_at_mut(kt * c * cc);
+        for (h, dh) in d.chunks_exact(rows * co).enumerate() {
+            add_rows(dh, &mut db[h * co..(h + 1) * co]);
+            let dm = Mat::rows(dh, co);
+            for k in 0..kt {
+                let xk = Mat::t(&xb[k * n * c..], c);
+                gemm(
+                    (c, co, rows),
+                    &mut dw[k * c * cc + h * co..],
+                    cc,
+                    xk,
+                    dm,
+                    false,
+                    par,
+                );
+                let wk = Mat::t(&w[k * c * cc + h * co..], cc);
+                gemm((rows, c, co), &mut dxb[k * n * c..], c, dm, wk, true, par);
             }
         }
         part
     };
-    let (xc, gc, sc) = (
-        t * n * c,
-        rows * co,
-        if a.act == Act::Glu { rows * cc } else { 0 },
-    );
+    let (xc, gc) = (t * n * c, rows * co);
+    let sc = if a.act == Act::Glu { rows * cc } else { 0 };
     let sample = |i: usize| {
         let s = &saved[i * sc..(i + 1) * sc];
         (
@@ -249,12 +236,19 @@ pub(crate) fn temporal_conv_backward(
         .into_iter()
         .reduce(add_into)
         .expect("at least one sample");
-    let (weight, rest) = part.split_at(kt * c * cc);
-    let (bias, proj) = rest.split_at(cc);
+    let (weight, bias) = part.split_at(kt * c * cc);
+    // The projection was folded into the last tap's P columns: its gradient is theirs.
+    let proj = a.projected(c).then(|| {
+        let last = &weight[(kt - 1) * c * cc..];
+        last.chunks_exact(cc)
+            .flat_map(|row| &row[..co])
+            .copied()
+            .collect()
+    });
     LayerGrads {
         x: dx,
         weight: weight.to_vec(),
         bias: bias.to_vec(),
-        proj: projected.then(|| proj.to_vec()),
+        proj,
     }
 }
