@@ -328,20 +328,6 @@ vectorized! {
     }
 }
 
-vectorized! {
-    /// `dst[r, j] += src[r, j]` for `j < min(w_src, w_dst)` and every row `r` of `dst`: `src`
-    /// has row stride `w_src`, `dst` row length `w_dst` (a residual's gradient: the common
-    /// channels).
-    fn add_cols(src: &[f32], w_src: usize, dst: &mut [f32], w_dst: usize) {
-        let keep = w_src.min(w_dst);
-        for (r, d) in dst.chunks_exact_mut(w_dst).enumerate() {
-            for (a, v) in d[..keep].iter_mut().zip(&src[r * w_src..r * w_src + keep]) {
-                *a += v;
-            }
-        }
-    }
-}
-
 /// `eˣ` within 2 ulp of the exact value, branch-free so that loops over it vectorise:
 /// `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-6 Taylor polynomial for `eʳ` (truncation
 /// below 1.3e-7 relative), `2ⁿ` built from its exponent bits. `x` is clamped to `[−87, 88]`

@@ -6,7 +6,7 @@
 //! vector unit); groups run in parallel.
 
 use super::{
-    add_cols, add_into, add_rows, gemm, map_chunks, relu_backward, LayerGrads, Mat, Scratch,
+    add_into, add_rows, fill_rows, gemm, map_chunks, relu_backward, LayerGrads, Mat, Scratch,
 };
 
 /// The weights of one Chebyshev graph convolution (see [`crate::model::SpatialConv`]).
@@ -93,27 +93,54 @@ impl Csr {
     }
 }
 
+impl SpatialArgs<'_> {
+    /// `θ` with the residual folded into `θ_0`: the projection, or the identity on the
+    /// channels input and output share.
+    fn folded(&self, c: usize) -> Vec<f32> {
+        let co = self.c_out;
+        let mut theta = self.theta.to_vec();
+        if c > co {
+            let proj = self.proj.expect("c_in > c_out needs the 1x1 projection");
+            for (t, p) in theta.iter_mut().zip(proj) {
+                *t += p;
+            }
+        } else {
+            for i in 0..c {
+                theta[i * co + i] += 1.0;
+            }
+        }
+        theta
+    }
+}
+
 vectorized! {
-    /// `out = relu(out + b + x_in)` for one slab (`out` holds the graph convolution): `x_in` is
-    /// the projected residual `res` when there is one, else `x` (`c` channels) cropped or
-    /// zero-padded to `c_out`.
-    fn bias_residual_relu(out: &mut [f32], bias: &[f32], res: &[f32], x: &[f32], c: usize) {
-        let co = bias.len();
-        let keep = c.min(co);
-        for (r, o) in out.chunks_exact_mut(co).enumerate() {
-            if !res.is_empty() {
-                let x_in = &res[r * co..(r + 1) * co];
-                for ((o, b), x) in o.iter_mut().zip(bias).zip(x_in) {
-                    *o = (*o + b + x).max(0.0);
+    /// `node_major[node, s] = slab_major[s, node]` for the `g` slabs (`[N, c]` each) of a group.
+    fn slabs_to_nodes(slab_major: &[f32], n: usize, c: usize, node_major: &mut [f32]) {
+        let g = slab_major.len() / (n * c);
+        for (s, slab) in slab_major.chunks_exact(n * c).enumerate() {
+            for (node, row) in slab.chunks_exact(c).enumerate() {
+                let at = (node * g + s) * c;
+                node_major[at..at + c].copy_from_slice(row);
+            }
+        }
+    }
+}
+
+vectorized! {
+    /// The inverse of [`slabs_to_nodes`], applying ReLU on the way when `relu`.
+    fn nodes_to_slabs(node_major: &[f32], n: usize, c: usize, relu: bool, slab_major: &mut [f32]) {
+        let g = slab_major.len() / (n * c);
+        for (s, slab) in slab_major.chunks_exact_mut(n * c).enumerate() {
+            for (node, row) in slab.chunks_exact_mut(c).enumerate() {
+                let at = (node * g + s) * c;
+                let src = &node_major[at..at + c];
+                if relu {
+                    for (o, v) in row.iter_mut().zip(src) {
+                        *o = v.max(0.0);
+                    }
+                } else {
+                    row.copy_from_slice(src);
                 }
-                continue;
-            }
-            let (with_x, padded) = o.split_at_mut(keep);
-            for ((o, b), x) in with_x.iter_mut().zip(bias).zip(&x[r * c..r * c + keep]) {
-                *o = (*o + b + x).max(0.0);
-            }
-            for (o, b) in padded.iter_mut().zip(&bias[keep..]) {
-                *o = (*o + b).max(0.0);
             }
         }
     }
@@ -130,6 +157,10 @@ fn grouping(slabs: usize, c: usize) -> (usize, bool) {
 /// Chebyshev graph convolution of `x` (`[B, T, N, c_in]`) → `[B, T, N, c_out]`:
 /// `relu(Σ_k T_kᵀ x θ_k + b + x_in)` for every slab. With `save`, also returns the graph
 /// products `z` of every group (what the backward needs besides the output).
+///
+/// A group's slabs are laid side by side node-major (`[N, G·c_in]`, which read as rows
+/// `(node, slab)` is `[N·G, c_in]`), so the graph products and the `θ` products are one product
+/// each for the whole group; the residual is folded into `θ_0`.
 pub(crate) fn spatial_conv(
     x: &[f32],
     [b, t, n, c]: [usize; 4],
@@ -143,8 +174,8 @@ pub(crate) fn spatial_conv(
     assert_eq!(a.stacked.len(), (terms - 1) * n * n);
     let slabs = b * t;
     let (group, par) = grouping(slabs, c);
-    let projected = c > co;
     let sparse = Csr::if_sparse(a.stacked, (terms - 1) * n, n);
+    let theta = a.folded(c);
     let zlen = |g: usize| (terms - 1) * n * g * c;
     let zsaved = (if save { zlen(slabs) } else { 0 }, zlen(group));
     let (out, z, _) = map_chunks(
@@ -152,20 +183,14 @@ pub(crate) fn spatial_conv(
         zsaved,
         par,
         |gi, og, zg| {
-            let xg = &x[gi * group * n * c..(gi * group * n * c + og.len() / co * c)];
-            let g = xg.len() / (n * c);
-            let w = g * c;
+            let g = og.len() / (n * co);
+            let (w, rows) = (g * c, n * g);
+            let xg = &x[gi * group * n * c..(gi * group + g) * n * c];
             let mut xt = Scratch::new(n * w);
+            slabs_to_nodes(xg, n, c, &mut xt);
             // The graph products go to the saved state when the backward needs them.
             let mut z_tmp = Scratch::new(if save { 0 } else { zlen(g) });
             let z = if save { zg } else { &mut z_tmp[..] };
-            let mut res = Scratch::new(if projected { n * co } else { 0 });
-            // xt[node, slab·c + ch] = x[slab, node, ch]
-            for (s, xs) in xg.chunks(n * c).enumerate() {
-                for r in 0..n {
-                    xt[r * w + s * c..r * w + s * c + c].copy_from_slice(&xs[r * c..r * c + c]);
-                }
-            }
             // z = [T_1ᵀ; …] xt: every higher-order term of every slab of the group at once.
             match &sparse {
                 Some(csr) => csr.mul(&xt, w, z),
@@ -174,29 +199,36 @@ pub(crate) fn spatial_conv(
                     gemm(((terms - 1) * n, w, n), z, w, st, xm, false, par);
                 }
             }
-            for (s, (xs, os)) in xg.chunks(n * c).zip(og.chunks_mut(n * co)).enumerate() {
-                let dims = (n, co, c);
-                let xm = Mat::rows(xs, c);
-                gemm(dims, os, co, xm, Mat::rows(a.theta, co), false, par);
-                for k in 1..terms {
-                    let zk = Mat::rows(&z[(k - 1) * n * w + s * c..], w);
-                    let theta_k = Mat::rows(&a.theta[k * c * co..], co);
-                    gemm(dims, os, co, zk, theta_k, true, par);
-                }
-                if projected {
-                    let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
-                    gemm(dims, &mut res, co, xm, Mat::rows(proj, co), false, par);
-                }
-                bias_residual_relu(os, a.bias, &res, xs, c);
+            // y = b + xt θ_0' + Σ_k z_k θ_k, rows (node, slab).
+            let mut y = Scratch::new(rows * co);
+            fill_rows(&mut y, a.bias);
+            for k in 0..terms {
+                let lhs = if k == 0 {
+                    &xt[..]
+                } else {
+                    &z[(k - 1) * n * w..]
+                };
+                let theta_k = Mat::rows(&theta[k * c * co..], co);
+                gemm(
+                    (rows, co, c),
+                    &mut y,
+                    co,
+                    Mat::rows(lhs, c),
+                    theta_k,
+                    true,
+                    par,
+                );
             }
+            nodes_to_slabs(&y, n, co, true, og);
         },
     );
     (out, z)
 }
 
-/// Backward of [`spatial_conv`] (the graph is a constant) from the output gradient, the output and the saved products:
-/// `D = g ⊙ [out > 0]`, `dθ_0 = Σ xᵀ D`, `dθ_k = Σ z_kᵀ D`, `db = Σ D`,
-/// `dx = D θ_0ᵀ + Σ_k T_k (D θ_kᵀ)` plus the residual's share.
+/// Backward of [`spatial_conv`] (the graph is a constant) from the output gradient, the output
+/// and the saved products, per group in the node-major layout: `D = g ⊙ [out > 0]`,
+/// `dθ_0 = xtᵀ D`, `dθ_k = z_kᵀ D`, `db = Σ D`, `dx = D θ_0'ᵀ + Σ_k T_k (D θ_kᵀ)`; the
+/// projection (folded into `θ_0`) has `dθ_0` as its gradient.
 pub(crate) fn spatial_conv_backward(
     x: &[f32],
     [b, t, n, c]: [usize; 4],
@@ -211,57 +243,58 @@ pub(crate) fn spatial_conv_backward(
     assert_eq!(grad.len(), slabs * n * co);
     assert_eq!(saved.len(), (terms - 1) * n * c * slabs);
     let (group, par) = grouping(slabs, c);
-    let projected = c > co;
     let sparse = Csr::if_sparse(a.stacked, (terms - 1) * n, n);
-    let n_proj = if projected { c * co } else { 0 };
-    let part_len = terms * c * co + co + n_proj;
+    let theta = a.folded(c);
     let one = |gi: usize, dxg: &mut [f32]| -> Vec<f32> {
         let g = dxg.len() / (n * c);
-        let w = g * c;
-        let first = gi * group;
-        let xg = &x[first * n * c..(first + g) * n * c];
-        let z = &saved[(terms - 1) * n * c * first..(terms - 1) * n * c * (first + g)];
-        let mut part = vec![0f32; part_len];
-        let (dtheta, rest) = part.split_at_mut(terms * c * co);
-        let (db, dproj) = rest.split_at_mut(co);
-        let mut d = Scratch::new(n * co);
+        let (w, rows) = (g * c, n * g);
+        let (first, last) = (gi * group, gi * group + g);
+        let xg = &x[first * n * c..last * n * c];
+        let z = &saved[(terms - 1) * n * c * first..(terms - 1) * n * c * last];
+        let mut part = vec![0f32; terms * c * co + co];
+        let (dtheta, db) = part.split_at_mut(terms * c * co);
+        // D in the node-major layout.
+        let mut d = Scratch::new(rows * co);
+        {
+            let mut masked = Scratch::new(rows * co);
+            let range = first * n * co..last * n * co;
+            relu_backward(&grad[range.clone()], &out[range], &mut masked);
+            slabs_to_nodes(&masked, n, co, &mut d);
+        }
+        add_rows(&d, db);
+        let mut xt = Scratch::new(n * w);
+        slabs_to_nodes(xg, n, c, &mut xt);
+        let dm = Mat::rows(&d, co);
+        // dk_k = D θ_kᵀ for k ≥ 1, laid out like z; then e = Σ_k T_k dk_k.
         let mut dk = Scratch::new((terms - 1) * n * w);
-        for s in 0..g {
-            let slab = first + s;
-            let (gs, os) = (
-                &grad[slab * n * co..(slab + 1) * n * co],
-                &out[slab * n * co..(slab + 1) * n * co],
+        for k in 0..terms {
+            let lhs = if k == 0 {
+                &xt[..]
+            } else {
+                &z[(k - 1) * n * w..]
+            };
+            gemm(
+                (c, co, rows),
+                &mut dtheta[k * c * co..],
+                co,
+                Mat::t(lhs, c),
+                dm,
+                true,
+                par,
             );
-            relu_backward(gs, os, &mut d);
-            add_rows(&d, db);
-            let xs = &xg[s * n * c..(s + 1) * n * c];
-            let dxs = &mut dxg[s * n * c..(s + 1) * n * c];
-            let dm = Mat::rows(&d, co);
-            gemm((c, co, n), dtheta, co, Mat::t(xs, c), dm, true, par);
-            gemm((n, c, co), dxs, c, dm, Mat::t(a.theta, co), false, par);
-            for k in 1..terms {
-                let zk = Mat::t(&z[(k - 1) * n * w + s * c..], w);
-                gemm((c, co, n), &mut dtheta[k * c * co..], co, zk, dm, true, par);
-                let theta_k = Mat::t(&a.theta[k * c * co..], co);
+            if k > 0 {
+                let theta_k = Mat::t(&theta[k * c * co..], co);
                 gemm(
-                    (n, c, co),
-                    &mut dk[(k - 1) * n * w + s * c..],
-                    w,
+                    (rows, c, co),
+                    &mut dk[(k - 1) * n * w..],
+                    c,
                     dm,
                     theta_k,
                     false,
                     par,
                 );
             }
-            if projected {
-                let proj = a.proj.expect("c_in > c_out needs the 1x1 projection");
-                gemm((n, c, co), dxs, c, dm, Mat::t(proj, co), true, par);
-                gemm((c, co, n), dproj, co, Mat::t(xs, c), dm, true, par);
-            } else {
-                add_cols(&d, co, dxs, c);
-            }
         }
-        // dx += Σ_k T_k D_k for the whole group (T_k = (stacked block k)ᵀ).
         let mut e = Scratch::new(n * w);
         match &sparse {
             Some(csr) => csr.mul_t_blocks(&dk, w, n, &mut e),
@@ -273,9 +306,9 @@ pub(crate) fn spatial_conv_backward(
                 }
             }
         }
-        for (s, dxs) in dxg.chunks_exact_mut(n * c).enumerate() {
-            add_cols(&e[s * c..], w, dxs, c);
-        }
+        // dx = e + D θ_0'ᵀ, back to the slab-major layout.
+        gemm((rows, c, co), &mut e, c, dm, Mat::t(&theta, co), true, par);
+        nodes_to_slabs(&e, n, c, false, dxg);
         part
     };
     let (dx, _, parts) = map_chunks((slabs * n * c, group * n * c), (0, 0), par, |gi, dxg, _| {
@@ -285,12 +318,11 @@ pub(crate) fn spatial_conv_backward(
         .into_iter()
         .reduce(add_into)
         .expect("at least one slab");
-    let (theta, rest) = part.split_at(terms * c * co);
-    let (bias, proj) = rest.split_at(co);
+    let (theta_grad, bias) = part.split_at(terms * c * co);
     LayerGrads {
         x: dx,
-        weight: theta.to_vec(),
+        weight: theta_grad.to_vec(),
         bias: bias.to_vec(),
-        proj: projected.then(|| proj.to_vec()),
+        proj: (c > co).then(|| theta_grad[..c * co].to_vec()),
     }
 }
