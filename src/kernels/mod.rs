@@ -117,6 +117,9 @@ pub(crate) fn gemm(
     // Bounds of every element the product touches: checked here, so the call below is sound.
     assert!(dst.len() >= (m - 1) * dst_rs + n, "gemm: dst too short");
     assert!(lhs.fits(m, k) && rhs.fits(k, n), "gemm: operand too short");
+    if small::fits((m, n, k)) {
+        return small::product((m, n, k), dst, dst_rs, lhs, rhs, accumulate);
+    }
     let par = if parallel {
         gemm::Parallelism::Rayon(0)
     } else {
@@ -364,6 +367,7 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 
 mod autodiff;
 mod norm;
+mod small;
 mod spatial;
 mod temporal;
 pub(crate) use autodiff::{norm_forward, spatial_forward, temporal_forward};

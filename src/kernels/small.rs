@@ -1,0 +1,127 @@
+//! Products with a handful of output columns (the student's and the base model's layers have
+//! 1 to 16 channels): a general matrix product spends its time there on set-up and edge
+//! handling, so a row at a time with the row's `N` outputs in registers is faster.
+
+use super::Mat;
+
+/// Whether [`product`] takes the shape `(m, n, k)`: many rows, at most 8 columns and 16 terms.
+pub(super) fn fits((m, n, k): (usize, usize, usize)) -> bool {
+    matches!(n, 1 | 2 | 4) && k <= 16 && m >= 16
+}
+
+vectorized! {
+    /// `dst (+)= lhs · rhs` for a shape that [`fits`]; the caller checked the bounds.
+    pub(super) fn product(
+        dims: (usize, usize, usize),
+        dst: &mut [f32],
+        dst_rs: usize,
+        lhs: Mat,
+        rhs: Mat,
+        accumulate: bool,
+    ) {
+        match dims.1 {
+            1 => rows_of::<1>(dims, dst, dst_rs, lhs, rhs, accumulate),
+            2 => rows_of::<2>(dims, dst, dst_rs, lhs, rhs, accumulate),
+            4 => rows_of::<4>(dims, dst, dst_rs, lhs, rhs, accumulate),
+            _ => rows_of::<8>(dims, dst, dst_rs, lhs, rhs, accumulate),
+        }
+    }
+}
+
+/// Row by row with the `N` outputs of a row in registers.
+#[inline(always)]
+fn rows_of<const N: usize>(
+    (m, _, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+) {
+    let mut w = [[0f32; N]; 16];
+    for (kk, row) in w.iter_mut().enumerate().take(k) {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = rhs.data[kk * rhs.rs + j * rhs.cs];
+        }
+    }
+    let w = &w[..k];
+    for r in 0..m {
+        let d: &mut [f32; N] = (&mut dst[r * dst_rs..r * dst_rs + N]).try_into().unwrap();
+        let mut acc = if accumulate { *d } else { [0f32; N] };
+        if lhs.cs == 1 {
+            let x = &lhs.data[r * lhs.rs..r * lhs.rs + k];
+            for (xv, wk) in x.iter().zip(w) {
+                for j in 0..N {
+                    acc[j] += xv * wk[j];
+                }
+            }
+        } else {
+            for (kk, wk) in w.iter().enumerate() {
+                let xv = lhs.data[r * lhs.rs + kk * lhs.cs];
+                for j in 0..N {
+                    acc[j] += xv * wk[j];
+                }
+            }
+        }
+        *d = acc;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Mat;
+    use super::{fits, product};
+    use crate::rng::Rng;
+
+    /// Every column count taken, 1 and 16 terms, operands row-major and transposed, a
+    /// destination with a wider row stride (the gap must stay untouched), with and without
+    /// accumulation, against the triple loop in f64.
+    #[test]
+    fn small_products_equal_the_triple_loop() {
+        let mut rng = Rng::new(12, 1);
+        let mut rand =
+            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.next_f64() as f32 - 0.5).collect() };
+        for (m, n, k) in [
+            (16, 1, 1),
+            (100, 2, 3),
+            (57, 4, 16),
+            (33, 4, 1),
+            (40, 2, 16),
+        ] {
+            assert!(fits((m, n, k)));
+            for (lt, rt, acc) in [
+                (false, false, false),
+                (true, true, true),
+                (false, true, true),
+            ] {
+                let (a, b) = (rand(m * k), rand(k * n));
+                let lhs = if lt { Mat::t(&a, m) } else { Mat::rows(&a, k) };
+                let rhs = if rt { Mat::t(&b, k) } else { Mat::rows(&b, n) };
+                let dst_rs = n + 3;
+                let start = rand(m * dst_rs);
+                let mut got = start.clone();
+                product((m, n, k), &mut got, dst_rs, lhs, rhs, acc);
+                for (i, g) in got.iter().enumerate() {
+                    let (r, j) = (i / dst_rs, i % dst_rs);
+                    let want = if j >= n {
+                        start[i] as f64
+                    } else {
+                        let s: f64 = (0..k)
+                            .map(|kk| {
+                                lhs.data[r * lhs.rs + kk * lhs.cs] as f64
+                                    * rhs.data[kk * rhs.rs + j * rhs.cs] as f64
+                            })
+                            .sum();
+                        s + if acc { start[i] as f64 } else { 0.0 }
+                    };
+                    let ok = (*g as f64 - want).abs() <= 1e-5 * (1.0 + want.abs());
+                    assert!(
+                        ok,
+                        "{m}x{n}x{k} lt {lt} rt {rt} acc {acc}: [{r}, {j}] {g} vs {want}"
+                    );
+                }
+            }
+        }
+        assert!(!fits((15, 2, 2)) && !fits((100, 8, 2)) && !fits((100, 2, 17)));
+    }
+}
