@@ -16,6 +16,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
@@ -225,6 +226,8 @@ impl StgcnConfig {
 pub struct GraphKernel<B: Backend> {
     stacked: Tensor<B, 2>,
     nodes: usize,
+    /// The same terms on the host for the CPU kernels, prepared once.
+    host: Arc<kernels::HostGraph>,
 }
 
 impl<B: Backend> GraphKernel<B> {
@@ -249,17 +252,21 @@ impl<B: Backend> GraphKernel<B> {
                 }
             }
         }
+        let host = Arc::new(kernels::HostGraph::new(t.clone(), nodes));
         let stacked = Tensor::from_data(TensorData::new(t, [(KS - 1) * nodes, nodes]), device);
-        GraphKernel { stacked, nodes }
+        GraphKernel {
+            stacked,
+            nodes,
+            host,
+        }
     }
 
     pub fn nodes(&self) -> usize {
         self.nodes
     }
 
-    /// `[(Ks − 1)·N, N]`: `T_1ᵀ … T_{Ks−1}ᵀ` stacked by rows.
-    pub(crate) fn stacked(&self) -> Tensor<B, 2> {
-        self.stacked.clone()
+    pub(crate) fn host(&self) -> &Arc<kernels::HostGraph> {
+        &self.host
     }
 }
 

@@ -4,6 +4,8 @@
 //! Any other backend (CUDA) keeps the generic tensor-op path: the `*_forward` functions hand
 //! the input back.
 
+use std::sync::Arc;
+
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -15,7 +17,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::Tensor;
 
 use super::norm::{layer_norm, layer_norm_backward};
-use super::spatial::{spatial_conv, spatial_conv_backward, SpatialArgs};
+use super::spatial::{spatial_conv, spatial_conv_backward, HostGraph, SpatialArgs};
 use super::temporal::{temporal_conv, temporal_conv_backward, TemporalArgs};
 use super::{contiguous_f32, downcast, flex_from_vec, upcast, LayerGrads};
 use crate::model::{Act, GraphKernel, NodeLayerNorm, SpatialConv, TemporalConv};
@@ -129,16 +131,14 @@ impl FusedLayer for TemporalLayer {
 #[derive(Debug, Clone)]
 struct SpatialLayer {
     c_out: usize,
-    /// The stacked Chebyshev terms (a constant of the graph).
-    stacked: FlexTensor,
+    graph: Arc<HostGraph>,
 }
 
 impl SpatialLayer {
     fn run<R>(&self, p: &Weights, f: impl FnOnce(&SpatialArgs) -> R) -> R {
-        let stacked = contiguous_f32(&self.stacked);
         f(&SpatialArgs {
             c_out: self.c_out,
-            stacked: &stacked,
+            graph: &self.graph,
             theta: p.weight,
             bias: p.bias,
             proj: p.proj,
@@ -312,13 +312,9 @@ pub(crate) fn spatial_forward<B: Backend>(
     x: Tensor<B, 4>,
     g: &GraphKernel<B>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let stacked = match Cpu::<2>::of(g.stacked()) {
-        Ok(s) => s.flex().clone(),
-        Err(_) => return Err(x),
-    };
     let layer = SpatialLayer {
         c_out: conv.c_out,
-        stacked,
+        graph: g.host().clone(),
     };
     fused(layer, x, &conv.theta, &conv.bias, conv.input_proj.as_ref())
 }

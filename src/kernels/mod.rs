@@ -371,6 +371,7 @@ mod small;
 mod spatial;
 mod temporal;
 pub(crate) use autodiff::{norm_forward, spatial_forward, temporal_forward};
+pub(crate) use spatial::HostGraph;
 
 #[cfg(test)]
 mod tests;

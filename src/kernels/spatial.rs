@@ -12,8 +12,7 @@ use super::{
 /// The weights of one Chebyshev graph convolution (see [`crate::model::SpatialConv`]).
 pub(crate) struct SpatialArgs<'a> {
     pub c_out: usize,
-    /// `[(Ks − 1)·N, N]`: `T_1ᵀ … T_{Ks−1}ᵀ` stacked by rows (`T_0 = I` needs no product).
-    pub stacked: &'a [f32],
+    pub graph: &'a HostGraph,
     /// `[Ks·c_in, c_out]`: `θ_0 … θ_{Ks−1}` stacked by rows.
     pub theta: &'a [f32],
     pub bias: &'a [f32],
@@ -21,9 +20,25 @@ pub(crate) struct SpatialArgs<'a> {
     pub proj: Option<&'a [f32]>,
 }
 
+/// The graph on the host, built once per graph: `[(Ks − 1)·N, N]`, `T_1ᵀ … T_{Ks−1}ᵀ` stacked
+/// by rows (`T_0 = I` needs no product), and the same in compressed rows when it is sparse.
+#[derive(Debug)]
+pub(crate) struct HostGraph {
+    stacked: Vec<f32>,
+    sparse: Option<Csr>,
+}
+
+impl HostGraph {
+    pub fn new(stacked: Vec<f32>, nodes: usize) -> Self {
+        let sparse = Csr::if_sparse(&stacked, stacked.len() / nodes, nodes);
+        HostGraph { stacked, sparse }
+    }
+}
+
 /// A sparse matrix in compressed rows. The Chebyshev terms of a real road graph are sparse
 /// (PeMSD7: `T_1` 3.6 %, `T_2` 6.3 % non-zero), so their products skip the zeros: the same sums
 /// without the zero terms.
+#[derive(Debug)]
 struct Csr {
     ptr: Vec<usize>,
     idx: Vec<usize>,
@@ -171,10 +186,10 @@ pub(crate) fn spatial_conv(
     let terms = a.theta.len() / (c * co);
     assert_eq!(x.len(), b * t * n * c);
     assert_eq!(a.theta.len(), terms * c * co);
-    assert_eq!(a.stacked.len(), (terms - 1) * n * n);
+    assert_eq!(a.graph.stacked.len(), (terms - 1) * n * n);
     let slabs = b * t;
     let (group, par) = grouping(slabs, c);
-    let sparse = Csr::if_sparse(a.stacked, (terms - 1) * n, n);
+    let (stacked, sparse) = (&a.graph.stacked, &a.graph.sparse);
     let theta = a.folded(c);
     let zlen = |g: usize| (terms - 1) * n * g * c;
     let zsaved = (if save { zlen(slabs) } else { 0 }, zlen(group));
@@ -192,10 +207,10 @@ pub(crate) fn spatial_conv(
             let mut z_tmp = Scratch::new(if save { 0 } else { zlen(g) });
             let z = if save { zg } else { &mut z_tmp[..] };
             // z = [T_1ᵀ; …] xt: every higher-order term of every slab of the group at once.
-            match &sparse {
+            match sparse {
                 Some(csr) => csr.mul(&xt, w, z),
                 None => {
-                    let (st, xm) = (Mat::rows(a.stacked, n), Mat::rows(&xt, w));
+                    let (st, xm) = (Mat::rows(stacked, n), Mat::rows(&xt, w));
                     gemm(((terms - 1) * n, w, n), z, w, st, xm, false, par);
                 }
             }
@@ -243,7 +258,7 @@ pub(crate) fn spatial_conv_backward(
     assert_eq!(grad.len(), slabs * n * co);
     assert_eq!(saved.len(), (terms - 1) * n * c * slabs);
     let (group, par) = grouping(slabs, c);
-    let sparse = Csr::if_sparse(a.stacked, (terms - 1) * n, n);
+    let (stacked, sparse) = (&a.graph.stacked, &a.graph.sparse);
     let theta = a.folded(c);
     let one = |gi: usize, dxg: &mut [f32]| -> Vec<f32> {
         let g = dxg.len() / (n * c);
@@ -296,11 +311,11 @@ pub(crate) fn spatial_conv_backward(
             }
         }
         let mut e = Scratch::new(n * w);
-        match &sparse {
+        match sparse {
             Some(csr) => csr.mul_t_blocks(&dk, w, n, &mut e),
             None => {
                 for k in 1..terms {
-                    let tk = Mat::t(&a.stacked[(k - 1) * n * n..], n);
+                    let tk = Mat::t(&stacked[(k - 1) * n * n..], n);
                     let dkm = Mat::rows(&dk[(k - 1) * n * w..], w);
                     gemm((n, w, n), &mut e, w, tk, dkm, k > 1, par);
                 }
