@@ -1,12 +1,21 @@
-//! Products with a handful of output columns (the student's and the base model's layers have
-//! 1 to 16 channels): a general matrix product spends its time there on set-up and edge
-//! handling, so a row at a time with the row's `N` outputs in registers is faster.
+//! Products with a handful of output columns (the student's layers have 1 to 8 channels): a
+//! general matrix product spends its time there on set-up, packing and edge handling. Two
+//! shapes occur: tall (many rows, 1, 2 or 4 columns, few terms: forward and input gradients),
+//! done a row at a time with the row's outputs in registers, and long (at most 8 × 4 outputs
+//! summed over many terms: weight gradients), with all the sums in registers.
 
 use super::Mat;
 
-/// Whether [`product`] takes the shape `(m, n, k)`: many rows, at most 8 columns and 16 terms.
+/// Whether [`product`] takes the shape `(m, n, k)`.
 pub(super) fn fits((m, n, k): (usize, usize, usize)) -> bool {
-    matches!(n, 1 | 2 | 4) && k <= 16 && m >= 16
+    matches!(n, 1 | 2 | 4) && (tall((m, n, k)) || (m <= LONG_ROWS && k >= 16))
+}
+
+/// At most this many rows in the long shape.
+const LONG_ROWS: usize = 8;
+
+fn tall((m, _, k): (usize, usize, usize)) -> bool {
+    k <= 16 && m >= 16
 }
 
 vectorized! {
@@ -19,11 +28,13 @@ vectorized! {
         rhs: Mat,
         accumulate: bool,
     ) {
-        match dims.1 {
-            1 => rows_of::<1>(dims, dst, dst_rs, lhs, rhs, accumulate),
-            2 => rows_of::<2>(dims, dst, dst_rs, lhs, rhs, accumulate),
-            4 => rows_of::<4>(dims, dst, dst_rs, lhs, rhs, accumulate),
-            _ => rows_of::<8>(dims, dst, dst_rs, lhs, rhs, accumulate),
+        match (tall(dims), dims.1) {
+            (true, 1) => rows_of::<1>(dims, dst, dst_rs, lhs, rhs, accumulate),
+            (true, 2) => rows_of::<2>(dims, dst, dst_rs, lhs, rhs, accumulate),
+            (true, _) => rows_of::<4>(dims, dst, dst_rs, lhs, rhs, accumulate),
+            (false, 1) => sums_of::<1>(dims, dst, dst_rs, lhs, rhs, accumulate),
+            (false, 2) => sums_of::<2>(dims, dst, dst_rs, lhs, rhs, accumulate),
+            (false, _) => sums_of::<4>(dims, dst, dst_rs, lhs, rhs, accumulate),
         }
     }
 }
@@ -64,6 +75,41 @@ fn rows_of<const N: usize>(
             }
         }
         *d = acc;
+    }
+}
+
+/// All `m × N` sums in registers, one rank-1 update per term.
+#[inline(always)]
+fn sums_of<const N: usize>(
+    (m, _, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+) {
+    let mut acc = [[0f32; N]; LONG_ROWS];
+    for kk in 0..k {
+        let mut row = [0f32; N];
+        if rhs.cs == 1 {
+            row.copy_from_slice(&rhs.data[kk * rhs.rs..kk * rhs.rs + N]);
+        } else {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = rhs.data[kk * rhs.rs + j * rhs.cs];
+            }
+        }
+        for (i, a) in acc.iter_mut().enumerate().take(m) {
+            let x = lhs.data[i * lhs.rs + kk * lhs.cs];
+            for j in 0..N {
+                a[j] += x * row[j];
+            }
+        }
+    }
+    for (i, a) in acc.iter().enumerate().take(m) {
+        let d = &mut dst[i * dst_rs..i * dst_rs + N];
+        for (d, a) in d.iter_mut().zip(a) {
+            *d = if accumulate { *d + a } else { *a };
+        }
     }
 }
 
@@ -123,5 +169,6 @@ mod tests {
             }
         }
         assert!(!fits((15, 2, 2)) && !fits((100, 8, 2)) && !fits((100, 2, 17)));
+        assert!(!fits((9, 2, 100)) && !fits((8, 8, 100)));
     }
 }
