@@ -28,27 +28,55 @@ vectorized! {
         rhs: Mat,
         accumulate: bool,
     ) {
-        match (tall(dims), dims.1) {
-            (true, 1) => rows_of::<1>(dims, dst, dst_rs, lhs, rhs, accumulate),
-            (true, 2) => rows_of::<2>(dims, dst, dst_rs, lhs, rhs, accumulate),
-            (true, _) => rows_of::<4>(dims, dst, dst_rs, lhs, rhs, accumulate),
-            (false, 1) => sums_of::<1>(dims, dst, dst_rs, lhs, rhs, accumulate),
-            (false, 2) => sums_of::<2>(dims, dst, dst_rs, lhs, rhs, accumulate),
-            (false, _) => sums_of::<4>(dims, dst, dst_rs, lhs, rhs, accumulate),
+        let p = Product { dims, dst, dst_rs, lhs, rhs, accumulate };
+        match dims.1 {
+            1 => by_size::<1>(p),
+            2 => by_size::<2>(p),
+            _ => by_size::<4>(p),
         }
     }
 }
 
-/// Row by row with the `N` outputs of a row in registers.
-#[inline(always)]
-fn rows_of<const N: usize>(
-    (m, _, k): (usize, usize, usize),
-    dst: &mut [f32],
+/// The arguments of [`product`].
+struct Product<'a, 'b> {
+    dims: (usize, usize, usize),
+    dst: &'b mut [f32],
     dst_rs: usize,
-    lhs: Mat,
-    rhs: Mat,
+    lhs: Mat<'a>,
+    rhs: Mat<'a>,
     accumulate: bool,
-) {
+}
+
+/// With `N` columns: the tall shape by its number of terms, the long one by its number of
+/// rows, each with the size known to the compiler when it is 1, 2, 4 or 8 (loops unrolled).
+#[inline(always)]
+fn by_size<const N: usize>(p: Product) {
+    let (m, _, k) = p.dims;
+    if tall(p.dims) {
+        match k {
+            1 => rows_of::<N, 1>(p),
+            2 => rows_of::<N, 2>(p),
+            4 => rows_of::<N, 4>(p),
+            8 => rows_of::<N, 8>(p),
+            _ => rows_of::<N, 0>(p),
+        }
+    } else {
+        match m {
+            1 => sums_of::<N, 1>(p),
+            2 => sums_of::<N, 2>(p),
+            4 => sums_of::<N, 4>(p),
+            8 => sums_of::<N, 8>(p),
+            _ => sums_of::<N, 0>(p),
+        }
+    }
+}
+
+/// Row by row with the `N` outputs of a row in registers; `K` terms (`0`: `k` at run time).
+#[inline(always)]
+fn rows_of<const N: usize, const K: usize>(p: Product) {
+    let (m, _, k) = p.dims;
+    let k = if K > 0 { K } else { k };
+    let (lhs, rhs) = (p.lhs, p.rhs);
     let mut w = [[0f32; N]; 16];
     for (kk, row) in w.iter_mut().enumerate().take(k) {
         for (j, v) in row.iter_mut().enumerate() {
@@ -57,46 +85,31 @@ fn rows_of<const N: usize>(
     }
     let w = &w[..k];
     for r in 0..m {
-        let d: &mut [f32; N] = (&mut dst[r * dst_rs..r * dst_rs + N]).try_into().unwrap();
-        let mut acc = if accumulate { *d } else { [0f32; N] };
-        if lhs.cs == 1 {
-            let x = &lhs.data[r * lhs.rs..r * lhs.rs + k];
-            for (xv, wk) in x.iter().zip(w) {
-                for j in 0..N {
-                    acc[j] += xv * wk[j];
-                }
-            }
-        } else {
-            for (kk, wk) in w.iter().enumerate() {
-                let xv = lhs.data[r * lhs.rs + kk * lhs.cs];
-                for j in 0..N {
-                    acc[j] += xv * wk[j];
-                }
+        let at = r * p.dst_rs;
+        let d: &mut [f32; N] = (&mut p.dst[at..at + N]).try_into().unwrap();
+        let mut acc = if p.accumulate { *d } else { [0f32; N] };
+        for (kk, wk) in w.iter().enumerate() {
+            let x = lhs.data[r * lhs.rs + kk * lhs.cs];
+            for j in 0..N {
+                acc[j] += x * wk[j];
             }
         }
         *d = acc;
     }
 }
 
-/// All `m × N` sums in registers, one rank-1 update per term.
+/// All `M × N` sums in registers (`M = 0`: `m` at run time, at most 8), one rank-1 update per
+/// term.
 #[inline(always)]
-fn sums_of<const N: usize>(
-    (m, _, k): (usize, usize, usize),
-    dst: &mut [f32],
-    dst_rs: usize,
-    lhs: Mat,
-    rhs: Mat,
-    accumulate: bool,
-) {
+fn sums_of<const N: usize, const M: usize>(p: Product) {
+    let (m, _, k) = p.dims;
+    let m = if M > 0 { M } else { m };
+    let (lhs, rhs) = (p.lhs, p.rhs);
     let mut acc = [[0f32; N]; LONG_ROWS];
     for kk in 0..k {
         let mut row = [0f32; N];
-        if rhs.cs == 1 {
-            row.copy_from_slice(&rhs.data[kk * rhs.rs..kk * rhs.rs + N]);
-        } else {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = rhs.data[kk * rhs.rs + j * rhs.cs];
-            }
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = rhs.data[kk * rhs.rs + j * rhs.cs];
         }
         for (i, a) in acc.iter_mut().enumerate().take(m) {
             let x = lhs.data[i * lhs.rs + kk * lhs.cs];
@@ -106,9 +119,9 @@ fn sums_of<const N: usize>(
         }
     }
     for (i, a) in acc.iter().enumerate().take(m) {
-        let d = &mut dst[i * dst_rs..i * dst_rs + N];
+        let d = &mut p.dst[i * p.dst_rs..i * p.dst_rs + N];
         for (d, a) in d.iter_mut().zip(a) {
-            *d = if accumulate { *d + a } else { *a };
+            *d = if p.accumulate { *d + a } else { *a };
         }
     }
 }
