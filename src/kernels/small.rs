@@ -141,11 +141,20 @@ mod tests {
         let mut rand =
             |len: usize| -> Vec<f32> { (0..len).map(|_| rng.next_f64() as f32 - 0.5).collect() };
         for (m, n, k) in [
+            // Tall: 1, 2, 4, 8 terms (unrolled), 3 and 16 (at run time).
             (16, 1, 1),
             (100, 2, 3),
             (57, 4, 16),
             (33, 4, 1),
-            (40, 2, 16),
+            (40, 2, 2),
+            (41, 1, 4),
+            (18, 4, 8),
+            // Long: 1, 2, 4, 8 rows (unrolled) and 3.
+            (1, 1, 16),
+            (2, 2, 40),
+            (4, 4, 33),
+            (8, 4, 300),
+            (3, 2, 17),
         ] {
             assert!(fits((m, n, k)));
             for (lt, rt, acc) in [
