@@ -551,7 +551,17 @@ impl<B: Backend> Stgcn<B> {
 
     /// One forward step: `[B, M, N, 1]` (z-scored speeds) → `[B, 1, N, 1]`.
     pub fn forward(&self, x: Tensor<B, 4>, g: &GraphKernel<B>) -> Tensor<B, 4> {
-        self.forward_inner(x, g, None)
+        let b = x.dims()[0];
+        match kernels::inference_slice::<B>() {
+            Some(slice) if b > slice => {
+                let parts = (0..b).step_by(slice).map(|from| {
+                    let part = x.clone().narrow(0, from, slice.min(b - from));
+                    self.forward_inner(part, g, None)
+                });
+                Tensor::cat(parts.collect(), 0)
+            }
+            _ => self.forward_inner(x, g, None),
+        }
     }
 
     /// One forward step that also returns the hidden features (TCD/SCD taps).
@@ -734,6 +744,25 @@ mod tests {
 
     /// Caching the hidden sequences changes nothing: the cached prediction equals the paper's
     /// recomputing one, for the teacher and the student, over 1, 2 and 9 steps.
+    /// A batch larger than the inference slice gives what one pass over the whole batch gives
+    /// (here the whole batch in one pass is `forward_features`, which never slices).
+    #[test]
+    fn sliced_inference_equals_one_pass() {
+        let n = 6;
+        let cfg = StgcnConfig::new(Preset::Student.channels(), n, 12);
+        let model = Stgcn::<TB>::new(&cfg, 3, &dev()).unwrap();
+        let g = GraphKernel::<TB>::new(&identity_cheb(n), n, &dev());
+        let b = 2 * crate::kernels::inference_slice::<TB>().expect("flex slices") + 5;
+        let v: Vec<f32> = (0..b * 12 * n).map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0).collect();
+        let x = Tensor::<TB, 4>::from_data(TensorData::new(v, [b, 12, n, 1]), &dev());
+        let sliced = to_vec(model.forward(x.clone(), &g));
+        let whole = to_vec(model.forward_features(x, &g).0);
+        assert_eq!(sliced.len(), b * n);
+        // Equal up to rounding: a different batch size groups the graph products differently.
+        let worst = sliced.iter().zip(&whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst < 1e-5, "sliced and whole differ by {worst}");
+    }
+
     #[test]
     fn cached_prediction_equals_recomputed_prediction() {
         let n = 11;

@@ -38,6 +38,15 @@ fn fused_on() -> bool {
     !FUSED_OFF.with(Cell::get)
 }
 
+/// Samples per pass of an inference forward on the CPU backend (`None` elsewhere): a larger
+/// batch goes through the network in slices of this many samples, so that a layer's output is
+/// still in cache when the next layer reads it and the memory held is a slice's, not the whole
+/// batch's. The values are the same: every layer works per sample.
+pub(crate) fn inference_slice<B: Backend>() -> Option<usize> {
+    let flex = TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<FlexTensor>();
+    (fused_on() && flex).then_some(64)
+}
+
 /// `tensor`'s primitive as `T` when that is `B`'s float primitive type, else `tensor` back.
 pub(crate) fn downcast<B: Backend, T: 'static, const D: usize>(
     tensor: Tensor<B, D>,
