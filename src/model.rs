@@ -753,13 +753,18 @@ mod tests {
         let model = Stgcn::<TB>::new(&cfg, 3, &dev()).unwrap();
         let g = GraphKernel::<TB>::new(&identity_cheb(n), n, &dev());
         let b = 2 * crate::kernels::inference_slice::<TB>().expect("flex slices") + 5;
-        let v: Vec<f32> = (0..b * 12 * n).map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0).collect();
+        let v: Vec<f32> = (0..b * 12 * n)
+            .map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0)
+            .collect();
         let x = Tensor::<TB, 4>::from_data(TensorData::new(v, [b, 12, n, 1]), &dev());
         let sliced = to_vec(model.forward(x.clone(), &g));
         let whole = to_vec(model.forward_features(x, &g).0);
         assert_eq!(sliced.len(), b * n);
         // Equal up to rounding: a different batch size groups the graph products differently.
-        let worst = sliced.iter().zip(&whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let worst = sliced
+            .iter()
+            .zip(&whole)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(worst < 1e-5, "sliced and whole differ by {worst}");
     }
 

@@ -72,6 +72,7 @@ impl Csr {
         Some(csr)
     }
 
+    #[inline(always)]
     fn row(&self, i: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
         let r = self.ptr[i]..self.ptr[i + 1];
         self.idx[r.clone()]
@@ -82,23 +83,37 @@ impl Csr {
 
     /// `out = self · x`, `x` being `cols × w` row-major.
     fn mul(&self, x: &[f32], w: usize, out: &mut [f32]) {
-        for (i, o) in out.chunks_mut(w).enumerate().take(self.ptr.len() - 1) {
+        csr_mul(self, x, w, out)
+    }
+
+    /// `out = Σ_k B_kᵀ · d_k` where the rows of `self` are the blocks `B_1, B_2, …` of `n` rows
+    /// each and `d` stacks the matching `n × w` blocks `d_k`.
+    fn mul_t_blocks(&self, d: &[f32], w: usize, n: usize, out: &mut [f32]) {
+        csr_mul_t_blocks(self, d, w, n, out)
+    }
+}
+
+vectorized! {
+    /// [`Csr::mul`].
+    fn csr_mul(csr: &Csr, x: &[f32], w: usize, out: &mut [f32]) {
+        for (i, o) in out.chunks_mut(w).enumerate().take(csr.ptr.len() - 1) {
             o.fill(0.0);
-            for (j, v) in self.row(i) {
+            for (j, v) in csr.row(i) {
                 for (acc, xv) in o.iter_mut().zip(&x[j * w..(j + 1) * w]) {
                     *acc += v * xv;
                 }
             }
         }
     }
+}
 
-    /// `out = Σ_k B_kᵀ · d_k` where the rows of `self` are the blocks `B_1, B_2, …` of `n` rows
-    /// each and `d` stacks the matching `n × w` blocks `d_k`.
-    fn mul_t_blocks(&self, d: &[f32], w: usize, n: usize, out: &mut [f32]) {
+vectorized! {
+    /// [`Csr::mul_t_blocks`].
+    fn csr_mul_t_blocks(csr: &Csr, d: &[f32], w: usize, n: usize, out: &mut [f32]) {
         out.fill(0.0);
-        for i in 0..self.ptr.len() - 1 {
+        for i in 0..csr.ptr.len() - 1 {
             let di = &d[i * w..(i + 1) * w];
-            for (j, v) in self.row(i) {
+            for (j, v) in csr.row(i) {
                 debug_assert!(j < n);
                 for (acc, dv) in out[j * w..(j + 1) * w].iter_mut().zip(di) {
                     *acc += v * dv;
