@@ -1,15 +1,18 @@
-//! Hand-written CPU kernels for the two layers that dominate STGCN's time: the temporal and
-//! the graph convolution, forward and backward, on burn's `flex` backend.
+//! Hand-written CPU kernels for STGCN's layers on burn's `flex` backend: the temporal and the
+//! graph convolution and the LayerNorm, forward and backward.
 //!
 //! burn builds a temporal convolution from generic tensor ops: an im2col copy (`cat` of `Kt`
 //! shifted views), two products, a bias add, a residual (a zero-padding `cat` or a product), and
 //! the gate's sigmoid and product, each a separate pass over memory, most of them on one thread,
-//! and each with its own backward step. Here the same arithmetic is one pass per sample: `Kt`
-//! strided products read the input in place (no im2col), and bias, residual and activation are
-//! applied while the product is still in cache, with rayon over the samples; the backward is
-//! written out by hand (`temporal`, `spatial`) and enters burn's autodiff graph as one node per
-//! layer (`autodiff`). Other backends (CUDA) keep the generic path. Tests compare the two paths,
-//! values and gradients; [`without_fused`] switches the kernels off for such comparisons.
+//! and each with its own backward step. Here the same arithmetic is a few flat passes per
+//! sample: `Kt` strided products read the input in place (no im2col), the residual is folded
+//! into the weights, bias and activation are applied while the products are still in cache, with
+//! rayon over the samples; the backward is written out by hand (`temporal`, `spatial`, `norm`)
+//! and enters burn's autodiff graph as one node per layer (`autodiff`). The products go to the
+//! `gemm` crate, except those with 1, 2 or 4 output columns (`small`); the elementwise passes
+//! are compiled for AVX2 + FMA as well and chosen at run time ([`vectorized!`]). Other backends
+//! (CUDA) keep the generic path. Tests compare the two paths, values and gradients;
+//! [`without_fused`] switches the kernels off for such comparisons.
 
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
