@@ -596,7 +596,7 @@ impl<B: Backend> Stgcn<B> {
             }
             x = block.dropout.forward(block.norm.forward(t2));
         }
-        if let Some(f) = taps.as_deref_mut() {
+        if let Some(f) = taps {
             f.last_block = x.clone();
         }
         self.output_forward(x)
@@ -862,8 +862,8 @@ mod tests {
         let (b, t, n, c) = (1, 2, 3, 2);
         let mut rng = Rng::new(4, 4);
         let mut cheb: Vec<f32> = (0..KS * n * n).map(|_| rng.next_f64() as f32).collect();
-        for e in 0..n * n {
-            cheb[e] = if e % (n + 1) == 0 { 1.0 } else { 0.0 }; // T_0 = I
+        for (e, v) in cheb.iter_mut().enumerate().take(n * n) {
+            *v = if e % (n + 1) == 0 { 1.0 } else { 0.0 }; // T_0 = I
         }
         let g = GraphKernel::<TB>::new(&cheb, n, &dev());
         let sc = SpatialConv::<TB>::new(c, c, &mut rng, &dev());

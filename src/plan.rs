@@ -72,8 +72,8 @@ pub fn plan<E>(
     let mut seen: HashMap<String, usize> = HashMap::new();
     for run in &exp.runs {
         let d = run.config.dataset;
-        if !sums.contains_key(&d) {
-            sums.insert(d, checksum(d)?);
+        if let std::collections::hash_map::Entry::Vacant(e) = sums.entry(d) {
+            e.insert(checksum(d)?);
         }
         let mut config = run.config.clone();
         config.teacher = run.teacher.map(|t| hashes[t].clone());

@@ -60,7 +60,7 @@ pub(crate) fn device_check_cmd<B: AutodiffBackend>(
     );
     let failed = rows
         .iter()
-        .filter(|r| !(r.relative() <= args.tolerance))
+        .filter(|r| r.relative().is_nan() || r.relative() > args.tolerance)
         .count();
     if args.json {
         print_json(

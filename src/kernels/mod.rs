@@ -42,9 +42,10 @@ fn fused_on() -> bool {
 }
 
 /// Samples per pass of an inference forward on the CPU backend (`None` elsewhere): a larger
-/// batch goes through the network in slices of this many samples, so that a layer's output is
-/// still in cache when the next layer reads it and the memory held is a slice's, not the whole
-/// batch's. The values are the same: every layer works per sample.
+/// batch goes through the network in slices of this many samples, so that the activations held
+/// are a slice's, not the whole batch's (the teacher's batch-1140 forward would hold over a GB).
+/// The values are the same up to rounding: every layer works per sample. Speed is unchanged
+/// (measured).
 pub(crate) fn inference_slice<B: Backend>() -> Option<usize> {
     let flex = TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<FlexTensor>();
     (fused_on() && flex).then_some(64)
@@ -185,9 +186,8 @@ pub(crate) fn map_chunks<R: Send>(
         chunks_b.next().is_none(),
         "map_chunks: more b chunks than a chunks"
     );
-    let run = |(i, (ca, cb)): (usize, (&mut [MaybeUninit<f32>], &mut [MaybeUninit<f32>]))| {
-        f(i, zeroed(ca), zeroed(cb))
-    };
+    type Uninit<'a> = &'a mut [MaybeUninit<f32>];
+    let run = |(i, (ca, cb)): (usize, (Uninit, Uninit))| f(i, zeroed(ca), zeroed(cb));
     let results = if sequential {
         jobs.into_iter().enumerate().map(run).collect()
     } else {

@@ -433,8 +433,8 @@ fn did_you_mean<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
         for (i, row) in d.iter_mut().enumerate() {
             row[0] = i;
         }
-        for j in 0..=b.len() {
-            d[0][j] = j;
+        for (j, v) in d[0].iter_mut().enumerate() {
+            *v = j;
         }
         for i in 1..=a.len() {
             for j in 1..=b.len() {
