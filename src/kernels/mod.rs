@@ -371,6 +371,16 @@ pub(crate) fn exp(x: f32) -> f32 {
     p * f32::from_bits(biased << 23)
 }
 
+/// `max(x, 0)` that keeps NaN (as burn's `relu`), so a diverged run shows as NaN.
+#[inline(always)]
+pub(crate) fn relu(x: f32) -> f32 {
+    if x < 0.0 {
+        0.0
+    } else {
+        x
+    }
+}
+
 /// The logistic function `1 / (1 + e⁻ˣ)` with [`exp`] (no overflow: the exponent is clamped).
 #[inline(always)]
 pub(crate) fn sigmoid(x: f32) -> f32 {

@@ -6,7 +6,7 @@
 //! vector unit); groups run in parallel.
 
 use super::{
-    add_into, add_rows, fill_rows, gemm, map_chunks, relu_backward, LayerGrads, Mat, Scratch,
+    add_into, add_rows, fill_rows, gemm, map_chunks, relu, relu_backward, LayerGrads, Mat, Scratch,
 };
 
 /// The weights of one Chebyshev graph convolution (see [`crate::model::SpatialConv`]).
@@ -157,16 +157,16 @@ vectorized! {
 }
 
 vectorized! {
-    /// The inverse of [`slabs_to_nodes`], applying ReLU on the way when `relu`.
-    fn nodes_to_slabs(node_major: &[f32], n: usize, c: usize, relu: bool, slab_major: &mut [f32]) {
+    /// The inverse of [`slabs_to_nodes`], applying ReLU on the way when `with_relu`.
+    fn nodes_to_slabs(node_major: &[f32], n: usize, c: usize, with_relu: bool, slab_major: &mut [f32]) {
         let g = slab_major.len() / (n * c);
         for (s, slab) in slab_major.chunks_exact_mut(n * c).enumerate() {
             for (node, row) in slab.chunks_exact_mut(c).enumerate() {
                 let at = (node * g + s) * c;
                 let src = &node_major[at..at + c];
-                if relu {
+                if with_relu {
                     for (o, v) in row.iter_mut().zip(src) {
-                        *o = v.max(0.0);
+                        *o = relu(*v);
                     }
                 } else {
                     row.copy_from_slice(src);

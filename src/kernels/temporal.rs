@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use super::{
-    add_into, add_rows, fill_rows, gemm, map_chunks, relu_backward, sigmoid, LayerGrads, Mat,
+    add_into, add_rows, fill_rows, gemm, map_chunks, relu, relu_backward, sigmoid, LayerGrads, Mat,
     Scratch,
 };
 use crate::model::Act;
@@ -126,7 +126,7 @@ vectorized! {
         match act {
             Act::Relu => {
                 for o in out.iter_mut() {
-                    *o = o.max(0.0);
+                    *o = relu(*o);
                 }
             }
             Act::Sigmoid => {

@@ -203,3 +203,30 @@ fn fast_exp_and_sigmoid_are_accurate() {
         assert!(d <= 3e-7 * exact + 1e-38, "sigmoid({x}) off by {d}");
     }
 }
+
+/// A NaN input stays visible through the fused ReLU layers (as through burn's `relu`), so a
+/// diverged run reports NaN instead of a number.
+#[test]
+fn nan_passes_through_the_fused_relu_layers() {
+    let dev = Default::default();
+    let mut rng = Rng::new(8, 8);
+    let conv = TemporalConv::<CpuInner>::new(3, 4, 4, Act::Relu, &mut rng, &dev);
+    let mut v = vec![0.5f32; 5 * 3 * 4];
+    v[4 * 3 * 4 - 1] = f32::NAN;
+    let x = Tensor::<CpuInner, 4>::from_data(TensorData::new(v, [1, 5, 3, 4]), &dev);
+    let n = 3;
+    let g = GraphKernel::<CpuInner>::new(
+        &(0..KS * n * n)
+            .map(|e| f32::from(u8::from(e < n * n && e % (n + 1) == 0)))
+            .collect::<Vec<_>>(),
+        n,
+        &dev,
+    );
+    let spatial = SpatialConv::<CpuInner>::new(4, 4, &mut rng, &dev);
+    for (what, out) in [
+        ("temporal", host(conv.forward(x.clone()))),
+        ("spatial", host(spatial.forward(x, &g))),
+    ] {
+        assert!(out.iter().any(|v| v.is_nan()), "{what}: the NaN was lost");
+    }
+}
