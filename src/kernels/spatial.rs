@@ -21,16 +21,30 @@ pub(crate) struct SpatialArgs<'a> {
 }
 
 /// The graph on the host, built once per graph: `[(Ks − 1)·N, N]`, `T_1ᵀ … T_{Ks−1}ᵀ` stacked
-/// by rows (`T_0 = I` needs no product), and the same in compressed rows when it is sparse.
+/// by rows (`T_0 = I` needs no product), and, when it is sparse, the same in compressed rows
+/// together with its blocks' transposes side by side (`[N, (Ks − 1)·N]`, for the backward).
 #[derive(Debug)]
 pub(crate) struct HostGraph {
     stacked: Vec<f32>,
-    sparse: Option<Csr>,
+    sparse: Option<(Csr, Csr)>,
 }
 
 impl HostGraph {
     pub fn new(stacked: Vec<f32>, nodes: usize) -> Self {
-        let sparse = Csr::if_sparse(&stacked, stacked.len() / nodes, nodes);
+        let n = nodes;
+        let sparse = Csr::if_sparse(&stacked, stacked.len() / n, n).map(|csr| {
+            // [B_1ᵀ | B_2ᵀ | …]: row j holds B_k[i, j] at column (k − 1)·N + i.
+            let blocks = stacked.len() / (n * n);
+            let mut t = vec![0f32; stacked.len()];
+            for (r, row) in stacked.chunks_exact(n).enumerate() {
+                let (k, i) = (r / n, r % n);
+                for (j, &v) in row.iter().enumerate() {
+                    t[j * blocks * n + k * n + i] = v;
+                }
+            }
+            let t = Csr::if_sparse(&t, n, blocks * n).expect("same non-zeros");
+            (csr, t)
+        });
         HostGraph { stacked, sparse }
     }
 }
@@ -85,38 +99,33 @@ impl Csr {
     fn mul(&self, x: &[f32], w: usize, out: &mut [f32]) {
         csr_mul(self, x, w, out)
     }
-
-    /// `out = Σ_k B_kᵀ · d_k` where the rows of `self` are the blocks `B_1, B_2, …` of `n` rows
-    /// each and `d` stacks the matching `n × w` blocks `d_k`.
-    fn mul_t_blocks(&self, d: &[f32], w: usize, n: usize, out: &mut [f32]) {
-        csr_mul_t_blocks(self, d, w, n, out)
-    }
 }
 
 vectorized! {
-    /// [`Csr::mul`].
+    /// [`Csr::mul`]: each output row gathers the input rows of its non-zeros. With rows of a
+    /// multiple of 64 values, 64 outputs at a time stay in registers over the row's non-zeros
+    /// (loads only, one store), else the output row is updated per non-zero.
     fn csr_mul(csr: &Csr, x: &[f32], w: usize, out: &mut [f32]) {
+        const BLOCK: usize = 64;
         for (i, o) in out.chunks_mut(w).enumerate().take(csr.ptr.len() - 1) {
+            if w % BLOCK == 0 {
+                for (b, ob) in o.chunks_exact_mut(BLOCK).enumerate() {
+                    let mut acc = [0f32; BLOCK];
+                    for (j, v) in csr.row(i) {
+                        let at = j * w + b * BLOCK;
+                        let xs: &[f32; BLOCK] = x[at..at + BLOCK].try_into().expect("block");
+                        for (a, xv) in acc.iter_mut().zip(xs) {
+                            *a += v * xv;
+                        }
+                    }
+                    ob.copy_from_slice(&acc);
+                }
+                continue;
+            }
             o.fill(0.0);
             for (j, v) in csr.row(i) {
                 for (acc, xv) in o.iter_mut().zip(&x[j * w..(j + 1) * w]) {
                     *acc += v * xv;
-                }
-            }
-        }
-    }
-}
-
-vectorized! {
-    /// [`Csr::mul_t_blocks`].
-    fn csr_mul_t_blocks(csr: &Csr, d: &[f32], w: usize, n: usize, out: &mut [f32]) {
-        out.fill(0.0);
-        for i in 0..csr.ptr.len() - 1 {
-            let di = &d[i * w..(i + 1) * w];
-            for (j, v) in csr.row(i) {
-                debug_assert!(j < n);
-                for (acc, dv) in out[j * w..(j + 1) * w].iter_mut().zip(di) {
-                    *acc += v * dv;
                 }
             }
         }
@@ -223,7 +232,7 @@ pub(crate) fn spatial_conv(
             let z = if save { zg } else { &mut z_tmp[..] };
             // z = [T_1ᵀ; …] xt: every higher-order term of every slab of the group at once.
             match sparse {
-                Some(csr) => csr.mul(&xt, w, z),
+                Some((csr, _)) => csr.mul(&xt, w, z),
                 None => {
                     let (st, xm) = (Mat::rows(stacked, n), Mat::rows(&xt, w));
                     gemm(((terms - 1) * n, w, n), z, w, st, xm, false, par);
@@ -327,7 +336,8 @@ pub(crate) fn spatial_conv_backward(
         }
         let mut e = Scratch::new(n * w);
         match sparse {
-            Some(csr) => csr.mul_t_blocks(&dk, w, n, &mut e),
+            // e = [T_1 | T_2 | …] [dk_1; dk_2; …]: the transposed blocks side by side.
+            Some((_, csr_t)) => csr_t.mul(&dk, w, &mut e),
             None => {
                 for k in 1..terms {
                     let tk = Mat::t(&stacked[(k - 1) * n * n..], n);
