@@ -108,7 +108,7 @@ vectorized! {
     fn csr_mul(csr: &Csr, x: &[f32], w: usize, out: &mut [f32]) {
         const BLOCK: usize = 64;
         for (i, o) in out.chunks_mut(w).enumerate().take(csr.ptr.len() - 1) {
-            if w % BLOCK == 0 {
+            if w.is_multiple_of(BLOCK) {
                 for (b, ob) in o.chunks_exact_mut(BLOCK).enumerate() {
                     let mut acc = [0f32; BLOCK];
                     for (j, v) in csr.row(i) {
