@@ -110,7 +110,55 @@ pub enum DeviceError {
 pub fn check_device(device: DeviceSpec) -> Result<(), DeviceError> {
     match device {
         DeviceSpec::Cpu => Ok(()),
-        DeviceSpec::Cuda(i) => check_cuda(device, i),
+        DeviceSpec::Cuda(i) => {
+            check_cuda(device, i)?;
+            #[cfg(feature = "cuda")]
+            gpu_cache::configure();
+            Ok(())
+        }
+    }
+}
+
+/// Where compiled GPU kernels and autotune results are kept between processes:
+/// `$STKD_GPU_CACHE`, else `$XDG_CACHE_HOME/stkd/cubecl`, else `~/.cache/stkd/cubecl`.
+///
+/// burn's CUDA backend compiles every kernel (each new shape, fused element-wise chain and
+/// matrix-product candidate tried by autotuning) when it first runs; on an H100 that took
+/// minutes for one STGCN training step (BENCHMARKS.md). With the cache every later process
+/// (each run of a sweep, a resumed sweep) loads what an earlier one compiled and tuned.
+pub fn gpu_cache_dir() -> Option<std::path::PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(dir) = env("STKD_GPU_CACHE") {
+        return Some(dir.into());
+    }
+    let base = env("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".cache")))?;
+    Some(base.join("stkd").join("cubecl"))
+}
+
+#[cfg(feature = "cuda")]
+mod gpu_cache {
+    use burn::cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
+
+    /// Point CubeCL's kernel (PTX) cache, off by default, and its autotune cache at
+    /// [`super::gpu_cache_dir`], unless a `cubecl.toml` / `CUBECL_*` setting chose otherwise.
+    /// Runs once, before the first device is created (CubeCL reads its configuration once).
+    pub fn configure() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let Some(dir) = super::gpu_cache_dir() else {
+                return;
+            };
+            let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+            if config.compilation.cache.is_none() {
+                config.compilation.cache = Some(CacheConfig::File(dir.clone()));
+            }
+            if matches!(config.autotune.cache, CacheConfig::Target) {
+                config.autotune.cache = CacheConfig::File(dir);
+            }
+            CubeClRuntimeConfig::set(config);
+        });
     }
 }
 

@@ -35,6 +35,10 @@ pub struct BenchRow {
     /// Median seconds of one forward step (no autodiff) at `forward_batch`.
     pub forward_s: f64,
     pub forward_batch: usize,
+    /// Seconds of the untimed first training step and first forward (on a GPU: kernel
+    /// compilation and autotuning, unless an earlier process cached them).
+    pub warmup_train_s: f64,
+    pub warmup_forward_s: f64,
     pub reps: usize,
     pub pytorch_train_step_s: f64,
     pub pytorch_forward_s: f64,
@@ -107,6 +111,7 @@ pub fn run<B: AutodiffBackend>(
         let x = random_tensor::<B, 4>(&mut rng, [train_batch, 12, nodes, 1], device);
         let y = random_tensor::<B, 4>(&mut rng, [train_batch, 1, nodes, 1], device);
         let mut train_times = Vec::new();
+        let mut warmup_train_s = 0.0;
         for rep in 0..=reps {
             let t = Instant::now();
             let loss = crate::distill::mse_loss(model.forward(x.clone(), &g), y.clone());
@@ -116,17 +121,22 @@ pub fn run<B: AutodiffBackend>(
             let _ = model.output.fc_bias.val().into_data();
             if rep > 0 {
                 train_times.push(t.elapsed().as_secs_f64());
+            } else {
+                warmup_train_s = t.elapsed().as_secs_f64();
             }
         }
         let inner = model.valid();
         let xf =
             random_tensor::<B::InnerBackend, 4>(&mut rng, [forward_batch, 12, nodes, 1], device);
         let mut fwd_times = Vec::new();
+        let mut warmup_forward_s = 0.0;
         for rep in 0..=reps {
             let t = Instant::now();
             let _ = inner.forward(xf.clone(), &g_inner).into_data();
             if rep > 0 {
                 fwd_times.push(t.elapsed().as_secs_f64());
+            } else {
+                warmup_forward_s = t.elapsed().as_secs_f64();
             }
         }
         let row = BenchRow {
@@ -136,6 +146,8 @@ pub fn run<B: AutodiffBackend>(
             train_batch,
             forward_s: median(fwd_times),
             forward_batch,
+            warmup_train_s,
+            warmup_forward_s,
             reps,
             pytorch_train_step_s: pt_train,
             pytorch_forward_s: pt_fwd,

@@ -134,8 +134,8 @@ pub(crate) fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device)
             &device,
             |r| {
                 eprintln!(
-                    "{}: train step {:.3} s, forward {:.3} s",
-                    r.model, r.train_step_s, r.forward_s
+                    "{}: train step {:.3} s, forward {:.3} s (first, untimed: {:.3} s / {:.3} s)",
+                    r.model, r.train_step_s, r.forward_s, r.warmup_train_s, r.warmup_forward_s
                 )
             },
         );
