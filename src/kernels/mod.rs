@@ -392,6 +392,7 @@ mod norm;
 mod small;
 mod spatial;
 mod temporal;
+mod winograd;
 pub(crate) use autodiff::{norm_forward, spatial_forward, temporal_forward};
 pub(crate) use spatial::HostGraph;
 

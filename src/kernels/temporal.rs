@@ -10,8 +10,8 @@
 use std::borrow::Cow;
 
 use super::{
-    add_into, add_rows, fill_rows, gemm, map_chunks, relu, relu_backward, sigmoid, LayerGrads, Mat,
-    Scratch,
+    add_into, add_rows, fill_rows, gemm, map_chunks, relu, relu_backward, sigmoid, winograd,
+    LayerGrads, Mat, Scratch,
 };
 use crate::model::Act;
 
@@ -98,19 +98,39 @@ pub(crate) fn temporal_conv(
             gemm((rows, co, c), dst, co, xk, wk, true, par);
         }
     };
+    let u = winograd::applies(kt, t + 1 - kt, c).then(|| winograd::weights(&w, c, cc));
     let one = |i: usize, ob: &mut [f32], sb: &mut [f32]| {
         let xb = &x[i * t * n * c..(i + 1) * t * n * c];
-        conv(xb, 0, ob);
+        // F(2, 3): the products `M_j` of both halves at once, then each half from them.
+        let m = u.as_ref().map(|u| {
+            let tr = rows / 2;
+            let mut v = Scratch::new(4 * tr * c);
+            winograd::input(xb, n * c, &mut v);
+            let mut m = Scratch::new(4 * tr * cc);
+            for j in 0..4 {
+                let (vj, uj) = (
+                    Mat::rows(&v[j * tr * c..], c),
+                    Mat::rows(&u[j * c * cc..], cc),
+                );
+                gemm((tr, cc, c), &mut m[j * tr * cc..], cc, vj, uj, false, par);
+            }
+            m
+        });
+        let half = |h: usize, dst: &mut [f32]| match &m {
+            Some(m) => winograd::output(m, n, cc, h * co, &a.bias[h * co..(h + 1) * co], dst),
+            None => conv(xb, h, dst),
+        };
+        half(0, ob);
         if a.act != Act::Glu {
             return activate(a.act, ob, &mut [], &mut []);
         }
         if sb.is_empty() {
             let mut q = Scratch::new(rows * co);
-            conv(xb, 1, &mut q);
+            half(1, &mut q);
             activate(a.act, ob, &mut [], &mut q);
         } else {
             let (pre, gate) = sb.split_at_mut(rows * co);
-            conv(xb, 1, gate);
+            half(1, gate);
             activate(a.act, ob, pre, gate);
         }
     };
@@ -194,14 +214,39 @@ pub(crate) fn temporal_conv_backward(
     assert_eq!(out.len(), grad.len());
     let par = !by_sample(b);
     let w = a.folded(c);
-    // Per sample: dx written in place; dW | db returned as one partial sum.
+    let u = winograd::applies(kt, t + 1 - kt, c).then(|| winograd::weights(&w, c, cc));
+    // Weight gradient terms per sample: `dW_k`, or `dU_j` under F(2, 3).
+    let taps = if u.is_some() { 4 } else { kt };
+    // Per sample: dx written in place; dW (dU) | db returned as one partial sum.
     let one = |(xb, gb, ob, sb): (&[f32], &[f32], &[f32], &[f32]), dxb: &mut [f32]| {
         let mut d = Scratch::new(cc * rows);
         activation_backward(a.act, gb, ob, sb, &mut d);
-        let mut part = vec![0f32; kt * c * cc + cc];
-        let (dw, db) = part.split_at_mut(kt * c * cc);
+        let mut part = vec![0f32; taps * c * cc + cc];
+        let (dw, db) = part.split_at_mut(taps * c * cc);
         for (h, dh) in d.chunks_exact(rows * co).enumerate() {
             add_rows(dh, &mut db[h * co..(h + 1) * co]);
+        }
+        if let Some(u) = &u {
+            // dM_j from both halves, dU_j = V_jᵀ dM_j, dV_j = dM_j U_jᵀ, then dx from dV.
+            let tr = rows / 2;
+            let mut dm = Scratch::new(4 * tr * cc);
+            for (h, dh) in d.chunks_exact(rows * co).enumerate() {
+                winograd::output_backward(dh, n, cc, h * co, co, &mut dm);
+            }
+            let mut v = Scratch::new(4 * tr * c);
+            winograd::input(xb, n * c, &mut v);
+            let mut dv = Scratch::new(4 * tr * c);
+            for j in 0..4 {
+                let dmj = Mat::rows(&dm[j * tr * cc..], cc);
+                let vt = Mat::t(&v[j * tr * c..], c);
+                gemm((c, cc, tr), &mut dw[j * c * cc..], cc, vt, dmj, false, par);
+                let ut = Mat::t(&u[j * c * cc..], cc);
+                gemm((tr, c, cc), &mut dv[j * tr * c..], c, dmj, ut, false, par);
+            }
+            winograd::input_backward(&dv, n * c, dxb);
+            return part;
+        }
+        for (h, dh) in d.chunks_exact(rows * co).enumerate() {
             let dm = Mat::rows(dh, co);
             for k in 0..kt {
                 let xk = Mat::t(&xb[k * n * c..], c);
@@ -236,7 +281,11 @@ pub(crate) fn temporal_conv_backward(
         .into_iter()
         .reduce(add_into)
         .expect("at least one sample");
-    let (weight, bias) = part.split_at(kt * c * cc);
+    let (weight, bias) = part.split_at(taps * c * cc);
+    let weight = match u {
+        Some(_) => Cow::Owned(winograd::weight_grad(weight, c * cc)),
+        None => Cow::Borrowed(weight),
+    };
     // The projection was folded into the last tap's P columns: its gradient is theirs.
     let proj = a.projected(c).then(|| {
         let last = &weight[(kt - 1) * c * cc..];
