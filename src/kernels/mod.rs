@@ -165,18 +165,32 @@ pub(crate) fn gemm(
     }
 }
 
+/// A chunk of a new buffer handed out by [`map_chunks`]: not initialised yet.
+pub(crate) type Fresh<'a> = &'a mut [MaybeUninit<f32>];
+
 /// Two new buffers of `len_a` and `len_b` values, cut into the same number of chunks (of
 /// `chunk_a`, `chunk_b` values; `len_b` may be 0: empty chunks), and `f(chunk index, a chunk,
 /// b chunk)` over them, in parallel unless `sequential` (then the products inside `f` use the
-/// pool); the results in chunk order. Each chunk is zeroed by the worker that runs `f` on it,
-/// right before (in parallel and in cache, rather than one pass over the whole buffer first).
-pub(crate) fn map_chunks<R: Send>(
+/// pool); the results in chunk order. The chunks come uninitialised: most kernels write every
+/// output value once, and zeroing first (a pass over every output) cost 3–4 % of a training
+/// step; a kernel that accumulates starts with [`zeroed`].
+///
+/// # Safety
+/// `f` must write every element of both chunks it is given. (In unit tests the chunks start
+/// as NaN, so that a value left unwritten shows in the results the tests compare.)
+pub(crate) unsafe fn map_chunks<R: Send>(
     (len_a, chunk_a): (usize, usize),
     (len_b, chunk_b): (usize, usize),
     sequential: bool,
-    f: impl Fn(usize, &mut [f32], &mut [f32]) -> R + Sync,
+    f: impl Fn(usize, Fresh, Fresh) -> R + Sync,
 ) -> (Vec<f32>, Vec<f32>, Vec<R>) {
     let (mut a, mut b) = (Vec::with_capacity(len_a), Vec::with_capacity(len_b));
+    if cfg!(test) {
+        a.resize(len_a, f32::NAN);
+        b.resize(len_b, f32::NAN);
+        a.clear();
+        b.clear();
+    }
     let mut chunks_b = b.spare_capacity_mut()[..len_b].chunks_mut(chunk_b.max(1));
     let jobs: Vec<_> = a.spare_capacity_mut()[..len_a]
         .chunks_mut(chunk_a)
@@ -186,15 +200,15 @@ pub(crate) fn map_chunks<R: Send>(
         chunks_b.next().is_none(),
         "map_chunks: more b chunks than a chunks"
     );
-    type Uninit<'a> = &'a mut [MaybeUninit<f32>];
-    let run = |(i, (ca, cb)): (usize, (Uninit, Uninit))| f(i, zeroed(ca), zeroed(cb));
+    let run = |(i, (ca, cb)): (usize, (Fresh, Fresh))| f(i, ca, cb);
     let results = if sequential {
         jobs.into_iter().enumerate().map(run).collect()
     } else {
         jobs.into_par_iter().enumerate().map(run).collect()
     };
-    // SAFETY: the chunks cover the first `len_a` (`len_b`) elements, and every chunk was
-    // initialised by `zeroed` (a panic in `f` leaves before this line, with lengths 0).
+    // SAFETY: the chunks cover the first `len_a` (`len_b`) elements, and `f` wrote every
+    // element of every chunk (the caller's promise; a panic in `f` leaves before this line,
+    // with lengths 0).
     unsafe {
         a.set_len(len_a);
         b.set_len(len_b);
@@ -203,12 +217,29 @@ pub(crate) fn map_chunks<R: Send>(
 }
 
 /// `c` filled with zeros, as initialised floats.
-fn zeroed(c: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+pub(crate) fn zeroed(c: Fresh<'_>) -> &mut [f32] {
     for v in c.iter_mut() {
         v.write(0.0);
     }
-    // SAFETY: every element was initialised just above; `MaybeUninit<f32>` has `f32`'s layout.
+    // SAFETY: every element was initialised just above.
+    unsafe { written(c) }
+}
+
+/// `c` as initialised floats.
+///
+/// # Safety
+/// Every element of `c` has been written.
+pub(crate) unsafe fn written(c: Fresh<'_>) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and the caller promises every element is
+    // initialised.
     unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// Initialised floats seen as a [`Fresh`] chunk, for kernels that write their output either
+/// into a new buffer or into a scratch one. Sound because those kernels only ever store floats.
+pub(crate) fn fresh(c: &mut [f32]) -> Fresh<'_> {
+    // SAFETY: same layout; nothing writes an uninitialised value through the result.
+    unsafe { &mut *(c as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 thread_local! {
@@ -319,11 +350,15 @@ fn tile(row: &[f32]) -> Vec<f32> {
 }
 
 /// Every row of `dst` (rows of `row.len()` values) set to `row`.
-pub(crate) fn fill_rows(dst: &mut [f32], row: &[f32]) {
+pub(crate) fn fill_rows<'a>(dst: Fresh<'a>, row: &[f32]) -> &'a mut [f32] {
     let tile = tile(row);
     for chunk in dst.chunks_mut(tile.len()) {
-        chunk.copy_from_slice(&tile[..chunk.len()]);
+        for (d, v) in chunk.iter_mut().zip(&tile) {
+            d.write(*v);
+        }
     }
+    // SAFETY: every chunk was written in full (`tile` is at least as long as a chunk).
+    unsafe { written(dst) }
 }
 
 vectorized! {

@@ -3,7 +3,7 @@
 //! thread, with a backward step for each; here a row (`N·C` values, in cache) is read twice in
 //! the forward and three times in the backward.
 
-use super::{add_into, map_chunks, LayerGrads};
+use super::{add_into, map_chunks, Fresh, LayerGrads};
 use crate::model::LN_EPS;
 
 /// `Σ_i f(a_i, b_i, c_i)` with eight partial sums: vectorisable, and closer to the exact sum
@@ -30,13 +30,14 @@ fn sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f3
 
 vectorized! {
     /// One row of [`layer_norm`]; returns `μ` and `1/√(σ² + ε)`.
-    fn norm_row(x: &[f32], gamma: &[f32], beta: &[f32], out: &mut [f32]) -> [f32; 2] {
+    fn norm_row(x: &[f32], gamma: &[f32], beta: &[f32], out: Fresh) -> [f32; 2] {
+        assert!(out.len() == x.len() && gamma.len() == x.len() && beta.len() == x.len());
         let len = x.len() as f32;
         let mean = sum3(x, x, x, |v, _, _| v) / len;
         let var = sum3(x, x, x, |v, _, _| (v - mean) * (v - mean)) / len;
         let rstd = 1.0 / (var + LN_EPS as f32).sqrt();
         for (((o, v), g), b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
-            *o = (v - mean) * rstd * g + b;
+            o.write((v - mean) * rstd * g + b);
         }
         [mean, rstd]
     }
@@ -49,18 +50,20 @@ vectorized! {
         gamma: &[f32],
         grad: &[f32],
         stats: [f32; 2],
-        dx: &mut [f32],
+        dx: Fresh,
         dgamma: &mut [f32],
         dbeta: &mut [f32],
     ) {
-        let ([mean, rstd], len) = (stats, x.len() as f32);
+        let len = x.len();
+        assert!([gamma.len(), grad.len(), dx.len(), dgamma.len(), dbeta.len()] == [len; 5]);
+        let ([mean, rstd], len) = (stats, len as f32);
         let h_mean = sum3(grad, gamma, x, |g, w, _| g * w) / len;
         let hx_mean = sum3(grad, gamma, x, |g, w, v| g * w * (v - mean) * rstd) / len;
         let params = dgamma.iter_mut().zip(dbeta.iter_mut());
         let rows = dx.iter_mut().zip(x).zip(gamma.iter().zip(grad));
         for (((dx, v), (w, g)), (dw, db)) in rows.zip(params) {
             let xh = (v - mean) * rstd;
-            *dx = rstd * (g * w - h_mean - xh * hx_mean);
+            dx.write(rstd * (g * w - h_mean - xh * hx_mean));
             *dw += g * xh;
             *db += g;
         }
@@ -84,9 +87,12 @@ pub(crate) fn layer_norm(
 ) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len() % row, 0);
     assert!(gamma.len() == row && beta.len() == row);
-    let (out, _, stats) = map_chunks((x.len(), row), (0, 0), false, |r, o, _| {
-        norm_row(&x[r * row..(r + 1) * row], gamma, beta, o)
-    });
+    // SAFETY: `norm_row` writes every value of its output row (lengths asserted there).
+    let (out, _, stats) = unsafe {
+        map_chunks((x.len(), row), (0, 0), false, |r, o, _| {
+            norm_row(&x[r * row..(r + 1) * row], gamma, beta, o)
+        })
+    };
     let saved = if save { stats.concat() } else { Vec::new() };
     (out, saved)
 }
@@ -104,18 +110,22 @@ pub(crate) fn layer_norm_backward(
     assert_eq!(x.len(), grad.len());
     assert_eq!(stats.len(), 2 * (x.len() / row));
     let per_task = rows_per_task(x.len() / row);
-    let (dx, _, parts) = map_chunks((x.len(), per_task * row), (0, 0), false, |task, dxs, _| {
-        // dγ then dβ, summed over this task's rows.
-        let mut part = vec![0f32; 2 * row];
-        let (dgamma, dbeta) = part.split_at_mut(row);
-        for (i, dxr) in dxs.chunks_mut(row).enumerate() {
-            let r = task * per_task + i;
-            let (xr, gr) = (&x[r * row..(r + 1) * row], &grad[r * row..(r + 1) * row]);
-            let stats = [stats[2 * r], stats[2 * r + 1]];
-            norm_row_backward(xr, gamma, gr, stats, dxr, dgamma, dbeta);
-        }
-        part
-    });
+    // SAFETY: the task's rows cover its chunk and `norm_row_backward` writes every value of
+    // its row of `dx` (lengths asserted there).
+    let (dx, _, parts) = unsafe {
+        map_chunks((x.len(), per_task * row), (0, 0), false, |task, dxs, _| {
+            // dγ then dβ, summed over this task's rows.
+            let mut part = vec![0f32; 2 * row];
+            let (dgamma, dbeta) = part.split_at_mut(row);
+            for (i, dxr) in dxs.chunks_mut(row).enumerate() {
+                let r = task * per_task + i;
+                let (xr, gr) = (&x[r * row..(r + 1) * row], &grad[r * row..(r + 1) * row]);
+                let stats = [stats[2 * r], stats[2 * r + 1]];
+                norm_row_backward(xr, gamma, gr, stats, dxr, dgamma, dbeta);
+            }
+            part
+        })
+    };
     let params = parts
         .into_iter()
         .reduce(add_into)

@@ -6,7 +6,8 @@
 //! vector unit); groups run in parallel.
 
 use super::{
-    add_into, add_rows, fill_rows, gemm, map_chunks, relu, relu_backward, LayerGrads, Mat, Scratch,
+    add_into, add_rows, fill_rows, fresh, gemm, map_chunks, relu, relu_backward, written, zeroed,
+    Fresh, LayerGrads, Mat, Scratch,
 };
 
 /// The weights of one Chebyshev graph convolution (see [`crate::model::SpatialConv`]).
@@ -95,9 +96,12 @@ impl Csr {
             .zip(self.val[r].iter().copied())
     }
 
-    /// `out = self · x`, `x` being `cols × w` row-major.
-    fn mul(&self, x: &[f32], w: usize, out: &mut [f32]) {
-        csr_mul(self, x, w, out)
+    /// `out = self · x`, `x` being `cols × w` row-major; writes every value of `out`.
+    fn mul<'a>(&self, x: &[f32], w: usize, out: Fresh<'a>) -> &'a mut [f32] {
+        assert_eq!(out.len(), (self.ptr.len() - 1) * w);
+        csr_mul(self, x, w, out);
+        // SAFETY: `csr_mul` writes every row of `out` (one per row of `self`, asserted above).
+        unsafe { written(out) }
     }
 }
 
@@ -105,7 +109,7 @@ vectorized! {
     /// [`Csr::mul`]: each output row gathers the input rows of its non-zeros. With rows of a
     /// multiple of 64 values, 64 outputs at a time stay in registers over the row's non-zeros
     /// (loads only, one store), else the output row is updated per non-zero.
-    fn csr_mul(csr: &Csr, x: &[f32], w: usize, out: &mut [f32]) {
+    fn csr_mul(csr: &Csr, x: &[f32], w: usize, out: Fresh) {
         const BLOCK: usize = 64;
         for (i, o) in out.chunks_mut(w).enumerate().take(csr.ptr.len() - 1) {
             if w.is_multiple_of(BLOCK) {
@@ -118,11 +122,13 @@ vectorized! {
                             *a += v * xv;
                         }
                     }
-                    ob.copy_from_slice(&acc);
+                    for (o, a) in ob.iter_mut().zip(acc) {
+                        o.write(a);
+                    }
                 }
                 continue;
             }
-            o.fill(0.0);
+            let o = zeroed(o);
             for (j, v) in csr.row(i) {
                 for (acc, xv) in o.iter_mut().zip(&x[j * w..(j + 1) * w]) {
                     *acc += v * xv;
@@ -167,18 +173,15 @@ vectorized! {
 
 vectorized! {
     /// The inverse of [`slabs_to_nodes`], applying ReLU on the way when `with_relu`.
-    fn nodes_to_slabs(node_major: &[f32], n: usize, c: usize, with_relu: bool, slab_major: &mut [f32]) {
+    fn nodes_to_slabs(node_major: &[f32], n: usize, c: usize, with_relu: bool, slab_major: Fresh) {
+        assert_eq!(node_major.len(), slab_major.len());
         let g = slab_major.len() / (n * c);
         for (s, slab) in slab_major.chunks_exact_mut(n * c).enumerate() {
             for (node, row) in slab.chunks_exact_mut(c).enumerate() {
                 let at = (node * g + s) * c;
                 let src = &node_major[at..at + c];
-                if with_relu {
-                    for (o, v) in row.iter_mut().zip(src) {
-                        *o = relu(*v);
-                    }
-                } else {
-                    row.copy_from_slice(src);
+                for (o, v) in row.iter_mut().zip(src) {
+                    o.write(if with_relu { relu(*v) } else { *v });
                 }
             }
         }
@@ -217,50 +220,48 @@ pub(crate) fn spatial_conv(
     let theta = a.folded(c);
     let zlen = |g: usize| (terms - 1) * n * g * c;
     let zsaved = (if save { zlen(slabs) } else { 0 }, zlen(group));
-    let (out, z, _) = map_chunks(
-        (slabs * n * co, group * n * co),
-        zsaved,
-        par,
-        |gi, og, zg| {
-            let g = og.len() / (n * co);
-            let (w, rows) = (g * c, n * g);
-            let xg = &x[gi * group * n * c..(gi * group + g) * n * c];
-            let mut xt = Scratch::new(n * w);
-            slabs_to_nodes(xg, n, c, &mut xt);
-            // The graph products go to the saved state when the backward needs them.
-            let mut z_tmp = Scratch::new(if save { 0 } else { zlen(g) });
-            let z = if save { zg } else { &mut z_tmp[..] };
-            // z = [T_1ᵀ; …] xt: every higher-order term of every slab of the group at once.
-            match sparse {
-                Some((csr, _)) => csr.mul(&xt, w, z),
-                None => {
-                    let (st, xm) = (Mat::rows(stacked, n), Mat::rows(&xt, w));
-                    gemm(((terms - 1) * n, w, n), z, w, st, xm, false, par);
-                }
-            }
-            // y = b + xt θ_0' + Σ_k z_k θ_k, rows (node, slab).
-            let mut y = Scratch::new(rows * co);
-            fill_rows(&mut y, a.bias);
-            for k in 0..terms {
-                let lhs = if k == 0 {
-                    &xt[..]
-                } else {
-                    &z[(k - 1) * n * w..]
+    // SAFETY: the closure writes every value of `og` (`nodes_to_slabs`, lengths asserted there)
+    // and of `zg` (the graph products).
+    let (out, z, _) = unsafe {
+        map_chunks(
+            (slabs * n * co, group * n * co),
+            zsaved,
+            par,
+            |gi, og, zg| {
+                let g = og.len() / (n * co);
+                let (w, rows) = (g * c, n * g);
+                let xg = &x[gi * group * n * c..(gi * group + g) * n * c];
+                let mut xt = Scratch::new(n * w);
+                slabs_to_nodes(xg, n, c, &mut xt);
+                // The graph products go to the saved state when the backward needs them.
+                let mut z_tmp = Scratch::new(if save { 0 } else { zlen(g) });
+                let z = if save { zg } else { fresh(&mut z_tmp) };
+                // z = [T_1ᵀ; …] xt: every higher-order term of every slab of the group at once.
+                let z = match sparse {
+                    Some((csr, _)) => csr.mul(&xt, w, z),
+                    None => {
+                        let (st, xm) = (Mat::rows(stacked, n), Mat::rows(&xt, w));
+                        let z = zeroed(z);
+                        gemm(((terms - 1) * n, w, n), z, w, st, xm, false, par);
+                        z
+                    }
                 };
-                let theta_k = Mat::rows(&theta[k * c * co..], co);
-                gemm(
-                    (rows, co, c),
-                    &mut y,
-                    co,
-                    Mat::rows(lhs, c),
-                    theta_k,
-                    true,
-                    par,
-                );
-            }
-            nodes_to_slabs(&y, n, co, true, og);
-        },
-    );
+                // y = b + xt θ_0' + Σ_k z_k θ_k, rows (node, slab).
+                let mut y_buf = Scratch::new(rows * co);
+                let y = fill_rows(fresh(&mut y_buf), a.bias);
+                for k in 0..terms {
+                    let lhs = if k == 0 {
+                        &xt[..]
+                    } else {
+                        &z[(k - 1) * n * w..]
+                    };
+                    let theta_k = Mat::rows(&theta[k * c * co..], co);
+                    gemm((rows, co, c), y, co, Mat::rows(lhs, c), theta_k, true, par);
+                }
+                nodes_to_slabs(y, n, co, true, og);
+            },
+        )
+    };
     (out, z)
 }
 
@@ -284,7 +285,7 @@ pub(crate) fn spatial_conv_backward(
     let (group, par) = grouping(slabs, c);
     let (stacked, sparse) = (&a.graph.stacked, &a.graph.sparse);
     let theta = a.folded(c);
-    let one = |gi: usize, dxg: &mut [f32]| -> Vec<f32> {
+    let one = |gi: usize, dxg: Fresh| -> Vec<f32> {
         let g = dxg.len() / (n * c);
         let (w, rows) = (g * c, n * g);
         let (first, last) = (gi * group, gi * group + g);
@@ -337,7 +338,9 @@ pub(crate) fn spatial_conv_backward(
         let mut e = Scratch::new(n * w);
         match sparse {
             // e = [T_1 | T_2 | …] [dk_1; dk_2; …]: the transposed blocks side by side.
-            Some((_, csr_t)) => csr_t.mul(&dk, w, &mut e),
+            Some((_, csr_t)) => {
+                csr_t.mul(&dk, w, fresh(&mut e));
+            }
             None => {
                 for k in 1..terms {
                     let tk = Mat::t(&stacked[(k - 1) * n * n..], n);
@@ -351,9 +354,12 @@ pub(crate) fn spatial_conv_backward(
         nodes_to_slabs(&e, n, c, false, dxg);
         part
     };
-    let (dx, _, parts) = map_chunks((slabs * n * c, group * n * c), (0, 0), par, |gi, dxg, _| {
-        one(gi, dxg)
-    });
+    // SAFETY: `one` writes every value of its chunk (`nodes_to_slabs`, lengths asserted there).
+    let (dx, _, parts) = unsafe {
+        map_chunks((slabs * n * c, group * n * c), (0, 0), par, |gi, dxg, _| {
+            one(gi, dxg)
+        })
+    };
     let part = parts
         .into_iter()
         .reduce(add_into)

@@ -10,8 +10,8 @@
 use std::borrow::Cow;
 
 use super::{
-    add_into, add_rows, fill_rows, gemm, map_chunks, relu, relu_backward, sigmoid, winograd,
-    LayerGrads, Mat, Scratch,
+    add_into, add_rows, fill_rows, fresh, gemm, map_chunks, relu, relu_backward, sigmoid, winograd,
+    written, zeroed, Fresh, LayerGrads, Mat, Scratch,
 };
 use crate::model::Act;
 
@@ -90,8 +90,8 @@ pub(crate) fn temporal_conv(
     let w = a.folded(c);
     // One half of the products (`h = 0`: P or the whole conv, `h = 1`: Q) of sample `xb` into
     // `dst` (`[rows, c_out]`), which starts as the bias.
-    let conv = |xb: &[f32], h: usize, dst: &mut [f32]| {
-        fill_rows(dst, &a.bias[h * co..(h + 1) * co]);
+    let conv = |xb: &[f32], h: usize, dst: Fresh| {
+        let dst = fill_rows(dst, &a.bias[h * co..(h + 1) * co]);
         for k in 0..kt {
             let xk = Mat::rows(&xb[k * n * c..], c);
             let wk = Mat::rows(&w[k * c * cc + h * co..], cc);
@@ -99,7 +99,7 @@ pub(crate) fn temporal_conv(
         }
     };
     let u = winograd::applies(kt, t + 1 - kt, c).then(|| winograd::weights(&w, c, cc));
-    let one = |i: usize, ob: &mut [f32], sb: &mut [f32]| {
+    let one = |i: usize, ob: Fresh, sb: Fresh| {
         let xb = &x[i * t * n * c..(i + 1) * t * n * c];
         // F(2, 3): the products `M_j` of both halves at once, then each half from them.
         let m = u.as_ref().map(|u| {
@@ -116,33 +116,40 @@ pub(crate) fn temporal_conv(
             }
             m
         });
-        let half = |h: usize, dst: &mut [f32]| match &m {
+        // Writes every value of `dst`.
+        let half = |h: usize, dst: Fresh| match &m {
             Some(m) => winograd::output(m, n, cc, h * co, &a.bias[h * co..(h + 1) * co], dst),
             None => conv(xb, h, dst),
         };
-        half(0, ob);
-        if a.act != Act::Glu {
-            return activate(a.act, ob, &mut [], &mut []);
-        }
-        if sb.is_empty() {
-            let mut q = Scratch::new(rows * co);
-            half(1, &mut q);
-            activate(a.act, ob, &mut [], &mut q);
-        } else {
+        if !sb.is_empty() {
             let (pre, gate) = sb.split_at_mut(rows * co);
-            half(1, gate);
-            activate(a.act, ob, pre, gate);
+            half(0, &mut *pre);
+            half(1, &mut *gate);
+            // SAFETY: `half` wrote every value of both.
+            let (pre, gate) = unsafe { (written(pre), written(gate)) };
+            return glu_saving(pre, gate, ob);
         }
+        half(0, &mut *ob);
+        // SAFETY: `half` wrote every value.
+        let ob = unsafe { written(ob) };
+        if a.act != Act::Glu {
+            return activate(a.act, ob, &[]);
+        }
+        let mut q = Scratch::new(rows * co);
+        half(1, fresh(&mut q));
+        activate(a.act, ob, &q);
     };
     let saved = if save { b * rows * cc } else { 0 };
-    let (out, saved, _) = map_chunks((b * rows * co, rows * co), (saved, rows * cc), par, one);
+    // SAFETY: `one` writes every value of both chunks (above).
+    let (out, saved, _) =
+        unsafe { map_chunks((b * rows * co, rows * co), (saved, rows * cc), par, one) };
     (out, saved)
 }
 
 vectorized! {
-    /// The activation on the biased products `out` (P for the GLU, whose `gate` holds `Q + b` on
-    /// entry and `σ(Q + b)` on exit; `pre`, unless empty, receives `P + b + x_in`).
-    fn activate(act: Act, out: &mut [f32], pre: &mut [f32], gate: &mut [f32]) {
+    /// The activation, in place, on the biased products `out` (for the GLU these are P, and
+    /// `gate` holds `Q + b`).
+    fn activate(act: Act, out: &mut [f32], gate: &[f32]) {
         match act {
             Act::Relu => {
                 for o in out.iter_mut() {
@@ -154,18 +161,25 @@ vectorized! {
                     *o = sigmoid(*o);
                 }
             }
-            Act::Glu if pre.is_empty() => {
-                for (o, q) in out.iter_mut().zip(gate.iter()) {
+            Act::Glu => {
+                assert_eq!(out.len(), gate.len());
+                for (o, q) in out.iter_mut().zip(gate) {
                     *o *= sigmoid(*q);
                 }
             }
-            Act::Glu => {
-                for ((o, p), q) in out.iter_mut().zip(pre.iter_mut()).zip(gate.iter_mut()) {
-                    let s = sigmoid(*q);
-                    (*p, *q) = (*o, s);
-                    *o *= s;
-                }
-            }
+        }
+    }
+}
+
+vectorized! {
+    /// The GLU when its backward will follow: `out = pre ⊙ σ(gate)` for `pre = P + b + x_in`,
+    /// and `gate` (`Q + b` on entry) becomes `σ(Q + b)`, the two saved for the backward.
+    fn glu_saving(pre: &[f32], gate: &mut [f32], out: Fresh) {
+        assert!(pre.len() == out.len() && gate.len() == out.len());
+        for ((o, p), q) in out.iter_mut().zip(pre).zip(gate.iter_mut()) {
+            let s = sigmoid(*q);
+            *q = s;
+            o.write(p * s);
         }
     }
 }
@@ -218,7 +232,7 @@ pub(crate) fn temporal_conv_backward(
     // Weight gradient terms per sample: `dW_k`, or `dU_j` under F(2, 3).
     let taps = if u.is_some() { 4 } else { kt };
     // Per sample: dx written in place; dW (dU) | db returned as one partial sum.
-    let one = |(xb, gb, ob, sb): (&[f32], &[f32], &[f32], &[f32]), dxb: &mut [f32]| {
+    let one = |(xb, gb, ob, sb): (&[f32], &[f32], &[f32], &[f32]), dxb: Fresh| {
         let mut d = Scratch::new(cc * rows);
         activation_backward(a.act, gb, ob, sb, &mut d);
         let mut part = vec![0f32; taps * c * cc + cc];
@@ -246,6 +260,8 @@ pub(crate) fn temporal_conv_backward(
             winograd::input_backward(&dv, n * c, dxb);
             return part;
         }
+        // The taps' products add up in dx.
+        let dxb = zeroed(dxb);
         for (h, dh) in d.chunks_exact(rows * co).enumerate() {
             let dm = Mat::rows(dh, co);
             for k in 0..kt {
@@ -276,7 +292,9 @@ pub(crate) fn temporal_conv_backward(
             s,
         )
     };
-    let (dx, _, parts) = map_chunks((b * xc, xc), (0, 0), par, |i, dxb, _| one(sample(i), dxb));
+    // SAFETY: `one` writes every value of dx (`input_backward` does, or it starts from zero).
+    let (dx, _, parts) =
+        unsafe { map_chunks((b * xc, xc), (0, 0), par, |i, dxb, _| one(sample(i), dxb)) };
     let part = parts
         .into_iter()
         .reduce(add_into)

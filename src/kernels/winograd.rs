@@ -13,6 +13,8 @@
 //! The backward is the transpose of each step. f32 rounding stays at the direct method's level
 //! (the transforms only add, and halve).
 
+use super::Fresh;
+
 /// Whether a temporal convolution with `kt` taps, `t_out` output steps and `c_in` input
 /// channels goes through F(2, 3). The 1-channel first layer stays direct: its products are
 /// rank-one updates whose cost the transforms would match (measured: no gain).
@@ -91,22 +93,36 @@ vectorized! {
 }
 
 vectorized! {
-    /// The transpose of [`input`]: `dx += Bᵀ-transpose of dV` (`dv` `[4, T_out/2, slab]`, `dx`
-    /// `[T, slab]`; neighbouring tiles share two steps, so this adds).
-    pub(crate) fn input_backward(dv: &[f32], slab: usize, dx: &mut [f32]) {
+    /// The transpose of [`input`]: `dx` (`[T, slab]`) from `dV` (`[4, T_out/2, slab]`).
+    /// Neighbouring tiles share two steps: each pair of steps `2p, 2p+1` is the sum of tile
+    /// `p − 1`'s last two and tile `p`'s first two contributions, written once.
+    pub(crate) fn input_backward(dv: &[f32], slab: usize, dx: Fresh) {
         let q = dv.len() / 4;
         let tiles = q / slab;
-        let (v0, v1, v2, v3) = (&dv[..q], &dv[q..2 * q], &dv[2 * q..3 * q], &dv[3 * q..]);
-        for tau in 0..tiles {
-            let r = tau * slab..(tau + 1) * slab;
-            let (e0, e1, e2, e3) = (&v0[r.clone()], &v1[r.clone()], &v2[r.clone()], &v3[r]);
-            let at = 2 * tau * slab;
-            let [x0, x1, x2, x3] = quarters(&mut dx[at..at + 4 * slab]);
+        assert_eq!(dx.len(), (2 * tiles + 2) * slab);
+        let part = |j: usize, tau: usize| &dv[j * q + tau * slab..j * q + (tau + 1) * slab];
+        for (p, pair) in dx.chunks_exact_mut(2 * slab).enumerate() {
+            let (r0, r1) = pair.split_at_mut(slab);
+            if p == 0 || p == tiles {
+                // One tile only: its first two steps (p = 0) or its last two (p = tiles).
+                let tau = p.min(tiles - 1);
+                let (e0, e1, e2, e3) = (part(0, tau), part(1, tau), part(2, tau), part(3, tau));
+                for i in 0..slab {
+                    let (a, b) = if p == 0 {
+                        (e0[i], e1[i] - e2[i] + e3[i])
+                    } else {
+                        (e1[i] + e2[i] - e0[i], -e3[i])
+                    };
+                    r0[i].write(a);
+                    r1[i].write(b);
+                }
+                continue;
+            }
+            let (f0, f1, f2, f3) = (part(0, p - 1), part(1, p - 1), part(2, p - 1), part(3, p - 1));
+            let (e0, e1, e2, e3) = (part(0, p), part(1, p), part(2, p), part(3, p));
             for i in 0..slab {
-                x0[i] += e0[i];
-                x1[i] += e1[i] - e2[i] + e3[i];
-                x2[i] += e1[i] + e2[i] - e0[i];
-                x3[i] -= e3[i];
+                r0[i].write(f1[i] + f2[i] - f0[i] + e0[i]);
+                r1[i].write(e1[i] - e2[i] + e3[i] - f3[i]);
             }
         }
     }
@@ -116,8 +132,9 @@ vectorized! {
     /// Outputs from the products: `m` is `[4, T_out/2·N, cc]`; columns `from .. from + w` of
     /// each `M_j` row, plus `bias`, go to `y` (`[T_out·N, w]`): row `(2τ, node)` gets
     /// `M_0 + M_1 + M_2`, row `(2τ+1, node)` gets `M_1 − M_2 − M_3`.
-    pub(crate) fn output(m: &[f32], n: usize, cc: usize, from: usize, bias: &[f32], y: &mut [f32]) {
+    pub(crate) fn output(m: &[f32], n: usize, cc: usize, from: usize, bias: &[f32], y: Fresh) {
         let w = bias.len();
+        assert_eq!(y.len() * cc, m.len() / 2 * w);
         let q = m.len() / 4;
         let (m0, m1, m2, m3) = (&m[..q], &m[q..2 * q], &m[2 * q..3 * q], &m[3 * q..]);
         for (tau, pair) in y.chunks_exact_mut(2 * n * w).enumerate() {
@@ -129,8 +146,8 @@ vectorized! {
                 let ye = &mut even[node * w..(node + 1) * w];
                 let yo = &mut odd[node * w..(node + 1) * w];
                 for i in 0..w {
-                    ye[i] = a[i] + b[i] + c[i] + bias[i];
-                    yo[i] = b[i] - c[i] - d[i] + bias[i];
+                    ye[i].write(a[i] + b[i] + c[i] + bias[i]);
+                    yo[i].write(b[i] - c[i] - d[i] + bias[i]);
                 }
             }
         }
@@ -164,6 +181,7 @@ vectorized! {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fresh;
     use super::*;
 
     /// Direct `y[t] = Σ_k x[t+k] W_k` for one node and channel pair, against the transforms.
@@ -183,7 +201,7 @@ mod tests {
             part.iter_mut().for_each(|e| *e *= u[j]);
         }
         let mut y = vec![0f32; (t - 2) * slab];
-        output(&m, slab, 1, 0, &[0.25], &mut y);
+        output(&m, slab, 1, 0, &[0.25], fresh(&mut y));
         for step in 0..t - 2 {
             for node in 0..slab {
                 let direct: f32 = (0..3)
@@ -202,12 +220,12 @@ mod tests {
         let mut dm = vec![0f32; m.len()];
         output_backward(&dy, slab, 1, 0, 1, &mut dm);
         let mut y0 = vec![0f32; y.len()];
-        output(&m, slab, 1, 0, &[0.0], &mut y0);
+        output(&m, slab, 1, 0, &[0.0], fresh(&mut y0));
         let lhs: f32 = y0.iter().zip(&dy).map(|(a, b)| a * b).sum();
         let rhs: f32 = m.iter().zip(&dm).map(|(a, b)| a * b).sum();
         assert!((lhs - rhs).abs() < 1e-3, "{lhs} vs {rhs}");
-        let mut dx = vec![0f32; x.len()];
-        input_backward(&dm, slab, &mut dx);
+        let mut dx = vec![f32::NAN; x.len()];
+        input_backward(&dm, slab, fresh(&mut dx));
         let lhs: f32 = v.iter().zip(&dm).map(|(a, b)| a * b).sum();
         let rhs: f32 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
         assert!((lhs - rhs).abs() < 1e-3, "{lhs} vs {rhs}");
