@@ -297,12 +297,18 @@ pub(crate) struct LayerGrads {
     pub proj: Option<Vec<f32>>,
 }
 
-/// Element-wise sum of two equal-length partial results (rayon reductions).
-pub(crate) fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
-    for (x, y) in a.iter_mut().zip(&b) {
-        *x += y;
-    }
-    a
+/// The element-wise sum of equal-length partial results (one per task), as a parallel tree:
+/// the output layer's weight gradient has a 128k-value partial per sample.
+pub(crate) fn sum_parts(parts: Vec<Vec<f32>>) -> Vec<f32> {
+    parts
+        .into_par_iter()
+        .reduce_with(|mut a, b| {
+            for (x, y) in a.iter_mut().zip(&b) {
+                *x += y;
+            }
+            a
+        })
+        .expect("at least one task")
 }
 
 /// Defines a function whose body is compiled twice: for AVX2 + FMA, taken when the CPU has them,
@@ -353,12 +359,20 @@ fn tile(row: &[f32]) -> Vec<f32> {
 pub(crate) fn fill_rows<'a>(dst: Fresh<'a>, row: &[f32]) -> &'a mut [f32] {
     let tile = tile(row);
     for chunk in dst.chunks_mut(tile.len()) {
-        for (d, v) in chunk.iter_mut().zip(&tile) {
-            d.write(*v);
-        }
+        copy_to(&tile[..chunk.len()], chunk);
     }
     // SAFETY: every chunk was written in full (`tile` is at least as long as a chunk).
     unsafe { written(dst) }
+}
+
+vectorized! {
+    /// `dst = src` (equal lengths) into a new buffer.
+    fn copy_to(src: &[f32], dst: Fresh) {
+        assert_eq!(src.len(), dst.len());
+        for (d, v) in dst.iter_mut().zip(src) {
+            d.write(*v);
+        }
+    }
 }
 
 vectorized! {

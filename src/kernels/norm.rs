@@ -3,7 +3,7 @@
 //! thread, with a backward step for each; here a row (`N·C` values, in cache) is read twice in
 //! the forward and three times in the backward.
 
-use super::{add_into, map_chunks, Fresh, LayerGrads};
+use super::{map_chunks, sum_parts, Fresh, LayerGrads};
 use crate::model::LN_EPS;
 
 /// `Σ_i f(a_i, b_i, c_i)` with eight partial sums: vectorisable, and closer to the exact sum
@@ -126,10 +126,7 @@ pub(crate) fn layer_norm_backward(
             part
         })
     };
-    let params = parts
-        .into_iter()
-        .reduce(add_into)
-        .expect("at least one row");
+    let params = sum_parts(parts);
     let (dgamma, dbeta) = params.split_at(row);
     LayerGrads {
         x: dx,

@@ -6,8 +6,8 @@
 //! vector unit); groups run in parallel.
 
 use super::{
-    add_into, add_rows, fill_rows, fresh, gemm, map_chunks, relu, relu_backward, written, zeroed,
-    Fresh, LayerGrads, Mat, Scratch,
+    add_rows, fresh, gemm, map_chunks, relu, relu_backward, sum_parts, written, zeroed, Fresh,
+    LayerGrads, Mat, Scratch,
 };
 
 /// The weights of one Chebyshev graph convolution (see [`crate::model::SpatialConv`]).
@@ -172,16 +172,25 @@ vectorized! {
 }
 
 vectorized! {
-    /// The inverse of [`slabs_to_nodes`], applying ReLU on the way when `with_relu`.
-    fn nodes_to_slabs(node_major: &[f32], n: usize, c: usize, with_relu: bool, slab_major: Fresh) {
+    /// The inverse of [`slabs_to_nodes`]; with `relu_bias`, `relu(v + bias)` on the way.
+    fn nodes_to_slabs(node_major: &[f32], n: usize, c: usize, relu_bias: Option<&[f32]>, slab_major: Fresh) {
         assert_eq!(node_major.len(), slab_major.len());
         let g = slab_major.len() / (n * c);
         for (s, slab) in slab_major.chunks_exact_mut(n * c).enumerate() {
             for (node, row) in slab.chunks_exact_mut(c).enumerate() {
                 let at = (node * g + s) * c;
                 let src = &node_major[at..at + c];
-                for (o, v) in row.iter_mut().zip(src) {
-                    o.write(if with_relu { relu(*v) } else { *v });
+                match relu_bias {
+                    Some(bias) => {
+                        for ((o, v), b) in row.iter_mut().zip(src).zip(bias) {
+                            o.write(relu(v + b));
+                        }
+                    }
+                    None => {
+                        for (o, v) in row.iter_mut().zip(src) {
+                            o.write(*v);
+                        }
+                    }
                 }
             }
         }
@@ -246,9 +255,8 @@ pub(crate) fn spatial_conv(
                         z
                     }
                 };
-                // y = b + xt θ_0' + Σ_k z_k θ_k, rows (node, slab).
-                let mut y_buf = Scratch::new(rows * co);
-                let y = fill_rows(fresh(&mut y_buf), a.bias);
+                // y = xt θ_0' + Σ_k z_k θ_k, rows (node, slab); the bias is added on the way out.
+                let mut y = Scratch::new(rows * co);
                 for k in 0..terms {
                     let lhs = if k == 0 {
                         &xt[..]
@@ -256,9 +264,11 @@ pub(crate) fn spatial_conv(
                         &z[(k - 1) * n * w..]
                     };
                     let theta_k = Mat::rows(&theta[k * c * co..], co);
-                    gemm((rows, co, c), y, co, Mat::rows(lhs, c), theta_k, true, par);
+                    let lhs = Mat::rows(lhs, c);
+                    gemm((rows, co, c), &mut y, co, lhs, theta_k, k > 0, par);
                 }
-                nodes_to_slabs(y, n, co, true, og);
+                assert_eq!(a.bias.len(), co);
+                nodes_to_slabs(&y, n, co, Some(a.bias), og);
             },
         )
     };
@@ -351,7 +361,7 @@ pub(crate) fn spatial_conv_backward(
         }
         // dx = e + D θ_0'ᵀ, back to the slab-major layout.
         gemm((rows, c, co), &mut e, c, dm, Mat::t(&theta, co), true, par);
-        nodes_to_slabs(&e, n, c, false, dxg);
+        nodes_to_slabs(&e, n, c, None, dxg);
         part
     };
     // SAFETY: `one` writes every value of its chunk (`nodes_to_slabs`, lengths asserted there).
@@ -360,10 +370,7 @@ pub(crate) fn spatial_conv_backward(
             one(gi, dxg)
         })
     };
-    let part = parts
-        .into_iter()
-        .reduce(add_into)
-        .expect("at least one slab");
+    let part = sum_parts(parts);
     let (theta_grad, bias) = part.split_at(terms * c * co);
     LayerGrads {
         x: dx,

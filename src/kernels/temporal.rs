@@ -10,8 +10,8 @@
 use std::borrow::Cow;
 
 use super::{
-    add_into, add_rows, fill_rows, fresh, gemm, map_chunks, relu, relu_backward, sigmoid, winograd,
-    written, zeroed, Fresh, LayerGrads, Mat, Scratch,
+    add_rows, fill_rows, fresh, gemm, map_chunks, relu, relu_backward, sigmoid, sum_parts,
+    winograd, written, zeroed, Fresh, LayerGrads, Mat, Scratch,
 };
 use crate::model::Act;
 
@@ -194,14 +194,74 @@ vectorized! {
                 let (pre, gate) = saved.split_at(grad.len());
                 let ds = dp.iter_mut().zip(dq.iter_mut());
                 for ((g, (dp, dq)), (pre, gate)) in grad.iter().zip(ds).zip(pre.iter().zip(gate)) {
-                    *dp = g * gate;
-                    *dq = g * pre * gate * (1.0 - gate);
+                    *dp = d_main(act, *g, 0.0, *gate);
+                    *dq = d_gate(*g, *pre, *gate);
                 }
             }
             Act::Relu => relu_backward(grad, out, d),
             Act::Sigmoid => {
                 for ((d, g), o) in d.iter_mut().zip(grad).zip(out) {
-                    *d = g * o * (1.0 - o);
+                    *d = d_main(act, *g, *o, 0.0);
+                }
+            }
+        }
+    }
+}
+
+/// The gradient of the products (P, or the whole conv) from the output gradient `g`, the
+/// output `out` and (GLU) the saved gate `σ(Q + b)`.
+#[inline(always)]
+fn d_main(act: Act, g: f32, out: f32, gate: f32) -> f32 {
+    match act {
+        Act::Glu => g * gate,
+        Act::Relu => {
+            if out > 0.0 {
+                g
+            } else {
+                0.0
+            }
+        }
+        Act::Sigmoid => g * out * (1.0 - out),
+    }
+}
+
+/// The GLU's gradient of Q from the output gradient `g` and the saved `P + b + x_in`, `σ(Q + b)`.
+#[inline(always)]
+fn d_gate(g: f32, pre: f32, gate: f32) -> f32 {
+    g * pre * gate * (1.0 - gate)
+}
+
+vectorized! {
+    /// [`activation_backward`] and [`winograd::output_backward`] in one pass: `dM_j`
+    /// (`[4, rows/2, c_conv]`) from one sample's output gradient, without the products'
+    /// gradient in between.
+    fn products_backward(act: Act, grad: &[f32], out: &[f32], saved: &[f32], n: usize, co: usize, dm: &mut [f32]) {
+        let rows = grad.len() / co;
+        let glu = act == Act::Glu;
+        let cc = if glu { 2 * co } else { co };
+        assert!(out.len() == grad.len() && dm.len() == 2 * rows * cc);
+        let (pre, gate) = if glu { saved.split_at(grad.len()) } else { (out, out) };
+        let [m0, m1, m2, m3] = winograd::quarters(dm);
+        for tau in 0..rows / (2 * n) {
+            for node in 0..n {
+                let (e, o) = ((2 * tau * n + node) * co, ((2 * tau + 1) * n + node) * co);
+                let (ge, go) = (&grad[e..e + co], &grad[o..o + co]);
+                let (oe, oo) = (&out[e..e + co], &out[o..o + co]);
+                let (pe, po) = (&pre[e..e + co], &pre[o..o + co]);
+                let (qe, qo) = (&gate[e..e + co], &gate[o..o + co]);
+                let at = (tau * n + node) * cc;
+                let (a, b) = (&mut m0[at..at + cc], &mut m1[at..at + cc]);
+                let (c, d) = (&mut m2[at..at + cc], &mut m3[at..at + cc]);
+                for i in 0..co {
+                    let (de, dd) = (d_main(act, ge[i], oe[i], qe[i]), d_main(act, go[i], oo[i], qo[i]));
+                    (a[i], b[i], c[i], d[i]) = (de, de + dd, de - dd, -dd);
+                }
+                if glu {
+                    for i in 0..co {
+                        let (de, dd) = (d_gate(ge[i], pe[i], qe[i]), d_gate(go[i], po[i], qo[i]));
+                        let j = co + i;
+                        (a[j], b[j], c[j], d[j]) = (de, de + dd, de - dd, -dd);
+                    }
                 }
             }
         }
@@ -233,20 +293,15 @@ pub(crate) fn temporal_conv_backward(
     let taps = if u.is_some() { 4 } else { kt };
     // Per sample: dx written in place; dW (dU) | db returned as one partial sum.
     let one = |(xb, gb, ob, sb): (&[f32], &[f32], &[f32], &[f32]), dxb: Fresh| {
-        let mut d = Scratch::new(cc * rows);
-        activation_backward(a.act, gb, ob, sb, &mut d);
         let mut part = vec![0f32; taps * c * cc + cc];
         let (dw, db) = part.split_at_mut(taps * c * cc);
-        for (h, dh) in d.chunks_exact(rows * co).enumerate() {
-            add_rows(dh, &mut db[h * co..(h + 1) * co]);
-        }
         if let Some(u) = &u {
-            // dM_j from both halves, dU_j = V_jᵀ dM_j, dV_j = dM_j U_jᵀ, then dx from dV.
+            // dM_j straight from the output gradient, db = Σ dM_1 (= Σ of every step's
+            // gradient), dU_j = V_jᵀ dM_j, dV_j = dM_j U_jᵀ, then dx from dV.
             let tr = rows / 2;
             let mut dm = Scratch::new(4 * tr * cc);
-            for (h, dh) in d.chunks_exact(rows * co).enumerate() {
-                winograd::output_backward(dh, n, cc, h * co, co, &mut dm);
-            }
+            products_backward(a.act, gb, ob, sb, n, co, &mut dm);
+            add_rows(&dm[tr * cc..2 * tr * cc], db);
             let mut v = Scratch::new(4 * tr * c);
             winograd::input(xb, n * c, &mut v);
             let mut dv = Scratch::new(4 * tr * c);
@@ -259,6 +314,11 @@ pub(crate) fn temporal_conv_backward(
             }
             winograd::input_backward(&dv, n * c, dxb);
             return part;
+        }
+        let mut d = Scratch::new(cc * rows);
+        activation_backward(a.act, gb, ob, sb, &mut d);
+        for (h, dh) in d.chunks_exact(rows * co).enumerate() {
+            add_rows(dh, &mut db[h * co..(h + 1) * co]);
         }
         // The taps' products add up in dx.
         let dxb = zeroed(dxb);
@@ -295,10 +355,7 @@ pub(crate) fn temporal_conv_backward(
     // SAFETY: `one` writes every value of dx (`input_backward` does, or it starts from zero).
     let (dx, _, parts) =
         unsafe { map_chunks((b * xc, xc), (0, 0), par, |i, dxb, _| one(sample(i), dxb)) };
-    let part = parts
-        .into_iter()
-        .reduce(add_into)
-        .expect("at least one sample");
+    let part = sum_parts(parts);
     let (weight, bias) = part.split_at(taps * c * cc);
     let weight = match u {
         Some(_) => Cow::Owned(winograd::weight_grad(weight, c * cc)),

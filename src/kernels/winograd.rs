@@ -59,7 +59,7 @@ pub(crate) fn weight_grad(du: &[f32], s: usize) -> Vec<f32> {
 }
 
 /// Four equal parts of `v`.
-fn quarters(v: &mut [f32]) -> [&mut [f32]; 4] {
+pub(crate) fn quarters(v: &mut [f32]) -> [&mut [f32]; 4] {
     let q = v.len() / 4;
     let (a, rest) = v.split_at_mut(q);
     let (b, rest) = rest.split_at_mut(q);
@@ -155,9 +155,11 @@ vectorized! {
 }
 
 vectorized! {
+    #[cfg(test)]
     /// The transpose of [`output`] (bias aside): `dy` (`[T_out·N, w]`) into columns
     /// `from .. from + w` of `dm` (`[4, T_out/2·N, cc]`): `dM_0 = dy_e`, `dM_1 = dy_e + dy_o`,
-    /// `dM_2 = dy_e − dy_o`, `dM_3 = −dy_o`.
+    /// `dM_2 = dy_e − dy_o`, `dM_3 = −dy_o`. (The kernel does this together with the
+    /// activation's backward: `temporal::products_backward`; this is its reference.)
     pub(crate) fn output_backward(dy: &[f32], n: usize, cc: usize, from: usize, w: usize, dm: &mut [f32]) {
         let [m0, m1, m2, m3] = quarters(dm);
         for (tau, pair) in dy.chunks_exact(2 * n * w).enumerate() {
