@@ -44,6 +44,49 @@ pub struct BenchRow {
     pub pytorch_forward_s: f64,
 }
 
+/// This machine's speed at the moment: GFLOP/s of a 1024³ f32 product on all rayon threads
+/// (the `gemm` crate the CPU kernels use; median of 5). Shared and virtual machines change
+/// speed with their neighbours' load (on the 2-core machine of BENCHMARKS.md the teacher's step
+/// took 0.39–0.47 s within one hour with the same binary), so `stkd bench` prints this beside
+/// its figures.
+pub fn cpu_probe_gflops() -> f64 {
+    let n = 1024;
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 * 0.1).collect();
+    let mut c = vec![0f32; n * n];
+    let times = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            // SAFETY: three n × n row-major buffers, strides within their bounds; `c` is
+            // borrowed mutably and aliases neither input.
+            unsafe {
+                gemm::gemm(
+                    n,
+                    n,
+                    n,
+                    c.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    a.as_ptr(),
+                    1,
+                    n as isize,
+                    a.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(0),
+                );
+            }
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    2.0 * (n * n * n) as f64 / median(times) / 1e9
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]

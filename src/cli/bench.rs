@@ -142,17 +142,21 @@ pub(crate) fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device)
         let stcd = stkd::bench::stcd_step::<B>(&cheb, args.nodes, 50, args.reps.max(1), &device);
         (rows, stcd)
     };
+    let cpu = args.device == DeviceSpec::Cpu;
+    let probe = || cpu.then(stkd::bench::cpu_probe_gflops);
+    let probe_before = probe();
     let (rows, stcd) = measure();
     let generic = args.compare_generic.then(|| {
         eprintln!("the same with the fused CPU kernels off (burn's generic ops):");
         stkd::kernels::without_fused(measure)
     });
+    let probe = probe_before.zip(probe());
     if args.json {
         let generic = generic
             .as_ref()
             .map(|(rows, stcd)| serde_json::json!({"models": rows, "stcd_step_s": stcd}));
         return print_json(
-            &serde_json::json!({"device": args.device, "graph": graph, "threads": rayon::current_num_threads(), "models": rows, "stcd_step_s": stcd, "stcd_step_target_s": stkd::bench::STCD_STEP_TARGET_S, "generic": generic}),
+            &serde_json::json!({"device": args.device, "graph": graph, "threads": rayon::current_num_threads(), "models": rows, "stcd_step_s": stcd, "stcd_step_target_s": stkd::bench::STCD_STEP_TARGET_S, "generic": generic, "cpu_probe_gflops": probe}),
         );
     }
     // Our figures against a reference, as `ours / reference` (below 1: ours is faster).
@@ -176,6 +180,9 @@ pub(crate) fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device)
         Table::new(rows).to_string()
     };
     println!("reference: PyTorch 2.15 on the same 2-core machine (2 threads)");
+    if let Some((before, after)) = probe {
+        println!("machine speed (1024^3 f32 product on all threads): {before:.1} GFLOP/s before the figures, {after:.1} after; the figures scale with it");
+    }
     println!(
         "{}",
         table(&rows, &|i| (
