@@ -28,6 +28,29 @@ fn sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f3
     acc.iter().sum::<f32>() + tail
 }
 
+/// Two sums `Σ_i f(a_i, b_i, c_i)` in one pass, like [`sum3`].
+#[inline(always)]
+fn sums2(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> [f32; 2]) -> [f32; 2] {
+    let (ca, ta) = a.as_chunks::<8>();
+    let (cb, tb) = b[..a.len()].as_chunks::<8>();
+    let (cc, tc) = c[..a.len()].as_chunks::<8>();
+    let mut acc = [[0f32; 8]; 2];
+    for ((a, b), c) in ca.iter().zip(cb).zip(cc) {
+        for l in 0..8 {
+            let [u, v] = f(a[l], b[l], c[l]);
+            acc[0][l] += u;
+            acc[1][l] += v;
+        }
+    }
+    let mut sums = [acc[0].iter().sum::<f32>(), acc[1].iter().sum::<f32>()];
+    for ((a, b), c) in ta.iter().zip(tb).zip(tc) {
+        let [u, v] = f(*a, *b, *c);
+        sums[0] += u;
+        sums[1] += v;
+    }
+    sums
+}
+
 vectorized! {
     /// One row of [`layer_norm`]; returns `μ` and `1/√(σ² + ε)`.
     fn norm_row(x: &[f32], gamma: &[f32], beta: &[f32], out: Fresh) -> [f32; 2] {
@@ -57,8 +80,8 @@ vectorized! {
         let len = x.len();
         assert!([gamma.len(), grad.len(), dx.len(), dgamma.len(), dbeta.len()] == [len; 5]);
         let ([mean, rstd], len) = (stats, len as f32);
-        let h_mean = sum3(grad, gamma, x, |g, w, _| g * w) / len;
-        let hx_mean = sum3(grad, gamma, x, |g, w, v| g * w * (v - mean) * rstd) / len;
+        let [h_sum, hx_sum] = sums2(grad, gamma, x, |g, w, v| [g * w, g * w * (v - mean) * rstd]);
+        let (h_mean, hx_mean) = (h_sum / len, hx_sum / len);
         let params = dgamma.iter_mut().zip(dbeta.iter_mut());
         let rows = dx.iter_mut().zip(x).zip(gamma.iter().zip(grad));
         for (((dx, v), (w, g)), (dw, db)) in rows.zip(params) {
