@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 
+use super::winograd::Tile;
 use super::{
     add_rows, fill_rows, fresh, gemm, map_chunks, relu, relu_backward, sigmoid, sum_parts,
     winograd, written, zeroed, Fresh, LayerGrads, Mat, Scratch,
@@ -98,27 +99,38 @@ pub(crate) fn temporal_conv(
             gemm((rows, co, c), dst, co, xk, wk, true, par);
         }
     };
-    let u = winograd::applies(kt, t + 1 - kt, c).then(|| winograd::weights(&w, c, cc));
+    let tile = Tile::choose(kt, t + 1 - kt, c);
+    let u = tile.map(|tile| tile.weights(&w, c, cc));
+    // Each half's bias over one step's rows (the minimal filtering's outputs add it per step).
+    let bias_tiled: Vec<Vec<f32>> = match tile {
+        Some(_) => a.bias.chunks_exact(co).map(|b| b.repeat(n)).collect(),
+        None => Vec::new(),
+    };
     let one = |i: usize, ob: Fresh, sb: Fresh| {
         let xb = &x[i * t * n * c..(i + 1) * t * n * c];
-        // F(2, 3): the products `M_j` of both halves at once, then each half from them.
-        let m = u.as_ref().map(|u| {
-            let tr = rows / 2;
-            let mut v = Scratch::new(4 * tr * c);
-            winograd::input(xb, n * c, &mut v);
-            let mut m = Scratch::new(4 * tr * cc);
-            for j in 0..4 {
-                let (vj, uj) = (
-                    Mat::rows(&v[j * tr * c..], c),
-                    Mat::rows(&u[j * c * cc..], cc),
-                );
-                gemm((tr, cc, c), &mut m[j * tr * cc..], cc, vj, uj, false, par);
+        // Minimal filtering: the products `M_j` of each half (`[half, j, tile rows, c_out]`),
+        // then each half's outputs from its own.
+        let m = tile.zip(u.as_ref()).map(|(tile, u)| {
+            let (alpha, tr) = (tile.alpha(), rows / tile.m());
+            let mut v = Scratch::new(alpha * tr * c);
+            tile.input(xb, n * c, &mut v);
+            let mut m = Scratch::new(alpha * tr * cc);
+            for (hj, mj) in m.chunks_exact_mut(tr * co).enumerate() {
+                let (h, j) = (hj / alpha, hj % alpha);
+                let vj = Mat::rows(&v[j * tr * c..], c);
+                let uj = Mat::rows(&u[j * c * cc + h * co..], cc);
+                gemm((tr, co, c), mj, co, vj, uj, false, par);
             }
             m
         });
         // Writes every value of `dst`.
         let half = |h: usize, dst: Fresh| match &m {
-            Some(m) => winograd::output(m, n, cc, h * co, &a.bias[h * co..(h + 1) * co], dst),
+            Some(m) => {
+                let per_half = m.len() / (cc / co);
+                let m = &m[h * per_half..(h + 1) * per_half];
+                tile.expect("products come with a tile")
+                    .output(m, &bias_tiled[h], dst)
+            }
             None => conv(xb, h, dst),
         };
         if !sb.is_empty() {
@@ -231,40 +243,63 @@ fn d_gate(g: f32, pre: f32, gate: f32) -> f32 {
     g * pre * gate * (1.0 - gate)
 }
 
-vectorized! {
-    /// [`activation_backward`] and [`winograd::output_backward`] in one pass: `dM_j`
-    /// (`[4, rows/2, c_conv]`) from one sample's output gradient, without the products'
-    /// gradient in between.
-    fn products_backward(act: Act, grad: &[f32], out: &[f32], saved: &[f32], n: usize, co: usize, dm: &mut [f32]) {
-        let rows = grad.len() / co;
-        let glu = act == Act::Glu;
-        let cc = if glu { 2 * co } else { co };
-        assert!(out.len() == grad.len() && dm.len() == 2 * rows * cc);
-        let (pre, gate) = if glu { saved.split_at(grad.len()) } else { (out, out) };
-        let [m0, m1, m2, m3] = winograd::quarters(dm);
-        for tau in 0..rows / (2 * n) {
-            for node in 0..n {
-                let (e, o) = ((2 * tau * n + node) * co, ((2 * tau + 1) * n + node) * co);
-                let (ge, go) = (&grad[e..e + co], &grad[o..o + co]);
-                let (oe, oo) = (&out[e..e + co], &out[o..o + co]);
-                let (pe, po) = (&pre[e..e + co], &pre[o..o + co]);
-                let (qe, qo) = (&gate[e..e + co], &gate[o..o + co]);
-                let at = (tau * n + node) * cc;
-                let (a, b) = (&mut m0[at..at + cc], &mut m1[at..at + cc]);
-                let (c, d) = (&mut m2[at..at + cc], &mut m3[at..at + cc]);
-                for i in 0..co {
-                    let (de, dd) = (d_main(act, ge[i], oe[i], qe[i]), d_main(act, go[i], oo[i], qo[i]));
-                    (a[i], b[i], c[i], d[i]) = (de, de + dd, de - dd, -dd);
+/// [`activation_backward`] and the transpose of [`Tile::output`] in one pass: each half's
+/// `dM_j` (`dm` is `[half, α, T_out/m, span]`, a span being one step's `N·c_out` values) from one
+/// sample's output gradient, without the products' gradient in between:
+/// `dM_j = Σ_r Aᵀ[r][j] d_r` over the `m` steps of each tile.
+#[inline(always)]
+fn products_backward_body<const M: usize, const A: usize>(
+    at_: &[[f32; A]; M],
+    act: Act,
+    grad: &[f32],
+    out: &[f32],
+    saved: &[f32],
+    span: usize,
+    dm: &mut [f32],
+) {
+    let glu = act == Act::Glu;
+    let halves = 1 + usize::from(glu);
+    let tiles = grad.len() / (M * span);
+    assert!(out.len() == grad.len() && dm.len() == halves * A * tiles * span);
+    let (pre, gate) = if glu {
+        saved.split_at(grad.len())
+    } else {
+        (out, out)
+    };
+    let a = winograd::transpose(at_);
+    let mut d = Scratch::new(M * span);
+    for (h, dm) in dm.chunks_exact_mut(A * tiles * span).enumerate() {
+        let mut split: [&mut [f32]; A] = winograd::parts(dm);
+        for tau in 0..tiles {
+            let e = M * tau * span..M * (tau + 1) * span;
+            let (g, o) = (&grad[e.clone()], &out[e.clone()]);
+            let (p, q) = (&pre[e.clone()], &gate[e]);
+            if h == 0 {
+                for i in 0..M * span {
+                    d[i] = d_main(act, g[i], o[i], q[i]);
                 }
-                if glu {
-                    for i in 0..co {
-                        let (de, dd) = (d_gate(ge[i], pe[i], qe[i]), d_gate(go[i], po[i], qo[i]));
-                        let j = co + i;
-                        (a[j], b[j], c[j], d[j]) = (de, de + dd, de - dd, -dd);
-                    }
+            } else {
+                for i in 0..M * span {
+                    d[i] = d_gate(g[i], p[i], q[i]);
                 }
             }
+            let src: [&[f32]; M] = std::array::from_fn(|r| &d[r * span..(r + 1) * span]);
+            let r = tau * span..(tau + 1) * span;
+            let dst = split.each_mut().map(|s| fresh(&mut s[r.clone()]));
+            winograd::combine(&a, src, None, dst);
         }
+    }
+}
+
+vectorized! {
+    fn products_backward2(act: Act, grad: &[f32], out: &[f32], saved: &[f32], span: usize, dm: &mut [f32]) {
+        products_backward_body::<2, 4>(&winograd::AT2, act, grad, out, saved, span, dm)
+    }
+}
+
+vectorized! {
+    fn products_backward4(act: Act, grad: &[f32], out: &[f32], saved: &[f32], span: usize, dm: &mut [f32]) {
+        products_backward_body::<4, 6>(&winograd::AT4, act, grad, out, saved, span, dm)
     }
 }
 
@@ -288,31 +323,42 @@ pub(crate) fn temporal_conv_backward(
     assert_eq!(out.len(), grad.len());
     let par = !by_sample(b);
     let w = a.folded(c);
-    let u = winograd::applies(kt, t + 1 - kt, c).then(|| winograd::weights(&w, c, cc));
-    // Weight gradient terms per sample: `dW_k`, or `dU_j` under F(2, 3).
-    let taps = if u.is_some() { 4 } else { kt };
+    let tile = Tile::choose(kt, t + 1 - kt, c);
+    let u = tile.map(|tile| tile.weights(&w, c, cc));
+    // Weight gradient terms per sample: `dW_k`, or `dU_j` under minimal filtering.
+    let taps = tile.map_or(kt, Tile::alpha);
     // Per sample: dx written in place; dW (dU) | db returned as one partial sum.
     let one = |(xb, gb, ob, sb): (&[f32], &[f32], &[f32], &[f32]), dxb: Fresh| {
         let mut part = vec![0f32; taps * c * cc + cc];
         let (dw, db) = part.split_at_mut(taps * c * cc);
-        if let Some(u) = &u {
+        if let Some((tile, u)) = tile.zip(u.as_ref()) {
             // dM_j straight from the output gradient, db = Σ dM_1 (= Σ of every step's
             // gradient), dU_j = V_jᵀ dM_j, dV_j = dM_j U_jᵀ, then dx from dV.
-            let tr = rows / 2;
-            let mut dm = Scratch::new(4 * tr * cc);
-            products_backward(a.act, gb, ob, sb, n, co, &mut dm);
-            add_rows(&dm[tr * cc..2 * tr * cc], db);
-            let mut v = Scratch::new(4 * tr * c);
-            winograd::input(xb, n * c, &mut v);
-            let mut dv = Scratch::new(4 * tr * c);
-            for j in 0..4 {
-                let dmj = Mat::rows(&dm[j * tr * cc..], cc);
-                let vt = Mat::t(&v[j * tr * c..], c);
-                gemm((c, cc, tr), &mut dw[j * c * cc..], cc, vt, dmj, false, par);
-                let ut = Mat::t(&u[j * c * cc..], cc);
-                gemm((tr, c, cc), &mut dv[j * tr * c..], c, dmj, ut, false, par);
+            let (alpha, tr) = (tile.alpha(), rows / tile.m());
+            // `[half, j, tile rows, c_out]`, as in the forward.
+            let mut dm = Scratch::new(alpha * tr * cc);
+            match tile {
+                Tile::F2 => products_backward2(a.act, gb, ob, sb, n * co, &mut dm),
+                Tile::F4 => products_backward4(a.act, gb, ob, sb, n * co, &mut dm),
             }
-            winograd::input_backward(&dv, n * c, dxb);
+            let dm_of = |h: usize, j: usize| &dm[(h * alpha + j) * tr * co..][..tr * co];
+            for h in 0..cc / co {
+                add_rows(dm_of(h, 1), &mut db[h * co..(h + 1) * co]);
+            }
+            let mut v = Scratch::new(alpha * tr * c);
+            tile.input(xb, n * c, &mut v);
+            let mut dv = Scratch::new(alpha * tr * c);
+            for j in 0..alpha {
+                let vt = Mat::t(&v[j * tr * c..], c);
+                for h in 0..cc / co {
+                    let dmj = Mat::rows(dm_of(h, j), co);
+                    let dwj = &mut dw[j * c * cc + h * co..];
+                    gemm((c, co, tr), dwj, cc, vt, dmj, false, par);
+                    let ut = Mat::t(&u[j * c * cc + h * co..], cc);
+                    gemm((tr, c, co), &mut dv[j * tr * c..], c, dmj, ut, h > 0, par);
+                }
+            }
+            tile.input_backward(&dv, n * c, dxb);
             return part;
         }
         let mut d = Scratch::new(cc * rows);
@@ -357,8 +403,8 @@ pub(crate) fn temporal_conv_backward(
         unsafe { map_chunks((b * xc, xc), (0, 0), par, |i, dxb, _| one(sample(i), dxb)) };
     let part = sum_parts(parts);
     let (weight, bias) = part.split_at(taps * c * cc);
-    let weight = match u {
-        Some(_) => Cow::Owned(winograd::weight_grad(weight, c * cc)),
+    let weight = match tile {
+        Some(tile) => Cow::Owned(tile.weight_grad(weight, c * cc)),
         None => Cow::Borrowed(weight),
     };
     // The projection was folded into the last tap's P columns: its gradient is theirs.

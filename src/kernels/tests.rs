@@ -73,9 +73,10 @@ fn assert_close(what: &str, generic: &[Vec<f32>], fused: &[Vec<f32>]) {
 }
 
 /// Every activation, residual kind (zero padding, identity, 1×1 projection), `Kt = 1`,
-/// `T = Kt`, one sample and several (the parallel split differs); `Kt = 3` with an even number
-/// of output steps and 2+ input channels goes through Winograd's F(2, 3) (cases 1–3), an odd
-/// number of steps (case 7) or fewer channels (case 0) through the direct products.
+/// `T = Kt`, one sample and several (the parallel split differs); `Kt = 3` with 2+ input
+/// channels goes through minimal filtering: F(4, 3) when the output steps are a multiple of 4
+/// (cases 2, 3, 8), F(2, 3) when they are even (case 1); an odd number of steps (case 7) or
+/// one channel (case 0) through the direct products.
 #[test]
 fn fused_temporal_conv_matches_the_generic_path() {
     let cases = [
@@ -87,6 +88,7 @@ fn fused_temporal_conv_matches_the_generic_path() {
         (1, 8, 8, Act::Sigmoid, 1),
         (4, 8, 8, Act::Glu, 4),
         (3, 8, 16, Act::Glu, 9),
+        (3, 16, 8, Act::Glu, 10),
     ];
     for (i, &(kt, c_in, c_out, act, t)) in cases.iter().enumerate() {
         for batch in [1, 5] {
