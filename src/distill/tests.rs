@@ -132,33 +132,17 @@ fn mse_and_rd_l2_match_hand_values() {
     let yt = [0.5f32, -1.0];
     let tg = [0.0f32, 0.0];
     assert!(close(val(mse_loss(y::<Cpu>(&ys, 1), y(&tg, 1))), 2.5, 1e-7));
-    // β = 0.25: (0.25·0.25 + 0.75·1, 0.25·1 + 0.75·4) → mean 2.03125.
-    let l = rd_l2_loss(
-        y::<Cpu>(&ys, 1),
-        &y::<CpuInner>(&yt, 1),
-        y(&tg, 1),
-        0.25,
-        Norm::Squared,
-    );
-    assert!(close(val(l.unwrap()), 2.03125, 1e-7));
+    // β = 0.25, the teacher's prediction cut into `teacher_batch` samples.
+    let rd = |teacher_batch: usize, norm: Norm| {
+        let yt = y::<CpuInner>(&yt, teacher_batch);
+        rd_l2_loss(y::<Cpu>(&ys, 1), &yt, y(&tg, 1), 0.25, norm)
+    };
+    // (0.25·0.25 + 0.75·1, 0.25·1 + 0.75·4) → mean 2.03125.
+    assert!(close(val(rd(1, Norm::Squared).unwrap()), 2.03125, 1e-7));
     // Abs: (0.25·0.5 + 0.75·1, 0.25·1 + 0.75·2) → mean 1.3125.
-    let l = rd_l2_loss(
-        y::<Cpu>(&ys, 1),
-        &y::<CpuInner>(&yt, 1),
-        y(&tg, 1),
-        0.25,
-        Norm::Abs,
-    );
-    assert!(close(val(l.unwrap()), 1.3125, 1e-7));
+    assert!(close(val(rd(1, Norm::Abs).unwrap()), 1.3125, 1e-7));
     // Shape mismatch is an error, not a panic.
-    let e = rd_l2_loss(
-        y::<Cpu>(&ys, 1),
-        &y::<CpuInner>(&yt, 2),
-        y(&tg, 1),
-        0.25,
-        Norm::Abs,
-    );
-    assert!(matches!(e, Err(DistillError::Shape(_))));
+    assert!(matches!(rd(2, Norm::Abs), Err(DistillError::Shape(_))));
 }
 
 #[test]

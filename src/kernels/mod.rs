@@ -8,10 +8,12 @@
 //! sample: `Kt` strided products read the input in place (no im2col), the residual is folded
 //! into the weights, bias and activation are applied while the products are still in cache, with
 //! rayon over the samples; the backward is written out by hand (`temporal`, `spatial`, `norm`)
-//! and enters burn's autodiff graph as one node per layer (`autodiff`). The products go to the
-//! `gemm` crate, except those with 1, 2 or 4 output columns (`small`); the elementwise passes
-//! are compiled for AVX2 + FMA as well and chosen at run time ([`vectorized!`]). Other backends
-//! (CUDA) keep the generic path. Tests compare the two paths, values and gradients;
+//! and enters burn's autodiff graph as one node per layer (`autodiff`). The `Kt = 3` temporal
+//! convolutions use Winograd's minimal filtering (`winograd`: F(4, 3) or F(2, 3), half or two
+//! thirds of the multiply–adds). Outputs are written once, never zeroed first ([`map_chunks`]).
+//! The products go to the `gemm` crate, except those with 1, 2 or 4 output columns (`small`);
+//! the elementwise passes are compiled for AVX2 + FMA as well and chosen at run time
+//! ([`vectorized!`]). Other backends (CUDA) keep the generic path. Tests compare the two paths, values and gradients;
 //! [`without_fused`] switches the kernels off for such comparisons.
 
 use std::any::{Any, TypeId};

@@ -298,6 +298,12 @@ vectorized! {
 }
 
 vectorized! {
+    fn products_backward3(act: Act, grad: &[f32], out: &[f32], saved: &[f32], span: usize, dm: &mut [f32]) {
+        products_backward_body::<3, 5>(&winograd::AT3, act, grad, out, saved, span, dm)
+    }
+}
+
+vectorized! {
     fn products_backward4(act: Act, grad: &[f32], out: &[f32], saved: &[f32], span: usize, dm: &mut [f32]) {
         products_backward_body::<4, 6>(&winograd::AT4, act, grad, out, saved, span, dm)
     }
@@ -339,6 +345,7 @@ pub(crate) fn temporal_conv_backward(
             let mut dm = Scratch::new(alpha * tr * cc);
             match tile {
                 Tile::F2 => products_backward2(a.act, gb, ob, sb, n * co, &mut dm),
+                Tile::F3 => products_backward3(a.act, gb, ob, sb, n * co, &mut dm),
                 Tile::F4 => products_backward4(a.act, gb, ob, sb, n * co, &mut dm),
             }
             let dm_of = |h: usize, j: usize| &dm[(h * alpha + j) * tr * co..][..tr * co];

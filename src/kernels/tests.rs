@@ -75,8 +75,8 @@ fn assert_close(what: &str, generic: &[Vec<f32>], fused: &[Vec<f32>]) {
 /// Every activation, residual kind (zero padding, identity, 1×1 projection), `Kt = 1`,
 /// `T = Kt`, one sample and several (the parallel split differs); `Kt = 3` with 2+ input
 /// channels goes through minimal filtering: F(4, 3) when the output steps are a multiple of 4
-/// (cases 2, 3, 8), F(2, 3) when they are even (case 1); an odd number of steps (case 7) or
-/// one channel (case 0) through the direct products.
+/// (cases 2, 3, 8), F(3, 3) for a multiple of 3 (cases 1, 10), F(2, 3) when even (case 9); 7
+/// steps (case 7) or one channel (case 0) through the direct products.
 #[test]
 fn fused_temporal_conv_matches_the_generic_path() {
     let cases = [
@@ -89,6 +89,8 @@ fn fused_temporal_conv_matches_the_generic_path() {
         (4, 8, 8, Act::Glu, 4),
         (3, 8, 16, Act::Glu, 9),
         (3, 16, 8, Act::Glu, 10),
+        (3, 8, 8, Act::Relu, 12),
+        (3, 8, 16, Act::Glu, 11),
     ];
     for (i, &(kt, c_in, c_out, act, t)) in cases.iter().enumerate() {
         for batch in [1, 5] {

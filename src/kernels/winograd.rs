@@ -1,15 +1,15 @@
 //! Winograd's minimal filtering (Lavin & Gray 2016) for the `Kt = 3` temporal convolutions:
 //! F(m, 3) computes `m` output steps from `α = m + 2` input steps with `α` channel products
-//! instead of `3m`. F(2, 3) does 2/3 of the direct method's multiply–adds, F(4, 3) 1/2, in the
-//! forward, the input gradient and the weight gradient alike. The transforms are sums along
+//! instead of `3m`. F(2, 3) does 2/3 of the direct method's multiply–adds, F(3, 3) 5/9, F(4, 3)
+//! 1/2, in the forward, the input gradient and the weight gradient alike. The transforms are sums along
 //! time, done on whole `[N, C]` slabs of one sample:
 //!
 //! - weights `U_j = Σ_k G[j][k] W_k` (`[c_in, c_conv]` each);
 //! - input tile `τ` (steps `mτ … mτ + α − 1`): `V_j = Σ_i Bᵀ[j][i] d_i`;
 //! - `M_j = V_j U_j`, then the outputs `y_{mτ+r} = Σ_j Aᵀ[r][j] M_j`;
 //!
-//! and the backward is the transpose of each step. F(4, 3)'s transforms have larger
-//! coefficients (up to 8), so its rounding error is a few times F(2, 3)'s, still at the level of
+//! and the backward is the transpose of each step. The larger tiles' transforms have larger
+//! coefficients (up to 8), so their rounding error is a few times F(2, 3)'s, still at the level of
 //! f32 sums (the kernel tests compare both with burn's generic path to 2e-5 relative).
 
 use super::Fresh;
@@ -29,6 +29,29 @@ const G2: [[f32; 3]; 4] = [
 ];
 /// Aᵀ of F(2, 3).
 pub(crate) const AT2: [[f32; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
+
+/// F(3, 3): points 0, 1, −1, 2, ∞ (derived like the others: Toom–Cook, then `Bᵀ` solved for
+/// exactness; the unit test checks all three against the direct correlation).
+const BT3: [[f32; 5]; 5] = [
+    [2.0, -1.0, -2.0, 1.0, 0.0],
+    [0.0, -2.0, -1.0, 1.0, 0.0],
+    [0.0, 2.0, -3.0, 1.0, 0.0],
+    [0.0, -1.0, 0.0, 1.0, 0.0],
+    [0.0, 2.0, -1.0, -2.0, 1.0],
+];
+const G3: [[f32; 3]; 5] = [
+    [0.5, 0.0, 0.0],
+    [-0.5, -0.5, -0.5],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 6.0, 1.0 / 3.0, 2.0 / 3.0],
+    [0.0, 0.0, 1.0],
+];
+/// Aᵀ of F(3, 3).
+pub(crate) const AT3: [[f32; 5]; 3] = [
+    [1.0, 1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, 2.0, 0.0],
+    [0.0, 1.0, 1.0, 4.0, 1.0],
+];
 
 /// F(4, 3): points 0, 1, −1, 2, −2, ∞.
 const BT4: [[f32; 6]; 6] = [
@@ -60,32 +83,31 @@ pub(crate) const AT4: [[f32; 6]; 4] = [
 pub(crate) enum Tile {
     /// F(2, 3).
     F2,
+    /// F(3, 3).
+    F3,
     /// F(4, 3).
     F4,
 }
 
 impl Tile {
     /// The tile for a convolution with `kt` taps, `t_out` output steps and `c_in` input
-    /// channels: F(4, 3) when `t_out` is a multiple of 4, F(2, 3) when it is even, else none
+    /// channels: the largest of F(4, 3), F(3, 3), F(2, 3) whose `m` divides `t_out`, else none
     /// (the direct products). The 1-channel first layer stays direct: its products are rank-one
     /// updates whose cost the transforms would match (measured: no gain).
     pub fn choose(kt: usize, t_out: usize, c_in: usize) -> Option<Tile> {
         if kt != 3 || c_in < 2 || t_out == 0 {
             return None;
         }
-        if t_out.is_multiple_of(4) {
-            Some(Tile::F4)
-        } else if t_out.is_multiple_of(2) {
-            Some(Tile::F2)
-        } else {
-            None
-        }
+        [Tile::F4, Tile::F3, Tile::F2]
+            .into_iter()
+            .find(|tile| t_out.is_multiple_of(tile.m()))
     }
 
     /// Output steps per tile, `m`.
     pub fn m(self) -> usize {
         match self {
             Tile::F2 => 2,
+            Tile::F3 => 3,
             Tile::F4 => 4,
         }
     }
@@ -98,6 +120,7 @@ impl Tile {
     fn g(self) -> &'static [[f32; 3]] {
         match self {
             Tile::F2 => &G2,
+            Tile::F3 => &G3,
             Tile::F4 => &G4,
         }
     }
@@ -135,6 +158,7 @@ impl Tile {
     pub fn input(self, x: &[f32], slab: usize, v: &mut [f32]) {
         match self {
             Tile::F2 => input2(x, slab, v),
+            Tile::F3 => input3(x, slab, v),
             Tile::F4 => input4(x, slab, v),
         }
     }
@@ -143,6 +167,7 @@ impl Tile {
     pub fn input_backward(self, dv: &[f32], slab: usize, dx: Fresh) {
         match self {
             Tile::F2 => input_backward2(dv, slab, dx),
+            Tile::F3 => input_backward3(dv, slab, dx),
             Tile::F4 => input_backward4(dv, slab, dx),
         }
     }
@@ -153,6 +178,7 @@ impl Tile {
     pub fn output(self, m: &[f32], bias: &[f32], y: Fresh) {
         match self {
             Tile::F2 => output2(m, bias, y),
+            Tile::F3 => output3(m, bias, y),
             Tile::F4 => output4(m, bias, y),
         }
     }
@@ -164,6 +190,7 @@ impl Tile {
     pub fn output_backward(self, dy: &[f32], span: usize, dm: &mut [f32]) {
         match self {
             Tile::F2 => output_backward_body::<2, 4>(&AT2, dy, span, dm),
+            Tile::F3 => output_backward_body::<3, 5>(&AT3, dy, span, dm),
             Tile::F4 => output_backward_body::<4, 6>(&AT4, dy, span, dm),
         }
     }
@@ -364,6 +391,11 @@ vectorized! {
     }
 }
 vectorized! {
+    fn input3(x: &[f32], slab: usize, v: &mut [f32]) {
+        input_body::<3, 5>(&BT3, x, slab, v)
+    }
+}
+vectorized! {
     fn input4(x: &[f32], slab: usize, v: &mut [f32]) {
         input_body::<4, 6>(&BT4, x, slab, v)
     }
@@ -374,6 +406,11 @@ vectorized! {
     }
 }
 vectorized! {
+    fn input_backward3(dv: &[f32], slab: usize, dx: Fresh) {
+        input_backward_body::<3, 5, 10>(&BT3, dv, slab, dx)
+    }
+}
+vectorized! {
     fn input_backward4(dv: &[f32], slab: usize, dx: Fresh) {
         input_backward_body::<4, 6, 12>(&BT4, dv, slab, dx)
     }
@@ -381,6 +418,11 @@ vectorized! {
 vectorized! {
     fn output2(m: &[f32], bias: &[f32], y: Fresh) {
         output_body::<2, 4>(&AT2, m, bias, y)
+    }
+}
+vectorized! {
+    fn output3(m: &[f32], bias: &[f32], y: Fresh) {
+        output_body::<3, 5>(&AT3, m, bias, y)
     }
 }
 vectorized! {
@@ -398,8 +440,8 @@ mod tests {
     /// slabs of 3 independent nodes), and every transform against its transpose.
     #[test]
     fn minimal_filtering_equals_the_direct_correlation_and_its_transposes() {
-        for tile in [Tile::F2, Tile::F4] {
-            let (t_out, slab) = (8usize, 3usize);
+        for (tile, t_out) in [(Tile::F2, 8usize), (Tile::F3, 9), (Tile::F4, 8)] {
+            let slab = 3usize;
             let t = t_out + 2;
             let x: Vec<f32> = (0..t * slab)
                 .map(|i| ((i * 37 % 11) as f32) - 5.0)
