@@ -274,13 +274,27 @@ fn products_backward_body<const M: usize, const A: usize>(
             let e = M * tau * span..M * (tau + 1) * span;
             let (g, o) = (&grad[e.clone()], &out[e.clone()]);
             let (p, q) = (&pre[e.clone()], &gate[e]);
-            if h == 0 {
-                for i in 0..M * span {
-                    d[i] = d_main(act, g[i], o[i], q[i]);
+            let dz = d.iter_mut().zip(g);
+            match (h, act) {
+                (0, Act::Relu) => {
+                    for ((d, g), o) in dz.zip(o) {
+                        *d = d_main(Act::Relu, *g, *o, 0.0);
+                    }
                 }
-            } else {
-                for i in 0..M * span {
-                    d[i] = d_gate(g[i], p[i], q[i]);
+                (0, Act::Sigmoid) => {
+                    for ((d, g), o) in dz.zip(o) {
+                        *d = d_main(Act::Sigmoid, *g, *o, 0.0);
+                    }
+                }
+                (0, Act::Glu) => {
+                    for ((d, g), q) in dz.zip(q) {
+                        *d = d_main(Act::Glu, *g, 0.0, *q);
+                    }
+                }
+                _ => {
+                    for ((d, g), (p, q)) in dz.zip(p.iter().zip(q)) {
+                        *d = d_gate(*g, *p, *q);
+                    }
                 }
             }
             let src: [&[f32]; M] = std::array::from_fn(|r| &d[r * span..(r + 1) * span]);
