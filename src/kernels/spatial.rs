@@ -174,7 +174,8 @@ vectorized! {
 vectorized! {
     /// The inverse of [`slabs_to_nodes`]; with `relu_bias`, `relu(v + bias)` on the way.
     fn nodes_to_slabs(node_major: &[f32], n: usize, c: usize, relu_bias: Option<&[f32]>, slab_major: Fresh) {
-        assert_eq!(node_major.len(), slab_major.len());
+        assert!(node_major.len() == slab_major.len() && slab_major.len().is_multiple_of(n * c));
+        assert!(relu_bias.is_none_or(|b| b.len() == c));
         let g = slab_major.len() / (n * c);
         for (s, slab) in slab_major.chunks_exact_mut(n * c).enumerate() {
             for (node, row) in slab.chunks_exact_mut(c).enumerate() {
@@ -267,7 +268,6 @@ pub(crate) fn spatial_conv(
                     let lhs = Mat::rows(lhs, c);
                     gemm((rows, co, c), &mut y, co, lhs, theta_k, k > 0, par);
                 }
-                assert_eq!(a.bias.len(), co);
                 nodes_to_slabs(&y, n, co, Some(a.bias), og);
             },
         )

@@ -5,7 +5,9 @@
 //! residual input (the last tap's rows, through the 1×1 projection or cropped / zero-padded to
 //! `c_out`) is a linear map of the last tap's rows, so it is folded into that tap's weights
 //! (`W_last + R`) and costs nothing. The GLU's halves P and Q are separate products into flat
-//! buffers, so every elementwise pass is one flat loop whatever the channel count.
+//! buffers, so every elementwise pass is one flat loop whatever the channel count. With
+//! `Kt = 3` (2+ input channels, output steps a multiple of 2, 3 or 4) the products go through
+//! minimal filtering instead (`super::winograd`): fewer products on transformed steps.
 
 use std::borrow::Cow;
 
@@ -110,7 +112,7 @@ pub(crate) fn temporal_conv(
         let xb = &x[i * t * n * c..(i + 1) * t * n * c];
         // Minimal filtering: the products `M_j` of each half (`[half, j, tile rows, c_out]`),
         // then each half's outputs from its own.
-        let m = tile.zip(u.as_ref()).map(|(tile, u)| {
+        let products = tile.zip(u.as_ref()).map(|(tile, u)| {
             let (alpha, tr) = (tile.alpha(), rows / tile.m());
             let mut v = Scratch::new(alpha * tr * c);
             tile.input(xb, n * c, &mut v);
@@ -121,15 +123,14 @@ pub(crate) fn temporal_conv(
                 let uj = Mat::rows(&u[j * c * cc + h * co..], cc);
                 gemm((tr, co, c), mj, co, vj, uj, false, par);
             }
-            m
+            (tile, m)
         });
         // Writes every value of `dst`.
-        let half = |h: usize, dst: Fresh| match &m {
-            Some(m) => {
+        let half = |h: usize, dst: Fresh| match &products {
+            Some((tile, m)) => {
                 let per_half = m.len() / (cc / co);
                 let m = &m[h * per_half..(h + 1) * per_half];
-                tile.expect("products come with a tile")
-                    .output(m, &bias_tiled[h], dst)
+                tile.output(m, &bias_tiled[h], dst)
             }
             None => conv(xb, h, dst),
         };
@@ -328,7 +329,7 @@ vectorized! {
 /// GLU `dP = g ⊙ σ`, `dQ = g ⊙ (P + b + x_in) ⊙ σ(1 − σ)`; ReLU `g ⊙ [out > 0]`; sigmoid
 /// `g ⊙ out(1 − out)`; then `dW_k = Σ x[t+k]ᵀ dConv`, `dx[t+k] += dConv (W_k + R)ᵀ` with the
 /// folded residual `R` of the last tap, whose projection's gradient is the last tap's `dW` in
-/// the P columns.
+/// the P columns. Under minimal filtering the same through the transforms' transposes.
 pub(crate) fn temporal_conv_backward(
     x: &[f32],
     [b, t, n, c]: [usize; 4],
