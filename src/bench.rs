@@ -56,31 +56,8 @@ pub fn cpu_probe_gflops() -> f64 {
     let times = (0..5)
         .map(|_| {
             let t = Instant::now();
-            // SAFETY: three n × n row-major buffers, strides within their bounds; `c` is
-            // borrowed mutably and aliases neither input.
-            unsafe {
-                gemm::gemm(
-                    n,
-                    n,
-                    n,
-                    c.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    a.as_ptr(),
-                    1,
-                    n as isize,
-                    a.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(0),
-                );
-            }
+            let a_ = crate::kernels::Mat::rows(&a, n);
+            crate::kernels::gemm((n, n, n), &mut c, n, a_, a_, false, true);
             t.elapsed().as_secs_f64()
         })
         .collect();

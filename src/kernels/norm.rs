@@ -1,54 +1,45 @@
 //! STGCN's LayerNorm (joint over `[N, C]` for each sample and step): forward and hand-written
 //! backward, rows in parallel. burn's generic `layer_norm` is six passes over memory on one
-//! thread, with a backward step for each; here a row (`N·C` values, in cache) is read twice in
-//! the forward and three times in the backward.
+//! thread, with a backward step for each; here a row (`N·C` values, in cache) is read three
+//! times in the forward (mean, variance, output) and twice in the backward (both sums, then
+//! the gradients).
 
 use super::{map_chunks, sum_parts, Fresh, LayerGrads};
 use crate::model::LN_EPS;
 
-/// `Σ_i f(a_i, b_i, c_i)` with eight partial sums: vectorisable, and closer to the exact sum
-/// than one running total over a long row.
+/// `K` sums `Σ_i f(a_i, b_i, c_i)` in one pass, each with eight partial sums: vectorisable, and
+/// closer to the exact sum than one running total over a long row.
 #[inline(always)]
-fn sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
+fn sums<const K: usize>(
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    f: impl Fn(f32, f32, f32) -> [f32; K],
+) -> [f32; K] {
     let (ca, ta) = a.as_chunks::<8>();
     let (cb, tb) = b[..a.len()].as_chunks::<8>();
     let (cc, tc) = c[..a.len()].as_chunks::<8>();
-    let mut acc = [0f32; 8];
+    let mut acc = [[0f32; 8]; K];
     for ((a, b), c) in ca.iter().zip(cb).zip(cc) {
         for l in 0..8 {
-            acc[l] += f(a[l], b[l], c[l]);
+            for (acc, v) in acc.iter_mut().zip(f(a[l], b[l], c[l])) {
+                acc[l] += v;
+            }
         }
     }
-    let tail: f32 = ta
-        .iter()
-        .zip(tb)
-        .zip(tc)
-        .map(|((a, b), c)| f(*a, *b, *c))
-        .sum();
-    acc.iter().sum::<f32>() + tail
+    let mut tail = [0f32; K];
+    for ((a, b), c) in ta.iter().zip(tb).zip(tc) {
+        for (t, v) in tail.iter_mut().zip(f(*a, *b, *c)) {
+            *t += v;
+        }
+    }
+    std::array::from_fn(|k| acc[k].iter().sum::<f32>() + tail[k])
 }
 
-/// Two sums `Σ_i f(a_i, b_i, c_i)` in one pass, like [`sum3`].
+/// One sum of [`sums`].
 #[inline(always)]
-fn sums2(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> [f32; 2]) -> [f32; 2] {
-    let (ca, ta) = a.as_chunks::<8>();
-    let (cb, tb) = b[..a.len()].as_chunks::<8>();
-    let (cc, tc) = c[..a.len()].as_chunks::<8>();
-    let mut acc = [[0f32; 8]; 2];
-    for ((a, b), c) in ca.iter().zip(cb).zip(cc) {
-        for l in 0..8 {
-            let [u, v] = f(a[l], b[l], c[l]);
-            acc[0][l] += u;
-            acc[1][l] += v;
-        }
-    }
-    let mut sums = [acc[0].iter().sum::<f32>(), acc[1].iter().sum::<f32>()];
-    for ((a, b), c) in ta.iter().zip(tb).zip(tc) {
-        let [u, v] = f(*a, *b, *c);
-        sums[0] += u;
-        sums[1] += v;
-    }
-    sums
+fn sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    sums(a, b, c, |x, y, z| [f(x, y, z)])[0]
 }
 
 vectorized! {
@@ -80,7 +71,7 @@ vectorized! {
         let len = x.len();
         assert!([gamma.len(), grad.len(), dx.len(), dgamma.len(), dbeta.len()] == [len; 5]);
         let ([mean, rstd], len) = (stats, len as f32);
-        let [h_sum, hx_sum] = sums2(grad, gamma, x, |g, w, v| [g * w, g * w * (v - mean) * rstd]);
+        let [h_sum, hx_sum] = sums(grad, gamma, x, |g, w, v| [g * w, g * w * (v - mean) * rstd]);
         let (h_mean, hx_mean) = (h_sum / len, hx_sum / len);
         let params = dgamma.iter_mut().zip(dbeta.iter_mut());
         let rows = dx.iter_mut().zip(x).zip(gamma.iter().zip(grad));

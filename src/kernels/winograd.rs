@@ -93,7 +93,7 @@ impl Tile {
     /// The tile for a convolution with `kt` taps, `t_out` output steps and `c_in` input
     /// channels: the largest of F(4, 3), F(3, 3), F(2, 3) whose `m` divides `t_out`, else none
     /// (the direct products). The 1-channel first layer stays direct: its products are rank-one
-    /// updates whose cost the transforms would match (measured: no gain).
+    /// updates whose cost the transforms would match (measured with F(2, 3): no gain).
     pub fn choose(kt: usize, t_out: usize, c_in: usize) -> Option<Tile> {
         if kt != 3 || c_in < 2 || t_out == 0 {
             return None;
