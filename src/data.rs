@@ -227,6 +227,9 @@ pub struct Dataset {
     pub weights: Vec<f64>,
     /// Non-zero off-diagonal (directed) entries of `weights`.
     pub edges: usize,
+    /// Nodes without any edge (degree 0): their diagonal of the Laplacian is 0 (see
+    /// `scaled_laplacian`).
+    pub isolated: usize,
     /// `[ks, nodes, nodes]` Chebyshev polynomials T_0 .. T_{ks-1} of the scaled Laplacian.
     pub cheb: Vec<f32>,
     /// Chebyshev order (first dimension of `cheb`).
@@ -256,6 +259,7 @@ impl fmt::Debug for Dataset {
             .field("mean", &self.mean)
             .field("std", &self.std)
             .field("edges", &self.edges)
+            .field("isolated", &self.isolated)
             .field("checksum", &self.checksum)
             .finish_non_exhaustive()
     }
@@ -280,6 +284,9 @@ pub struct DataInfo {
     pub split_days: [usize; 3],
     pub filled: usize,
     pub edges: usize,
+    /// Nodes without any edge at σ², ε.
+    #[serde(default)]
+    pub isolated: usize,
     pub train_mean: f64,
     pub train_std: f64,
     pub windows: WindowCounts,
@@ -526,6 +533,7 @@ impl Dataset {
             split_days: self.split_days,
             filled: self.filled,
             edges: self.edges,
+            isolated: self.isolated,
             train_mean: self.mean,
             train_std: self.std,
             windows: WindowCounts {
@@ -652,6 +660,7 @@ fn prepare(
 
     let weights = gaussian_kernel(&raw.dist_km, n, cfg.sigma2, cfg.epsilon);
     let edges = weights.iter().filter(|&&w| w != 0.0).count();
+    let isolated = degrees(&weights, n).iter().filter(|&&d| d == 0.0).count();
     let (lt, lambda_max) = scaled_laplacian(&weights, n);
     let cheb = chebyshev(&lt, n, cfg.ks);
 
@@ -668,6 +677,7 @@ fn prepare(
         speeds,
         weights,
         edges,
+        isolated,
         cheb,
         ks: cfg.ks,
         lambda_max,
@@ -783,25 +793,22 @@ fn gaussian_kernel(dist_km: &[f64], n: usize, sigma2: f64, epsilon: f64) -> Vec<
     w
 }
 
-/// Scaled Laplacian `L̃ = 2L/λmax − I` of `L = I − D^−½ W D^−½` (degrees = row sums of W;
-/// `D^−½ = 0` for isolated nodes, so their row of L is that of I). Returns `(L̃, λmax)`.
+/// Scaled Laplacian `L̃ = 2L/λmax − I` (paper Eq. 16) of the normalised Laplacian built as the
+/// original STGCN code builds it: `L = D − W` (degrees = row sums of W), then entry (i, j)
+/// divided by `sqrt(d_i d_j)` only where both degrees are non-zero. A node without edges
+/// (`d_i = 0`) keeps `L_ii = 0`, not the 1 of `I − D^−½ W D^−½`. Returns `(L̃, λmax)`.
 /// λmax is the largest eigenvalue of the symmetric part of L (L itself for symmetric W).
 fn scaled_laplacian(w: &[f64], n: usize) -> (Vec<f64>, f64) {
-    let dinv: Vec<f64> = (0..n)
-        .map(|i| {
-            let d: f64 = w[i * n..(i + 1) * n].iter().sum();
-            if d > 0.0 {
-                1.0 / d.sqrt()
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let deg = degrees(w, n);
     let mut l = vec![0.0; n * n];
     for i in 0..n {
         for j in 0..n {
-            let eye = if i == j { 1.0 } else { 0.0 };
-            l[i * n + j] = eye - dinv[i] * w[i * n + j] * dinv[j];
+            let d = if i == j { deg[i] } else { 0.0 };
+            let mut v = d - w[i * n + j];
+            if deg[i] > 0.0 && deg[j] > 0.0 {
+                v /= (deg[i] * deg[j]).sqrt();
+            }
+            l[i * n + j] = v;
         }
     }
     let mut sym = l.clone();
@@ -821,6 +828,11 @@ fn scaled_laplacian(w: &[f64], n: usize) -> (Vec<f64>, f64) {
         }
     }
     (l, lambda_max)
+}
+
+/// Row sums of the `n × n` weight matrix (node degrees).
+fn degrees(w: &[f64], n: usize) -> Vec<f64> {
+    w.chunks_exact(n).map(|row| row.iter().sum()).collect()
 }
 
 /// `[ks, n, n]`: T_0 = I, T_1 = L̃, T_k = 2 L̃ T_{k−1} − T_{k−2}, computed in f64.
@@ -1516,14 +1528,21 @@ mod tests {
         }
         let (lt, lmax) = scaled_laplacian(&w, n);
         assert!(lmax > 1.0 && lmax <= 2.0 + 1e-12, "lambda_max {lmax}");
-        // Isolated node: L row = I row, so L̃_55 = 2/λmax − 1 and no off-diagonal entries.
-        assert_close(lt[5 * n + 5], 2.0 / lmax - 1.0, 1e-15, "isolated");
+        // Isolated node: as in the original STGCN code L_55 = 0 (not 1), so L̃_55 = −1, and no
+        // off-diagonal entries.
+        assert_eq!(lt[5 * n + 5], -1.0, "isolated node's diagonal");
         assert!((0..5).all(|j| lt[5 * n + j] == 0.0 && lt[j * n + 5] == 0.0));
         // Spectrum of L̃ within [−1, 1], top at 1.
         assert_close(sym_eig_max(&lt, n), 1.0, 1e-10, "max eig L̃");
         let neg: Vec<f64> = lt.iter().map(|v| -v).collect();
         assert!(-sym_eig_max(&neg, n) >= -1.0 - 1e-10);
-        // Entry check of L = I − D^−½ W D^−½.
+        // Entry checks of L = (D − W) normalised where both degrees are non-zero.
+        assert_close(
+            lt[0],
+            2.0 / lmax - 1.0,
+            1e-15,
+            "L̃_00 (connected node: L_00 = 1)",
+        );
         let deg = |i: usize| (0..n).map(|j| w[i * n + j]).sum::<f64>();
         let l01 = -0.9 / (deg(0) * deg(1)).sqrt();
         assert_close(lt[1], 2.0 * l01 / lmax, 1e-15, "L̃_01");
@@ -1709,6 +1728,13 @@ mod tests {
         assert_close(ds.mean, 58.4998, 1e-3, "PeMSD7 train mean");
         assert_close(ds.std, 13.7286, 1e-3, "PeMSD7 train std");
         assert_eq!(ds.edges, 1664);
+        // Nodes without an edge at σ² = 10, ε = 0.5: their Laplacian diagonal is 0 (L̃_ii = −1).
+        assert_eq!(ds.isolated, 3);
+        let nn = ds.nodes * ds.nodes;
+        let isolated_diagonals = (0..ds.nodes)
+            .filter(|&i| ds.cheb[nn + i * ds.nodes + i] == -1.0)
+            .count();
+        assert_eq!(isolated_diagonals, 3);
         assert_eq!(ds.cheb.len(), 3 * 228 * 228);
         assert!(ds.lambda_max > 1.0 && ds.lambda_max <= 2.0 + 1e-9);
         assert_eq!(ds.checksum.len(), 64);

@@ -45,6 +45,9 @@ pub struct RunReport {
     /// Pruning figures of a pruning run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruning: Option<crate::prune::PruneSummary>,
+    /// The commit of the code that computed the run ([`crate::plan::CODE_COMMIT`]).
+    #[serde(default)]
+    pub code_commit: String,
 }
 
 /// Why a run could not be executed.
@@ -88,6 +91,13 @@ pub fn execute<B: AutodiffBackend>(
     device: &B::Device,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<RunReport, ExecError> {
+    if let Some(report) = finished_report(cfg, &data.checksum, &paths.run_dir) {
+        eprintln!(
+            "{} already holds this run's finished outcome; not computing it again",
+            paths.run_dir.display()
+        );
+        return Ok(report);
+    }
     if cfg.prune.is_some() {
         return crate::prune::execute_prune::<B>(cfg, data, paths, device_spec, device, on_event);
     }
@@ -108,7 +118,6 @@ pub fn execute<B: AutodiffBackend>(
             });
         }
         let g_t = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
-        let (mut picks, mut elements) = (0u64, 0u64);
         let result = train::train_with_loss::<B, _>(
             data,
             &cfg.model,
@@ -116,7 +125,7 @@ pub fn execute<B: AutodiffBackend>(
             device,
             Some(&paths.run_dir),
             on_event,
-            |m, b, g| {
+            |m, b, g, tally| {
                 let (yt, ft) = teacher.forward_features(b.x.clone().inner(), &g_t);
                 if kind == LossKind::Skd {
                     // SKD with gradient revision needs the gradient of each term separately.
@@ -138,13 +147,13 @@ pub fn execute<B: AutodiffBackend>(
                     },
                 )
                 .expect("loss configuration validated before training");
-                picks += out.ord_picks;
-                elements += out.ord_elements;
+                tally.picks += out.ord_picks;
+                tally.elements += out.ord_elements;
                 backward_step(out.loss, m)
             },
         )?;
         if kind.uses_ord() {
-            attention = Some((picks, elements));
+            attention = Some((result.1.tally.picks, result.1.tally.elements));
         }
         result
     } else {
@@ -181,17 +190,35 @@ pub fn execute<B: AutodiffBackend>(
         test_time,
         attention,
         pruning: None,
+        code_commit: crate::plan::CODE_COMMIT.to_string(),
     })
 }
 
-/// Write a run's report next to its checkpoint (`outcome.json`).
+const OUTCOME_FILE: &str = "outcome.json";
+
+/// Write a run's report next to its checkpoint (`outcome.json`, written whole then renamed into
+/// place), then remove the run's per-epoch resume checkpoint, which is no longer needed.
 pub fn write_report(report: &RunReport, run_dir: &Path) -> Result<(), ExecError> {
-    let path = run_dir.join("outcome.json");
+    let path = run_dir.join(OUTCOME_FILE);
+    let tmp = run_dir.join(format!("{OUTCOME_FILE}.tmp"));
     let json = serde_json::to_string_pretty(report).expect("report serialises");
-    std::fs::write(&path, json).map_err(|e| ExecError::Io {
-        path,
-        detail: e.to_string(),
-    })
+    std::fs::write(&tmp, json)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| ExecError::Io {
+            path,
+            detail: e.to_string(),
+        })?;
+    crate::resume::ResumeDir::new(run_dir).remove();
+    Ok(())
+}
+
+/// The report of a run already finished in `run_dir` with this configuration and data (its
+/// `outcome.json`), if there is one: a run killed after finishing but before its result was
+/// recorded is not computed again.
+pub fn finished_report(cfg: &RunConfig, data_checksum: &str, run_dir: &Path) -> Option<RunReport> {
+    let text = std::fs::read(run_dir.join(OUTCOME_FILE)).ok()?;
+    let report: RunReport = serde_json::from_slice(&text).ok()?;
+    (report.config == *cfg && report.data_checksum == data_checksum).then_some(report)
 }
 
 impl RunReport {

@@ -16,6 +16,7 @@ pub mod model;
 pub mod plan;
 pub mod prune;
 pub mod report;
+pub mod resume;
 pub mod rng;
 pub mod schedule;
 pub mod spec;

@@ -13,7 +13,11 @@ use crate::spec::{Experiment, RunConfig};
 
 /// Bump when a code change alters what a run computes (model, data pipeline, training loop,
 /// losses): every run hash changes with it, so old results are not mistaken for new ones.
-pub const CODE_VERSION: &str = "stkd-1";
+pub const CODE_VERSION: &str = "stkd-2";
+
+/// The git commit this binary was built from (`-dirty` when tracked files differed, `unknown`
+/// outside a checkout); recorded with every run, not part of its hash.
+pub const CODE_COMMIT: &str = env!("STKD_COMMIT");
 
 /// One run to execute.
 #[derive(Debug, Clone, Serialize)]

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Dataset, Split};
 use crate::distill::mse_loss;
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
+use crate::resume::{Checkpoint, ResumeDir, ResumeError, Snapshot};
 use crate::rng::Rng;
 
 /// Optimiser of a run.
@@ -117,6 +118,8 @@ pub enum TrainError {
     },
     #[error("checkpoint {path}: {detail}")]
     Checkpoint { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
     #[error("the {0:?} split has no windows; use more days or a different split")]
     EmptySplit(Split),
 }
@@ -190,7 +193,18 @@ pub struct TrainOutcome {
     pub val: Metrics,
     pub test: Metrics,
     pub parameters: usize,
+    /// Training time, summed over the sessions of a resumed run.
     pub train_seconds: f64,
+    /// The loss's counters over the whole run (not part of the stored outcome).
+    #[serde(skip)]
+    pub tally: LossTally,
+}
+
+/// Counters a loss keeps over a run (ORD's teacher picks, Table 3), carried across resumes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LossTally {
+    pub picks: u64,
+    pub elements: u64,
 }
 
 /// Progress events, for bars and logs.
@@ -239,6 +253,27 @@ impl<B: AutodiffBackend> Opt<B> {
             Opt::Adam(o) => o.step(lr, model, grads),
             Opt::Rms(o) => o.step(lr, model, grads),
         }
+    }
+
+    /// Write the optimiser's state (moments, step counts) as piece `name` of a checkpoint.
+    pub(crate) fn save(&self, snap: &mut Snapshot, name: &str) -> Result<(), ResumeError> {
+        match self {
+            Opt::Adam(o) => snap.record::<B, _>(name, o.to_record()),
+            Opt::Rms(o) => snap.record::<B, _>(name, o.to_record()),
+        }
+    }
+
+    /// The optimiser with its state read from piece `name` of a checkpoint.
+    pub(crate) fn load<S>(
+        self,
+        ck: &Checkpoint<S>,
+        name: &str,
+        device: &B::Device,
+    ) -> Result<Self, ResumeError> {
+        Ok(match self {
+            Opt::Adam(o) => Opt::Adam(o.load_record(ck.record::<B, _>(name, device)?)),
+            Opt::Rms(o) => Opt::Rms(o.load_record(ck.record::<B, _>(name, device)?)),
+        })
     }
 }
 
@@ -290,7 +325,7 @@ pub fn train<B: AutodiffBackend>(
         device,
         checkpoint,
         on_event,
-        |m, b, g| backward_step(mse_loss(m.forward(b.x.clone(), g), b.y1.clone()), m),
+        |m, b, g, _| backward_step(mse_loss(m.forward(b.x.clone(), g), b.y1.clone()), m),
     )
 }
 
@@ -388,9 +423,36 @@ impl EpochRun {
     }
 }
 
-/// Train with a caller-supplied step of (model, batch, graph) → (gradients, loss value).
-/// Keeps the model with the best validation MAE, evaluates it on the test split, and saves it to `checkpoint` (a directory)
-/// if given. Same seed, same data, same backend and thread count → same curve and metrics.
+/// What a per-epoch checkpoint of [`train_with_loss`] holds besides the weights (`model`, the
+/// current network; `best`, the best-validation one; `optim`, the optimiser's state).
+#[derive(Serialize, Deserialize)]
+struct TrainState {
+    curve: Vec<EpochRecord>,
+    best_epoch: usize,
+    best_val: Metrics,
+    tally: LossTally,
+    /// Training seconds of the sessions so far.
+    seconds: f64,
+}
+
+/// The identity of a training run inside its folder: a checkpoint of another identity is not
+/// resumed.
+fn resume_key(model_cfg: &StgcnConfig, cfg: &TrainConfig) -> String {
+    serde_json::to_string(&(model_cfg, cfg)).expect("configuration serialises")
+}
+
+/// Train with a caller-supplied step of (model, batch, graph, counters) → (gradients, loss
+/// value). Keeps the model with the best validation MAE, evaluates it on the test split, and
+/// saves it to `checkpoint` (a directory) if given. Same seed, same data, same backend and
+/// thread count → same curve and metrics.
+///
+/// With a `checkpoint` folder the run is resumable: after every epoch the network, the
+/// optimiser's state, the best-validation network and the curve so far are written to
+/// `<checkpoint>/resume/` ([`ResumeDir`]), and a later call with the same configuration
+/// continues after the last finished epoch (shuffling is replayed from the seed, the learning
+/// rate follows from the epoch), ending with the metrics of an uninterrupted run. The folder is
+/// left in place when the run ends (a run whose record was lost is then only tested again); the
+/// caller removes it once the result is safe ([`crate::exec::write_report`]).
 pub fn train_with_loss<B, L>(
     data: &Dataset,
     model_cfg: &StgcnConfig,
@@ -402,7 +464,7 @@ pub fn train_with_loss<B, L>(
 ) -> Result<(Stgcn<B::InnerBackend>, TrainOutcome), TrainError>
 where
     B: AutodiffBackend,
-    L: FnMut(&Stgcn<B>, &Batch<B>, &GraphKernel<B>) -> (GradientsParams, f32),
+    L: FnMut(&Stgcn<B>, &Batch<B>, &GraphKernel<B>, &mut LossTally) -> (GradientsParams, f32),
 {
     cfg.validate()?;
     let started = Instant::now();
@@ -425,9 +487,48 @@ where
         steps_total = steps_total.min(max.max(1));
     }
 
+    let resume = checkpoint.map(ResumeDir::new);
+    let key = resume_key(model_cfg, cfg);
     let mut curve = Vec::with_capacity(cfg.epochs);
     let mut best: Option<(f64, usize, Stgcn<B::InnerBackend>, Metrics)> = None;
-    for epoch in 0..cfg.epochs {
+    let mut best_stem: Option<String> = None;
+    let mut tally = LossTally::default();
+    let mut prior_seconds = 0.0;
+    let mut first_epoch = 0;
+    if let Some(ck) = match &resume {
+        Some(r) => r.load::<TrainState>(&key)?,
+        None => None,
+    } {
+        let done = ck.epoch.min(cfg.epochs);
+        eprintln!(
+            "resuming after epoch {done} of {} from {}",
+            cfg.epochs,
+            resume
+                .as_ref()
+                .map_or(String::new(), |r| r.path().display().to_string())
+        );
+        model = model.load_record(ck.record::<B, _>("model", device)?);
+        opt = opt.load(&ck, "optim", device)?;
+        let best_model = Stgcn::<B::InnerBackend>::new(model_cfg, cfg.seed, device)?
+            .load_record(ck.record::<B::InnerBackend, _>("best", device)?);
+        best_stem = ck.stem("best").map(str::to_string);
+        let st = ck.state;
+        let best_mae = st
+            .curve
+            .iter()
+            .find(|r| r.epoch == st.best_epoch)
+            .map_or(st.best_val.mean_mae(), |r| r.val_mae);
+        best = Some((best_mae, st.best_epoch, best_model, st.best_val));
+        curve = st.curve;
+        tally = st.tally;
+        prior_seconds = st.seconds;
+        first_epoch = done;
+        // The shuffles are cumulative: replay those of the finished epochs.
+        for epoch in 0..first_epoch {
+            Rng::new(cfg.seed, 1 + epoch as u64).shuffle(&mut order);
+        }
+    }
+    for epoch in first_epoch..cfg.epochs {
         Rng::new(cfg.seed, 1 + epoch as u64).shuffle(&mut order);
         let batches: Vec<&[usize]> = order.chunks(cfg.batch_size).take(steps_total).collect();
         let pos = EpochPos {
@@ -445,19 +546,44 @@ where
             on_event,
             model,
             |model, batch| {
-                let (grads, loss) = loss_fn(&model, &batch, &g);
+                let (grads, loss) = loss_fn(&model, &batch, &g, &mut tally);
                 Ok((opt.step(pos.lr, model, grads), loss))
             },
         )?;
         let inner = model.valid();
         let val = evaluate(&inner, &g_eval, data, Split::Val, cfg.eval_batch, device);
         let record = run.finish(&val, on_event);
-        if best.as_ref().is_none_or(|b| record.val_mae < b.0) {
+        let improved = best.as_ref().is_none_or(|b| record.val_mae < b.0);
+        if improved {
             best = Some((record.val_mae, epoch + 1, inner, val));
         }
         curve.push(record);
+        if let Some(r) = &resume {
+            let (_, best_epoch, best_model, best_val) = best.as_ref().expect("set above");
+            let mut snap = r.begin(epoch + 1)?;
+            snap.record::<B, _>("model", model.clone().into_record())?;
+            opt.save(&mut snap, "optim")?;
+            match (&best_stem, improved) {
+                (Some(stem), false) => snap.keep("best", stem),
+                _ => {
+                    snap.record::<B::InnerBackend, _>("best", best_model.clone().into_record())?;
+                    best_stem = Some(format!("best-{}", epoch + 1));
+                }
+            }
+            snap.commit(
+                &key,
+                &TrainState {
+                    curve: curve.clone(),
+                    best_epoch: *best_epoch,
+                    best_val: best_val.clone(),
+                    tally,
+                    seconds: prior_seconds + started.elapsed().as_secs_f64(),
+                },
+            )?;
+        }
     }
     let (_, best_epoch, best_model, val) = best.expect("at least one epoch");
+    on_event(Event::Testing);
     let test = evaluate(
         &best_model,
         &g_eval,
@@ -475,7 +601,8 @@ where
         val,
         test,
         parameters,
-        train_seconds: started.elapsed().as_secs_f64(),
+        train_seconds: prior_seconds + started.elapsed().as_secs_f64(),
+        tally,
     };
     Ok((best_model, outcome))
 }

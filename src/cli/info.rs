@@ -98,6 +98,10 @@ pub(crate) fn data_info(dataset: DatasetName, args: &DataArgs, json: bool) -> Re
             value: info.edges.to_string(),
         },
         Row {
+            field: "isolated nodes (no edge)",
+            value: info.isolated.to_string(),
+        },
+        Row {
             field: "train mean / std (mph)",
             value: format!("{:.4} / {:.4}", info.train_mean, info.train_std),
         },

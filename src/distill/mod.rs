@@ -28,9 +28,10 @@
 //! - `tcd` and `scd` as loss kinds are the ablations of Table 5 / Table 3 (which reports ORD
 //!   pick shares for them): STCD with only one feature term, `ORD + α3·L_TCD` and
 //!   `ORD + α3·L_SCD`.
-//! - RD-KL: the per-element term of Eq. 1 is `p^t_bi·log(p^t_bi / p^s_bi)` with `p = softmax over
-//!   the N nodes of y/τ` ([I-7]); like every other term it is averaged over `b, i`, so the KL part
-//!   equals the per-sample KL divergence divided by `N`, averaged over the batch. No `τ²` factor.
+//! - RD-KL: the KL term of Eq. 1 is a divergence between two distributions over the N nodes of
+//!   a sample (`p = softmax over the nodes of y/τ`, [I-7]): `Σ_i p^t_bi·log(p^t_bi / p^s_bi)`
+//!   summed over the nodes and averaged over the batch (PyTorch's `batchmean`, the true KL), not
+//!   divided further by `N`. The task term is averaged over `b, i` as everywhere. No `τ²` factor.
 //! - SKD structural term: mean of smooth-L1 (β = 1) over all `B·P²` entries of the normalised
 //!   `P × P` distance matrices (`P = T'·N`), as `F.smooth_l1_loss` on the full matrices does.
 
@@ -433,9 +434,10 @@ pub fn rd_l2_loss<B: Backend, BT: Backend>(
     Ok(teacher.mul_scalar(beta) + task.mul_scalar(1.0 - beta))
 }
 
-/// RD-KL, Eqs. 1–2: `mean_{b,i} [β·p^t_bi·log(p^t_bi / p^s_bi) + (1 − β)·‖ys_bi − T_bi‖]` with
+/// RD-KL, Eqs. 1–2: `β·mean_b KL(p^t_b ‖ p^s_b) + (1 − β)·mean_{b,i} ‖ys_bi − T_bi‖` with
 /// `p_b = softmax(y_b / τ)` over the `N` nodes of each sample (spec [I-7]), so that z-scored
-/// (negative) outputs are fine. The KL part equals `KL(p^t_b ‖ p^s_b) / N` averaged over `b`.
+/// (negative) outputs are fine. The KL is summed over the nodes and averaged over the batch
+/// (`batchmean`): the true divergence between the two distributions of a sample.
 pub fn rd_kl_loss<B: Backend, BT: Backend>(
     student_y: Tensor<B, 4>,
     teacher_y: &Tensor<BT, 4>,
@@ -467,7 +469,7 @@ pub fn rd_kl_loss<B: Backend, BT: Backend>(
             }
         }
     }
-    let count = (b * n) as f64;
+    let count = b as f64;
     let pt = constant::<B, 2>(pt, [b, n], &device);
     let log_ps = log_softmax(student_y.clone().reshape([b, n]).div_scalar(tau), 1);
     let kl = (pt * log_ps)

@@ -163,11 +163,12 @@ fn rd_kl_matches_hand_value_with_negative_outputs_and_its_gradient() {
         let ps = soft(ys[2 * s] as f64, ys[2 * s + 1] as f64);
         for i in 0..2 {
             kl += pt[i] * (pt[i] / ps[i]).ln();
-            // d/dys of the mean over b, i of the KL terms: (p_s − p_t)/(τ·B·N).
-            grad_kl[2 * s + i] = (ps[i] - pt[i]) / (tau * 4.0);
+            // d/dys of the batch mean of the per-sample KL (summed over nodes): (p_s − p_t)/(τ·B).
+            grad_kl[2 * s + i] = (ps[i] - pt[i]) / (tau * 2.0);
         }
     }
-    kl /= 4.0;
+    // `batchmean`: summed over the N = 2 nodes, averaged over the B = 2 samples.
+    kl /= 2.0;
     let mse: f64 = ys
         .iter()
         .zip(&tg)

@@ -484,10 +484,12 @@ pub fn execute_prune<B: AutodiffBackend>(
             test,
             parameters,
             train_seconds: started.elapsed().as_secs_f64(),
+            tally: Default::default(),
         },
         flops_per_sample: out.model_config.flops_per_sample(),
         test_time: summary.pruned_test_time,
         attention: out.attention,
         pruning: Some(summary),
+        code_commit: crate::plan::CODE_COMMIT.to_string(),
     })
 }
