@@ -116,6 +116,9 @@ pub enum TrainError {
         step: usize,
         loss: f32,
     },
+    /// Finite but meaningless numbers (see [`crate::divergence`]).
+    #[error(transparent)]
+    Divergence(#[from] crate::divergence::Divergence),
     #[error("checkpoint {path}: {detail}")]
     Checkpoint { path: PathBuf, detail: String },
     #[error(transparent)]
@@ -553,6 +556,13 @@ where
         let inner = model.valid();
         let val = evaluate(&inner, &g_eval, data, Split::Val, cfg.eval_batch, device);
         let record = run.finish(&val, on_event);
+        let first_loss = curve.first().map_or(record.train_loss, |r| r.train_loss);
+        crate::divergence::check_epoch(
+            record.epoch,
+            first_loss,
+            record.train_loss,
+            record.val_mae,
+        )?;
         let improved = best.as_ref().is_none_or(|b| record.val_mae < b.0);
         if improved {
             best = Some((record.val_mae, epoch + 1, inner, val));
@@ -822,6 +832,75 @@ mod tests {
         let other = TrainConfig { seed: 2, ..cfg };
         let (_, o3) = train::<Cpu>(&data, &mcfg, &other, &dev, None, &mut |_| {}).unwrap();
         assert_ne!(o1.test, o3.test, "another seed gives another model");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_run_stopped_mid_epoch_resumes_after_its_last_epoch_with_the_same_metrics() {
+        let data = tiny();
+        let mcfg = StgcnConfig::new(Preset::Student.channels(), data.nodes, data.n_his);
+        let dev = Default::default();
+        let cfg = TrainConfig {
+            epochs: 4,
+            ..quick_cfg()
+        };
+        let (_, whole) = train::<Cpu>(&data, &mcfg, &cfg, &dev, None, &mut |_| {}).unwrap();
+        let dir = std::env::temp_dir().join(format!("stkd-resume-train-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let steps = data.windows(Split::Train).div_ceil(cfg.batch_size);
+        // Stop (as a kill would) in the middle of the third epoch, after two checkpoints.
+        let stop_at = 2 * steps + steps / 2;
+        let mut taken = 0;
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            train_with_loss::<Cpu, _>(
+                &data,
+                &mcfg,
+                &cfg,
+                &dev,
+                Some(&dir),
+                &mut |_| {},
+                |m, b, g, _| {
+                    taken += 1;
+                    assert!(taken <= stop_at, "stopped");
+                    backward_step(mse_loss(m.forward(b.x.clone(), g), b.y1.clone()), m)
+                },
+            )
+        }));
+        assert!(stopped.is_err());
+        let ck = ResumeDir::new(&dir).load::<TrainState>(&resume_key(&mcfg, &cfg));
+        assert_eq!(ck.unwrap().unwrap().epoch, 2, "checkpoint after epoch 2");
+        let mut epochs_run = Vec::new();
+        let (_, resumed) = train::<Cpu>(&data, &mcfg, &cfg, &dev, Some(&dir), &mut |e| {
+            if let Event::EpochStart { epoch, .. } = e {
+                epochs_run.push(epoch)
+            }
+        })
+        .unwrap();
+        assert_eq!(
+            epochs_run,
+            [3, 4],
+            "only the epochs after the checkpoint run"
+        );
+        let curve = |o: &TrainOutcome| {
+            o.epochs
+                .iter()
+                .map(|e| (e.epoch, e.lr, e.train_loss, e.val_mae))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(curve(&resumed), curve(&whole));
+        assert_eq!(resumed.best_epoch, whole.best_epoch);
+        assert_eq!(resumed.val, whole.val);
+        assert_eq!(resumed.test, whole.test);
+        // A finished run's checkpoint is only tested again: no epoch runs.
+        epochs_run.clear();
+        let (_, again) = train::<Cpu>(&data, &mcfg, &cfg, &dev, Some(&dir), &mut |e| {
+            if let Event::EpochStart { epoch, .. } = e {
+                epochs_run.push(epoch)
+            }
+        })
+        .unwrap();
+        assert!(epochs_run.is_empty());
+        assert_eq!(again.test, whole.test);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
