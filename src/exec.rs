@@ -4,15 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::DeviceSpec;
-use crate::data::{DataConfig, Dataset, DatasetName};
+use crate::data::{DataConfig, Dataset, DatasetName, Split};
 use crate::distill::{kd_loss, skd_grads, KdInputs, LossKind};
-use crate::model::GraphKernel;
+use crate::model::{GraphKernel, Stgcn};
 use crate::spec::RunConfig;
-use crate::train::{self, backward_step, Event, TestTime, TrainError, TrainOutcome};
+use crate::train::{self, backward_step, Batcher, Event, TestTime, TrainError, TrainOutcome};
 
 /// Where a run reads and writes files.
 #[derive(Debug, Clone)]
@@ -118,6 +119,8 @@ pub fn execute<B: AutodiffBackend>(
             });
         }
         let g_t = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
+        let cached = (!kind.needs_features())
+            .then(|| TeacherOutputs::compute(&teacher, &g_t, data, cfg.train.batch_size, device));
         let result = train::train_with_loss::<B, _>(
             data,
             &cfg.model,
@@ -126,6 +129,23 @@ pub fn execute<B: AutodiffBackend>(
             Some(&paths.run_dir),
             on_event,
             |m, b, g, tally| {
+                if let Some(cached) = &cached {
+                    let (ys, fs) = m.forward_features(b.x.clone(), g);
+                    let out = kd_loss(
+                        &cfg.loss,
+                        &KdInputs {
+                            target: b.y1.clone(),
+                            student_y: ys,
+                            student_f: &fs,
+                            teacher_y: Some(cached.batch(&b.idx, device)),
+                            teacher_f: None,
+                        },
+                    )
+                    .expect("loss configuration validated before training");
+                    tally.picks += out.ord_picks;
+                    tally.elements += out.ord_elements;
+                    return backward_step(out.loss, m);
+                }
                 let (yt, ft) = teacher.forward_features(b.x.clone().inner(), &g_t);
                 if kind == LossKind::Skd {
                     // SKD with gradient revision needs the gradient of each term separately.
@@ -195,6 +215,51 @@ pub fn execute<B: AutodiffBackend>(
 }
 
 const OUTCOME_FILE: &str = "outcome.json";
+
+/// The teacher's one-step predictions for every training window, computed once before a
+/// distillation run whose loss reads nothing else of the teacher (RD-L2, RD-KL, ORD): the
+/// teacher's forward leaves the training loop. Computed in consecutive batches of the run's
+/// batch size with the same forward as per-step teaching, so the values are those the loop
+/// would compute (each window's output does not depend on its batch-mates; tested).
+pub struct TeacherOutputs {
+    nodes: usize,
+    /// `[windows, N]` row-major.
+    values: Vec<f32>,
+}
+
+impl TeacherOutputs {
+    pub fn compute<B: Backend>(
+        teacher: &Stgcn<B>,
+        g: &GraphKernel<B>,
+        data: &Dataset,
+        batch_size: usize,
+        device: &B::Device,
+    ) -> Self {
+        let windows = data.windows(Split::Train);
+        let mut values = Vec::with_capacity(windows * data.nodes);
+        let mut batcher = Batcher::default();
+        let all: Vec<usize> = (0..windows).collect();
+        for idx in all.chunks(batch_size.max(1)) {
+            let b = batcher.batch::<B>(data, Split::Train, idx, device);
+            let (y, _) = teacher.forward_features(b.x, g);
+            values.extend(y.into_data().to_vec::<f32>().expect("f32 outputs"));
+        }
+        TeacherOutputs {
+            nodes: data.nodes,
+            values,
+        }
+    }
+
+    /// `[b, 1, N, 1]` outputs of the training windows `idx`.
+    pub fn batch<B: Backend>(&self, idx: &[usize], device: &B::Device) -> Tensor<B, 4> {
+        let n = self.nodes;
+        let mut rows = Vec::with_capacity(idx.len() * n);
+        for &i in idx {
+            rows.extend_from_slice(&self.values[i * n..(i + 1) * n]);
+        }
+        Tensor::from_data(TensorData::new(rows, [idx.len(), 1, n, 1]), device)
+    }
+}
 
 /// Write a run's report next to its checkpoint (`outcome.json`, written whole then renamed into
 /// place), then remove the run's per-epoch resume checkpoint, which is no longer needed.
@@ -267,6 +332,44 @@ impl RunReport {
             artefacts: vec![("checkpoint".to_string(), checkpoint.to_string())],
             best_epoch: Some(o.best_epoch as u32),
             train_seconds: o.train_seconds,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuInner;
+    use crate::model::{Preset, StgcnConfig};
+    use crate::rng::Rng;
+
+    #[test]
+    fn cached_teacher_outputs_equal_the_per_batch_forward_bit_for_bit() {
+        // PeMSD7's node count and the teacher's shape: the kernels' real paths.
+        let data = Dataset::synthetic(228, 6, 96, 3);
+        let dev = Default::default();
+        let cfg = StgcnConfig::new(Preset::Teacher.channels(), data.nodes, data.n_his);
+        let teacher = Stgcn::<CpuInner>::new(&cfg, 4, &dev).unwrap();
+        let g = GraphKernel::<CpuInner>::new(&data.cheb, data.nodes, &dev);
+        let cached = TeacherOutputs::compute(&teacher, &g, &data, 50, &dev);
+        let mut order: Vec<usize> = (0..data.windows(Split::Train)).collect();
+        Rng::new(1, 1).shuffle(&mut order);
+        let mut batcher = Batcher::default();
+        for idx in order.chunks(50).take(3) {
+            let b = batcher.batch::<CpuInner>(&data, Split::Train, idx, &dev);
+            let (direct, _) = teacher.forward_features(b.x, &g);
+            let direct = direct.into_data().to_vec::<f32>().unwrap();
+            let from_cache = cached.batch::<CpuInner>(idx, &dev);
+            let from_cache = from_cache.into_data().to_vec::<f32>().unwrap();
+            assert_eq!(direct.len(), idx.len() * data.nodes);
+            let same = direct
+                .iter()
+                .zip(&from_cache)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "cached teacher outputs differ from the batch's forward"
+            );
         }
     }
 }

@@ -286,6 +286,8 @@ pub struct Batch<B: Backend> {
     pub x: Tensor<B, 4>,
     pub y1: Tensor<B, 4>,
     pub y: Tensor<B, 3>,
+    /// The windows of the batch (indices into its split).
+    pub idx: Vec<usize>,
 }
 
 /// Reusable host buffers for building batches.
@@ -308,7 +310,12 @@ impl Batcher {
         let x = Tensor::<B, 4>::from_data(TensorData::new(self.x.clone(), [b, m, n, 1]), device);
         let y = Tensor::<B, 3>::from_data(TensorData::new(self.y.clone(), [b, h, n]), device);
         let y1 = y.clone().narrow(1, 0, 1).reshape([b, 1, n, 1]);
-        Batch { x, y1, y }
+        Batch {
+            x,
+            y1,
+            y,
+            idx: idx.to_vec(),
+        }
     }
 }
 
