@@ -10,6 +10,7 @@ pub mod backend;
 pub mod bench;
 pub mod data;
 pub mod distill;
+pub mod divergence;
 pub mod exec;
 pub mod kernels;
 pub mod model;

@@ -266,7 +266,11 @@ pub fn prune_model<B: AutodiffBackend>(
         )?;
         lp.batcher = batcher;
         let val = lp.evaluate(&delivered(&model, &cstate)?, Split::Val);
-        curve.push(run.finish(&val, on_event));
+        let record = run.finish(&val, on_event);
+        let first_loss = curve.first().map_or(record.train_loss, |r| r.train_loss);
+        crate::divergence::check_epoch(record.epoch, first_loss, record.train_loss, record.val_mae)
+            .map_err(TrainError::from)?;
+        curve.push(record);
     }
 
     // Fine-tuning (Algorithm 1 lines 24–26): channel-pruned networks in compacted form.
@@ -314,6 +318,12 @@ pub fn prune_model<B: AutodiffBackend>(
         let inner = ft.valid();
         let val = lp.evaluate(&inner, Split::Val);
         let record = run.finish(&val, on_event);
+        // Fine-tuning's loss (plain or KD) is compared with its own first epoch.
+        let first_loss = curve
+            .get(prune_epochs)
+            .map_or(record.train_loss, |r| r.train_loss);
+        crate::divergence::check_epoch(record.epoch, first_loss, record.train_loss, record.val_mae)
+            .map_err(TrainError::from)?;
         if best.as_ref().is_none_or(|b| record.val_mae < b.0) {
             best = Some((record.val_mae, epoch + 1, inner, val));
         }
