@@ -268,6 +268,7 @@ fn table4_report_matches_golden_files() {
     assert_eq!(
         names,
         [
+            "table4-claims.csv",
             "table4-runs.csv",
             "table4.csv",
             "table4.md",

@@ -23,6 +23,7 @@ pub mod plots;
 pub mod render;
 pub mod tables;
 pub mod tsne;
+pub mod verdicts;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

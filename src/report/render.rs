@@ -13,6 +13,7 @@ use crate::report::tables::{
     AttentionTable, Figure, FigureItem, Meta, MetricsRow, MetricsTable, NetworksTable, Report,
     RunCounts, RunLine, Section, Stat, Unfinished,
 };
+use crate::report::verdicts::{cell_name, Cell, Verdict};
 
 // ---------------------------------------------------------------------------------------------
 // Number and time formats
@@ -148,6 +149,95 @@ pub fn render_markdown(r: &Report) -> String {
     }
     figures_md(&mut s, &r.figures);
     runs_md(&mut s, &r.runs);
+    verdicts_md(&mut s, &r.verdicts);
+    s
+}
+
+/// `−0.123 ± 0.045` (or without `±` when there is no spread).
+fn diff_text(c: &Cell) -> String {
+    match c.se {
+        Some(se) => format!("{} ± {}", signed(c.diff, 3, true), fixed(se, 3)),
+        None => signed(c.diff, 3, true),
+    }
+}
+
+fn verdicts_md(s: &mut String, verdicts: &[Verdict]) {
+    if verdicts.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n## The paper's claims\n");
+    let _ = writeln!(
+        s,
+        "Each claim of the paper's text about this table, and ours: per metric and horizon the \
+         difference of our means (claimed better − claimed worse, in the metric's unit; negative \
+         agrees with the claim) ± its standard error over seeds, sqrt(s₁²/n₁ + s₂²/n₂) (a side \
+         with one seed borrows the other's std). A difference beyond 2 standard errors in the \
+         claim's direction **holds**, beyond 2 against it **does not hold**, else **within \
+         noise**; a claim holds when every cell holds. Both sides are trained equally long, or \
+         the claim is marked not comparable.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| Data set | Claim (paper) | Ours: better − worse | Verdict |"
+    );
+    let _ = writeln!(s, "|:--|:--|:--|:--|");
+    for v in verdicts {
+        let cells: Vec<String> = v
+            .cells
+            .iter()
+            .map(|c| format!("{}: {}", cell_name(c), diff_text(c)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            dataset_title(v.dataset),
+            cell(&v.claim.text, 200),
+            if cells.is_empty() {
+                "—".to_string()
+            } else {
+                cells.join("; ")
+            },
+            v.text()
+        );
+    }
+}
+
+/// The claims as CSV, one line per (claim, cell).
+pub fn verdicts_csv(verdicts: &[Verdict]) -> String {
+    let mut s = csv_line(&[
+        "dataset".into(),
+        "claim".into(),
+        "metric".into(),
+        "horizon_min".into(),
+        "diff".into(),
+        "se".into(),
+        "verdict".into(),
+    ]);
+    for v in verdicts {
+        let verdict = v.text();
+        if v.cells.is_empty() {
+            s.push_str(&csv_line(&[
+                v.dataset.to_string(),
+                v.claim.text.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                verdict.clone(),
+            ]));
+        }
+        for c in &v.cells {
+            s.push_str(&csv_line(&[
+                v.dataset.to_string(),
+                v.claim.text.clone(),
+                paper::METRICS[c.metric].to_string(),
+                paper::HORIZONS[c.horizon].to_string(),
+                opt(Some(c.diff), CSV_DECIMALS),
+                opt(c.se, CSV_DECIMALS),
+                verdict.clone(),
+            ]));
+        }
+    }
     s
 }
 
@@ -729,6 +819,9 @@ pub fn render_csv(r: &Report) -> Vec<(String, String)> {
         }
     }
     out.push(("-runs".into(), runs_csv(&r.runs)));
+    if !r.verdicts.is_empty() {
+        out.push(("-claims".into(), verdicts_csv(&r.verdicts)));
+    }
     out
 }
 

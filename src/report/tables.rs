@@ -911,6 +911,8 @@ pub struct Report {
     pub runs: Vec<RunLine>,
     /// Filled by the plotting step (none for CSV-only reports and in pure rendering tests).
     pub figures: Vec<Figure>,
+    /// The paper's claims for its table and our verdict on each (empty for other experiments).
+    pub verdicts: Vec<crate::report::verdicts::Verdict>,
 }
 
 /// The tables of a report: the paper table named by the experiment (Table 1 and Table 3 with a
@@ -937,6 +939,7 @@ pub fn build_report(data: &ReportData, version: &str, commit: &str) -> Report {
         sections,
         runs: runs_table(data, table),
         figures: Vec::new(),
+        verdicts: table.map_or_else(Vec::new, |t| crate::report::verdicts::verdicts(data, t)),
     }
 }
 
