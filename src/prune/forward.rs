@@ -303,6 +303,29 @@ impl<B: Backend> Importance<B> {
         self.batches += 1;
     }
 
+    /// The accumulated sums on the host (for a resume checkpoint), with the minibatch count.
+    pub fn to_host(&self) -> (Vec<Vec<f32>>, usize) {
+        let sums = self
+            .acc
+            .iter()
+            .map(|a| a.to_data().to_vec::<f32>().expect("f32 scores"))
+            .collect();
+        (sums, self.batches)
+    }
+
+    /// An accumulator holding `sums` of `batches` minibatches (see [`Importance::to_host`]).
+    pub fn from_host(sums: &[Vec<f32>], batches: usize, device: &B::Device) -> Self {
+        Importance {
+            acc: sums
+                .iter()
+                .map(|v| {
+                    Tensor::from_data(burn::tensor::TensorData::new(v.clone(), [v.len()]), device)
+                })
+                .collect(),
+            batches,
+        }
+    }
+
     /// The accumulated scores divided by the number of minibatches (Algorithm 1 line 15), on
     /// the host; the accumulator restarts from zero.
     pub fn take_mean(&mut self) -> Vec<Vec<f32>> {

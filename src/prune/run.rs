@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
+use serde::{Deserialize, Serialize};
+
+use burn::module::{AutodiffModule, Module};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ElementConversion;
@@ -26,6 +28,7 @@ use crate::data::{Dataset, Split};
 use crate::distill::{kd_loss, mse_loss, KdInputs, LossConfig, LossKind};
 use crate::exec::{ExecError, RunPaths, RunReport};
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
+use crate::resume::ResumeDir;
 use crate::rng::Rng;
 use crate::spec::RunConfig;
 use crate::train::{
@@ -48,6 +51,40 @@ pub struct PruneOutput<B: Backend> {
     pub summary: PruneSummary,
     /// ORD's teacher picks over all distillation steps (Table 3), when the loss has ORD.
     pub attention: Option<(u64, u64)>,
+    /// Training seconds of earlier sessions of a resumed run.
+    pub seconds_before: f64,
+}
+
+/// What a pruning run's per-epoch checkpoint holds besides its pieces (`model`: the network
+/// being pruned, or in fine-tuning the compacted one; `optim`; `best`: fine-tuning's best).
+#[derive(Serialize, Deserialize)]
+struct PruneState {
+    curve: Vec<EpochRecord>,
+    /// Pruning steps taken, minibatches trained in the pruning phase.
+    done: usize,
+    minibatches: usize,
+    steps: Vec<PruneStep>,
+    channel_keep: Vec<Vec<bool>>,
+    element_keep: Vec<Vec<bool>>,
+    /// Importance sums since the last pruning step, and their minibatch count.
+    importance: Vec<Vec<f32>>,
+    importance_batches: usize,
+    picks: u64,
+    elements: u64,
+    /// Fine-tuning: the compacted network's shape, the compaction check, the best epoch.
+    ft_config: Option<StgcnConfig>,
+    compaction_diff: Option<f64>,
+    best: Option<(f64, usize, Metrics)>,
+    seconds: f64,
+}
+
+fn resume_key(
+    base_cfg: &StgcnConfig,
+    train: &TrainConfig,
+    loss: &LossConfig,
+    pc: &PruneConfig,
+) -> String {
+    serde_json::to_string(&(base_cfg, train, loss, pc)).expect("configuration serialises")
 }
 
 /// Shared state of the training loops.
@@ -124,6 +161,11 @@ impl<'a, B: AutodiffBackend> Loop<'a, B> {
 /// Prune `base` (its configuration `base_cfg`) as `pc` says, training with `train`'s optimiser,
 /// batch size and learning-rate schedule (epochs counted across both phases); `loss` is the
 /// distillation loss of KDIS importance and of KD fine-tuning, against `teacher`.
+///
+/// With `resume`, a checkpoint is written after every epoch of both phases (network, optimiser,
+/// channel or element masks, the importance accumulated since the last pruning step, the
+/// schedule's position, fine-tuning's best network) and a checkpoint found there is resumed
+/// from, with the result of an uninterrupted run.
 #[allow(clippy::too_many_arguments)]
 pub fn prune_model<B: AutodiffBackend>(
     base: Stgcn<B>,
@@ -134,9 +176,11 @@ pub fn prune_model<B: AutodiffBackend>(
     loss: &LossConfig,
     pc: &PruneConfig,
     device: &B::Device,
+    resume: Option<&ResumeDir>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<PruneOutput<B::InnerBackend>, ExecError> {
     pc.validate()?;
+    let started = Instant::now();
     let mut tc = train.clone();
     tc.epochs = tc.epochs.max(1);
     tc.validate()?;
@@ -189,6 +233,77 @@ pub fn prune_model<B: AutodiffBackend>(
     let mut minibatches = 0usize;
     let mut steps: Vec<PruneStep> = Vec::with_capacity(n_steps);
     let mut curve: Vec<EpochRecord> = Vec::with_capacity(epochs_total);
+    let key = resume_key(base_cfg, train, loss, pc);
+    let ck = match resume {
+        Some(r) => r.load::<PruneState>(&key).map_err(TrainError::from)?,
+        None => None,
+    };
+    let mut first_epoch = 0;
+    let mut seconds_before = 0.0;
+    if let Some(ck) = &ck {
+        let st = &ck.state;
+        first_epoch = ck.epoch.min(epochs_total);
+        eprintln!("resuming the pruning run after epoch {first_epoch} of {epochs_total}");
+        curve = st.curve.clone();
+        done = st.done;
+        minibatches = st.minibatches;
+        steps = st.steps.clone();
+        cstate = ChannelState {
+            keep: st.channel_keep.clone(),
+        };
+        estate = ElementState {
+            keep: st.element_keep.clone(),
+        };
+        if done > 0 {
+            masks = if channel {
+                view = Some(MaskedView::new(&topo, &cstate, device));
+                cstate.masks(&topo)
+            } else {
+                estate.masks(&topo)
+            };
+            dmasks = DeviceMasks::new(&topo, &masks, device);
+        }
+        importance = Importance::from_host(&st.importance, st.importance_batches, device);
+        (lp.picks, lp.elements) = (st.picks, st.elements);
+        seconds_before = st.seconds;
+        if first_epoch <= prune_epochs {
+            model = model.load_record(
+                ck.record::<B, _>("model", device)
+                    .map_err(TrainError::from)?,
+            );
+            opt = opt.load(ck, "optim", device).map_err(TrainError::from)?;
+        }
+        // The shuffles are cumulative: replay those of the finished epochs.
+        for epoch in 0..first_epoch {
+            lp.batches(epoch);
+        }
+    }
+    let state = |curve: &[EpochRecord],
+                 done: usize,
+                 minibatches: usize,
+                 steps: &[PruneStep],
+                 cstate: &ChannelState,
+                 estate: &ElementState,
+                 importance: &Importance<B::InnerBackend>,
+                 lp: &Loop<B>| {
+        let (sums, batches) = importance.to_host();
+        PruneState {
+            curve: curve.to_vec(),
+            done,
+            minibatches,
+            steps: steps.to_vec(),
+            channel_keep: cstate.keep.clone(),
+            element_keep: estate.keep.clone(),
+            importance: sums,
+            importance_batches: batches,
+            picks: lp.picks,
+            elements: lp.elements,
+            ft_config: None,
+            compaction_diff: None,
+            best: None,
+            seconds: seconds_before + started.elapsed().as_secs_f64(),
+        }
+    };
 
     // The network as evaluated: compacted (channel) or masked (element).
     let delivered = |model: &Stgcn<B>, cstate: &ChannelState| -> Result<_, ExecError> {
@@ -202,7 +317,7 @@ pub fn prune_model<B: AutodiffBackend>(
         })
     };
 
-    for epoch in 0..prune_epochs {
+    for epoch in first_epoch..prune_epochs {
         let pos = EpochPos {
             epoch,
             epochs: epochs_total,
@@ -271,15 +386,48 @@ pub fn prune_model<B: AutodiffBackend>(
         crate::divergence::check_epoch(record.epoch, first_loss, record.train_loss, record.val_mae)
             .map_err(TrainError::from)?;
         curve.push(record);
+        if let Some(r) = resume {
+            let st = state(
+                &curve,
+                done,
+                minibatches,
+                &steps,
+                &cstate,
+                &estate,
+                &importance,
+                &lp,
+            );
+            let mut snap = r.begin(epoch + 1).map_err(TrainError::from)?;
+            snap.record::<B, _>("model", model.clone().into_record())
+                .map_err(TrainError::from)?;
+            opt.save(&mut snap, "optim").map_err(TrainError::from)?;
+            snap.commit(&key, &st).map_err(TrainError::from)?;
+        }
     }
 
     // Fine-tuning (Algorithm 1 lines 24–26): channel-pruned networks in compacted form.
-    let (mut ft, ft_cfg, compaction_diff) = if channel {
-        let (c, cfg) = compact(&model, &topo, &cstate, device).map_err(TrainError::from)?;
-        let diff = compaction_gap(&model, &c, &topo, &cstate, &lp);
-        (c, cfg, Some(diff))
-    } else {
-        (model, base_cfg.clone(), None)
+    let resumed_ft = ck.filter(|ck| ck.epoch > prune_epochs);
+    let (mut ft, ft_cfg, compaction_diff) = match &resumed_ft {
+        Some(ck) => {
+            let cfg = ck
+                .state
+                .ft_config
+                .clone()
+                .unwrap_or_else(|| base_cfg.clone());
+            let ft = Stgcn::<B>::new(&cfg, train.seed, device)
+                .map_err(TrainError::from)?
+                .load_record(
+                    ck.record::<B, _>("model", device)
+                        .map_err(TrainError::from)?,
+                );
+            (ft, cfg, ck.state.compaction_diff)
+        }
+        None if channel => {
+            let (c, cfg) = compact(&model, &topo, &cstate, device).map_err(TrainError::from)?;
+            let diff = compaction_gap(&model, &c, &topo, &cstate, &lp);
+            (c, cfg, Some(diff))
+        }
+        None => (model, base_cfg.clone(), None),
     };
     let ft_masks = if channel {
         DeviceMasks::new(&topo, &Masks::none(&topo), device)
@@ -289,7 +437,23 @@ pub fn prune_model<B: AutodiffBackend>(
     let mut opt = Opt::<B>::new(train.optimizer);
     let kd_finetune = pc.finetune_loss == FinetuneLoss::Kd;
     let mut best: Option<(f64, usize, Stgcn<B::InnerBackend>, Metrics)> = None;
-    for e in 0..pc.finetune_epochs {
+    let mut best_stem: Option<String> = None;
+    let mut ft_first = 0;
+    if let Some(ck) = &resumed_ft {
+        opt = opt.load(ck, "optim", device).map_err(TrainError::from)?;
+        if let Some((mae, epoch, val)) = &ck.state.best {
+            let m = Stgcn::<B::InnerBackend>::new(&ft_cfg, train.seed, device)
+                .map_err(TrainError::from)?
+                .load_record(
+                    ck.record::<B::InnerBackend, _>("best", device)
+                        .map_err(TrainError::from)?,
+                );
+            best = Some((*mae, *epoch, m, val.clone()));
+            best_stem = ck.stem("best").map(str::to_string);
+        }
+        ft_first = ck.epoch - prune_epochs;
+    }
+    for e in ft_first..pc.finetune_epochs {
         let epoch = prune_epochs + e;
         let pos = EpochPos {
             epoch,
@@ -324,10 +488,40 @@ pub fn prune_model<B: AutodiffBackend>(
             .map_or(record.train_loss, |r| r.train_loss);
         crate::divergence::check_epoch(record.epoch, first_loss, record.train_loss, record.val_mae)
             .map_err(TrainError::from)?;
-        if best.as_ref().is_none_or(|b| record.val_mae < b.0) {
+        let improved = best.as_ref().is_none_or(|b| record.val_mae < b.0);
+        if improved {
             best = Some((record.val_mae, epoch + 1, inner, val));
         }
         curve.push(record);
+        if let Some(r) = resume {
+            let (mae, best_epoch, best_model, best_val) = best.as_ref().expect("set above");
+            let mut st = state(
+                &curve,
+                done,
+                minibatches,
+                &steps,
+                &cstate,
+                &estate,
+                &importance,
+                &lp,
+            );
+            st.ft_config = Some(ft_cfg.clone());
+            st.compaction_diff = compaction_diff;
+            st.best = Some((*mae, *best_epoch, best_val.clone()));
+            let mut snap = r.begin(epoch + 1).map_err(TrainError::from)?;
+            snap.record::<B, _>("model", ft.clone().into_record())
+                .map_err(TrainError::from)?;
+            opt.save(&mut snap, "optim").map_err(TrainError::from)?;
+            match (&best_stem, improved) {
+                (Some(stem), false) => snap.keep("best", stem),
+                _ => {
+                    snap.record::<B::InnerBackend, _>("best", best_model.clone().into_record())
+                        .map_err(TrainError::from)?;
+                    best_stem = Some(format!("best-{}", epoch + 1));
+                }
+            }
+            snap.commit(&key, &st).map_err(TrainError::from)?;
+        }
     }
     let (best_epoch, model, val) = match best {
         Some((_, e, m, v)) => (e, m, v),
@@ -362,6 +556,7 @@ pub fn prune_model<B: AutodiffBackend>(
         val,
         summary,
         attention: uses_ord.then_some((lp.picks, lp.elements)),
+        seconds_before,
     })
 }
 
@@ -449,6 +644,7 @@ pub fn execute_prune<B: AutodiffBackend>(
         &cfg.loss,
         pc,
         device,
+        Some(&ResumeDir::new(&paths.run_dir)),
         on_event,
     )?;
     on_event(Event::Testing);
@@ -493,7 +689,7 @@ pub fn execute_prune<B: AutodiffBackend>(
             val: out.val,
             test,
             parameters,
-            train_seconds: started.elapsed().as_secs_f64(),
+            train_seconds: out.seconds_before + started.elapsed().as_secs_f64(),
             tally: Default::default(),
         },
         flops_per_sample: out.model_config.flops_per_sample(),

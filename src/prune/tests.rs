@@ -870,3 +870,81 @@ runs:
         );
     }
 }
+
+#[test]
+fn a_pruning_run_stopped_in_either_phase_resumes_with_the_uninterrupted_result() {
+    let data = tiny();
+    let device = Default::default();
+    let root = std::env::temp_dir().join(format!("stkd-prune-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let base_dir = root.join("base");
+    let c = cfg([[1, 4, 8], [8, 4, 16]], data.nodes);
+    train::train::<Cpu>(
+        &data,
+        &c,
+        &quick_train(),
+        &device,
+        Some(&base_dir),
+        &mut |_| {},
+    )
+    .unwrap();
+    let (teacher, _) = train::load_model::<TB>(&base_dir, &device).unwrap();
+    let train_cfg = TrainConfig {
+        epochs: 1,
+        ..quick_train()
+    };
+    let per_epoch = data.windows(Split::Train).div_ceil(train_cfg.batch_size);
+    let mut pc = PruneConfig::new(PruneMethod::Kdis, 60.0);
+    pc.schedule = StepRule::Steps(2);
+    // A step every epoch and a half: importance is carried across epoch ends (and checkpoints).
+    pc.interval = Interval::Minibatches(per_epoch + per_epoch / 2);
+    pc.finetune_epochs = 3;
+    let mut loss = LossConfig::new(LossKind::Stcd);
+    loss.alpha1 = 0.5;
+    let prune_epochs = (2 * (per_epoch + per_epoch / 2)).div_ceil(per_epoch);
+    let run = |resume: Option<&crate::resume::ResumeDir>, stop_at: Option<usize>| {
+        let (base, base_cfg) = train::load_model::<Cpu>(&base_dir, &device).unwrap();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            prune_model::<Cpu>(
+                base,
+                &base_cfg,
+                Some(&teacher),
+                &data,
+                &train_cfg,
+                &loss,
+                &pc,
+                &device,
+                resume,
+                &mut |e| {
+                    if let crate::train::Event::EpochStart { epoch, .. } = e {
+                        assert!(Some(epoch) != stop_at, "stopped");
+                    }
+                },
+            )
+            .unwrap()
+        }))
+    };
+    let whole = run(None, None).unwrap();
+    let g = GraphKernel::<TB>::new(&data.cheb, data.nodes, &device);
+    let test = |m: &Stgcn<TB>| train::evaluate(m, &g, &data, Split::Test, 64, &device);
+    let curve = |o: &PruneOutput<TB>| {
+        o.epochs
+            .iter()
+            .map(|e| (e.epoch, e.train_loss, e.val_mae))
+            .collect::<Vec<_>>()
+    };
+    // Stopped in the pruning phase (after its first epoch), then in fine-tuning.
+    for stop in [2, prune_epochs + 2] {
+        let dir = crate::resume::ResumeDir::new(&root.join(format!("run-{stop}")));
+        assert!(run(Some(&dir), Some(stop)).is_err());
+        let resumed = run(Some(&dir), None).unwrap();
+        assert_eq!(curve(&resumed), curve(&whole), "stopped at epoch {stop}");
+        assert_eq!(resumed.summary.steps, whole.summary.steps);
+        assert_eq!(resumed.summary.masked_share, whole.summary.masked_share);
+        assert_eq!(resumed.model_config, whole.model_config);
+        assert_eq!(resumed.best_epoch, whole.best_epoch);
+        assert_eq!(resumed.val, whole.val);
+        assert_eq!(test(&resumed.model), test(&whole.model));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
