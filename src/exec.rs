@@ -194,8 +194,12 @@ pub fn execute<B: AutodiffBackend>(
                 DeviceSpec::Cuda(_) => Some(100),
             });
             let g = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
-            Some(train::measure_test_time(
-                &best, &g, data, 1140, runs, 60.0, device,
+            Some(test_time_once(
+                &paths.run_dir,
+                &cfg.model,
+                device_spec,
+                runs,
+                || train::measure_test_time(&best, &g, data, 1140, runs, 60.0, device),
             ))
         }
     };
@@ -215,6 +219,50 @@ pub fn execute<B: AutodiffBackend>(
 }
 
 const OUTCOME_FILE: &str = "outcome.json";
+/// Test times already measured, next to the run folders (see [`test_time_once`]).
+const TEST_TIMES_FILE: &str = "test-times.json";
+
+/// The test time of a network of shape `model` on `device` (the paper's 9-step prediction of a
+/// 1140-window batch, `runs` timed runs): read from `test-times.json` beside `run_dir` when a
+/// run of the same shape, device and run count measured it already with this build (the key
+/// holds the code commit), else measured by `measure` and added there. A prediction's time does not depend on the weights, only on the shape and
+/// the machine, so a table measures each architecture once instead of once per run.
+pub fn test_time_once(
+    run_dir: &Path,
+    model: &crate::model::StgcnConfig,
+    device: DeviceSpec,
+    runs: Option<usize>,
+    measure: impl FnOnce() -> TestTime,
+) -> TestTime {
+    let key = serde_json::to_string(&(model, device.to_string(), runs, crate::plan::CODE_COMMIT))
+        .expect("key serialises");
+    let path = run_dir.parent().map_or_else(
+        || PathBuf::from(TEST_TIMES_FILE),
+        |p| p.join(TEST_TIMES_FILE),
+    );
+    let read = || -> std::collections::BTreeMap<String, TestTime> {
+        std::fs::read(&path)
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok())
+            .unwrap_or_default()
+    };
+    if let Some(t) = read().get(&key) {
+        return *t;
+    }
+    let t = measure();
+    // Read again (another worker may have added entries) and replace the file whole.
+    let mut all = read();
+    all.insert(key, t);
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+    let json = serde_json::to_vec_pretty(&all).expect("test times serialise");
+    if std::fs::write(&tmp, json)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .is_err()
+    {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    t
+}
 
 /// The teacher's one-step predictions for every training window, computed once before a
 /// distillation run whose loss reads nothing else of the teacher (RD-L2, RD-KL, ORD): the
@@ -342,6 +390,34 @@ mod tests {
     use crate::backend::CpuInner;
     use crate::model::{Preset, StgcnConfig};
     use crate::rng::Rng;
+
+    #[test]
+    fn test_time_is_measured_once_per_shape_and_device() {
+        let root = std::env::temp_dir().join(format!("stkd-test-times-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let student = StgcnConfig::new(Preset::Student.channels(), 10, 12);
+        let teacher = StgcnConfig::new(Preset::Teacher.channels(), 10, 12);
+        let mut measured = 0;
+        let mut time = |run: &str, m: &StgcnConfig, d: DeviceSpec, s: f64| {
+            test_time_once(&root.join(run), m, d, None, || {
+                measured += 1;
+                TestTime {
+                    seconds: s,
+                    runs: 3,
+                    batch: 1140,
+                }
+            })
+            .seconds
+        };
+        assert_eq!(time("a", &student, DeviceSpec::Cpu, 1.0), 1.0);
+        // Another run of the same shape on the same device: the first measurement.
+        assert_eq!(time("b", &student, DeviceSpec::Cpu, 2.0), 1.0);
+        assert_eq!(time("c", &teacher, DeviceSpec::Cpu, 3.0), 3.0);
+        assert_eq!(time("d", &student, DeviceSpec::Cuda(0), 4.0), 4.0);
+        assert_eq!(measured, 3);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn cached_teacher_outputs_equal_the_per_batch_forward_bit_for_bit() {

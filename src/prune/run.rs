@@ -665,10 +665,15 @@ pub fn execute_prune<B: AutodiffBackend>(
             DeviceSpec::Cpu => Some(2),
             DeviceSpec::Cuda(_) => Some(100),
         });
-        let time = |m: &Stgcn<B::InnerBackend>| {
-            train::measure_test_time(m, &g, data, 1140, runs, 30.0, device)
+        let time = |m: &Stgcn<B::InnerBackend>, shape: &StgcnConfig| {
+            crate::exec::test_time_once(&paths.run_dir, shape, device_spec, runs, || {
+                train::measure_test_time(m, &g, data, 1140, runs, 30.0, device)
+            })
         };
-        let (tb, tp) = (time(&base_inner), time(&out.model));
+        let (tb, tp) = (
+            time(&base_inner, &base_cfg),
+            time(&out.model, &out.model_config),
+        );
         summary.speedup = Some(tb.seconds / tp.seconds.max(1e-12));
         summary.base_test_time = Some(tb);
         summary.pruned_test_time = Some(tp);

@@ -473,7 +473,13 @@ fn networks_md(s: &mut String, t: &NetworksTable) {
             .map(|r| format!("{}: {}", r.model, r.test_time_setup))
             .collect();
         if !setups.is_empty() {
-            let _ = writeln!(s, "Our test times: {}.\n", setups.join("; "));
+            let _ = writeln!(
+                s,
+                "Our test times: {}. A prediction's time depends on the network's shape and the \
+                 machine, not on its weights: each shape is timed once per device and build, and \
+                 runs of the same shape share that measurement.\n",
+                setups.join("; ")
+            );
         }
     }
 }
