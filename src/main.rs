@@ -4,7 +4,7 @@
 // The imports below serve the subcommand modules too (`use crate::*` in each of `cli/`).
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 

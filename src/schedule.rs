@@ -4,8 +4,14 @@
 //!
 //! - Claims happen inside store transactions: two sweeps on one store never run the same run.
 //! - A failed run is recorded with its error and its dependants are skipped; the rest go on.
-//! - Interrupted runs (Ctrl-C) go back to pending; after `kill -9` their heartbeat goes stale
-//!   and the next sweep claims them again.
+//! - Interrupted runs (Ctrl-C, SIGTERM, SIGHUP) go back to pending; after `kill -9` their
+//!   heartbeat goes stale and the next sweep claims them again.
+//! - A worker refreshes its claim's heartbeat every [`HEARTBEAT_INTERVAL`] ([`Heartbeat`]); a
+//!   run counts as interrupted only after `stale_after_s` ≥ [`MIN_STALE_AFTER_S`] without one,
+//!   so a live worker is not mistaken for a dead one. Should it happen anyway (a worker frozen
+//!   for that long), the worker learns at its next heartbeat that the claim is gone and stops
+//!   without writing anything, and [`RunFolderLock`] keeps the new worker out of the run's
+//!   folder until the old one has stopped: a run folder is written by one worker at a time.
 //! - [`Executor`] is the seam where a cluster executor (e.g. Slurm job arrays) would plug in.
 
 use std::io::{BufRead, BufReader};
@@ -21,6 +27,29 @@ use serde::{Deserialize, Serialize};
 use crate::backend::DeviceSpec;
 use crate::plan::Plan;
 use crate::store::{ExperimentInfo, NewRun, RunStatus, Store, StoreError};
+
+/// How often a running run's worker refreshes its heartbeat.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Heartbeat intervals a worker may miss before its run counts as interrupted.
+pub const MISSED_HEARTBEATS: u32 = 5;
+
+/// The smallest `stale_after_s` a sweep accepts: [`MISSED_HEARTBEATS`] × [`HEARTBEAT_INTERVAL`]
+/// (10 s). Below it a live worker whose heartbeat is a little late (a busy disk, a store lock
+/// held by another process) would be taken for a dead one and its run executed twice.
+pub const MIN_STALE_AFTER_S: f64 = MISSED_HEARTBEATS as f64 * 2.0;
+
+/// Exit code of a `run-one` worker that stopped because its claim was taken over.
+pub const EXIT_LOST_CLAIM: i32 = 75;
+
+/// Checks a `stale_after_s` value: finite and at least [`MIN_STALE_AFTER_S`].
+pub fn check_stale_after(seconds: f64) -> Result<f64, ScheduleError> {
+    if seconds.is_finite() && seconds >= MIN_STALE_AFTER_S {
+        Ok(seconds)
+    } else {
+        Err(ScheduleError::StaleAfter { seconds })
+    }
+}
 
 /// How a sweep runs.
 #[derive(Debug, Clone)]
@@ -55,6 +84,18 @@ pub enum RunEvent {
         val_mae: f64,
     },
     Testing,
+    /// The run's folder is held by another worker (one whose claim was taken over and that has
+    /// not stopped yet); the run waits for it.
+    WaitingForFolder {
+        holder: Option<u32>,
+    },
+}
+
+impl RunEvent {
+    /// The event as the one line of JSON a run prints on its stdout.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("a run event serialises")
+    }
 }
 
 /// What the sweep reports to its display.
@@ -89,6 +130,8 @@ pub enum SweepEvent<'a> {
 /// Starts one run somewhere. The local implementation spawns `stkd run-one`.
 pub trait Executor {
     fn spawn(&self, hash: &str, worker: &str, device: DeviceSpec) -> std::io::Result<Child>;
+    /// What is started, for error messages (e.g. the program's path).
+    fn describe(&self) -> String;
 }
 
 /// Runs each job as a child process of this binary on this machine.
@@ -121,6 +164,10 @@ impl Executor for LocalExecutor {
             .stderr(Stdio::piped())
             .spawn()
     }
+
+    fn describe(&self) -> String {
+        self.exe.display().to_string()
+    }
 }
 
 /// Counts at the end of a sweep.
@@ -140,11 +187,18 @@ pub struct SweepSummary {
 pub enum ScheduleError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot start a run process ({exe}): {source}")]
+    #[error("cannot start a run process ({what}): {source}")]
     Spawn {
-        exe: PathBuf,
+        what: String,
         source: std::io::Error,
     },
+    #[error(
+        "stale_after = {seconds} s: allowed a number of seconds of at least {MIN_STALE_AFTER_S} \
+         ({MISSED_HEARTBEATS} heartbeat intervals of {} s); less would take live runs for \
+         interrupted ones and execute them twice",
+        HEARTBEAT_INTERVAL.as_secs()
+    )]
+    StaleAfter { seconds: f64 },
 }
 
 struct Active {
@@ -179,6 +233,7 @@ pub fn run_sweep(
     interrupt: &AtomicBool,
     on_event: &mut dyn FnMut(SweepEvent),
 ) -> Result<SweepSummary, ScheduleError> {
+    check_stale_after(opts.stale_after_s)?;
     let mut store = Store::open(&opts.store)?;
     let info = ExperimentInfo {
         name: plan.name.clone(),
@@ -248,7 +303,7 @@ pub fn run_sweep(
                     Err(e) => {
                         store.release(&run.hash, &worker)?;
                         return Err(ScheduleError::Spawn {
-                            exe: PathBuf::from("stkd"),
+                            what: executor.describe(),
                             source: e,
                         });
                     }
@@ -310,6 +365,7 @@ pub fn run_sweep(
                 Err(_) => continue,
             };
             let active = slot.active.take().expect("active");
+            let interrupted = interrupted || interrupted_too(&status, interrupt);
             let (final_status, detail) = settle(&mut store, &active, status, interrupted)?;
             on_event(SweepEvent::Finished {
                 slot: i,
@@ -394,6 +450,36 @@ fn any_claimable(store: &Store, hashes: &[String]) -> Result<bool, StoreError> {
     Ok(false)
 }
 
+/// Whether a child that a termination signal stopped (SIGINT, SIGTERM, SIGHUP) went with this
+/// sweep: such a signal often goes to the whole process group (Ctrl-C, Slurm, a closing
+/// terminal) and may reach the sweep a moment after its child died. Waits up to a second for
+/// the sweep's own flag before calling the run failed.
+fn interrupted_too(status: &ExitStatus, interrupt: &AtomicBool) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        const SIGHUP: i32 = 1;
+        const SIGINT: i32 = 2;
+        const SIGTERM: i32 = 15;
+        if !matches!(status.signal(), Some(SIGHUP | SIGINT | SIGTERM)) {
+            return false;
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(1) {
+            if interrupt.load(Ordering::SeqCst) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        interrupt.load(Ordering::SeqCst)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = status;
+        interrupt.load(Ordering::SeqCst)
+    }
+}
+
 /// Decide what a child's exit means for its run.
 fn settle(
     store: &mut Store,
@@ -406,8 +492,19 @@ fn settle(
         r.status == RunStatus::Running && r.claimed_by.as_deref() == Some(active.worker.as_str())
     });
     if !still_ours {
-        // The child recorded its own outcome (done, or failed with its error).
+        // The child recorded its own outcome (done, or failed with its error), or its claim was
+        // taken over and it stopped.
         let r = row.expect("registered run");
+        if r.status == RunStatus::Running {
+            let by = r.claimed_by.as_deref().unwrap_or("another worker");
+            return Ok((
+                r.status,
+                Some(format!(
+                    "claim taken over by worker {by} (this worker's heartbeat was over the \
+                     stale limit); this attempt stopped without writing results"
+                )),
+            ));
+        }
         return Ok((r.status, r.error));
     }
     if interrupted {
@@ -437,4 +534,287 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Keeps a worker's claim alive: a heartbeat every `interval` on its own store connection,
+/// until dropped. When the store answers that the claim is no longer this worker's (another
+/// worker took the run over after the heartbeat went stale, or the run was reset), `on_lost` is
+/// called once with the store's error and the heartbeats stop; a worker should then stop at
+/// once without writing results (`run-one` exits with [`EXIT_LOST_CLAIM`]). Other store errors
+/// (a lock held too long) are retried at the next beat.
+pub struct Heartbeat {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    pub fn start(
+        store: &Path,
+        hash: &str,
+        worker: &str,
+        interval: Duration,
+        on_lost: impl FnOnce(StoreError) + Send + 'static,
+    ) -> Result<Heartbeat, StoreError> {
+        let conn = Store::open(store)?;
+        let (tx, rx) = mpsc::channel::<()>();
+        let (hash, worker) = (hash.to_string(), worker.to_string());
+        let thread = std::thread::spawn(move || loop {
+            if let Err(e @ (StoreError::LostClaim { .. } | StoreError::UnknownRun { .. })) =
+                conn.heartbeat(&hash, &worker)
+            {
+                on_lost(e);
+                return;
+            }
+            match rx.recv_timeout(interval) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        });
+        Ok(Heartbeat {
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Why a run's folder could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderLockError {
+    #[error("run folder {}: cannot create its lock file {}: {cause}", .dir.display(), .file.display())]
+    Io {
+        dir: PathBuf,
+        file: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "run folder {}: still in use by another worker{} after {waited_s:.0} s (a worker whose \
+         claim was taken over but that has not stopped, e.g. a suspended process); stop it, \
+         then re-queue the run with `stkd sweep --retry-failed`",
+        .dir.display(),
+        .holder.map(|p| format!(" (process {p})")).unwrap_or_default()
+    )]
+    Busy {
+        dir: PathBuf,
+        holder: Option<u32>,
+        waited_s: f64,
+    },
+}
+
+/// Exclusive right to write a run's folder: an advisory lock (`flock`) on `<folder>/.lock`,
+/// held until dropped or until the process ends (the kernel releases it, even after
+/// `kill -9`). The file holds the holder's process id, for messages.
+#[derive(Debug)]
+pub struct RunFolderLock {
+    _file: std::fs::File,
+}
+
+/// How long a worker waits for a run folder that another worker holds. A live worker that lost
+/// its claim stops within one [`HEARTBEAT_INTERVAL`]; this is thirty of them.
+pub const FOLDER_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Name of the lock file inside a run folder.
+pub const LOCK_FILE: &str = ".lock";
+
+impl RunFolderLock {
+    /// Takes the lock of `dir` (created if needed), waiting while another process holds it:
+    /// `on_wait` is called once, with the holder's process id if known, when the lock is busy.
+    /// Gives up after `timeout`.
+    pub fn acquire(
+        dir: &Path,
+        timeout: Duration,
+        on_wait: impl FnOnce(Option<u32>),
+    ) -> Result<RunFolderLock, FolderLockError> {
+        use std::io::{Read, Seek, Write};
+        let path = dir.join(LOCK_FILE);
+        let io = |cause| FolderLockError::Io {
+            dir: dir.to_path_buf(),
+            file: path.clone(),
+            cause,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let t0 = Instant::now();
+        let mut on_wait = Some(on_wait);
+        let mut holder = None;
+        while !try_lock_exclusive(&file).map_err(io)? {
+            if let Some(f) = on_wait.take() {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                holder = text.trim().parse::<u32>().ok();
+                f(holder);
+            }
+            if t0.elapsed() >= timeout {
+                return Err(FolderLockError::Busy {
+                    dir: dir.to_path_buf(),
+                    holder,
+                    waited_s: t0.elapsed().as_secs_f64(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        write!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(RunFolderLock { _file: file })
+    }
+}
+
+/// Takes an exclusive `flock` on `file` without waiting: `false` when another open file holds it.
+#[cfg(unix)]
+fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    extern "C" {
+        fn flock(fd: i32, operation: i32) -> i32;
+    }
+    const LOCK_EX: i32 = 2;
+    const LOCK_NB: i32 = 4;
+    loop {
+        // SAFETY: flock only reads the descriptor number, which `file` keeps open.
+        if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock => return Ok(false),
+            std::io::ErrorKind::Interrupted => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
+/// No advisory locks here: the claim alone guards the folder.
+#[cfg(not(unix))]
+fn try_lock_exclusive(_file: &std::fs::File) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A fresh folder under the temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "stkd-schedule-test-{}-{}-{tag}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn stale_after_below_five_heartbeats_is_refused() {
+        assert_eq!(MIN_STALE_AFTER_S, 5.0 * HEARTBEAT_INTERVAL.as_secs_f64());
+        for bad in [0.0, 1.0, 9.5, -3.0, f64::NAN, f64::INFINITY] {
+            let err = check_stale_after(bad).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.starts_with(&format!("stale_after = {bad} s")), "{msg}");
+            assert!(msg.contains("at least 10"), "{msg}");
+        }
+        assert_eq!(check_stale_after(10.0).unwrap(), 10.0);
+        assert_eq!(check_stale_after(60.0).unwrap(), 60.0);
+    }
+
+    fn one_run_store(dir: &Path) -> PathBuf {
+        let path = dir.join("stkd.db");
+        let mut store = Store::open(&path).unwrap();
+        let info = ExperimentInfo {
+            name: "e".into(),
+            file: "e.yaml".into(),
+            yaml_sha256: "x".into(),
+        };
+        let run = NewRun {
+            hash: "h".into(),
+            label: "h".into(),
+            dataset: "pemsd8".into(),
+            config_json: "{}".into(),
+            deps: vec![],
+        };
+        store.register(&info, &[run]).unwrap();
+        path
+    }
+
+    #[test]
+    fn heartbeat_keeps_the_claim_fresh_and_reports_a_takeover() {
+        let dir = TempDir::new("heartbeat");
+        let path = one_run_store(&dir.0);
+        let mut store = Store::open(&path).unwrap();
+        assert!(store.claim("h", "w1", "cpu", 60.0).unwrap());
+        let first = store.run("h").unwrap().unwrap().heartbeat.unwrap();
+        let (tx, rx) = mpsc::channel();
+        let beat = Heartbeat::start(&path, "h", "w1", Duration::from_millis(50), move |e| {
+            tx.send(e).unwrap()
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let later = store.run("h").unwrap().unwrap().heartbeat.unwrap();
+        assert!(later > first, "heartbeats refresh the claim");
+        assert!(rx.try_recv().is_err(), "no loss while the claim is held");
+        // Another worker takes the run over (a negative limit makes any heartbeat stale).
+        assert!(store.claim("h", "w2", "cpu", -1e6).unwrap());
+        let lost = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("loss reported");
+        match lost {
+            StoreError::LostClaim { claimed_by, .. } => {
+                assert_eq!(claimed_by.as_deref(), Some("w2"))
+            }
+            other => panic!("{other}"),
+        }
+        drop(beat);
+        let row = store.run("h").unwrap().unwrap();
+        assert_eq!(
+            row.claimed_by.as_deref(),
+            Some("w2"),
+            "w1 wrote nothing more"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_run_folder_is_locked_by_one_holder_at_a_time() {
+        let dir = TempDir::new("lock");
+        let run_dir = dir.0.join("runs").join("h");
+        let first = RunFolderLock::acquire(&run_dir, Duration::ZERO, |_| panic!("free")).unwrap();
+        let mut waited = None;
+        let err =
+            RunFolderLock::acquire(&run_dir, Duration::from_millis(200), |p| waited = Some(p))
+                .unwrap_err();
+        assert_eq!(waited, Some(Some(std::process::id())), "holder named");
+        let msg = err.to_string();
+        assert!(msg.contains("still in use by another worker"), "{msg}");
+        assert!(msg.contains(&run_dir.display().to_string()), "{msg}");
+        drop(first);
+        let again = RunFolderLock::acquire(&run_dir, Duration::ZERO, |_| panic!("free"));
+        assert!(again.is_ok());
+    }
 }

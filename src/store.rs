@@ -31,7 +31,9 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 use serde::{Deserialize, Serialize};
 
 /// Where the store lives unless `--store PATH` says otherwise.
@@ -484,8 +486,21 @@ pub struct RunResult {
 /// Store errors; every message starts with the store's path.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{}: cannot create the store's directory: {cause}", .path.display())]
+    #[error("{}: cannot create the store's folder {}: {cause}", .path.display(), .dir.display())]
     CreateDir {
+        path: PathBuf,
+        dir: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "{}: {} is a file, not a folder; pass a --store path whose folders are folders",
+        .path.display(), .file.display()
+    )]
+    FileInTheWay { path: PathBuf, file: PathBuf },
+    #[error("{}: is a folder, not a store file; pass the path of a store file (e.g. {})", .path.display(), .example.display())]
+    IsAFolder { path: PathBuf, example: PathBuf },
+    #[error("{}: cannot read the store: {cause}", .path.display())]
+    Read {
         path: PathBuf,
         cause: std::io::Error,
     },
@@ -502,6 +517,16 @@ pub enum StoreError {
         .path.display()
     )]
     TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "{}: the store has schema version {found}, older than this stkd's {known}; a `stkd sweep` \
+         on it upgrades it (read-only commands never change a store)",
+        .path.display()
+    )]
+    TooOld {
         path: PathBuf,
         found: i64,
         known: i64,
@@ -552,10 +577,18 @@ trait Ctx<T> {
 
 impl<T> Ctx<T> for rusqlite::Result<T> {
     fn ctx(self, path: &Path, context: &str) -> Result<T, StoreError> {
-        self.map_err(|cause| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            context: context.to_string(),
-            cause,
+        self.map_err(|cause| {
+            let context = match cause.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ReadOnly) => {
+                    format!("{context} (the store or its folder is read-only)")
+                }
+                _ => context.to_string(),
+            };
+            StoreError::Sqlite {
+                path: path.to_path_buf(),
+                context,
+                cause,
+            }
         })
     }
 }
@@ -688,17 +721,94 @@ fn propagate_skips(tx: &Transaction<'_>, path: &Path) -> Result<Vec<String>, Sto
     }
 }
 
+/// The first existing ancestor folder of `path` (not `path` itself) that is in fact a file.
+fn file_in_the_way(path: &Path) -> Option<PathBuf> {
+    path.ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()))
+        .map(Path::to_path_buf)
+}
+
+/// What to say when SQLite cannot open or set up a store: the hint that fits the error.
+fn open_failure(e: &rusqlite::Error, otherwise: &'static str) -> &'static str {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(ReadOnly | PermissionDenied) => {
+            "cannot write to the store (the file or its folder is read-only; read-only commands \
+             such as `stkd status` still work)"
+        }
+        Some(CannotOpen) => {
+            "cannot open the store (is the file or its folder read-only, or not accessible to \
+             this user?)"
+        }
+        Some(NotADatabase) => "cannot read the store: it is not an SQLite file",
+        _ => otherwise,
+    }
+}
+
+/// Schema version and number of tables of a freshly opened connection.
+fn probe(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    let version = conn.query_row(sql::USER_VERSION, [], |r| r.get(0))?;
+    let tables = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+    Ok((version, tables))
+}
+
+/// Errors of a plain read-only open that an `immutable` open may avoid (no `-shm` file and no
+/// right to create one).
+fn can_retry_immutable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(CannotOpen | ReadOnly | PermissionDenied | SystemIoFailure)
+    )
+}
+
+/// `file:` URI of `path` with `immutable=1`, every byte outside the unreserved set escaped.
+fn immutable_uri(path: &Path) -> String {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let mut uri = String::from("file:");
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 impl Store {
     /// Opens (creating if needed, with parent directories) the store at `path`: WAL mode,
     /// busy timeout [`BUSY_TIMEOUT`], foreign keys on, schema migrated to [`SCHEMA_VERSION`].
+    /// For commands that write (a sweep, a run); read-only commands use
+    /// [`Store::open_read_only`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|cause| StoreError::CreateDir {
+        if path.is_dir() {
+            return Err(StoreError::IsAFolder {
                 path: path.to_path_buf(),
-                cause,
+                example: path.join("stkd.db"),
+            });
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|cause| match file_in_the_way(path) {
+                Some(file) => StoreError::FileInTheWay {
+                    path: path.to_path_buf(),
+                    file,
+                },
+                None => StoreError::CreateDir {
+                    path: path.to_path_buf(),
+                    dir: parent.to_path_buf(),
+                    cause,
+                },
             })?;
         }
-        let conn = Connection::open(path).ctx(path, "cannot open the store")?;
+        let conn = Connection::open(path).map_err(|cause| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            context: open_failure(&cause, "cannot open the store").to_string(),
+            cause,
+        })?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -708,10 +818,99 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing store for reading only (`status`, `report`, `sweep --dry-run`): it
+    /// never creates, configures or migrates the file, and works on a store that is read-only or
+    /// sits in a read-only folder. `None` when there is no store yet: no file, or an empty file
+    /// without a schema (a store nothing was ever written to).
+    ///
+    /// SQLite reads a WAL-mode file through a shared-memory file beside it (`-shm`); where that
+    /// file neither exists nor can be created (a read-only folder after the last writer closed
+    /// the store), the store is read as `immutable`, which is exact because then no process can
+    /// be writing to it.
+    pub fn open_read_only(path: &Path) -> Result<Option<Store>, StoreError> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(cause) => {
+                return Err(match file_in_the_way(path) {
+                    Some(file) => StoreError::FileInTheWay {
+                        path: path.to_path_buf(),
+                        file,
+                    },
+                    None => StoreError::Read {
+                        path: path.to_path_buf(),
+                        cause,
+                    },
+                })
+            }
+        };
+        if meta.is_dir() {
+            return Err(StoreError::IsAFolder {
+                path: path.to_path_buf(),
+                example: path.join("stkd.db"),
+            });
+        }
+        let plain = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let first =
+            Connection::open_with_flags(path, plain).and_then(|c| probe(&c).map(|v| (c, v)));
+        let (conn, (version, tables)) = match first {
+            Ok(x) => x,
+            Err(e) if can_retry_immutable(&e) => {
+                let uri = immutable_uri(path);
+                Connection::open_with_flags(&uri, plain | OpenFlags::SQLITE_OPEN_URI)
+                    .and_then(|c| probe(&c).map(|v| (c, v)))
+                    .map_err(|_| e)
+                    .map_err(|cause| StoreError::Sqlite {
+                        path: path.to_path_buf(),
+                        context: open_failure(&cause, "cannot read the store").to_string(),
+                        cause,
+                    })?
+            }
+            Err(cause) => {
+                return Err(StoreError::Sqlite {
+                    path: path.to_path_buf(),
+                    context: open_failure(&cause, "cannot read the store").to_string(),
+                    cause,
+                })
+            }
+        };
+        let path = path.to_path_buf();
+        match version {
+            0 if tables == 0 => Ok(None),
+            0 => Err(StoreError::Corrupt {
+                path,
+                detail: format!(
+                    "an SQLite file with {tables} table(s) but no stkd schema version; \
+                     not an stkd store"
+                ),
+            }),
+            v if v > SCHEMA_VERSION => Err(StoreError::TooNew {
+                path,
+                found: v,
+                known: SCHEMA_VERSION,
+            }),
+            v if v < SCHEMA_VERSION => Err(StoreError::TooOld {
+                path,
+                found: v,
+                known: SCHEMA_VERSION,
+            }),
+            _ => {
+                conn.busy_timeout(BUSY_TIMEOUT)
+                    .ctx(&path, "cannot read the store")?;
+                Ok(Some(Store { conn, path }))
+            }
+        }
+    }
+
     fn configure(&mut self) -> Result<(), StoreError> {
         let path = &self.path;
-        let context = "cannot configure the store (is it an SQLite file?)";
-        self.conn.busy_timeout(BUSY_TIMEOUT).ctx(path, context)?;
+        let ctx = |cause: rusqlite::Error| StoreError::Sqlite {
+            path: path.clone(),
+            context: open_failure(&cause, "cannot configure the store (is it an SQLite file?)")
+                .to_string(),
+            cause,
+        };
+        self.conn.busy_timeout(BUSY_TIMEOUT).map_err(ctx)?;
         // Switching to WAL needs a moment of exclusive access: retry while another process
         // holds the file (the busy handler does not cover this pragma everywhere).
         let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
@@ -727,12 +926,12 @@ impl Store {
                 {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => return Err(e).ctx(path, context),
+                Err(e) => return Err(ctx(e)),
             }
         }
         self.conn
             .pragma_update(None, "foreign_keys", true)
-            .ctx(path, context)?;
+            .map_err(ctx)?;
         Ok(())
     }
 
@@ -1398,6 +1597,91 @@ mod tests {
         let msg = Store::open(&db.0).unwrap_err().to_string();
         assert!(msg.starts_with(&db.0.display().to_string()), "{msg}");
         assert!(msg.contains("not a database"), "{msg}");
+    }
+
+    #[test]
+    fn read_only_open_never_creates_or_writes() {
+        let db = TempDb::new("read-only");
+        let dir = db.0.parent().unwrap();
+        // No store yet: nothing is created, not even the folder.
+        assert!(Store::open_read_only(&db.0).unwrap().is_none());
+        assert!(!dir.exists());
+        // An empty file is a store without runs, and stays empty.
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(&db.0, b"").unwrap();
+        assert!(Store::open_read_only(&db.0).unwrap().is_none());
+        assert_eq!(std::fs::metadata(&db.0).unwrap().len(), 0);
+        let names = || -> Vec<String> {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(names(), ["stkd.db"]);
+        // A store: read, never written.
+        {
+            let mut store = Store::open(&db.0).unwrap();
+            store.register(&exp("e"), &[new_run("a", &[])]).unwrap();
+        }
+        let bytes = std::fs::read(&db.0).unwrap();
+        let ro = Store::open_read_only(&db.0).unwrap().unwrap();
+        assert_eq!(ro.runs(None).unwrap().len(), 1);
+        assert_eq!(ro.experiments().unwrap()[0].info, exp("e"));
+        let err = ro.heartbeat("a", "w").unwrap_err().to_string();
+        assert!(err.contains("read-only"), "{err}");
+        drop(ro);
+        assert_eq!(std::fs::read(&db.0).unwrap(), bytes);
+        // A folder, a newer schema, an SQLite file that is not a store: clear errors.
+        let err = Store::open_read_only(dir).unwrap_err();
+        assert!(matches!(err, StoreError::IsAFolder { .. }), "{err}");
+        assert!(
+            err.to_string().contains("is a folder, not a store file"),
+            "{err}"
+        );
+        Store::open(&db.0)
+            .unwrap()
+            .conn
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = Store::open_read_only(&db.0).unwrap_err();
+        assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+        let other = dir.join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        let err = Store::open_read_only(&other).unwrap_err().to_string();
+        assert!(err.contains("not an stkd store"), "{err}");
+    }
+
+    #[test]
+    fn a_file_where_the_store_folder_should_be_is_named() {
+        let db = TempDb::new("blocked");
+        let blocker = db.0.parent().unwrap();
+        std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+        std::fs::write(blocker, "not a folder").unwrap();
+        let want = format!("{} is a file, not a folder", blocker.display());
+        let err = Store::open(&db.0).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::FileInTheWay { file, .. } if file == blocker),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&want), "{err}");
+        assert!(!err.to_string().contains("os error"), "{err}");
+        let err = Store::open_read_only(&db.0).unwrap_err();
+        assert!(err.to_string().contains(&want), "{err}");
+    }
+
+    #[test]
+    fn immutable_uri_escapes_what_uris_reserve() {
+        assert_eq!(
+            immutable_uri(Path::new("results/a b?c#d%e.db")),
+            "file:results/a%20b%3Fc%23d%25e.db?immutable=1"
+        );
+        assert_eq!(
+            immutable_uri(Path::new("/x/stkd.db")),
+            "file:/x/stkd.db?immutable=1"
+        );
     }
 
     #[test]

@@ -2,92 +2,11 @@
 //! available days, 2/1/1, the student network, two minibatches per epoch): completion and reuse,
 //! kill/resume, two concurrent sweeps on one store, failure isolation, validation errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_stkd");
-
-fn tmp(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("sweep-tests")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn write_exp(dir: &Path, runs: &str) -> PathBuf {
-    let text = format!(
-        "name: {}\ndatasets: [pemsd8]\ndata: {{split_days: {{pemsd8: [2, 1, 1]}}}}\n\
-         defaults: {{epochs: 1, batch_size: 16, max_steps_per_epoch: 2, test_runs: 0}}\nruns:\n{runs}",
-        dir.file_name().unwrap().to_str().unwrap()
-    );
-    let p = dir.join("exp.yaml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn stkd(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
-
-fn sweep_cmd(file: &Path, store: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("sweep")
-        .arg(file)
-        .arg("--store")
-        .arg(store)
-        .args(extra)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
-
-fn sweep(file: &Path, store: &Path, extra: &[&str]) -> Output {
-    sweep_cmd(file, store, extra).output().unwrap()
-}
-
-/// `stkd status --json` rows: (run, status, attempts).
-fn status(file: &Path, store: &Path) -> Vec<(String, String, u64)> {
-    let out = stkd(&[
-        "status",
-        file.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["run"].as_str().unwrap().to_string(),
-                r["status"].as_str().unwrap().to_string(),
-                r["attempts"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-fn executed_now(out: &Output) -> usize {
-    let err = String::from_utf8_lossy(&out.stderr);
-    let line = err
-        .lines()
-        .find(|l| l.contains("executed now"))
-        .unwrap_or_else(|| panic!("no summary:\n{err}"));
-    let before = line.split(" executed now").next().unwrap();
-    before.rsplit(' ').next().unwrap().parse().unwrap()
-}
+mod common;
+use common::*;
 
 const THREE_RUNS: &str = "  - {label: teacher, model: student}\n  - {label: ord, model: student, teacher: teacher, loss: ord, alpha1: 0.5}\n  - {label: plain2, model: student, seeds: [2]}\n";
 
@@ -159,9 +78,9 @@ fn killed_sweep_resumes_without_losing_or_repeating_runs() {
         .map(|r| r.0.clone())
         .collect();
     assert!(before.iter().any(|r| r.1 == "running"), "{before:?}");
-    // Resume: the interrupted run's heartbeat goes stale after 3 s.
-    std::thread::sleep(Duration::from_secs(4));
-    let out = sweep(&file, &store, &["--stale-after", "3"]);
+    // Resume: the interrupted run's heartbeat goes stale after 10 s (the smallest limit
+    // allowed); the new sweep waits for that, then claims it.
+    let out = sweep(&file, &store, &["--stale-after", "10"]);
     assert!(
         out.status.success(),
         "{}",

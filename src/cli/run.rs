@@ -457,8 +457,12 @@ pub(crate) fn prune_cmd<B: AutodiffBackend>(args: &PruneArgs, device: B::Device)
         "{}-prune-{}-{}-{}-{id}",
         args.dataset, pc.method, pc.granularity, pc.target_pct
     ));
+    let interval = match pc.interval {
+        stkd::prune::Interval::Epochs(n) => format!("every {n} epoch(s)"),
+        stkd::prune::Interval::Minibatches(n) => format!("every {n} minibatch(es)"),
+    };
     eprintln!(
-        "pruning {} ({:?}, {} parameters) on {} to {} % with {} ({} granularity, {} steps, {:?}, then {} fine-tuning epochs with {}) on {}; run folder {}",
+        "pruning {} ({:?}, {} parameters) on {} to {} % with {} ({} granularity, {} steps, {}, then {} fine-tuning epochs with {}) on {}; run folder {}",
         args.base.display(),
         cfg.model.channels,
         cfg.model.param_count(),
@@ -467,7 +471,7 @@ pub(crate) fn prune_cmd<B: AutodiffBackend>(args: &PruneArgs, device: B::Device)
         pc.method,
         pc.granularity,
         pc.steps(),
-        pc.interval,
+        interval,
         pc.finetune_epochs,
         pc.finetune_loss,
         args.run.device,

@@ -21,8 +21,9 @@ pub(crate) struct SweepArgs {
     /// Re-queue failed (and skipped) runs of this file.
     #[arg(long)]
     pub(crate) retry_failed: bool,
-    /// Seconds without a heartbeat after which a running run counts as interrupted.
-    #[arg(long, default_value_t = 60.0)]
+    /// Seconds without a heartbeat after which a running run counts as interrupted (after a
+    /// `kill -9`) and is claimed again; at least 10 (five heartbeat intervals of 2 s).
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = parse_stale_after)]
     pub(crate) stale_after: f64,
     /// Folder holding pemsd7/ and pemsd8/.
     #[arg(long, default_value = "data")]
@@ -73,6 +74,26 @@ pub(crate) struct RunOneArgs {
     pub(crate) data_dir: PathBuf,
 }
 
+/// `--stale-after`: a number of seconds of at least [`schedule::MIN_STALE_AFTER_S`].
+fn parse_stale_after(text: &str) -> std::result::Result<f64, String> {
+    let seconds: f64 = text.trim().parse().map_err(|_| {
+        format!(
+            "expected a number of seconds (at least {})",
+            schedule::MIN_STALE_AFTER_S
+        )
+    })?;
+    schedule::check_stale_after(seconds).map_err(|_| {
+        format!(
+            "{seconds} s is below the safe minimum: runs send a heartbeat every {} s, so a live \
+             run could be taken for an interrupted one and executed twice; allowed: {} or more \
+             seconds ({} heartbeat intervals)",
+            schedule::HEARTBEAT_INTERVAL.as_secs(),
+            schedule::MIN_STALE_AFTER_S,
+            schedule::MISSED_HEARTBEATS,
+        )
+    })
+}
+
 /// Validate an experiment file; on problems print them all and exit with code 2 (nothing is
 /// written anywhere).
 pub(crate) fn load_experiment(file: &Path) -> stkd::spec::Experiment {
@@ -98,15 +119,15 @@ pub(crate) fn plan_experiment(
     })
 }
 
-/// Run statuses of `hashes` in an existing store (none if the store does not exist yet).
+/// Run statuses of `hashes` in an existing store (none if there is no store yet), read
+/// without writing anything.
 pub(crate) fn statuses(
     store: &Path,
     hashes: &[String],
 ) -> Result<Vec<Option<stkd::store::RunRow>>> {
-    if !store.exists() {
+    let Some(s) = Store::open_read_only(store)? else {
         return Ok(vec![None; hashes.len()]);
-    }
-    let s = Store::open(store)?;
+    };
     hashes.iter().map(|h| Ok(s.run(h)?)).collect()
 }
 
@@ -266,6 +287,9 @@ impl SweepDisplay {
                         ),
                         RunEvent::Validating => eprintln!("  slot {slot}: validating"),
                         RunEvent::Testing => eprintln!("  slot {slot}: testing"),
+                        RunEvent::WaitingForFolder { holder } => {
+                            eprintln!("  slot {slot}: {}", folder_wait_text(holder))
+                        }
                     }
                     return;
                 };
@@ -286,6 +310,9 @@ impl SweepDisplay {
                     )),
                     RunEvent::Validating => pb.set_message("validating"),
                     RunEvent::Testing => pb.set_message("testing"),
+                    RunEvent::WaitingForFolder { holder } => {
+                        pb.set_message(folder_wait_text(holder))
+                    }
                     RunEvent::EpochEnd { epoch, val_mae, .. } => {
                         pb.set_message(format!("epoch {epoch} val MAE {val_mae:.3}"))
                     }
@@ -336,10 +363,16 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
     for d in &args.devices {
         check_device(*d)?;
     }
+    // Ctrl-C, SIGTERM (Slurm, systemd, container runtimes, shutdown) and SIGHUP (a closed
+    // terminal) all stop the sweep the same way: children stopped, their runs back to pending,
+    // exit code 128 + the signal's number.
     let interrupt = Arc::new(AtomicBool::new(false));
-    let flag = interrupt.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    let signal = Arc::new(AtomicUsize::new(0));
+    for sig in STOP_SIGNALS {
+        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
+            .and_then(|_| signal_hook::flag::register(sig, interrupt.clone()))
+            .with_context(|| format!("installing the handler of {}", signal_name(sig)))?;
+    }
     let cpu_slots = args
         .devices
         .iter()
@@ -385,10 +418,16 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
         args.store.display()
     );
     if summary.interrupted {
+        let sig = match signal.load(Ordering::SeqCst) {
+            0 => signal_hook::consts::SIGINT,
+            s => s as i32,
+        };
         eprintln!(
-            "interrupted: unfinished runs go back to pending; run the same command to resume"
+            "interrupted by {}: unfinished runs went back to pending; run the same command to \
+             resume",
+            signal_name(sig)
         );
-        std::process::exit(130);
+        std::process::exit(128 + sig);
     }
     if summary.failed > 0 || summary.skipped > 0 {
         eprintln!(
@@ -398,6 +437,31 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+fn folder_wait_text(holder: Option<u32>) -> String {
+    format!(
+        "waiting: the run folder is locked by another worker{}",
+        holder
+            .map(|p| format!(" (process {p})"))
+            .unwrap_or_default()
+    )
+}
+
+/// The signals that stop a sweep cleanly.
+const STOP_SIGNALS: [i32; 3] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+];
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        signal_hook::consts::SIGINT => "SIGINT (Ctrl-C)",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        signal_hook::consts::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
 }
 
 #[derive(Serialize)]
@@ -413,37 +477,50 @@ pub(crate) struct StatusRow {
 }
 
 pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
-    if !args.store.exists() {
+    // Read-only: `status` never creates, migrates or writes a store (an empty file is a store
+    // without runs).
+    let store = Store::open_read_only(&args.store)?;
+    if store.is_none() && !args.store.exists() {
         anyhow::bail!(
             "no store at {} (run a sweep first, or pass --store)",
             args.store.display()
         );
     }
-    let store = Store::open(&args.store)?;
+    let run = |hash: &str| -> Result<Option<stkd::store::RunRow>> {
+        Ok(match &store {
+            Some(s) => s.run(hash)?,
+            None => None,
+        })
+    };
     let rows: Vec<(String, String, Option<stkd::store::RunRow>)> = match &args.file {
         Some(file) => {
             let exp = load_experiment(file);
             let plan = plan_experiment(&exp, &args.data_dir)?;
             plan.jobs
                 .iter()
-                .map(|j| Ok((j.display_name(), j.hash.clone(), store.run(&j.hash)?)))
+                .map(|j| Ok((j.display_name(), j.hash.clone(), run(&j.hash)?)))
                 .collect::<Result<_>>()?
         }
-        None => store
-            .runs(None)?
-            .into_iter()
-            .map(|r| (r.label.clone(), r.hash.clone(), Some(r)))
-            .collect(),
+        None => match &store {
+            Some(s) => s
+                .runs(None)?
+                .into_iter()
+                .map(|r| (r.label.clone(), r.hash.clone(), Some(r)))
+                .collect(),
+            None => Vec::new(),
+        },
     };
     let mut out = Vec::new();
     for (name, hash, row) in rows {
-        let mae15 = match &row {
-            Some(r) if r.status == RunStatus::Done => store.result(&hash)?.and_then(|res| {
-                res.metrics
-                    .iter()
-                    .find(|m| m.split == "test" && m.step == 3)
-                    .map(|m| m.mae)
-            }),
+        let mae15 = match (&row, &store) {
+            (Some(r), Some(store)) if r.status == RunStatus::Done => {
+                store.result(&hash)?.and_then(|res| {
+                    res.metrics
+                        .iter()
+                        .find(|m| m.split == "test" && m.step == 3)
+                        .map(|m| m.mae)
+                })
+            }
             _ => None,
         };
         out.push(StatusRow {
@@ -530,28 +607,43 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let runs_dir = base.join("runs");
-    let stop = Arc::new(AtomicBool::new(false));
+    let run_dir = runs_dir.join(&args.hash);
+    // Keep the claim alive; should another worker take it over (this process frozen past the
+    // stale limit), stop at once and write nothing: the run is that worker's now.
     let heartbeat = {
-        let (stop, store_path, hash, worker) = (
-            stop.clone(),
-            args.store.clone(),
-            args.hash.clone(),
-            args.worker.clone(),
-        );
-        std::thread::spawn(move || {
-            let Ok(s) = Store::open(&store_path) else {
-                return;
-            };
-            while !stop.load(Ordering::SeqCst) {
-                let _ = s.heartbeat(&hash, &worker);
-                for _ in 0..20 {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        })
+        let (hash, worker) = (args.hash.clone(), args.worker.clone());
+        schedule::Heartbeat::start(
+            &args.store,
+            &args.hash,
+            &args.worker,
+            schedule::HEARTBEAT_INTERVAL,
+            move |e| {
+                eprintln!(
+                    "error: worker {worker} lost its claim on run {hash}: {e}; stopping without \
+                     writing results"
+                );
+                std::process::exit(schedule::EXIT_LOST_CLAIM);
+            },
+        )?
+    };
+    // One writer per run folder: wait while a worker that lost this run has not stopped yet.
+    let lock =
+        schedule::RunFolderLock::acquire(&run_dir, schedule::FOLDER_LOCK_TIMEOUT, |holder| {
+            eprintln!(
+                "run folder {}: {}",
+                run_dir.display(),
+                folder_wait_text(holder)
+            );
+            println!("{}", RunEvent::WaitingForFolder { holder }.to_line());
+        });
+    let lock = match lock {
+        Ok(l) => l,
+        Err(e) => {
+            drop(heartbeat);
+            let e = anyhow::Error::new(e);
+            store.fail(&args.hash, &args.worker, &format!("{e:#}"))?;
+            return Err(e);
+        }
     };
     let result = (|| -> Result<RunReport> {
         let cfg: RunConfig =
@@ -559,7 +651,7 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
         check_device(args.device)?;
         let data = exec::load_data(&cfg, &args.data_dir)?;
         let paths = RunPaths {
-            run_dir: runs_dir.join(&args.hash),
+            run_dir: run_dir.clone(),
             teacher_dir: cfg.teacher.as_ref().map(|t| runs_dir.join(t)),
             base_dir: cfg.base.as_ref().map(|b| runs_dir.join(b)),
             data_dir: args.data_dir.clone(),
@@ -597,8 +689,8 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
         exec::write_report(&report, &paths.run_dir)?;
         Ok(report)
     })();
-    stop.store(true, Ordering::SeqCst);
-    let _ = heartbeat.join();
+    drop(heartbeat);
+    let _lock = lock; // held until the store has the outcome
     match result {
         Ok(report) => {
             let rel = format!("runs/{}", args.hash);

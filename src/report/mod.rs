@@ -213,11 +213,8 @@ pub fn write_plan_reports(
     out_dir: &Path,
     opts: &Options,
 ) -> Result<Vec<PathBuf>, ReportError> {
-    let st = if store.exists() {
-        Some(Store::open(store)?)
-    } else {
-        None
-    };
+    // Read-only: a report never creates, migrates or writes the store.
+    let st = Store::open_read_only(store)?;
     let data = collect(exp, plan, st.as_ref())?;
     drop(st);
     let mut report = build_report(&data, VERSION, &opts.commit);

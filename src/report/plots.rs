@@ -31,8 +31,8 @@ pub fn colour(i: usize) -> RGBColor {
     RGBColor(r, g, b)
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("drawing an SVG chart: {e:?}")
+fn err<E: std::fmt::Display>(e: E) -> String {
+    format!("drawing an SVG chart: {e}")
 }
 
 /// Tick labels: at most 3 decimals, trailing zeros dropped.

@@ -669,7 +669,7 @@ fn parse_datasets(node: &Node, path: &str, cx: &mut Ctx) -> Option<Vec<DatasetNa
             _ => {
                 let shown = n
                     .as_scalar()
-                    .map(|s| format!("{s:?}"))
+                    .map(|s| format!("`{s}`"))
                     .unwrap_or_else(|| n.describe().into());
                 let v = n.as_str().unwrap_or("");
                 let hint = did_you_mean(v, DATASETS)

@@ -120,7 +120,7 @@ fn malformed_files_give_the_right_line_and_message() {
     expect_error(
         "name: x\ndatasets: [pemsd7, pems08]\nruns:\n  - {label: a, model: teacher}\n",
         2,
-        &["unknown dataset", "did you mean `pemsd8`"],
+        &["unknown dataset `pems08`", "did you mean `pemsd8`"],
     );
     // 6. unknown loss
     expect_error(

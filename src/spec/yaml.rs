@@ -51,6 +51,19 @@ impl Scalar {
     }
 }
 
+/// The value as written in the file (`pemsd9`, `7`, `true`, `null`), for error messages.
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Null => f.write_str("null"),
+            Scalar::Bool(b) => write!(f, "{b}"),
+            Scalar::Int(i) => write!(f, "{i}"),
+            Scalar::Float(x) => write!(f, "{x}"),
+            Scalar::Str(s) => f.write_str(s),
+        }
+    }
+}
+
 /// A node with the (1-based) line it starts on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
