@@ -6,6 +6,7 @@
 //! [`exec`] (one run: [`data`] → [`model`] → [`train`] with the [`distill`] losses) → [`store`]
 //! (SQLite). [`backend`] picks the burn backend and device.
 
+pub mod archive;
 pub mod backend;
 pub mod bench;
 pub mod data;

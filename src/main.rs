@@ -26,7 +26,7 @@ use stkd::store::{RunStatus, Store};
 use stkd::train::{Event, OptimizerKind, TrainConfig};
 
 mod cli;
-use cli::{bench::*, info::*, run::*, sweep::*};
+use cli::{bench::*, info::*, run::*, store::*, sweep::*};
 
 #[derive(Parser)]
 #[command(
@@ -67,6 +67,11 @@ enum Cmd {
     /// Write the paper's tables (Markdown/CSV, beside the paper's values) and plots for an
     /// experiment file from the store.
     Report(ReportArgs),
+    /// Results as files to commit: export runs' records beside the store, import them into it.
+    Store {
+        #[command(subcommand)]
+        cmd: StoreCmd,
+    },
     /// Execute one claimed run of a store (started by `sweep`; one process per run).
     #[command(hide = true)]
     RunOne(RunOneArgs),
@@ -147,6 +152,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Store { cmd } => store_cmd(&cmd),
         Cmd::RunOne(args) => run_one_cmd(&args),
     }
 }

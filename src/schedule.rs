@@ -125,6 +125,12 @@ pub enum SweepEvent<'a> {
     Waiting {
         running_elsewhere: usize,
     },
+    /// Runs taken from the records beside the store ([`crate::archive`]): finished ones recorded
+    /// as done, checkpoints of unfinished ones restored.
+    Imported {
+        finished: usize,
+        resumed: usize,
+    },
 }
 
 /// Starts one run somewhere. The local implementation spawns `stkd run-one`.
@@ -187,6 +193,8 @@ pub struct SweepSummary {
 pub enum ScheduleError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
     #[error("cannot start a run process ({what}): {source}")]
     Spawn {
         what: String,
@@ -222,19 +230,14 @@ fn worker_id(slot: usize) -> String {
     format!("{host}:{}:{slot}", std::process::id())
 }
 
-/// Register the plan's runs and execute every runnable one until all are finished, failed or
-/// skipped (or `interrupt` is set).
-pub fn run_sweep(
+/// Record an experiment file and its plan's runs in the store (new runs pending; see
+/// [`Store::register`]).
+pub fn register(
+    store: &mut Store,
     plan: &Plan,
     experiment_file: &Path,
     experiment_text: &str,
-    opts: &SweepOptions,
-    executor: &dyn Executor,
-    interrupt: &AtomicBool,
-    on_event: &mut dyn FnMut(SweepEvent),
-) -> Result<SweepSummary, ScheduleError> {
-    check_stale_after(opts.stale_after_s)?;
-    let mut store = Store::open(&opts.store)?;
+) -> Result<(), StoreError> {
     let info = ExperimentInfo {
         name: plan.name.clone(),
         file: experiment_file.display().to_string(),
@@ -252,9 +255,34 @@ pub fn run_sweep(
         })
         .collect();
     store.register(&info, &new_runs)?;
+    Ok(())
+}
+
+/// Register the plan's runs and execute every runnable one until all are finished, failed or
+/// skipped (or `interrupt` is set).
+pub fn run_sweep(
+    plan: &Plan,
+    experiment_file: &Path,
+    experiment_text: &str,
+    opts: &SweepOptions,
+    executor: &dyn Executor,
+    interrupt: &AtomicBool,
+    on_event: &mut dyn FnMut(SweepEvent),
+) -> Result<SweepSummary, ScheduleError> {
+    check_stale_after(opts.stale_after_s)?;
+    let mut store = Store::open(&opts.store)?;
+    register(&mut store, plan, experiment_file, experiment_text)?;
     let hashes: Vec<String> = plan.jobs.iter().map(|j| j.hash.clone()).collect();
     if opts.retry_failed {
         store.retry_failed(Some(&hashes))?;
+    }
+    // Runs recorded in `<store folder>/records` (committed results) are not computed again.
+    let imported = crate::archive::import(plan, &mut store, &opts.store)?;
+    if !imported.finished.is_empty() || !imported.resumed.is_empty() {
+        on_event(SweepEvent::Imported {
+            finished: imported.finished.len(),
+            resumed: imported.resumed.len(),
+        });
     }
     let count = |store: &Store, s: RunStatus| -> Result<usize, StoreError> {
         Ok(hashes

@@ -1177,6 +1177,18 @@ impl Store {
         worker: &str,
         result: &RunResult,
     ) -> Result<(), StoreError> {
+        self.finish_at(hash, worker, result, now())
+    }
+
+    /// [`Store::finish`] with the finish time given (Unix seconds): a run taken from a record
+    /// keeps the time it was computed at.
+    pub fn finish_at(
+        &mut self,
+        hash: &str,
+        worker: &str,
+        result: &RunResult,
+        finished: f64,
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let p = path.as_path();
         let ctx = "storing a run's result";
@@ -1185,7 +1197,7 @@ impl Store {
         write_result(&tx, hash, result).ctx(p, ctx)?;
         tx.execute(
             sql::DONE,
-            params![hash, result.best_epoch, result.train_seconds, now()],
+            params![hash, result.best_epoch, result.train_seconds, finished],
         )
         .ctx(p, ctx)?;
         tx.commit().ctx(p, ctx)

@@ -3,4 +3,5 @@
 pub(crate) mod bench;
 pub(crate) mod info;
 pub(crate) mod run;
+pub(crate) mod store;
 pub(crate) mod sweep;

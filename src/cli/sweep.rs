@@ -230,6 +230,10 @@ impl SweepDisplay {
 
     fn on(&mut self, ev: SweepEvent) {
         match ev {
+            SweepEvent::Imported { finished, resumed } => eprintln!(
+                "from the committed records: {finished} finished runs (not computed again), \
+                 {resumed} checkpoints of unfinished runs"
+            ),
             SweepEvent::Planned { total, done } => {
                 eprintln!("{total} runs, {done} already done");
                 if let Some(m) = &self.multi {

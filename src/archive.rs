@@ -1,0 +1,264 @@
+//! Results that outlive the machine: finished runs (and the resume checkpoints of runs in
+//! progress) as files that can be committed, and the store rebuilt from them on a fresh clone.
+//!
+//! Next to a store `results/stkd.db`, run folders live in `results/runs/<hash>/` (ignored by git)
+//! and records in `results/records/<hash>/` (committed). A record is a finished run's folder
+//! without its resume checkpoint: `outcome.json` (pretty JSON, one file per run: its hash,
+//! resolved configuration, data checksum, curve, metrics, profile, timings and the code commit
+//! that computed it) and the model it produced (`model.bin`, `model.json`), which dependants
+//! (students of a teacher, pruning runs of a base) load. A run still in progress is recorded
+//! by its last per-epoch checkpoint (`resume/`) alone.
+//!
+//! [`export`] writes the records of an experiment's runs; [`import`] (run by every sweep before
+//! it schedules anything) copies records into run folders and marks the runs they finish as done
+//! in the store, so a fresh clone recomputes nothing already recorded and resumes what was in
+//! progress. A record is trusted only if its configuration and data checksum hash to its run's
+//! hash ([`crate::plan::run_hash`], which includes the code version).
+
+use std::path::{Path, PathBuf};
+
+use crate::exec::RunReport;
+use crate::plan::{run_hash, Plan};
+use crate::store::{RunStatus, Store, StoreError};
+
+/// The folder of records next to a store.
+pub const RECORDS: &str = "records";
+/// The folder of run folders next to a store.
+pub const RUNS: &str = "runs";
+const OUTCOME: &str = "outcome.json";
+/// What the store knew of a finished run besides its outcome (its finish time).
+const STORED: &str = "stored.json";
+const RESUME: &str = "resume";
+/// The worker name under which imported runs are recorded.
+pub const IMPORT_WORKER: &str = "import";
+/// Heartbeat age (s) passed to claims made by the import: no live run is ever taken over.
+const NEVER_STALE: f64 = 1e12;
+
+/// Why records could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{}: {detail}", .path.display())]
+    Io { path: PathBuf, detail: String },
+    #[error(
+        "{}: the record does not belong to run {hash} (its configuration and data hash to {found}); \
+         delete the folder or export it again",
+        .path.display()
+    )]
+    Mismatch {
+        path: PathBuf,
+        hash: String,
+        found: String,
+    },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ArchiveError + '_ {
+    move |e| ArchiveError::Io {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+/// The folder next to the store `store` called `name` (`runs`, `records`).
+pub fn beside(store: &Path, name: &str) -> PathBuf {
+    store
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+        .join(name)
+}
+
+/// Copy the regular files of `from` (not its sub-folders, hidden files such as the run lock, or
+/// `*.tmp`) into `to`, replacing
+/// files of the same name. Returns the bytes copied.
+fn copy_files(from: &Path, to: &Path) -> Result<u64, ArchiveError> {
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    let mut bytes = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(from)
+        .map_err(io(from))?
+        .collect::<Result<_, _>>()
+        .map_err(io(from))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        let src = e.path();
+        let text = name.to_string_lossy();
+        if !src.is_file() || text.ends_with(".tmp") || text.starts_with('.') {
+            continue;
+        }
+        let dst = to.join(&name);
+        let tmp = to.join(format!("{}.tmp", name.to_string_lossy()));
+        bytes += std::fs::copy(&src, &tmp).map_err(io(&src))?;
+        std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+    }
+    Ok(bytes)
+}
+
+/// Replace folder `to` by a copy of the files of `from`.
+fn replace_dir(from: &Path, to: &Path) -> Result<u64, ArchiveError> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).map_err(io(to))?;
+    }
+    copy_files(from, to)
+}
+
+/// A record's outcome, checked against the run it claims to be.
+fn read_outcome(dir: &Path, hash: &str) -> Result<Option<RunReport>, ArchiveError> {
+    let path = dir.join(OUTCOME);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let report: RunReport = serde_json::from_slice(&text).map_err(|e| ArchiveError::Io {
+        path: path.clone(),
+        detail: format!("not a run outcome: {e}"),
+    })?;
+    let found = run_hash(&report.config, &report.data_checksum);
+    if found != hash {
+        return Err(ArchiveError::Mismatch {
+            path,
+            hash: hash.to_string(),
+            found,
+        });
+    }
+    Ok(Some(report))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    /// Unix seconds when the run became done.
+    finished: Option<f64>,
+}
+
+/// What [`export`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// Finished runs recorded.
+    pub finished: usize,
+    /// Runs in progress recorded by their resume checkpoint.
+    pub in_progress: usize,
+    pub bytes: u64,
+}
+
+/// Write the records of every run of `plan` that is done in `store` (its folder's files) or
+/// has a resume checkpoint (that checkpoint), into `<store folder>/records/<hash>/`. A done
+/// run's stale checkpoint record is removed.
+pub fn export(
+    plan: &Plan,
+    store: &Store,
+    store_path: &Path,
+) -> Result<ExportSummary, ArchiveError> {
+    let (runs, records) = (beside(store_path, RUNS), beside(store_path, RECORDS));
+    let mut sum = ExportSummary::default();
+    for job in &plan.jobs {
+        let (run_dir, record) = (runs.join(&job.hash), records.join(&job.hash));
+        let done = store
+            .run(&job.hash)?
+            .is_some_and(|r| r.status == RunStatus::Done);
+        if done && read_outcome(&run_dir, &job.hash)?.is_some() {
+            sum.bytes += copy_files(&run_dir, &record)?;
+            let finished = store.run(&job.hash)?.and_then(|r| r.finished);
+            let path = record.join(STORED);
+            let json = serde_json::to_vec_pretty(&Stored { finished }).expect("serialises");
+            std::fs::write(&path, json).map_err(io(&path))?;
+            let stale = record.join(RESUME);
+            if stale.exists() {
+                std::fs::remove_dir_all(&stale).map_err(io(&stale))?;
+            }
+            sum.finished += 1;
+        } else if run_dir.join(RESUME).join("state.json").exists() {
+            sum.bytes += replace_dir(&run_dir.join(RESUME), &record.join(RESUME))?;
+            sum.in_progress += 1;
+        }
+    }
+    Ok(sum)
+}
+
+/// What [`import`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Runs recorded as done from their records.
+    pub finished: Vec<String>,
+    /// Runs whose resume checkpoint was restored from a record.
+    pub resumed: Vec<String>,
+}
+
+/// Bring the records of `plan`'s runs into `store`: each pending run with a finished record gets
+/// the record's files in its run folder and is marked done with the record's result (claimed and
+/// finished as worker [`IMPORT_WORKER`], so a concurrent sweep never sees it half-imported);
+/// each pending run with only a checkpoint record gets the checkpoint, unless its run folder has
+/// one already. Runs are imported once their dependencies are done (records of a teacher before
+/// its students). Runs not pending (done, running, failed, skipped) are left alone.
+pub fn import(
+    plan: &Plan,
+    store: &mut Store,
+    store_path: &Path,
+) -> Result<ImportSummary, ArchiveError> {
+    let (runs, records) = (beside(store_path, RUNS), beside(store_path, RECORDS));
+    let mut sum = ImportSummary::default();
+    if !records.is_dir() {
+        return Ok(sum);
+    }
+    let pending = |store: &Store, hash: &str| -> Result<bool, ArchiveError> {
+        Ok(store
+            .run(hash)?
+            .is_some_and(|r| r.status == RunStatus::Pending))
+    };
+    // Finished records, in passes until none more can be claimed (dependencies first).
+    loop {
+        let mut progress = false;
+        for job in &plan.jobs {
+            let record = records.join(&job.hash);
+            if sum.finished.contains(&job.hash) || !pending(store, &job.hash)? {
+                continue;
+            }
+            let Some(report) = read_outcome(&record, &job.hash)? else {
+                continue;
+            };
+            let device = report.device.to_string();
+            if !store.claim(&job.hash, IMPORT_WORKER, &device, NEVER_STALE)? {
+                continue; // a dependency is not done yet, or another sweep took it
+            }
+            let run_dir = runs.join(&job.hash);
+            let copied = copy_files(&record, &run_dir);
+            let rel = format!("{RUNS}/{}", job.hash);
+            match copied {
+                Ok(_) => {
+                    let stored: Option<Stored> = std::fs::read(record.join(STORED))
+                        .ok()
+                        .and_then(|t| serde_json::from_slice(&t).ok());
+                    let result = report.to_store_result(&rel);
+                    match stored.and_then(|s| s.finished) {
+                        Some(t) => store.finish_at(&job.hash, IMPORT_WORKER, &result, t)?,
+                        None => store.finish(&job.hash, IMPORT_WORKER, &result)?,
+                    }
+                    crate::resume::ResumeDir::new(&run_dir).remove();
+                }
+                Err(e) => {
+                    store.release(&job.hash, IMPORT_WORKER)?;
+                    return Err(e);
+                }
+            }
+            sum.finished.push(job.hash.clone());
+            progress = true;
+        }
+        if !progress {
+            break;
+        }
+    }
+    // Checkpoints of runs in progress.
+    for job in &plan.jobs {
+        let ck = records.join(&job.hash).join(RESUME);
+        let here = runs.join(&job.hash).join(RESUME);
+        if pending(store, &job.hash)?
+            && ck.join("state.json").is_file()
+            && !here.join("state.json").exists()
+        {
+            replace_dir(&ck, &here)?;
+            sum.resumed.push(job.hash.clone());
+        }
+    }
+    Ok(sum)
+}
