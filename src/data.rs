@@ -160,6 +160,16 @@ pub enum Split {
     Test,
 }
 
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Split::Train => "training",
+            Split::Val => "validation",
+            Split::Test => "test",
+        })
+    }
+}
+
 /// Why a data set could not be loaded. Every message names the file and what was expected.
 #[derive(thiserror::Error, Debug)]
 pub enum DataError {
@@ -199,7 +209,7 @@ pub enum DataError {
     NoValidReadings { path: PathBuf, station: usize },
     #[error("invalid data configuration: {0}")]
     Config(String),
-    #[error("unknown dataset {0:?}: expected pemsd7 or pemsd8")]
+    #[error("unknown dataset `{0}`: expected pemsd7 or pemsd8")]
     UnknownDataset(String),
 }
 

@@ -90,16 +90,9 @@ fn main() {
 /// panicking on the failed write.
 fn restore_sigpipe() {
     #[cfg(unix)]
-    {
-        extern "C" {
-            fn signal(signum: i32, handler: usize) -> usize;
-        }
-        const SIGPIPE: i32 = 13;
-        const SIG_DFL: usize = 0;
-        // SAFETY: resets one signal's disposition to the default before any threads start.
-        unsafe {
-            signal(SIGPIPE, SIG_DFL);
-        }
+    // SAFETY: resets one signal's disposition to the default before any threads start.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

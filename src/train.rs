@@ -123,7 +123,7 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, detail: String },
     #[error(transparent)]
     Resume(#[from] ResumeError),
-    #[error("the {0:?} split has no windows; use more days or a different split")]
+    #[error("the {0} split has no windows; use more days or a different split")]
     EmptySplit(Split),
 }
 
