@@ -300,17 +300,25 @@ pub(crate) struct LayerGrads {
 }
 
 /// The element-wise sum of equal-length partial results (one per task), as a parallel tree:
-/// the output layer's weight gradient has a 128k-value partial per sample.
-pub(crate) fn sum_parts(parts: Vec<Vec<f32>>) -> Vec<f32> {
-    parts
-        .into_par_iter()
-        .reduce_with(|mut a, b| {
-            for (x, y) in a.iter_mut().zip(&b) {
-                *x += y;
-            }
-            a
-        })
-        .expect("at least one task")
+/// the output layer's weight gradient has a 128k-value partial per sample. The tree's shape is
+/// fixed by the number of parts alone (halves at the midpoint, `rayon::join`), so the order of
+/// the floating-point additions, and the sum to the last bit, never depends on which thread
+/// stole which task (rayon's own `reduce` splits adaptively, and its association changed with
+/// the timing of whatever else ran in the process).
+pub(crate) fn sum_parts(mut parts: Vec<Vec<f32>>) -> Vec<f32> {
+    assert!(!parts.is_empty(), "at least one task");
+    fn tree(parts: &mut [Vec<f32>]) -> Vec<f32> {
+        if parts.len() == 1 {
+            return std::mem::take(&mut parts[0]);
+        }
+        let (left, right) = parts.split_at_mut(parts.len() / 2);
+        let (mut a, b) = rayon::join(|| tree(left), || tree(right));
+        for (x, y) in a.iter_mut().zip(&b) {
+            *x += y;
+        }
+        a
+    }
+    tree(&mut parts)
 }
 
 /// Defines a function whose body is compiled twice: for AVX2 + FMA, taken when the CPU has them,

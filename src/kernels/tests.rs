@@ -237,3 +237,41 @@ fn nan_passes_through_the_fused_relu_layers() {
         assert!(out.iter().any(|v| v.is_nan()), "{what}: the NaN was lost");
     }
 }
+
+#[test]
+fn partial_sums_add_up_in_a_fixed_tree_whatever_the_scheduling() {
+    // Values whose sum depends on the order of the additions in f32.
+    let part = |i: usize| -> Vec<f32> {
+        (0..257)
+            .map(|j| match (i + j) % 3 {
+                0 => 1.0e8,
+                1 => 1.0 + j as f32 * 1e-3,
+                _ => -1.0e8,
+            })
+            .collect()
+    };
+    fn reference(parts: &[Vec<f32>]) -> Vec<f32> {
+        if parts.len() == 1 {
+            return parts[0].clone();
+        }
+        let (l, r) = parts.split_at(parts.len() / 2);
+        let (mut a, b) = (reference(l), reference(r));
+        for (x, y) in a.iter_mut().zip(&b) {
+            *x += y;
+        }
+        a
+    }
+    for n in [1usize, 2, 3, 5, 8, 13, 50] {
+        let parts: Vec<Vec<f32>> = (0..n).map(part).collect();
+        let want = reference(&parts);
+        for _ in 0..20 {
+            let got = super::sum_parts(parts.clone());
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{n} parts: the sum depends on scheduling"
+            );
+        }
+    }
+}
