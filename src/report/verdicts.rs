@@ -345,6 +345,93 @@ mod tests {
         assert_eq!(standard_error(&s(1, 1.0, None), &s(1, 2.0, None)), None);
     }
 
+    /// Table 4's W/O KD and STCD students on PeMSD7, done, with test MAE `mae(label, seed)` at
+    /// every horizon; `stcd_epochs` sets STCD's training length.
+    fn table4(stcd_epochs: usize, mae: impl Fn(&str, u64) -> f64) -> ReportData {
+        use crate::report::collect::RunState;
+        use crate::store::{MetricRow, RunResult};
+        let yaml = format!(
+            "name: table4\ndatasets: [pemsd7]\ndefaults: {{epochs: 5, seeds: [1, 2, 3]}}\nruns:\n  \
+             - {{label: teacher, model: teacher, seeds: [1]}}\n  \
+             - {{label: wo, model: student}}\n  \
+             - {{label: stcd, model: student, teacher: teacher, loss: stcd, epochs: {stcd_epochs}}}\n"
+        );
+        let exp = crate::spec::parse_experiment(&yaml, std::path::Path::new("t.yaml")).unwrap();
+        let p = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
+        let runs = p
+            .jobs
+            .iter()
+            .map(|j| {
+                let mut e =
+                    RunEntry::planned(&j.hash, &j.label, &j.variant, j.config.clone(), vec![]);
+                e.state = RunState::Done;
+                let v = mae(&j.label, j.config.train.seed);
+                e.result = Some(RunResult {
+                    metrics: (1..=9)
+                        .map(|step| MetricRow {
+                            split: "test".into(),
+                            step,
+                            mape: 0.0,
+                            mae: v,
+                            rmse: 0.0,
+                        })
+                        .collect(),
+                    ..Default::default()
+                });
+                e
+            })
+            .collect();
+        ReportData {
+            name: "table4".into(),
+            description: String::new(),
+            file: "t.yaml".into(),
+            runs,
+        }
+    }
+
+    #[test]
+    fn verdicts_on_runs_hold_fail_stay_within_noise_or_refuse_unequal_lengths() {
+        let seed = |s: u64| s as f64 * 0.01;
+        let first = |data: &ReportData| verdicts(data, 4).remove(0);
+        // STCD 0.5 mph better with a spread of 0.01: holds, three seeds a side.
+        let v = first(&table4(
+            5,
+            |l, s| if l == "stcd" { 2.5 } else { 3.0 } + seed(s),
+        ));
+        assert_eq!(
+            v.claim.text,
+            "Student STCD has lower MAE than Student W/O KD at every horizon"
+        );
+        assert_eq!(
+            (v.outcome.clone(), v.seeds, v.cells.len()),
+            (Outcome::Holds, (3, 3), 3)
+        );
+        assert!((v.cells[0].diff + 0.5).abs() < 1e-12);
+        assert_eq!(v.text(), "holds (3 seeds)");
+        // Worse by 0.5: does not hold; by 0.005 (inside the spread): within noise.
+        let v = first(&table4(
+            5,
+            |l, s| if l == "stcd" { 3.5 } else { 3.0 } + seed(s),
+        ));
+        assert_eq!(v.outcome, Outcome::DoesNotHold);
+        let v = first(&table4(
+            5,
+            |l, s| if l == "stcd" { 3.005 } else { 3.0 } + seed(s),
+        ));
+        assert_eq!(v.outcome, Outcome::WithinNoise);
+        // A baseline trained for fewer epochs than what it is compared with is not compared.
+        let v = first(&table4(
+            50,
+            |l, s| if l == "stcd" { 2.5 } else { 3.0 } + seed(s),
+        ));
+        assert!(
+            matches!(&v.outcome, Outcome::NotComparable(w) if w.contains("5 epochs") && w.contains("50 epochs")),
+            "{:?}",
+            v.outcome
+        );
+        assert!(v.cells.is_empty());
+    }
+
     #[test]
     fn every_paper_table_with_metrics_has_claims_in_its_model_names() {
         for t in [2, 4, 5, 7, 8] {
