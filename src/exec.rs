@@ -129,32 +129,24 @@ pub fn execute<B: AutodiffBackend>(
             Some(&paths.run_dir),
             on_event,
             |m, b, g, tally| {
-                if let Some(cached) = &cached {
-                    let (ys, fs) = m.forward_features(b.x.clone(), g);
-                    let out = kd_loss(
-                        &cfg.loss,
-                        &KdInputs {
-                            target: b.y1.clone(),
-                            student_y: ys,
-                            student_f: &fs,
-                            teacher_y: Some(cached.batch(&b.idx, device)),
-                            teacher_f: None,
-                        },
-                    )
-                    .expect("loss configuration validated before training");
-                    tally.picks += out.ord_picks;
-                    tally.elements += out.ord_elements;
-                    return backward_step(out.loss, m);
-                }
-                let (yt, ft) = teacher.forward_features(b.x.clone().inner(), &g_t);
+                // The teacher's forward, unless its outputs were computed before training.
+                let fresh = cached
+                    .is_none()
+                    .then(|| teacher.forward_features(b.x.clone().inner(), &g_t));
                 if kind == LossKind::Skd {
                     // SKD with gradient revision needs the gradient of each term separately.
-                    let step = skd_grads(m, &cfg.loss, b.y1.clone(), &yt, &ft, |m| {
+                    let (yt, ft) = fresh.as_ref().expect("SKD reads features: never cached");
+                    let step = skd_grads(m, &cfg.loss, b.y1.clone(), yt, ft, |m| {
                         m.forward_features(b.x.clone(), g)
                     })
                     .expect("loss configuration validated before training");
                     return (step.grads, step.loss as f32);
                 }
+                let (teacher_y, teacher_f) = match (&fresh, &cached) {
+                    (Some((yt, ft)), _) => (yt.clone(), Some(ft)),
+                    (None, Some(c)) => (c.batch(&b.idx, device), None),
+                    (None, None) => unreachable!("computed when not cached"),
+                };
                 let (ys, fs) = m.forward_features(b.x.clone(), g);
                 let out = kd_loss(
                     &cfg.loss,
@@ -162,8 +154,8 @@ pub fn execute<B: AutodiffBackend>(
                         target: b.y1.clone(),
                         student_y: ys,
                         student_f: &fs,
-                        teacher_y: Some(yt),
-                        teacher_f: Some(&ft),
+                        teacher_y: Some(teacher_y),
+                        teacher_f,
                     },
                 )
                 .expect("loss configuration validated before training");
