@@ -189,3 +189,54 @@ fn a_run_killed_mid_training_resumes_from_its_recorded_checkpoint() {
         );
     }
 }
+
+#[test]
+fn a_run_whose_result_missed_the_store_is_taken_from_its_folder_not_trained_again() {
+    // The window of a kill after a run's outcome is written but before the store records it:
+    // here the whole store is lost and the run folders stay.
+    let a = tmp("archive-lost-store");
+    let file = write_exp(&a, "  - {label: s, model: student, loss: mse, epochs: 3}\n");
+    let store = a.join("stkd.db");
+    let out = sweep(&file, &store, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seconds = |store: &Path, dir: &str| -> String {
+        let o = stkd(&[
+            "report",
+            file.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--out",
+            a.join(dir).to_str().unwrap(),
+            "--format",
+            "csv",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let csv = std::fs::read_to_string(a.join(dir).join("archive-lost-store-runs.csv")).unwrap();
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let col = header.iter().position(|h| *h == "train_seconds").unwrap();
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .nth(col)
+            .unwrap()
+            .to_string()
+    };
+    let before = seconds(&store, "before");
+    for f in ["stkd.db", "stkd.db-wal", "stkd.db-shm"] {
+        let _ = std::fs::remove_file(a.join(f));
+    }
+    let out = sweep(&file, &store, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Recorded as done with the first execution's training time: nothing was trained again.
+    assert_eq!(status(&file, &store)[0].1, "done");
+    assert_eq!(seconds(&store, "after"), before);
+}
