@@ -57,11 +57,6 @@ fn recorder() -> BinFileRecorder<FullPrecisionSettings> {
 }
 
 impl<S> Checkpoint<S> {
-    /// Whether the checkpoint has a piece called `name`.
-    pub fn has(&self, name: &str) -> bool {
-        self.files.contains_key(name)
-    }
-
     /// The stem of piece `name` (to carry it into the next checkpoint unchanged).
     pub fn stem(&self, name: &str) -> Option<&str> {
         self.files.get(name).map(String::as_str)
