@@ -132,19 +132,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Sweep(args) => sweep_cmd(&args),
         Cmd::Status(args) => status_cmd(&args),
-        Cmd::Report(args) => {
-            let written = stkd::report::write_reports(
-                &args.file,
-                &args.store,
-                &args.data_dir,
-                &args.out,
-                &args.format,
-            )?;
-            for p in written {
-                println!("{}", p.display());
-            }
-            Ok(())
-        }
+        Cmd::Report(args) => report_cmd(&args),
         Cmd::Store { cmd } => store_cmd(&cmd),
         Cmd::RunOne(args) => run_one_cmd(&args),
     }

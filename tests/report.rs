@@ -53,13 +53,18 @@ runs:
 /// The experiment and its plan, with run hashes renamed `hash01`, `hash02`, … so that golden
 /// files do not change with the hashing (code version, configuration fields).
 fn planned(text: &str) -> (Experiment, Plan) {
+    planned_as(text, "hash")
+}
+
+/// [`planned`] with hashes named `<prefix>01`, … (another prefix: as if another code version).
+fn planned_as(text: &str, prefix: &str) -> (Experiment, Plan) {
     let exp = parse_experiment(text, Path::new("experiments/table4.yaml")).unwrap();
     let mut p = plan(&exp, |d| Ok::<_, ()>(format!("test-data-{d}"))).unwrap();
     let names: BTreeMap<String, String> = p
         .jobs
         .iter()
         .enumerate()
-        .map(|(i, j)| (j.hash.clone(), format!("hash{:02}", i + 1)))
+        .map(|(i, j)| (j.hash.clone(), format!("{prefix}{:02}", i + 1)))
         .collect();
     for j in &mut p.jobs {
         j.hash = names[&j.hash].clone();
@@ -154,7 +159,16 @@ fn result_for(job: &stkd::plan::Job) -> RunResult {
 /// `student-stcd pemsd7 [seed=2]` (running) and `student-stcd pemsd8 [seed=2]` (pending).
 /// Finish times are fixed afterwards so that golden files do not depend on the clock.
 fn build_store(dir: &Path) -> (Experiment, Plan, PathBuf) {
-    let (exp, p) = planned(TABLE4);
+    build_store_with(dir, "hash", |_, _| {})
+}
+
+/// [`build_store`] with hashes named by `prefix` and each result passed through `tweak`.
+fn build_store_with(
+    dir: &Path,
+    prefix: &str,
+    tweak: impl Fn(&str, &mut RunResult),
+) -> (Experiment, Plan, PathBuf) {
+    let (exp, p) = planned_as(TABLE4, prefix);
     let path = dir.join("stkd.db");
     let mut store = Store::open(&path).unwrap();
     register(&mut store, &exp, &p);
@@ -178,7 +192,11 @@ fn build_store(dir: &Path) -> (Experiment, Plan, PathBuf) {
                     .unwrap();
             }
             "student-stcd pemsd7 [seed=2]" => {}
-            _ => store.finish(&job.hash, "w", &result_for(job)).unwrap(),
+            _ => {
+                let mut r = result_for(job);
+                tweak(&name, &mut r);
+                store.finish(&job.hash, "w", &r).unwrap()
+            }
         }
     }
     drop(store);
@@ -196,6 +214,7 @@ fn options(formats: &[Format]) -> Options {
         formats: formats.to_vec(),
         commit: COMMIT.into(),
         model_figures: true,
+        pareto_horizon: 15,
     }
 }
 
@@ -269,11 +288,14 @@ fn table4_report_matches_golden_files() {
         names,
         [
             "table4-claims.csv",
+            "table4-pareto.csv",
             "table4-runs.csv",
             "table4.csv",
             "table4.md",
             "table4/curves-pemsd7.svg",
             "table4/curves-pemsd8.svg",
+            "table4/pareto-pemsd7.svg",
+            "table4/pareto-pemsd8.svg",
         ]
     );
     assert_eq!(files.len(), written.len());
@@ -485,6 +507,7 @@ runs:
         [
             "quickstart.md",
             "quickstart/curves-pemsd8.svg",
+            "quickstart/pareto-pemsd8.svg",
             "quickstart/prediction-pemsd8.svg",
             "quickstart/tsne-pemsd8.svg",
         ]
@@ -530,7 +553,8 @@ fn every_experiment_file_reports_before_any_run() {
     files.sort();
     for f in &files {
         let out = dir.join("out");
-        let written = report::write_reports(f, &store, &data_dir(), &out, &Format::ALL).unwrap();
+        let written =
+            report::write_reports(f, &store, &data_dir(), &out, &Format::ALL, 15).unwrap();
         let md = written
             .iter()
             .find(|p| p.extension().is_some_and(|x| x == "md"))
@@ -551,5 +575,273 @@ fn every_experiment_file_reports_before_any_run() {
     assert!(
         t1.contains("| Pruning Base Model | ours | 1 not started | 48,628 |"),
         "{t1}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diff against earlier results (`stkd report --against`)
+
+fn shift_test_mae(r: &mut RunResult, by: f64) {
+    for m in r.metrics.iter_mut().filter(|m| m.split == "test") {
+        m.mae += by;
+    }
+}
+
+/// Both sides of a diff between two stores of the small Table 4.
+fn diff_of(now: &Path, before: &Path, now_prefix: &str) -> report::diff::ReportDiff {
+    use report::against::ResultSet;
+    let (exp, p) = planned_as(TABLE4, now_prefix);
+    let set = |path: &Path| ResultSet::from_store(&Store::open(path).unwrap()).unwrap();
+    let (a, ca) = set(now).join(&p, &exp.name, &exp.description, "experiments/table4.yaml");
+    let (b, cb) = set(before).join(&p, &exp.name, &exp.description, "experiments/table4.yaml");
+    report::diff::diff(
+        &exp.name,
+        &report::diff::Side {
+            label: "now",
+            data: &a,
+            commits: &ca,
+        },
+        &report::diff::Side {
+            label: "before",
+            data: &b,
+            commits: &cb,
+        },
+    )
+}
+
+#[test]
+fn a_diff_marks_changes_beyond_noise_and_matches_golden_files() {
+    use report::diff::{render_diff_json, render_diff_markdown, Change};
+    let dir = tmp("diff");
+    let (_, _, before) = build_store_with(&dir.join("before"), "hash", |_, _| {});
+    let (_, _, now) = build_store_with(&dir.join("now"), "hash", |name, r| {
+        match name {
+            // Two seeds each side, spread 0.008: +0.3 is far beyond noise, −0.005 is not.
+            n if n.starts_with("student-wo-kd pemsd7") => shift_test_mae(r, 0.3),
+            n if n.starts_with("student-rd-l2 pemsd7") => shift_test_mae(r, -0.005),
+            // One seed both sides (seed 2 failed): a change without a noise estimate.
+            "student-rd-l2 pemsd8 [seed=1]" => shift_test_mae(r, -0.2),
+            n if n.starts_with("teacher pemsd8") => r.train_seconds *= 2.0,
+            _ => {}
+        }
+    });
+    let d = diff_of(&now, &before, "hash");
+    let s = &d.summary;
+    assert_eq!(
+        (s.better, s.worse, s.within_noise, s.no_noise_estimate),
+        (0, 3, 3, 3),
+        "{s:?}"
+    );
+    assert_eq!(s.new + s.gone, 0);
+    assert_eq!(
+        s.unchanged,
+        8 * 9 - 9,
+        "every other cell of the 8 rows with values"
+    );
+    let wo = &d.blocks[0]
+        .rows
+        .iter()
+        .find(|r| r.model == "Student W/O KD")
+        .unwrap();
+    let mae15 = wo
+        .cells
+        .iter()
+        .find(|c| c.metric == "MAE" && c.horizon_min == 15)
+        .unwrap();
+    assert_eq!(mae15.verdict, Change::Worse);
+    assert!((mae15.change.unwrap() - 0.3).abs() < 1e-9);
+    assert_eq!(d.regressions(), 3);
+    // The teacher's training time doubled on PeMSD8; its metrics did not move.
+    assert_eq!(d.timings.len(), 1, "{:?}", d.timings);
+    assert_eq!(d.timings[0].model, "Teacher");
+    let md = render_diff_markdown(&d);
+    assert!(
+        md.contains("**0 cells better beyond noise, 3 worse, 3 within noise, 3 changed with n = 1"),
+        "{md}"
+    );
+    assert_eq!(
+        md,
+        render_diff_markdown(&diff_of(&now, &before, "hash")),
+        "same bytes"
+    );
+    golden("diff/table4.md", md.as_bytes());
+    golden("diff/table4.json", render_diff_json(&d).as_bytes());
+
+    // Against itself: nothing changed.
+    let same = diff_of(&now, &now, "hash");
+    assert_eq!(same.summary.unchanged, 8 * 9);
+    assert!(same.timings.is_empty() && same.runs.recomputed.is_empty());
+}
+
+#[test]
+fn a_diff_pairs_runs_across_a_code_version_by_configuration() {
+    let dir = tmp("diff-code");
+    // Before: the same runs under other hashes, as another CODE_VERSION would hash them.
+    let (_, _, before) = build_store_with(&dir.join("before"), "old", |_, _| {});
+    let (_, _, now) = build_store_with(&dir.join("now"), "hash", |_, _| {});
+    let d = diff_of(&now, &before, "hash");
+    assert_eq!(d.summary.unchanged, 8 * 9, "{:?}", d.summary);
+    // Every run done on both sides is listed as recomputed, with both hashes.
+    assert_eq!(d.runs.recomputed.len(), 13, "{:?}", d.runs);
+    assert!(d
+        .runs
+        .recomputed
+        .iter()
+        .all(|r| r.hash_before.starts_with("old") && r.hash_now.starts_with("hash")));
+    assert!(d.runs.added.is_empty() && d.runs.removed.is_empty() && d.runs.reconfigured.is_empty());
+}
+
+/// Runs `git` in `dir` (a throwaway repository of the test).
+fn git(dir: &Path, args: &[&str]) {
+    let ok = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=stkd-test",
+            "-c",
+            "user.email=test@stkd.invalid",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[test]
+fn report_against_a_git_revision_reads_its_committed_records() {
+    let dir = tmp("against-git");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = dir.join("repo");
+    let records = repo.join("results/records");
+    std::fs::create_dir_all(repo.join("experiments")).unwrap();
+    std::fs::copy(
+        root.join("experiments/table4.yaml"),
+        repo.join("experiments/table4.yaml"),
+    )
+    .unwrap();
+    // This repository's finished records (outcome and finish time; no models needed).
+    let mut kinds: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for e in std::fs::read_dir(root.join("results/records"))
+        .unwrap()
+        .flatten()
+    {
+        let outcome = e.path().join("outcome.json");
+        let Ok(text) = std::fs::read_to_string(&outcome) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let hash = e.file_name().to_string_lossy().into_owned();
+        let kind = (
+            v["config"]["preset"].as_str().unwrap_or("").to_string(),
+            v["config"]["loss"]["kind"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+        let to = records.join(&hash);
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::write(to.join("outcome.json"), text).unwrap();
+        let _ = std::fs::copy(e.path().join("stored.json"), to.join("stored.json"));
+        kinds.insert(hash, kind);
+    }
+    let wo_kd: Vec<&String> = kinds
+        .iter()
+        .filter(|(_, k)| k.0 == "student" && k.1 == "mse")
+        .map(|(h, _)| h)
+        .collect();
+    assert!(!wo_kd.is_empty(), "the repository records W/O KD students");
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "records"]);
+    let snapshot = dir.join("snapshot");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    for h in kinds.keys() {
+        std::fs::create_dir_all(snapshot.join(h)).unwrap();
+        std::fs::copy(
+            records.join(h).join("outcome.json"),
+            snapshot.join(h).join("outcome.json"),
+        )
+        .unwrap();
+    }
+    // Now: every W/O KD student 1 mph worse at every test step.
+    for h in &wo_kd {
+        let path = records.join(h).join("outcome.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for s in v["test"]["steps"].as_array_mut().unwrap() {
+            s["mae"] = serde_json::json!(s["mae"].as_f64().unwrap() + 1.0);
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    }
+    let run = |against: &str, extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stkd"))
+            .current_dir(&repo)
+            .args([
+                "report",
+                "experiments/table4.yaml",
+                "--against",
+                against,
+                "--data-dir",
+            ])
+            .arg(data_dir())
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, json, err) = run("HEAD", &["--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let s = &v["summary"];
+    let moved = s["worse"].as_u64().unwrap() + s["no_noise_estimate"].as_u64().unwrap();
+    let datasets: std::collections::BTreeSet<String> = wo_kd
+        .iter()
+        .map(|h| {
+            let t = std::fs::read_to_string(records.join(h).join("outcome.json")).unwrap();
+            serde_json::from_str::<serde_json::Value>(&t).unwrap()["dataset"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        moved,
+        3 * datasets.len() as u64,
+        "the MAE cells of each W/O KD row: {s}"
+    );
+    assert_eq!(s["better"], 0);
+    assert!(
+        v["before"].as_str().unwrap().starts_with("git HEAD ("),
+        "{}",
+        v["before"]
+    );
+    // The same comparison against a folder of records; and the exit status for CI.
+    let (_, md_git, _) = run("HEAD", &[]);
+    let (_, md_dir, _) = run(snapshot.to_str().unwrap(), &[]);
+    let summary = |md: &str| {
+        md.lines()
+            .find(|l| l.starts_with("**"))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(summary(&md_git), summary(&md_dir));
+    let (code, _, err) = run("HEAD", &["--fail-on-regression"]);
+    let worse = s["worse"].as_u64().unwrap();
+    assert_eq!(code, Some(if worse > 0 { 3 } else { 0 }), "{err}");
+    // A revision that does not exist is a clear error.
+    let (code, _, err) = run("no-such-revision", &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--against no-such-revision: not a file, a folder or a git revision"),
+        "{err}"
     );
 }

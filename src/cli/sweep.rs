@@ -47,6 +47,28 @@ pub(crate) struct ReportArgs {
     pub(crate) format: Vec<stkd::report::Format>,
     #[arg(long, default_value = "data")]
     pub(crate) data_dir: PathBuf,
+    /// Minutes ahead of the MAE in the Pareto section: 15, 30 or 45.
+    #[arg(long, default_value_t = 15, value_parser = parse_horizon)]
+    pub(crate) pareto_horizon: u32,
+    /// Print a diff against earlier results instead of writing the report: a git revision
+    /// (its committed records and experiment file), a folder of records or a store file.
+    #[arg(long, value_name = "REF")]
+    pub(crate) against: Option<String>,
+    /// With --against: the diff as JSON.
+    #[arg(long, requires = "against")]
+    pub(crate) json: bool,
+    /// With --against: exit with status 3 when a cell is worse beyond the seeds' noise.
+    #[arg(long, requires = "against")]
+    pub(crate) fail_on_regression: bool,
+}
+
+fn parse_horizon(s: &str) -> Result<u32, String> {
+    match s.trim().trim_end_matches("min").trim().parse::<u32>() {
+        Ok(h) if stkd::report::paper::HORIZONS.contains(&h) => Ok(h),
+        _ => Err(format!(
+            "`{s}` is not a horizon: expected 15, 30 or 45 (minutes)"
+        )),
+    }
 }
 
 #[derive(Args)]
@@ -478,6 +500,43 @@ pub(crate) struct StatusRow {
     pub(crate) attempts: u32,
     pub(crate) test_mae_15min: Option<f64>,
     pub(crate) error: Option<String>,
+}
+
+/// Exit status of `report --against … --fail-on-regression` when a cell got worse beyond noise.
+pub(crate) const EXIT_REGRESSION: i32 = 3;
+
+/// `stkd report`: write the report files, or with `--against` print the diff.
+pub(crate) fn report_cmd(args: &ReportArgs) -> Result<()> {
+    let Some(reference) = &args.against else {
+        let written = stkd::report::write_reports(
+            &args.file,
+            &args.store,
+            &args.data_dir,
+            &args.out,
+            &args.format,
+            args.pareto_horizon,
+        )?;
+        for p in written {
+            println!("{}", p.display());
+        }
+        return Ok(());
+    };
+    let d = stkd::report::diff_against(&args.file, &args.store, &args.data_dir, reference)?;
+    if args.json {
+        print!("{}", stkd::report::diff::render_diff_json(&d));
+    } else {
+        print!("{}", stkd::report::diff::render_diff_markdown(&d));
+    }
+    if args.fail_on_regression && d.regressions() > 0 {
+        eprintln!(
+            "{} cell{} worse beyond noise than {}",
+            d.regressions(),
+            if d.regressions() == 1 { "" } else { "s" },
+            d.before
+        );
+        std::process::exit(EXIT_REGRESSION);
+    }
+    Ok(())
 }
 
 pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {

@@ -181,6 +181,85 @@ fn curves(w: &mut Writer) -> Result<Figure, super::ReportError> {
     })
 }
 
+/// The Pareto charts of a report, one SVG per data set (size and latency panels), in
+/// `<out_dir>/<plots>/pareto-<dataset>.svg`.
+pub fn pareto_figure(
+    p: &crate::report::pareto::Pareto,
+    data: &ReportData,
+    table: Option<u8>,
+    out_dir: &Path,
+    plots: &str,
+) -> Result<(Figure, Vec<PathBuf>), super::ReportError> {
+    let col = colours(data, table);
+    let mut items = Vec::new();
+    let mut files = Vec::new();
+    for b in &p.blocks {
+        let point = |q: &crate::report::pareto::Point, x: f64, front: bool| plots::TradeOff {
+            name: q.model.clone(),
+            colour: col
+                .iter()
+                .find(|((m, _), _)| *m == q.model)
+                .map_or(0, |(_, &c)| c),
+            x,
+            y: q.mae,
+            front,
+        };
+        let size: Vec<plots::TradeOff> = b
+            .points
+            .iter()
+            .map(|q| point(q, q.parameters as f64, q.front_size))
+            .collect();
+        let latency: Vec<plots::TradeOff> = b
+            .points
+            .iter()
+            .filter_map(|q| q.latency_ms.map(|l| point(q, l, q.front_latency)))
+            .collect();
+        let mut panels = vec![plots::TradeOffPanel {
+            title: "against size",
+            x_desc: "parameters",
+            points: &size,
+        }];
+        if !latency.is_empty() {
+            panels.push(plots::TradeOffPanel {
+                title: "against latency",
+                x_desc: "test time of one batch (ms)",
+                points: &latency,
+            });
+        }
+        let title = format!(
+            "{}: test MAE at {} min",
+            dataset_title(b.dataset),
+            p.horizon
+        );
+        let svg = plots::pareto_svg(&title, "MAE (mph)", &panels).map_err(plot_err)?;
+        let dir = out_dir.join(plots);
+        let file = format!("pareto-{}.svg", b.dataset);
+        let path = dir.join(&file);
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(&path, svg))
+            .map_err(io_err(&path))?;
+        files.push(path);
+        items.push(FigureItem::Image {
+            alt: format!("Pareto fronts, {}", dataset_title(b.dataset)),
+            path: format!("{plots}/{file}"),
+            caption: format!(
+                "{}: test MAE at {} min of every finished run against its parameters and its \
+                 measured test time; filled points with a black ring are not dominated (no other \
+                 run is smaller or faster and at least as accurate), joined by the front.",
+                dataset_title(b.dataset),
+                p.horizon
+            ),
+        });
+    }
+    Ok((
+        Figure {
+            title: "Pareto fronts: accuracy against size and latency".into(),
+            items,
+        },
+        files,
+    ))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Figures from checkpoints
 

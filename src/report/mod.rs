@@ -16,9 +16,12 @@
 //! the clock, the machine's locale or hash-map order; the only times are the runs' own finish
 //! times. The git commit printed at the top changes with the code, on purpose.
 
+pub mod against;
 pub mod collect;
+pub mod diff;
 pub mod figures;
 pub mod paper;
+pub mod pareto;
 pub mod plots;
 pub mod render;
 pub mod tables;
@@ -93,6 +96,8 @@ pub enum ReportError {
     },
     #[error("{0}")]
     Plot(String),
+    #[error("--against {reference}: {detail}")]
+    Against { reference: String, detail: String },
 }
 
 /// How [`write_plan_reports`] writes.
@@ -103,6 +108,8 @@ pub struct Options {
     pub commit: String,
     /// Load checkpoints for the prediction and t-SNE figures.
     pub model_figures: bool,
+    /// Minutes ahead of the MAE in the Pareto section (15, 30 or 45).
+    pub pareto_horizon: u32,
 }
 
 /// The git commit of the code, 12 hex digits: `git rev-parse HEAD` in the crate's source folder
@@ -185,21 +192,107 @@ pub fn write_reports(
     data_dir: &Path,
     out_dir: &Path,
     formats: &[Format],
+    pareto_horizon: u32,
 ) -> Result<Vec<PathBuf>, ReportError> {
     let exp = crate::spec::load(experiment_file).map_err(ReportError::Spec)?;
-    let plan = crate::plan::plan(&exp, |d| {
+    let plan = plan_with_data(&exp, data_dir)?;
+    let opts = Options {
+        formats: formats.to_vec(),
+        commit: git_commit(),
+        model_figures: true,
+        pareto_horizon,
+    };
+    write_plan_reports(&exp, &plan, store, data_dir, out_dir, &opts)
+}
+
+/// `stkd report FILE --against REF`: the experiment's runs now (the store's finished runs and
+/// the records beside it) against REF: a git revision's committed records (and its version of
+/// the experiment file), a folder of records or another store (both planned with today's file).
+pub fn diff_against(
+    experiment_file: &Path,
+    store: &Path,
+    data_dir: &Path,
+    reference: &str,
+) -> Result<diff::ReportDiff, ReportError> {
+    use against::{Reference, ResultSet};
+    let exp = crate::spec::load(experiment_file).map_err(ReportError::Spec)?;
+    let plan = plan_with_data(&exp, data_dir)?;
+    let records = crate::archive::beside(store, crate::archive::RECORDS);
+    let mut now = match Store::open_read_only(store)? {
+        Some(st) => ResultSet::from_store(&st)?,
+        None => ResultSet::default(),
+    };
+    if records.is_dir() {
+        now.extend_missing(ResultSet::from_records(&records)?);
+    }
+    let now_label = format!("{} + {}", store.display(), records.display());
+    let reference_kind = Reference::parse(reference);
+    let (before, before_plan, before_label) = match &reference_kind {
+        Reference::Git(rev) => {
+            let (set, commit) = ResultSet::from_git(rev, store)?;
+            let folder = experiment_file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let name = experiment_file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // The experiment as it was at REF; a file REF lacks plans nothing (all runs added).
+            let before_plan = match against::git(folder, &["show", &format!("{commit}:./{name}")]) {
+                Ok(text) => {
+                    let old = crate::spec::parse_experiment(&text, experiment_file)
+                        .map_err(ReportError::Spec)?;
+                    plan_with_data(&old, data_dir)?
+                }
+                Err(_) => Plan {
+                    name: exp.name.clone(),
+                    jobs: Vec::new(),
+                },
+            };
+            (set, before_plan, reference_kind.describe(&commit))
+        }
+        Reference::Records(dir) => (
+            ResultSet::from_records(dir)?,
+            plan.clone(),
+            reference_kind.describe(""),
+        ),
+        Reference::Store(path) => {
+            let set = match Store::open_read_only(path)? {
+                Some(st) => ResultSet::from_store(&st)?,
+                None => ResultSet::default(),
+            };
+            (set, plan.clone(), reference_kind.describe(""))
+        }
+    };
+    let file = experiment_file.display().to_string();
+    let (now_data, now_commits) = now.join(&plan, &exp.name, &exp.description, &file);
+    let (before_data, before_commits) =
+        before.join(&before_plan, &exp.name, &exp.description, &file);
+    Ok(diff::diff(
+        &exp.name,
+        &diff::Side {
+            label: &now_label,
+            data: &now_data,
+            commits: &now_commits,
+        },
+        &diff::Side {
+            label: &before_label,
+            data: &before_data,
+            commits: &before_commits,
+        },
+    ))
+}
+
+/// The plan of `exp`, with the data checksums of the data sets in `data_dir`.
+pub fn plan_with_data(exp: &Experiment, data_dir: &Path) -> Result<Plan, ReportError> {
+    crate::plan::plan(exp, |d| {
         let mut cfg = DataConfig::new(d);
         cfg.data_dir = data_dir.to_path_buf();
         Dataset::load(&cfg)
             .map(|x| x.checksum)
             .map_err(|cause| ReportError::Data { dataset: d, cause })
-    })?;
-    let opts = Options {
-        formats: formats.to_vec(),
-        commit: git_commit(),
-        model_figures: true,
-    };
-    write_plan_reports(&exp, &plan, store, data_dir, out_dir, &opts)
+    })
 }
 
 /// Writes the reports of a planned experiment from `store` (which need not exist: every run is
@@ -218,6 +311,9 @@ pub fn write_plan_reports(
     let data = collect(exp, plan, st.as_ref())?;
     drop(st);
     let mut report = build_report(&data, VERSION, &opts.commit);
+    if opts.pareto_horizon != pareto::DEFAULT_HORIZON {
+        report.pareto = pareto::pareto(&data, opts.pareto_horizon);
+    }
     std::fs::create_dir_all(out_dir).map_err(|cause| ReportError::Io {
         path: out_dir.to_path_buf(),
         cause,
@@ -238,12 +334,18 @@ pub fn write_plan_reports(
             plots: &stem,
             model_figures: opts.model_figures,
         })?;
-        remove_stale_svgs(&out_dir.join(&stem), &figs.files)?;
+        let mut keep = figs.files;
         report.figures = figs.figures;
+        if let Some(p) = &report.pareto {
+            let (figure, files) = figures::pareto_figure(p, &data, report.table, out_dir, &stem)?;
+            report.figures.push(figure);
+            keep.extend(files);
+        }
+        remove_stale_svgs(&out_dir.join(&stem), &keep)?;
         let md = out_dir.join(format!("{stem}.md"));
         write_file(&md, &render_markdown(&report))?;
         files.push(md);
-        files.extend(figs.files);
+        files.extend(keep);
     }
     if opts.formats.contains(&Format::Csv) {
         for (suffix, text) in render_csv(&report) {

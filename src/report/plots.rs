@@ -361,6 +361,141 @@ pub fn tsne_svg(title: &str, panels: &[TsnePanel]) -> Result<String, String> {
     Ok(buf)
 }
 
+/// One point of a trade-off chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TradeOff {
+    /// Legend text (the report's row); points of one name share a colour.
+    pub name: String,
+    pub colour: usize,
+    pub x: f64,
+    pub y: f64,
+    /// On the Pareto front: drawn filled with a black ring and joined by the front's line.
+    pub front: bool,
+}
+
+/// One panel of a trade-off chart.
+pub struct TradeOffPanel<'a> {
+    pub title: &'a str,
+    pub x_desc: &'a str,
+    pub points: &'a [TradeOff],
+}
+
+/// Draws a trade-off panel into a chart whose axes are configured.
+fn draw_trade_off<'a, X>(
+    chart: &mut ChartContext<
+        'a,
+        SVGBackend<'a>,
+        Cartesian2d<X, plotters::coord::types::RangedCoordf64>,
+    >,
+    points: &[TradeOff],
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+{
+    let mut front: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.front)
+        .map(|p| (p.x, p.y))
+        .collect();
+    front.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    // The front as a staircase: each better-but-larger point steps down.
+    let mut stairs = Vec::new();
+    for (i, &(x, y)) in front.iter().enumerate() {
+        if i > 0 {
+            stairs.push((x, front[i - 1].1));
+        }
+        stairs.push((x, y));
+    }
+    chart
+        .draw_series(LineSeries::new(stairs, BLACK.mix(0.6).stroke_width(1)))
+        .map_err(err)?;
+    for (i, p) in points.iter().enumerate() {
+        let c = colour(p.colour);
+        let s = if p.front {
+            chart.draw_series([
+                Circle::new((p.x, p.y), 6, BLACK.filled()),
+                Circle::new((p.x, p.y), 4, c.filled()),
+            ])
+        } else {
+            chart.draw_series([Circle::new((p.x, p.y), 4, c.stroke_width(2))])
+        }
+        .map_err(err)?;
+        if !points[..i].iter().any(|q| q.name == p.name) {
+            s.label(p.name.clone())
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 11))
+        .draw()
+        .map_err(err)
+}
+
+/// Error against cost, one panel per cost (e.g. parameters, latency), the Pareto front of each
+/// drawn as a staircase through its filled points. An x axis spanning at least a decade is
+/// logarithmic.
+pub fn pareto_svg(title: &str, y_desc: &str, panels: &[TradeOffPanel]) -> Result<String, String> {
+    let cols = panels.len().max(1) as u32;
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (520 * cols, 460)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let root = root.titled(title, (FONT, 20)).map_err(err)?;
+        for (area, p) in root.split_evenly((1, cols as usize)).iter().zip(panels) {
+            let pts: Vec<TradeOff> = p
+                .points
+                .iter()
+                .filter(|q| q.x.is_finite() && q.y.is_finite() && q.x > 0.0)
+                .cloned()
+                .collect();
+            let (y0, y1) = span(pts.iter().map(|q| q.y));
+            let (lo, hi) = pts.iter().fold((f64::INFINITY, 0.0f64), |(a, b), q| {
+                (a.min(q.x), b.max(q.x))
+            });
+            let mut builder = ChartBuilder::on(area);
+            builder
+                .caption(p.title, (FONT, 15))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(52);
+            if lo.is_finite() && hi / lo >= 10.0 {
+                let mut chart = builder
+                    .build_cartesian_2d((decade_below(lo)..hi * 1.3).log_scale(), y0..y1)
+                    .map_err(err)?;
+                chart
+                    .configure_mesh()
+                    .x_desc(format!("{} (log scale)", p.x_desc))
+                    .y_desc(y_desc)
+                    .x_label_formatter(&tick)
+                    .y_label_formatter(&tick)
+                    .light_line_style(WHITE)
+                    .draw()
+                    .map_err(err)?;
+                draw_trade_off(&mut chart, &pts)?;
+            } else {
+                let (x0, x1) = span(pts.iter().map(|q| q.x));
+                let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?;
+                chart
+                    .configure_mesh()
+                    .x_desc(p.x_desc)
+                    .y_desc(y_desc)
+                    .x_label_formatter(&tick)
+                    .y_label_formatter(&tick)
+                    .light_line_style(WHITE)
+                    .draw()
+                    .map_err(err)?;
+                draw_trade_off(&mut chart, &pts)?;
+            }
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,6 +531,47 @@ mod tests {
         )
         .unwrap();
         assert!(t.contains("Student STCD") && t.contains("<circle"));
+        let pts = [
+            TradeOff {
+                name: "Teacher".into(),
+                colour: 0,
+                x: 330_000.0,
+                y: 2.2,
+                front: true,
+            },
+            TradeOff {
+                name: "STCD".into(),
+                colour: 1,
+                x: 9_000.0,
+                y: 2.5,
+                front: true,
+            },
+            TradeOff {
+                name: "W/O KD".into(),
+                colour: 2,
+                x: 9_000.0,
+                y: 2.6,
+                front: false,
+            },
+        ];
+        let panel = TradeOffPanel {
+            title: "size",
+            x_desc: "parameters",
+            points: &pts,
+        };
+        let a = pareto_svg("front", "MAE (mph)", &[panel]).unwrap();
+        let again = pareto_svg(
+            "front",
+            "MAE (mph)",
+            &[TradeOffPanel {
+                title: "size",
+                x_desc: "parameters",
+                points: &pts,
+            }],
+        )
+        .unwrap();
+        assert_eq!(a, again);
+        assert!(a.contains("(log scale)") && a.contains("W/O KD") && a.contains("<polyline"));
     }
 
     #[test]

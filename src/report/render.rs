@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 use crate::report::collect::RunState;
 use crate::report::paper::{self, dataset_title, COLUMNS, HORIZONS, METRICS};
+use crate::report::pareto::{Pareto, Point as ParetoPoint};
 use crate::report::tables::{
     AttentionTable, Figure, FigureItem, Meta, MetricsRow, MetricsTable, NetworksTable, Report,
     RunCounts, RunLine, Section, Stat, Unfinished,
@@ -147,10 +148,120 @@ pub fn render_markdown(r: &Report) -> String {
             Section::Attention(t) => attention_md(&mut s, t),
         }
     }
+    if let Some(p) = &r.pareto {
+        pareto_md(&mut s, p);
+    }
     figures_md(&mut s, &r.figures);
     runs_md(&mut s, &r.runs);
     verdicts_md(&mut s, &r.verdicts);
     s
+}
+
+/// The non-dominated runs of each data set with their configuration (the chart is a figure).
+fn pareto_md(s: &mut String, p: &Pareto) {
+    let _ = writeln!(
+        s,
+        "## Pareto front: test MAE at {} min against size and latency\n",
+        p.horizon
+    );
+    let _ = writeln!(
+        s,
+        "Runs that no other run of the same data set beats on both error and size (**size**) or \
+         on both error and measured latency (**latency**; test time of one batch on the device \
+         it was measured on, once per network shape and device, so runs of one architecture \
+         share it). Every finished run is in the report's `-pareto.csv` file and on the chart \
+         under Figures.\n"
+    );
+    for b in &p.blocks {
+        let _ = writeln!(s, "### {}\n", dataset_title(b.dataset));
+        let _ = writeln!(
+            s,
+            "| Run | Model | Configuration | Parameters | Latency (ms) | MAE {} min | Front |",
+            p.horizon
+        );
+        let _ = writeln!(s, "|---|---|---|---:|---:|---:|---|");
+        let mut front: Vec<&ParetoPoint> = b
+            .points
+            .iter()
+            .filter(|q| q.front_size || q.front_latency)
+            .collect();
+        front.sort_by(|a, b| {
+            a.parameters
+                .cmp(&b.parameters)
+                .then(a.mae.total_cmp(&b.mae))
+        });
+        for q in front {
+            let on = match (q.front_size, q.front_latency) {
+                (true, true) => "size, latency",
+                (true, false) => "size",
+                _ => "latency",
+            };
+            let latency = q
+                .latency_ms
+                .map(|l| format!("{} ({})", fixed(l, 2), q.device))
+                .unwrap_or_else(|| "—".into());
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {on} |",
+                cell(&q.name, 60),
+                q.model,
+                cell(&q.config, 80),
+                thousands(q.parameters),
+                latency,
+                fixed(q.mae, 3)
+            );
+        }
+        let dominated = b
+            .points
+            .iter()
+            .filter(|q| !q.front_size && !q.front_latency)
+            .count();
+        let _ = writeln!(
+            s,
+            "\n{dominated} of {} finished runs are dominated on both.\n",
+            b.points.len()
+        );
+    }
+}
+
+/// Every finished run of the Pareto section, one line each.
+pub fn pareto_csv(p: &Pareto) -> String {
+    let mut out = csv_line(
+        &[
+            "dataset",
+            "run",
+            "model",
+            "configuration",
+            "hash",
+            "parameters",
+            "latency_ms",
+            "device",
+            "horizon_min",
+            "mae",
+            "front_size",
+            "front_latency",
+        ]
+        .map(String::from),
+    );
+    for b in &p.blocks {
+        for q in &b.points {
+            out.push_str(&csv_line(&[
+                b.dataset.to_string(),
+                q.name.clone(),
+                q.model.clone(),
+                q.config.clone(),
+                q.hash.clone(),
+                q.parameters.to_string(),
+                opt(q.latency_ms, CSV_DECIMALS),
+                q.device.clone(),
+                p.horizon.to_string(),
+                fixed(q.mae, CSV_DECIMALS),
+                q.front_size.to_string(),
+                q.front_latency.to_string(),
+            ]));
+        }
+    }
+    out
 }
 
 /// `−0.123 ± 0.045` (or without `±` when there is no spread).
@@ -825,6 +936,9 @@ pub fn render_csv(r: &Report) -> Vec<(String, String)> {
         }
     }
     out.push(("-runs".into(), runs_csv(&r.runs)));
+    if let Some(p) = &r.pareto {
+        out.push(("-pareto".into(), pareto_csv(p)));
+    }
     if !r.verdicts.is_empty() {
         out.push(("-claims".into(), verdicts_csv(&r.verdicts)));
     }

@@ -913,6 +913,8 @@ pub struct Report {
     pub figures: Vec<Figure>,
     /// The paper's claims for its table and our verdict on each (empty for other experiments).
     pub verdicts: Vec<crate::report::verdicts::Verdict>,
+    /// Error against size and latency with the non-dominated runs (`None`: no trade-off).
+    pub pareto: Option<crate::report::pareto::Pareto>,
 }
 
 /// The tables of a report: the paper table named by the experiment (Table 1 and Table 3 with a
@@ -940,6 +942,7 @@ pub fn build_report(data: &ReportData, version: &str, commit: &str) -> Report {
         runs: runs_table(data, table),
         figures: Vec::new(),
         verdicts: table.map_or_else(Vec::new, |t| crate::report::verdicts::verdicts(data, t)),
+        pareto: crate::report::pareto::pareto(data, crate::report::pareto::DEFAULT_HORIZON),
     }
 }
 

@@ -233,7 +233,7 @@ fn judge(diff: f64, se: Option<f64>) -> Outcome {
 }
 
 /// Standard error of the difference of two means (see the module docs for one-seed sides).
-fn standard_error(a: &Stat, b: &Stat) -> Option<f64> {
+pub(crate) fn standard_error(a: &Stat, b: &Stat) -> Option<f64> {
     let (sa, sb) = match (a.std, b.std) {
         (Some(x), Some(y)) => (x, y),
         (Some(x), None) => (x, x),
