@@ -31,6 +31,8 @@ pub struct Point {
     /// Mean test time of one batch (ms) and where it was measured.
     pub latency_ms: Option<f64>,
     pub device: String,
+    /// Windows in the measured batch.
+    pub batch: Option<u32>,
     pub mae: f64,
     /// Not dominated in (parameters, MAE).
     pub front_size: bool,
@@ -115,6 +117,7 @@ pub fn pareto(data: &ReportData, horizon: u32) -> Option<Pareto> {
                     parameters,
                     latency_ms: profile.and_then(|p| p.test_time_s).map(|s| s * 1e3),
                     device: profile.map(|p| p.device.clone()).unwrap_or_default(),
+                    batch: profile.and_then(|p| p.test_time_batch),
                     mae,
                     front_size: false,
                     front_latency: false,
@@ -153,6 +156,7 @@ mod tests {
             parameters: params,
             latency_ms: lat,
             device: "cpu".into(),
+            batch: Some(100),
             mae,
             front_size: false,
             front_latency: false,

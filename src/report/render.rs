@@ -176,7 +176,7 @@ fn pareto_md(s: &mut String, p: &Pareto) {
         let _ = writeln!(s, "### {}\n", dataset_title(b.dataset));
         let _ = writeln!(
             s,
-            "| Run | Model | Configuration | Parameters | Latency (ms) | MAE {} min | Front |",
+            "| Run | Model | Configuration | Parameters | Test time (ms) | MAE {} min | Front |",
             p.horizon
         );
         let _ = writeln!(s, "|---|---|---|---:|---:|---:|---|");
@@ -196,10 +196,11 @@ fn pareto_md(s: &mut String, p: &Pareto) {
                 (true, false) => "size",
                 _ => "latency",
             };
-            let latency = q
-                .latency_ms
-                .map(|l| format!("{} ({})", fixed(l, 2), q.device))
-                .unwrap_or_else(|| "—".into());
+            let latency = match (q.latency_ms, q.batch) {
+                (Some(l), Some(b)) => format!("{} ({}, batch {b})", fixed(l, 2), q.device),
+                (Some(l), None) => format!("{} ({})", fixed(l, 2), q.device),
+                _ => "—".into(),
+            };
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {on} |",
@@ -254,6 +255,7 @@ pub fn pareto_csv(p: &Pareto) -> String {
                 q.parameters.to_string(),
                 opt(q.latency_ms, CSV_DECIMALS),
                 q.device.clone(),
+                q.batch.map(|b| b.to_string()).unwrap_or_default(),
                 p.horizon.to_string(),
                 fixed(q.mae, CSV_DECIMALS),
                 q.front_size.to_string(),
