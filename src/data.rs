@@ -308,6 +308,29 @@ pub struct DataInfo {
 }
 
 impl Dataset {
+    /// The data set's identity as [`Dataset::load`] computes it (SHA-256 over its files'
+    /// digests, each file verified), without parsing or preparing anything: what planning,
+    /// `status` and `--dry-run` need to hash runs.
+    pub fn checksum(cfg: &DataConfig) -> Result<String, DataError> {
+        let dir = &cfg.data_dir;
+        let mut digests = Vec::new();
+        match cfg.dataset {
+            DatasetName::Pemsd7 => {
+                for f in [&PEMSD7_STATIONS, &PEMSD7_DISTANCES, &PEMSD7_SPEEDS] {
+                    digests.push(read_verified(dir, f)?.1);
+                }
+            }
+            DatasetName::Pemsd8 => {
+                digests.push(read_verified(dir, &PEMSD8_EDGES)?.1);
+                digests.push(match &cfg.pems08_npz {
+                    Some(npz) => sha256_hex(&read_file(npz, "full PEMS08.npz (pems08_npz)")?),
+                    None => read_verified(dir, &PEMSD8_PARTIAL)?.1,
+                });
+            }
+        }
+        Ok(sha256_hex(digests.concat().as_bytes()))
+    }
+
     /// Load, verify and prepare the data set named in `cfg`.
     ///
     /// Every shipped file is checked against its SHA-256; missing readings (empty, NaN, 0) are
@@ -1748,6 +1771,11 @@ mod tests {
         assert_eq!(ds.cheb.len(), 3 * 228 * 228);
         assert!(ds.lambda_max > 1.0 && ds.lambda_max <= 2.0 + 1e-9);
         assert_eq!(ds.checksum.len(), 64);
+        assert_eq!(
+            Dataset::checksum(&cfg).unwrap(),
+            ds.checksum,
+            "the cheap checksum"
+        );
         assert!(ds.notes.iter().any(|n| n.contains("row 0")));
     }
 
@@ -1761,6 +1789,11 @@ mod tests {
         assert_eq!(ds.split_days, [2, 1, 1]);
         assert_eq!(ds.edges, 546);
         assert_eq!(ds.filled, 0);
+        assert_eq!(
+            Dataset::checksum(&cfg).unwrap(),
+            ds.checksum,
+            "the cheap checksum"
+        );
         // Symmetric weights.
         let n = 170;
         assert!((0..n).all(|i| (0..n).all(|j| ds.weights[i * n + j] == ds.weights[j * n + i])));

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::data::DatasetName;
+use crate::data::{DataConfig, DataError, Dataset, DatasetName};
 use crate::spec::{Experiment, RunConfig};
 
 /// Bump when a code change alters what a run computes (model, data pipeline, training loop,
@@ -62,6 +62,24 @@ pub fn run_hash(config: &RunConfig, data_checksum: &str) -> String {
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A data set whose files could not be read or verified while planning.
+#[derive(Debug, thiserror::Error)]
+#[error("reading data set {dataset} to identify the experiment's runs: {cause}")]
+pub struct PlanDataError {
+    pub dataset: DatasetName,
+    pub cause: DataError,
+}
+
+/// [`plan`] with each data set's checksum from its files in `data_dir` ([`Dataset::checksum`]:
+/// verified, not parsed).
+pub fn plan_in(exp: &Experiment, data_dir: &std::path::Path) -> Result<Plan, PlanDataError> {
+    plan(exp, |dataset| {
+        let mut cfg = DataConfig::new(dataset);
+        cfg.data_dir = data_dir.to_path_buf();
+        Dataset::checksum(&cfg).map_err(|cause| PlanDataError { dataset, cause })
+    })
 }
 
 /// Hash every run (teachers and bases before their dependants, so a run's hash covers theirs).

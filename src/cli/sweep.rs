@@ -132,13 +132,7 @@ pub(crate) fn plan_experiment(
     exp: &stkd::spec::Experiment,
     data_dir: &Path,
 ) -> Result<stkd::plan::Plan> {
-    stkd::plan::plan(exp, |d| {
-        let mut cfg = DataConfig::new(d);
-        cfg.data_dir = data_dir.to_path_buf();
-        Dataset::load(&cfg)
-            .map(|data| data.checksum)
-            .with_context(|| format!("loading dataset {d} to identify its runs"))
-    })
+    Ok(stkd::plan::plan_in(exp, data_dir)?)
 }
 
 /// Run statuses of `hashes` in an existing store (none if there is no store yet), read

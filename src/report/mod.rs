@@ -32,7 +32,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::data::{DataConfig, DataError, Dataset, DatasetName};
 use crate::plan::Plan;
 use crate::spec::{Experiment, SpecErrors};
 use crate::store::{Store, StoreError};
@@ -82,11 +81,8 @@ impl FromStr for Format {
 pub enum ReportError {
     #[error("{0}")]
     Spec(SpecErrors),
-    #[error("loading data set {dataset} to identify the experiment's runs: {cause}")]
-    Data {
-        dataset: DatasetName,
-        cause: DataError,
-    },
+    #[error(transparent)]
+    Data(#[from] crate::plan::PlanDataError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{}: {cause}", .path.display())]
@@ -195,7 +191,7 @@ pub fn write_reports(
     pareto_horizon: u32,
 ) -> Result<Vec<PathBuf>, ReportError> {
     let exp = crate::spec::load(experiment_file).map_err(ReportError::Spec)?;
-    let plan = plan_with_data(&exp, data_dir)?;
+    let plan = crate::plan::plan_in(&exp, data_dir)?;
     let opts = Options {
         formats: formats.to_vec(),
         commit: git_commit(),
@@ -216,7 +212,7 @@ pub fn diff_against(
 ) -> Result<diff::ReportDiff, ReportError> {
     use against::{Reference, ResultSet};
     let exp = crate::spec::load(experiment_file).map_err(ReportError::Spec)?;
-    let plan = plan_with_data(&exp, data_dir)?;
+    let plan = crate::plan::plan_in(&exp, data_dir)?;
     let records = crate::archive::beside(store, crate::archive::RECORDS);
     let mut now = match Store::open_read_only(store)? {
         Some(st) => ResultSet::from_store(&st)?,
@@ -243,7 +239,7 @@ pub fn diff_against(
                 Ok(text) => {
                     let old = crate::spec::parse_experiment(&text, experiment_file)
                         .map_err(ReportError::Spec)?;
-                    plan_with_data(&old, data_dir)?
+                    crate::plan::plan_in(&old, data_dir)?
                 }
                 Err(_) => Plan {
                     name: exp.name.clone(),
@@ -282,17 +278,6 @@ pub fn diff_against(
             commits: &before_commits,
         },
     ))
-}
-
-/// The plan of `exp`, with the data checksums of the data sets in `data_dir`.
-pub fn plan_with_data(exp: &Experiment, data_dir: &Path) -> Result<Plan, ReportError> {
-    crate::plan::plan(exp, |d| {
-        let mut cfg = DataConfig::new(d);
-        cfg.data_dir = data_dir.to_path_buf();
-        Dataset::load(&cfg)
-            .map(|x| x.checksum)
-            .map_err(|cause| ReportError::Data { dataset: d, cause })
-    })
 }
 
 /// Writes the reports of a planned experiment from `store` (which need not exist: every run is
