@@ -23,20 +23,12 @@ pub type CudaAd = burn::backend::Autodiff<CudaInner>;
 /// Serving large blocks from the heap and never trimming it keeps those pages. Linux/glibc only.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn mallopt(param: i32, value: i32) -> i32;
-        }
-        const M_TRIM_THRESHOLD: i32 = -1;
-        const M_TOP_PAD: i32 = -2;
-        const M_MMAP_THRESHOLD: i32 = -3;
-        // SAFETY: mallopt only changes allocator tuning parameters; called before any threads
-        // allocate heavily.
-        unsafe {
-            mallopt(M_MMAP_THRESHOLD, i32::MAX);
-            mallopt(M_TRIM_THRESHOLD, i32::MAX);
-            mallopt(M_TOP_PAD, 1 << 30);
-        }
+    // SAFETY: mallopt only changes allocator tuning parameters; called before any threads
+    // allocate heavily.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 1 << 30);
     }
 }
 
@@ -188,58 +180,35 @@ fn check_cuda(device: DeviceSpec, index: usize) -> Result<(), DeviceError> {
 
 #[cfg(feature = "cuda")]
 mod cuda_probe {
-    use std::ffi::{c_char, c_int, c_void, CStr};
+    use std::ffi::c_int;
 
-    extern "C" {
-        fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
-        fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-        fn dlerror() -> *const c_char;
-    }
-    const RTLD_NOW: c_int = 2;
-
-    fn last_error() -> String {
-        // SAFETY: dlerror returns either null or a valid C string owned by libdl.
-        unsafe {
-            let e = dlerror();
-            if e.is_null() {
-                "unknown error".into()
-            } else {
-                CStr::from_ptr(e).to_string_lossy().into_owned()
-            }
-        }
-    }
+    type CuInit = unsafe extern "C" fn(u32) -> c_int;
+    type CuDeviceGetCount = unsafe extern "C" fn(*mut c_int) -> c_int;
 
     /// Number of CUDA devices the driver sees (`cuInit` + `cuDeviceGetCount`).
     pub fn device_count() -> Result<i32, String> {
-        // SAFETY: plain libdl calls with NUL-terminated names; the symbols are called with the
-        // signatures documented by the CUDA driver API.
+        // SAFETY: loading the CUDA driver runs no initialisation code of ours; the two symbols
+        // are called with the signatures the CUDA driver API documents.
         unsafe {
-            let mut handle = dlopen(c"libcuda.so.1".as_ptr(), RTLD_NOW);
-            if handle.is_null() {
-                handle = dlopen(c"libcuda.so".as_ptr(), RTLD_NOW);
-            }
-            if handle.is_null() {
-                return Err(last_error());
-            }
-            let init = dlsym(handle, c"cuInit".as_ptr());
-            let count = dlsym(handle, c"cuDeviceGetCount".as_ptr());
-            if init.is_null() || count.is_null() {
-                return Err(format!(
-                    "libcuda lacks cuInit/cuDeviceGetCount: {}",
-                    last_error()
-                ));
-            }
-            let init: extern "C" fn(u32) -> c_int = std::mem::transmute(init);
-            let count_fn: extern "C" fn(*mut c_int) -> c_int = std::mem::transmute(count);
+            let lib = libloading::Library::new("libcuda.so.1")
+                .or_else(|_| libloading::Library::new("libcuda.so"))
+                .map_err(|e| e.to_string())?;
+            let missing =
+                |e: libloading::Error| format!("libcuda lacks cuInit/cuDeviceGetCount: {e}");
+            let init: libloading::Symbol<CuInit> = lib.get(b"cuInit\0").map_err(missing)?;
+            let count: libloading::Symbol<CuDeviceGetCount> =
+                lib.get(b"cuDeviceGetCount\0").map_err(missing)?;
             let rc = init(0);
             if rc != 0 {
                 return Err(format!("cuInit failed with CUDA error {rc}"));
             }
             let mut n: c_int = 0;
-            let rc = count_fn(&mut n);
+            let rc = count(&mut n);
             if rc != 0 {
                 return Err(format!("cuDeviceGetCount failed with CUDA error {rc}"));
             }
+            // The driver stays loaded: burn's CUDA runtime uses it next.
+            std::mem::forget(lib);
             Ok(n)
         }
     }

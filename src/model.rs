@@ -26,14 +26,13 @@ use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use serde::{Deserialize, Serialize};
 
 use crate::kernels;
+pub use crate::kernels::{Act, LN_EPS};
 use crate::rng::Rng;
 
 /// Temporal kernel size `Kt` of the ST-Conv blocks.
 pub const KT: usize = 3;
 /// Chebyshev order `Ks` of the spatial graph convolution.
 pub const KS: usize = 3;
-/// LayerNorm epsilon inside the square root, as in STGCN's `layer_norm`.
-pub const LN_EPS: f64 = 1e-6;
 
 /// The three networks of the paper's Table 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -270,17 +269,6 @@ impl<B: Backend> GraphKernel<B> {
     }
 }
 
-/// Nonlinearity of a temporal convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Act {
-    /// `(P + x_in) ⊙ σ(Q)`.
-    Glu,
-    /// `relu(conv + x_in)`.
-    Relu,
-    /// `σ(conv)`, no residual.
-    Sigmoid,
-}
-
 fn xavier<B: Backend>(
     rng: &mut Rng,
     shape: [usize; 2],
@@ -342,7 +330,16 @@ impl<B: Backend> TemporalConv<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, t, n, c] = x.dims();
         // On the CPU backends: one fused kernel (same arithmetic, see `kernels`).
-        let x = match kernels::temporal_forward(self, x) {
+        let fused = kernels::temporal_forward(
+            self.kt,
+            self.c_out,
+            self.act,
+            &self.weight,
+            &self.bias,
+            self.input_proj.as_ref(),
+            x,
+        );
+        let x = match fused {
             Ok(y) => return y,
             Err(x) => x,
         };
@@ -428,7 +425,15 @@ impl<B: Backend> SpatialConv<B> {
     pub fn forward(&self, x: Tensor<B, 4>, g: &GraphKernel<B>) -> Tensor<B, 4> {
         let [b, t, n, c] = x.dims();
         // On the CPU backends: one fused kernel (same arithmetic, see `kernels`).
-        let x = match kernels::spatial_forward(self, x, g) {
+        let fused = kernels::spatial_forward(
+            self.c_out,
+            g.host(),
+            &self.theta,
+            &self.bias,
+            self.input_proj.as_ref(),
+            x,
+        );
+        let x = match fused {
             Ok(y) => return y,
             Err(x) => x,
         };
@@ -465,7 +470,7 @@ impl<B: Backend> NodeLayerNorm<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, t, n, c] = x.dims();
         // On the CPU backends: one fused kernel (same arithmetic, see `kernels`).
-        let x = match kernels::norm_forward(self, x) {
+        let x = match kernels::norm_forward(&self.gamma, &self.beta, x) {
             Ok(y) => return y,
             Err(x) => x,
         };
@@ -691,6 +696,9 @@ impl<B: Backend> Stgcn<B> {
         Tensor::cat(steps, 1)
     }
 }
+
+#[cfg(test)]
+mod fused_tests;
 
 #[cfg(test)]
 mod tests {

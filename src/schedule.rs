@@ -706,14 +706,9 @@ impl RunFolderLock {
 #[cfg(unix)]
 fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
     use std::os::unix::io::AsRawFd;
-    extern "C" {
-        fn flock(fd: i32, operation: i32) -> i32;
-    }
-    const LOCK_EX: i32 = 2;
-    const LOCK_NB: i32 = 4;
     loop {
         // SAFETY: flock only reads the descriptor number, which `file` keeps open.
-        if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } == 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
             return Ok(true);
         }
         let e = std::io::Error::last_os_error();

@@ -631,16 +631,15 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
 /// `kill -9` of the sweep no orphan keeps a run's heartbeat alive.
 pub(crate) fn die_with_parent() {
     #[cfg(target_os = "linux")]
-    {
-        extern "C" {
-            fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
-        }
-        const PR_SET_PDEATHSIG: i32 = 1;
-        const SIGKILL: u64 = 9;
-        // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a signal number for this process.
-        unsafe {
-            prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-        }
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a signal number for this process.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
     }
 }
 

@@ -19,8 +19,8 @@ use burn::tensor::Tensor;
 use super::norm::{layer_norm, layer_norm_backward};
 use super::spatial::{spatial_conv, spatial_conv_backward, HostGraph, SpatialArgs};
 use super::temporal::{temporal_conv, temporal_conv_backward, TemporalArgs};
+use super::Act;
 use super::{contiguous_f32, downcast, flex_from_vec, upcast, LayerGrads};
-use crate::model::{Act, GraphKernel, NodeLayerNorm, SpatialConv, TemporalConv};
 
 /// A tensor of the CPU training backend (`Autodiff<Flex>`).
 type AdTensor = FloatTensor<burn::backend::Autodiff<Flex>>;
@@ -293,36 +293,42 @@ impl<L: FusedLayer, const N: usize> Backward<Flex, N> for LayerBackward<L> {
     }
 }
 
-/// The temporal convolution on a CPU backend, or `Err(x)` on any other.
+/// The temporal convolution (`kt` taps to `c_out` channels, `act`) on a CPU backend, or
+/// `Err(x)` on any other.
 pub(crate) fn temporal_forward<B: Backend>(
-    conv: &TemporalConv<B>,
+    kt: usize,
+    c_out: usize,
+    act: Act,
+    weight: &Param<Tensor<B, 2>>,
+    bias: &Param<Tensor<B, 1>>,
+    proj: Option<&Param<Tensor<B, 2>>>,
     x: Tensor<B, 4>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let layer = TemporalLayer {
-        kt: conv.kt,
-        c_out: conv.c_out,
-        act: conv.act,
-    };
-    fused(layer, x, &conv.weight, &conv.bias, conv.input_proj.as_ref())
+    fused(TemporalLayer { kt, c_out, act }, x, weight, bias, proj)
 }
 
-/// The graph convolution on a CPU backend, or `Err(x)` on any other.
+/// The graph convolution (`c_out` channels on `graph`) on a CPU backend, or `Err(x)` on any
+/// other.
 pub(crate) fn spatial_forward<B: Backend>(
-    conv: &SpatialConv<B>,
+    c_out: usize,
+    graph: &Arc<HostGraph>,
+    theta: &Param<Tensor<B, 2>>,
+    bias: &Param<Tensor<B, 1>>,
+    proj: Option<&Param<Tensor<B, 2>>>,
     x: Tensor<B, 4>,
-    g: &GraphKernel<B>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     let layer = SpatialLayer {
-        c_out: conv.c_out,
-        graph: g.host().clone(),
+        c_out,
+        graph: graph.clone(),
     };
-    fused(layer, x, &conv.theta, &conv.bias, conv.input_proj.as_ref())
+    fused(layer, x, theta, bias, proj)
 }
 
-/// STGCN's LayerNorm on a CPU backend, or `Err(x)` on any other.
+/// STGCN's LayerNorm (`γ`, `β`) on a CPU backend, or `Err(x)` on any other.
 pub(crate) fn norm_forward<B: Backend>(
-    norm: &NodeLayerNorm<B>,
+    gamma: &Param<Tensor<B, 1>>,
+    beta: &Param<Tensor<B, 1>>,
     x: Tensor<B, 4>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    fused(NormLayer, x, &norm.gamma, &norm.beta, None)
+    fused(NormLayer, x, gamma, beta, None)
 }

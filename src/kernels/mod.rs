@@ -454,7 +454,19 @@ mod spatial;
 mod temporal;
 mod winograd;
 pub(crate) use autodiff::{norm_forward, spatial_forward, temporal_forward};
+pub use norm::LN_EPS;
 pub(crate) use spatial::HostGraph;
+
+/// Nonlinearity of a temporal convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// `(P + x_in) ⊙ σ(Q)`.
+    Glu,
+    /// `relu(conv + x_in)`.
+    Relu,
+    /// `σ(conv)`, no residual.
+    Sigmoid,
+}
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,9 @@
 //! the gradients).
 
 use super::{map_chunks, sum_parts, Fresh, LayerGrads};
-use crate::model::LN_EPS;
+
+/// LayerNorm epsilon inside the square root, as in STGCN's `layer_norm`.
+pub const LN_EPS: f64 = 1e-6;
 
 /// `K` sums `Σ_i f(a_i, b_i, c_i)` in one pass, each with eight partial sums: vectorisable, and
 /// closer to the exact sum than one running total over a long row.

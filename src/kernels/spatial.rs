@@ -10,7 +10,7 @@ use super::{
     LayerGrads, Mat, Scratch,
 };
 
-/// The weights of one Chebyshev graph convolution (see [`crate::model::SpatialConv`]).
+/// The weights of one Chebyshev graph convolution (the model's `SpatialConv`).
 pub(crate) struct SpatialArgs<'a> {
     pub c_out: usize,
     pub graph: &'a HostGraph,

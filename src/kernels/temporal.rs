@@ -12,13 +12,13 @@
 use std::borrow::Cow;
 
 use super::winograd::Tile;
+use super::Act;
 use super::{
     add_rows, fill_rows, fresh, gemm, map_chunks, relu, relu_backward, sigmoid, sum_parts,
     winograd, written, zeroed, Fresh, LayerGrads, Mat, Scratch,
 };
-use crate::model::Act;
 
-/// The shape and weights of one temporal convolution (see [`crate::model::TemporalConv`]).
+/// The shape and weights of one temporal convolution (the model's `TemporalConv`).
 pub(crate) struct TemporalArgs<'a> {
     pub kt: usize,
     pub c_out: usize,
