@@ -1,9 +1,12 @@
-//! Execute one resolved run: load its data, train it (plainly or by distillation from its
-//! teacher's checkpoint), evaluate it, time it. Shared by `stkd train` and the sweep's
-//! `stkd run-one`, so an ad-hoc run and a sweep run compute exactly the same thing.
+//! Execute one resolved run: load its data, train it (plainly, by distillation from its
+//! teacher's checkpoint, or by pruning its base run's network with [`crate::prune`]), evaluate
+//! it, time it. Shared by `stkd train`, `stkd prune` and the sweep's `stkd run-one`, so an
+//! ad-hoc run and a sweep run compute exactly the same thing.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
+use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -11,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::DeviceSpec;
 use crate::data::{DataConfig, Dataset, DatasetName, Split};
 use crate::distill::{kd_loss, skd_grads, KdInputs, LossKind};
-use crate::model::{GraphKernel, Stgcn};
+use crate::model::{GraphKernel, Stgcn, StgcnConfig};
+use crate::prune::{prune_model, Granularity, PruneError};
+use crate::resume::ResumeDir;
 use crate::spec::RunConfig;
 use crate::train::{self, backward_step, Batcher, Event, TestTime, TrainError, TrainOutcome};
 
@@ -83,7 +88,7 @@ pub fn load_data(cfg: &RunConfig, data_dir: &Path) -> Result<Dataset, ExecError>
 }
 
 /// Train, evaluate and time one run; saves the best model to `paths.run_dir`. A run with
-/// `prune` settings is a pruning run ([`crate::prune::execute_prune`]).
+/// `prune` settings is a pruning run ([`execute_prune`]).
 pub fn execute<B: AutodiffBackend>(
     cfg: &RunConfig,
     data: &Dataset,
@@ -100,24 +105,13 @@ pub fn execute<B: AutodiffBackend>(
         return Ok(report);
     }
     if cfg.prune.is_some() {
-        return crate::prune::execute_prune::<B>(cfg, data, paths, device_spec, device, on_event);
+        return execute_prune::<B>(cfg, data, paths, device_spec, device, on_event);
     }
     cfg.loss.validate()?;
     let kind = cfg.loss.kind;
     let mut attention = None;
     let (best, outcome) = if kind.needs_teacher() {
-        let dir = paths
-            .teacher_dir
-            .as_ref()
-            .ok_or(ExecError::NoTeacher { loss: kind })?;
-        let (teacher, tcfg) = train::load_model::<B::InnerBackend>(dir, device)?;
-        if tcfg.nodes != data.nodes {
-            return Err(ExecError::TeacherMismatch {
-                dir: dir.clone(),
-                teacher_nodes: tcfg.nodes,
-                nodes: data.nodes,
-            });
-        }
+        let teacher = load_teacher::<B::InnerBackend>(paths, kind, data, device)?;
         let g_t = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
         let cached = (!kind.needs_features())
             .then(|| TeacherOutputs::compute(&teacher, &g_t, data, cfg.train.batch_size, device));
@@ -178,23 +172,11 @@ pub fn execute<B: AutodiffBackend>(
             on_event,
         )?
     };
-    let test_time = match cfg.test_runs {
-        Some(0) => None,
-        runs => {
-            let runs = runs.or(match device_spec {
-                DeviceSpec::Cpu => None,
-                DeviceSpec::Cuda(_) => Some(100),
-            });
-            let g = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
-            Some(test_time_once(
-                &paths.run_dir,
-                &cfg.model,
-                device_spec,
-                runs,
-                || train::measure_test_time(&best, &g, data, 1140, runs, 60.0, device),
-            ))
-        }
-    };
+    let test_time = (cfg.test_runs != Some(0)).then(|| {
+        let g = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
+        let time = timed(cfg, paths, device_spec, data, &g, device);
+        time(&best, &cfg.model)
+    });
     Ok(RunReport {
         run_dir: paths.run_dir.clone(),
         dataset: cfg.dataset,
@@ -208,6 +190,153 @@ pub fn execute<B: AutodiffBackend>(
         pruning: None,
         code_commit: crate::plan::CODE_COMMIT.to_string(),
     })
+}
+
+/// Execute a pruning run (`cfg.prune` set): load the base checkpoint (and the teacher),
+/// [`prune_model`], test metrics, time base and pruned networks, save the delivered network to
+/// `paths.run_dir`.
+fn execute_prune<B: AutodiffBackend>(
+    cfg: &RunConfig,
+    data: &Dataset,
+    paths: &RunPaths,
+    device_spec: DeviceSpec,
+    device: &B::Device,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<RunReport, ExecError> {
+    let started = Instant::now();
+    let pc = cfg
+        .prune
+        .as_ref()
+        .ok_or_else(|| PruneError::Config("the run has no `prune` settings".into()))?;
+    pc.validate()?;
+    if pc.uses_teacher() {
+        cfg.loss.validate()?;
+        if !cfg.loss.kind.needs_teacher() || cfg.loss.kind == LossKind::Skd {
+            return Err(PruneError::Config(format!(
+                "method {} / fine-tuning {} distil with the run's loss, which must be a distillation loss other than skd (got {})",
+                pc.method, pc.finetune_loss, cfg.loss.kind
+            ))
+            .into());
+        }
+    }
+    let base_dir = paths.base_dir.as_ref().ok_or(PruneError::NoBase)?;
+    let (base, base_cfg) = train::load_model::<B>(base_dir, device)?;
+    if base_cfg.nodes != data.nodes {
+        return Err(PruneError::BaseMismatch {
+            dir: base_dir.clone(),
+            base_nodes: base_cfg.nodes,
+            nodes: data.nodes,
+        }
+        .into());
+    }
+    let teacher = pc
+        .uses_teacher()
+        .then(|| load_teacher::<B::InnerBackend>(paths, cfg.loss.kind, data, device))
+        .transpose()?;
+    let base_inner = base.valid();
+    let out = prune_model::<B>(
+        base,
+        &base_cfg,
+        teacher.as_ref(),
+        data,
+        &cfg.train,
+        &cfg.loss,
+        pc,
+        device,
+        Some(&ResumeDir::new(&paths.run_dir)),
+        on_event,
+    )?;
+    on_event(Event::Testing);
+    let g = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
+    let test = train::evaluate(
+        &out.model,
+        &g,
+        data,
+        Split::Test,
+        cfg.train.eval_batch,
+        device,
+    );
+    let mut summary = out.summary;
+    if cfg.test_runs != Some(0) && pc.granularity == Granularity::Channel {
+        // Base and pruned networks timed alike (see [`timed`]).
+        let time = timed(cfg, paths, device_spec, data, &g, device);
+        let (tb, tp) = (
+            time(&base_inner, &base_cfg),
+            time(&out.model, &out.model_config),
+        );
+        summary.speedup = Some(tb.seconds / tp.seconds.max(1e-12));
+        summary.base_test_time = Some(tb);
+        summary.pruned_test_time = Some(tp);
+    }
+    train::save_model(&out.model, &out.model_config, &paths.run_dir)?;
+    let parameters = summary
+        .compact_parameters
+        .unwrap_or(summary.remaining_parameters);
+    Ok(RunReport {
+        run_dir: paths.run_dir.clone(),
+        dataset: cfg.dataset,
+        device: device_spec,
+        data_checksum: data.checksum.clone(),
+        config: cfg.clone(),
+        outcome: TrainOutcome {
+            epochs: out.epochs,
+            best_epoch: out.best_epoch,
+            val: out.val,
+            test,
+            parameters,
+            train_seconds: out.seconds_before + started.elapsed().as_secs_f64(),
+            tally: Default::default(),
+        },
+        flops_per_sample: out.model_config.flops_per_sample(),
+        test_time: summary.pruned_test_time,
+        attention: out.attention,
+        pruning: Some(summary),
+        code_commit: crate::plan::CODE_COMMIT.to_string(),
+    })
+}
+
+/// The teacher's checkpoint for a run with `loss`, checked against the data's graph.
+fn load_teacher<B: Backend>(
+    paths: &RunPaths,
+    loss: LossKind,
+    data: &Dataset,
+    device: &B::Device,
+) -> Result<Stgcn<B>, ExecError> {
+    let dir = paths
+        .teacher_dir
+        .as_ref()
+        .ok_or(ExecError::NoTeacher { loss })?;
+    let (teacher, tcfg) = train::load_model::<B>(dir, device)?;
+    if tcfg.nodes != data.nodes {
+        return Err(ExecError::TeacherMismatch {
+            dir: dir.clone(),
+            teacher_nodes: tcfg.nodes,
+            nodes: data.nodes,
+        });
+    }
+    Ok(teacher)
+}
+
+/// How every run times a network (the paper's 9-step prediction of a 1140-window batch, once
+/// per shape and device, [`test_time_once`]): `test_runs` timed runs after a warm-up, by
+/// default 100 on a GPU and as many as fit in about a minute on the CPU.
+fn timed<'a, B: Backend>(
+    cfg: &'a RunConfig,
+    paths: &'a RunPaths,
+    device_spec: DeviceSpec,
+    data: &'a Dataset,
+    g: &'a GraphKernel<B>,
+    device: &'a B::Device,
+) -> impl Fn(&Stgcn<B>, &StgcnConfig) -> TestTime + 'a {
+    let runs = cfg.test_runs.or(match device_spec {
+        DeviceSpec::Cpu => None,
+        DeviceSpec::Cuda(_) => Some(100),
+    });
+    move |model, shape| {
+        test_time_once(&paths.run_dir, shape, device_spec, runs, || {
+            train::measure_test_time(model, g, data, 1140, runs, 60.0, device)
+        })
+    }
 }
 
 const OUTCOME_FILE: &str = "outcome.json";
@@ -375,6 +504,9 @@ impl RunReport {
         }
     }
 }
+
+#[cfg(test)]
+mod prune_tests;
 
 #[cfg(test)]
 mod tests {

@@ -76,7 +76,7 @@ pub mod run;
 pub mod topology;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt;
 use std::str::FromStr;
@@ -88,7 +88,7 @@ use crate::train::TestTime;
 
 pub use forward::{forward_masked, MaskedView};
 pub use mask::{compact, ChannelState, ElementState, Masks};
-pub use run::{execute_prune, prune_model, PruneOutput};
+pub use run::{prune_model, PruneOutput};
 pub use topology::{Key, Topology};
 
 /// Where importance scores come from.
@@ -179,6 +179,12 @@ pub enum PruneError {
         base_nodes: usize,
         nodes: usize,
     },
+    #[error("loss {loss} needs a teacher checkpoint, but none was given")]
+    NoTeacher { loss: crate::distill::LossKind },
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Distill(#[from] crate::distill::DistillError),
 }
 
 impl PruneConfig {

@@ -23,17 +23,14 @@ use super::{
     FinetuneLoss, Granularity, Interval, PruneConfig, PruneError, PruneMethod, PruneStep,
     PruneSummary,
 };
-use crate::backend::DeviceSpec;
 use crate::data::{Dataset, Split};
-use crate::distill::{kd_loss, mse_loss, KdInputs, LossConfig, LossKind};
-use crate::exec::{ExecError, RunPaths, RunReport};
+use crate::distill::{kd_loss, mse_loss, KdInputs, LossConfig};
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::resume::ResumeDir;
 use crate::rng::Rng;
-use crate::spec::RunConfig;
 use crate::train::{
     self, backward_step, run_epoch, Batch, Batcher, EpochPos, EpochRecord, Event, Metrics, Opt,
-    TrainConfig, TrainError, TrainOutcome,
+    TrainConfig, TrainError,
 };
 
 /// What [`prune_model`] produced.
@@ -121,12 +118,12 @@ impl<'a, B: AutodiffBackend> Loop<'a, B> {
         view: Option<&MaskedView<B>>,
         batch: &Batch<B>,
         kd: bool,
-    ) -> Result<(GradientsParams, f32), ExecError> {
+    ) -> Result<(GradientsParams, f32), PruneError> {
         if !kd {
             let y = forward_masked(model, batch.x.clone(), &self.g, view);
             return Ok(backward_step(mse_loss(y, batch.y1.clone()), model));
         }
-        let teacher = self.teacher.ok_or(ExecError::NoTeacher {
+        let teacher = self.teacher.ok_or(PruneError::NoTeacher {
             loss: self.loss.kind,
         })?;
         let (yt, ft) = teacher.forward_features(batch.x.clone().inner(), &self.g_eval);
@@ -178,7 +175,7 @@ pub fn prune_model<B: AutodiffBackend>(
     device: &B::Device,
     resume: Option<&ResumeDir>,
     on_event: &mut dyn FnMut(Event),
-) -> Result<PruneOutput<B::InnerBackend>, ExecError> {
+) -> Result<PruneOutput<B::InnerBackend>, PruneError> {
     pc.validate()?;
     let started = Instant::now();
     let mut tc = train.clone();
@@ -306,7 +303,7 @@ pub fn prune_model<B: AutodiffBackend>(
     };
 
     // The network as evaluated: compacted (channel) or masked (element).
-    let delivered = |model: &Stgcn<B>, cstate: &ChannelState| -> Result<_, ExecError> {
+    let delivered = |model: &Stgcn<B>, cstate: &ChannelState| -> Result<_, PruneError> {
         let inner = model.valid();
         Ok(if channel {
             compact(&inner, &topo, cstate, device)
@@ -328,7 +325,7 @@ pub fn prune_model<B: AutodiffBackend>(
         let mut batcher = std::mem::take(&mut lp.batcher);
         let mut minibatch = 0;
         let run;
-        (model, run) = run_epoch::<B, ExecError, _>(
+        (model, run) = run_epoch::<B, PruneError, _>(
             data,
             device,
             &mut batcher,
@@ -464,7 +461,7 @@ pub fn prune_model<B: AutodiffBackend>(
         let batches: Vec<&[usize]> = batches.iter().map(Vec::as_slice).collect();
         let mut batcher = std::mem::take(&mut lp.batcher);
         let run;
-        (ft, run) = run_epoch::<B, ExecError, _>(
+        (ft, run) = run_epoch::<B, PruneError, _>(
             data,
             device,
             &mut batcher,
@@ -579,128 +576,4 @@ fn compaction_gap<B: AutodiffBackend>(
     let b = compacted.valid().forward(x, &lp.g_eval);
     let d: f32 = (a - b).abs().max().into_scalar().elem();
     d as f64
-}
-
-/// Execute a pruning run (`cfg.prune` set): load the base checkpoint (and the teacher),
-/// [`prune_model`], test metrics, time base and pruned networks, save the delivered network to
-/// `paths.run_dir`.
-pub fn execute_prune<B: AutodiffBackend>(
-    cfg: &RunConfig,
-    data: &Dataset,
-    paths: &RunPaths,
-    device_spec: DeviceSpec,
-    device: &B::Device,
-    on_event: &mut dyn FnMut(Event),
-) -> Result<RunReport, ExecError> {
-    let started = Instant::now();
-    let pc = cfg
-        .prune
-        .as_ref()
-        .ok_or_else(|| PruneError::Config("the run has no `prune` settings".into()))?;
-    pc.validate()?;
-    if pc.uses_teacher() {
-        cfg.loss.validate()?;
-        if !cfg.loss.kind.needs_teacher() || cfg.loss.kind == LossKind::Skd {
-            return Err(PruneError::Config(format!(
-                "method {} / fine-tuning {} distil with the run's loss, which must be a distillation loss other than skd (got {})",
-                pc.method, pc.finetune_loss, cfg.loss.kind
-            ))
-            .into());
-        }
-    }
-    let base_dir = paths.base_dir.as_ref().ok_or(PruneError::NoBase)?;
-    let (base, base_cfg) = train::load_model::<B>(base_dir, device)?;
-    if base_cfg.nodes != data.nodes {
-        return Err(PruneError::BaseMismatch {
-            dir: base_dir.clone(),
-            base_nodes: base_cfg.nodes,
-            nodes: data.nodes,
-        }
-        .into());
-    }
-    let teacher = if pc.uses_teacher() {
-        let dir = paths.teacher_dir.as_ref().ok_or(ExecError::NoTeacher {
-            loss: cfg.loss.kind,
-        })?;
-        let (t, tcfg) = train::load_model::<B::InnerBackend>(dir, device)?;
-        if tcfg.nodes != data.nodes {
-            return Err(ExecError::TeacherMismatch {
-                dir: dir.clone(),
-                teacher_nodes: tcfg.nodes,
-                nodes: data.nodes,
-            });
-        }
-        Some(t)
-    } else {
-        None
-    };
-    let base_inner = base.valid();
-    let out = prune_model::<B>(
-        base,
-        &base_cfg,
-        teacher.as_ref(),
-        data,
-        &cfg.train,
-        &cfg.loss,
-        pc,
-        device,
-        Some(&ResumeDir::new(&paths.run_dir)),
-        on_event,
-    )?;
-    on_event(Event::Testing);
-    let g = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
-    let test = train::evaluate(
-        &out.model,
-        &g,
-        data,
-        Split::Test,
-        cfg.train.eval_batch,
-        device,
-    );
-    let mut summary = out.summary;
-    if cfg.test_runs != Some(0) && pc.granularity == Granularity::Channel {
-        // The same number of timed runs (after one warm-up run) for both networks: 100 on a
-        // GPU, 2 on the CPU (the teacher takes seconds per run there), unless `test_runs`.
-        let runs = cfg.test_runs.or(match device_spec {
-            DeviceSpec::Cpu => Some(2),
-            DeviceSpec::Cuda(_) => Some(100),
-        });
-        let time = |m: &Stgcn<B::InnerBackend>, shape: &StgcnConfig| {
-            crate::exec::test_time_once(&paths.run_dir, shape, device_spec, runs, || {
-                train::measure_test_time(m, &g, data, 1140, runs, 30.0, device)
-            })
-        };
-        let (tb, tp) = (
-            time(&base_inner, &base_cfg),
-            time(&out.model, &out.model_config),
-        );
-        summary.speedup = Some(tb.seconds / tp.seconds.max(1e-12));
-        summary.base_test_time = Some(tb);
-        summary.pruned_test_time = Some(tp);
-    }
-    train::save_model(&out.model, &out.model_config, &paths.run_dir)?;
-    let parameters = summary
-        .compact_parameters
-        .unwrap_or(summary.remaining_parameters);
-    Ok(RunReport {
-        run_dir: paths.run_dir.clone(),
-        dataset: cfg.dataset,
-        device: device_spec,
-        data_checksum: data.checksum.clone(),
-        config: cfg.clone(),
-        outcome: TrainOutcome {
-            epochs: out.epochs,
-            best_epoch: out.best_epoch,
-            val: out.val,
-            test,
-            parameters,
-            train_seconds: out.seconds_before + started.elapsed().as_secs_f64(),
-            tally: Default::default(),
-        },
-        flops_per_sample: out.model_config.flops_per_sample(),
-        test_time: summary.pruned_test_time,
-        attention: out.attention,
-        pruning: Some(summary),
-        code_commit: crate::plan::CODE_COMMIT.to_string(),
-    })
 }

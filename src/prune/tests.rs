@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
@@ -23,11 +21,11 @@ fn dev() -> burn::tensor::Device<TB> {
     Default::default()
 }
 
-fn tiny() -> Dataset {
+pub(crate) fn tiny() -> Dataset {
     Dataset::synthetic(6, 6, 48, 11)
 }
 
-fn cfg(channels: crate::model::Channels, nodes: usize) -> StgcnConfig {
+pub(crate) fn cfg(channels: crate::model::Channels, nodes: usize) -> StgcnConfig {
     StgcnConfig::new(channels, nodes, 12)
 }
 
@@ -501,162 +499,13 @@ fn the_schedule_reaches_the_target_share() {
     assert!(bad.validate().unwrap_err().to_string().contains("(0, 100)"));
 }
 
-fn quick_train() -> TrainConfig {
+pub(crate) fn quick_train() -> TrainConfig {
     TrainConfig {
         epochs: 1,
         batch_size: 16,
         eval_batch: 64,
         ..TrainConfig::default()
     }
-}
-
-#[test]
-fn a_pruning_run_prunes_fine_tunes_compacts_and_saves() {
-    let data = tiny();
-    let device = Default::default();
-    let root = std::env::temp_dir().join(format!("stkd-prune-test-{}", std::process::id()));
-    let base_dir = root.join("base");
-    let c = cfg([[1, 4, 8], [8, 4, 16]], data.nodes);
-    train::train::<Cpu>(
-        &data,
-        &c,
-        &quick_train(),
-        &device,
-        Some(&base_dir),
-        &mut |_| {},
-    )
-    .unwrap();
-    for (method, gran, target) in [
-        (PruneMethod::Kdis, Granularity::Channel, 75.0),
-        (PruneMethod::Taylor, Granularity::Channel, 50.0),
-        (PruneMethod::Taylor, Granularity::Element, 50.0),
-    ] {
-        let mut pc = PruneConfig::new(method, target);
-        pc.granularity = gran;
-        pc.schedule = StepRule::Steps(3);
-        pc.interval = Interval::Minibatches(2);
-        pc.finetune_epochs = 1;
-        let mut loss = LossConfig::new(if method == PruneMethod::Kdis {
-            LossKind::Stcd
-        } else {
-            LossKind::Mse
-        });
-        loss.alpha1 = 0.5;
-        let run = crate::spec::RunConfig {
-            dataset: data.name,
-            split_days: None,
-            preset: None,
-            model: c.clone(),
-            train: quick_train(),
-            loss,
-            teacher: None,
-            test_runs: Some(1),
-            prune: Some(pc.clone()),
-            base: None,
-        };
-        let run_dir = root.join(format!("{method}-{gran}"));
-        let paths = crate::exec::RunPaths {
-            run_dir: run_dir.clone(),
-            teacher_dir: Some(base_dir.clone()),
-            base_dir: Some(base_dir.clone()),
-            data_dir: root.clone(),
-        };
-        let mut events = 0;
-        let report = crate::exec::execute::<Cpu>(
-            &run,
-            &data,
-            &paths,
-            crate::backend::DeviceSpec::Cpu,
-            &device,
-            &mut |_| events += 1,
-        )
-        .unwrap();
-        assert!(events > 0);
-        let s = report.pruning.as_ref().expect("pruning summary");
-        assert_eq!(s.steps.len(), 3);
-        assert!(s
-            .steps
-            .windows(2)
-            .all(|w| w[0].masked_share <= w[1].masked_share));
-        assert!(
-            (s.masked_share - target / 100.0).abs() < 0.1,
-            "{method} {gran}: masked {}",
-            s.masked_share
-        );
-        assert_eq!(
-            s.remaining_parameters,
-            s.original_parameters
-                - (s.masked_share * s.original_parameters as f64).round() as usize
-        );
-        let (loaded, lcfg) = train::load_model::<TB>(&run_dir, &device).unwrap();
-        let g = GraphKernel::<TB>::new(&data.cheb, data.nodes, &device);
-        let again = train::evaluate(&loaded, &g, &data, Split::Test, 64, &device);
-        for (a, b) in again.steps.iter().zip(&report.outcome.test.steps) {
-            assert!((a.mae - b.mae).abs() < 1e-6);
-        }
-        match gran {
-            Granularity::Channel => {
-                assert_eq!(Some(lcfg.param_count()), s.compact_parameters);
-                assert_eq!(s.compact_parameters, Some(s.remaining_parameters));
-                assert!(lcfg.param_count() < c.param_count());
-                assert!(
-                    s.compaction_max_abs_diff.unwrap() < 1e-5,
-                    "{:?}",
-                    s.compaction_max_abs_diff
-                );
-                assert!(s.speedup.is_some_and(|v| v > 0.0));
-                assert_eq!(report.outcome.parameters, lcfg.param_count());
-            }
-            Granularity::Element => {
-                assert_eq!(lcfg, c);
-                assert!(s.compact_parameters.is_none() && s.speedup.is_none());
-                let zeros = param_refs(&loaded)
-                    .iter()
-                    .map(|p| p.to_vec().iter().filter(|&&v| v == 0.0).count())
-                    .sum::<usize>();
-                assert!(zeros >= s.original_parameters - s.remaining_parameters);
-            }
-        }
-        let stored = report.to_store_result("runs/x");
-        let p = stored.pruning.unwrap();
-        assert_eq!(p.target_pct, target);
-        assert_eq!(p.original_parameters as usize, c.param_count());
-    }
-    let _ = std::fs::remove_dir_all(&root);
-}
-
-#[test]
-fn a_missing_base_is_a_clear_error() {
-    let data = tiny();
-    let c = cfg(Preset::Student.channels(), data.nodes);
-    let run = crate::spec::RunConfig {
-        dataset: data.name,
-        split_days: None,
-        preset: None,
-        model: c,
-        train: quick_train(),
-        loss: LossConfig::new(LossKind::Mse),
-        teacher: None,
-        test_runs: Some(0),
-        prune: Some(PruneConfig::new(PruneMethod::Taylor, 50.0)),
-        base: None,
-    };
-    let paths = crate::exec::RunPaths {
-        run_dir: Path::new("unused").into(),
-        teacher_dir: None,
-        base_dir: None,
-        data_dir: Path::new("unused").into(),
-    };
-    let e = crate::exec::execute::<Cpu>(
-        &run,
-        &data,
-        &paths,
-        crate::backend::DeviceSpec::Cpu,
-        &Default::default(),
-        &mut |_| {},
-    )
-    .unwrap_err();
-    assert!(e.to_string().contains("base"), "{e}");
 }
 
 mod spec {
