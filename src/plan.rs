@@ -127,6 +127,9 @@ pub fn plan<E>(
 }
 
 #[cfg(test)]
+mod prune_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::spec::parse_experiment;

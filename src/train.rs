@@ -778,6 +778,9 @@ pub fn load_model<B: Backend>(
 }
 
 #[cfg(test)]
+mod distill_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::{Cpu, CpuInner};

@@ -977,4 +977,4 @@ pub fn bench_pairwise(batch: usize, nodes: usize, reps: usize) -> PairwiseBench 
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
