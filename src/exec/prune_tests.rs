@@ -7,7 +7,7 @@ use super::*;
 use crate::backend::Cpu;
 use crate::distill::LossConfig;
 use crate::model::Preset;
-use crate::prune::tests::{cfg, quick_train, tiny};
+use crate::prune::tests::{cfg, quick_train, tiny, trained_base};
 use crate::prune::topology::param_refs;
 use crate::prune::{Interval, PruneConfig, PruneMethod, StepRule};
 
@@ -15,20 +15,9 @@ type TB = crate::backend::CpuInner;
 
 #[test]
 fn a_pruning_run_prunes_fine_tunes_compacts_and_saves() {
-    let data = tiny();
-    let device = Default::default();
     let root = std::env::temp_dir().join(format!("stkd-prune-test-{}", std::process::id()));
-    let base_dir = root.join("base");
-    let c = cfg([[1, 4, 8], [8, 4, 16]], data.nodes);
-    train::train::<Cpu>(
-        &data,
-        &c,
-        &quick_train(),
-        &device,
-        Some(&base_dir),
-        &mut |_| {},
-    )
-    .unwrap();
+    let (data, c, base_dir) = trained_base(&root);
+    let device = Default::default();
     for (method, gran, target) in [
         (PruneMethod::Kdis, Granularity::Channel, 75.0),
         (PruneMethod::Taylor, Granularity::Channel, 50.0),

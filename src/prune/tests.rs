@@ -499,6 +499,23 @@ fn the_schedule_reaches_the_target_share() {
     assert!(bad.validate().unwrap_err().to_string().contains("(0, 100)"));
 }
 
+/// The tiny data set and a small base network trained one epoch into `root/base`.
+pub(crate) fn trained_base(root: &std::path::Path) -> (Dataset, StgcnConfig, std::path::PathBuf) {
+    let data = tiny();
+    let base_dir = root.join("base");
+    let c = cfg([[1, 4, 8], [8, 4, 16]], data.nodes);
+    train::train::<Cpu>(
+        &data,
+        &c,
+        &quick_train(),
+        &Default::default(),
+        Some(&base_dir),
+        &mut |_| {},
+    )
+    .unwrap();
+    (data, c, base_dir)
+}
+
 pub(crate) fn quick_train() -> TrainConfig {
     TrainConfig {
         epochs: 1,
@@ -510,21 +527,10 @@ pub(crate) fn quick_train() -> TrainConfig {
 
 #[test]
 fn a_pruning_run_stopped_in_either_phase_resumes_with_the_uninterrupted_result() {
-    let data = tiny();
-    let device = Default::default();
     let root = std::env::temp_dir().join(format!("stkd-prune-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let base_dir = root.join("base");
-    let c = cfg([[1, 4, 8], [8, 4, 16]], data.nodes);
-    train::train::<Cpu>(
-        &data,
-        &c,
-        &quick_train(),
-        &device,
-        Some(&base_dir),
-        &mut |_| {},
-    )
-    .unwrap();
+    let (data, _, base_dir) = trained_base(&root);
+    let device = Default::default();
     let (teacher, _) = train::load_model::<TB>(&base_dir, &device).unwrap();
     let train_cfg = TrainConfig {
         epochs: 1,

@@ -380,18 +380,29 @@ pub struct TradeOffPanel<'a> {
     pub points: &'a [TradeOff],
 }
 
-/// Draws a trade-off panel into a chart whose axes are configured.
+/// Draws a trade-off panel: its axes, the front's staircase, the points and their legend.
 fn draw_trade_off<'a, X>(
     chart: &mut ChartContext<
         'a,
         SVGBackend<'a>,
         Cartesian2d<X, plotters::coord::types::RangedCoordf64>,
     >,
+    x_desc: &str,
+    y_desc: &str,
     points: &[TradeOff],
 ) -> Result<(), String>
 where
-    X: Ranged<ValueType = f64>,
+    X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
 {
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(err)?;
     let mut front: Vec<(f64, f64)> = points
         .iter()
         .filter(|p| p.front)
@@ -466,29 +477,12 @@ pub fn pareto_svg(title: &str, y_desc: &str, panels: &[TradeOffPanel]) -> Result
                 let mut chart = builder
                     .build_cartesian_2d((decade_below(lo)..hi * 1.3).log_scale(), y0..y1)
                     .map_err(err)?;
-                chart
-                    .configure_mesh()
-                    .x_desc(format!("{} (log scale)", p.x_desc))
-                    .y_desc(y_desc)
-                    .x_label_formatter(&tick)
-                    .y_label_formatter(&tick)
-                    .light_line_style(WHITE)
-                    .draw()
-                    .map_err(err)?;
-                draw_trade_off(&mut chart, &pts)?;
+                let x_desc = format!("{} (log scale)", p.x_desc);
+                draw_trade_off(&mut chart, &x_desc, y_desc, &pts)?;
             } else {
                 let (x0, x1) = span(pts.iter().map(|q| q.x));
                 let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?;
-                chart
-                    .configure_mesh()
-                    .x_desc(p.x_desc)
-                    .y_desc(y_desc)
-                    .x_label_formatter(&tick)
-                    .y_label_formatter(&tick)
-                    .light_line_style(WHITE)
-                    .draw()
-                    .map_err(err)?;
-                draw_trade_off(&mut chart, &pts)?;
+                draw_trade_off(&mut chart, p.x_desc, y_desc, &pts)?;
             }
         }
         root.present().map_err(err)?;
