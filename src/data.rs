@@ -22,8 +22,9 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::digest::sha256_hex;
+use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Five-minute readings per day.
 const STEPS_PER_DAY: usize = 288;
@@ -457,7 +458,7 @@ impl Dataset {
             "synthetic: steps_per_day must be >= n_his + n_pred = {}",
             cfg.n_his + cfg.n_pred
         );
-        let mut rng = SplitMix64(seed ^ 0x5eed_da7a_5e75_0001);
+        let mut rng = Rng::from_state(seed ^ 0x5eed_da7a_5e75_0001);
         let side = 2.0 * (nodes as f64).sqrt();
         let pos: Vec<(f64, f64)> = (0..nodes)
             .map(|_| (rng.next_f64() * side, rng.next_f64() * side))
@@ -1003,16 +1004,6 @@ fn tridiagonalize(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
 // ---------------------------------------------------------------------------------------------
 // File reading
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, DataError> {
     fs::read(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => DataError::NotFound {
@@ -1346,24 +1337,6 @@ fn parse_npy_header(h: &str) -> Option<(String, bool, Vec<usize>)> {
     Some((descr, fortran, shape))
 }
 
-/// Small deterministic generator for the synthetic data set.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1521,7 +1494,7 @@ mod tests {
         );
         // Random symmetric matrix vs power iteration on a shifted (positive definite) copy.
         let n = 7;
-        let mut rng = SplitMix64(7);
+        let mut rng = Rng::from_state(7);
         let mut a = vec![0.0; n * n];
         for i in 0..n {
             for j in 0..=i {

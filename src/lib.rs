@@ -10,6 +10,7 @@ pub mod archive;
 pub mod backend;
 pub mod bench;
 pub mod data;
+pub mod digest;
 pub mod distill;
 pub mod divergence;
 pub mod exec;

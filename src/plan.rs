@@ -57,11 +57,7 @@ pub fn run_hash(config: &RunConfig, data_checksum: &str) -> String {
     h.update(data_checksum.as_bytes());
     h.update(b"\n");
     h.update(serde_json::to_vec(config).expect("RunConfig serialises"));
-    h.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::hex(&h.finalize()[..8])
 }
 
 /// A data set whose files could not be read or verified while planning.

@@ -14,6 +14,12 @@ impl Rng {
         r
     }
 
+    /// A generator whose state is `state` as given (no mixing, no first step): the plain
+    /// SplitMix64 sequence from there.
+    pub fn from_state(state: u64) -> Self {
+        Rng(state)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -241,7 +241,7 @@ pub fn register(
     let info = ExperimentInfo {
         name: plan.name.clone(),
         file: experiment_file.display().to_string(),
-        yaml_sha256: sha256_hex(experiment_text.as_bytes()),
+        yaml_sha256: crate::digest::sha256_hex(experiment_text.as_bytes()),
     };
     let new_runs: Vec<NewRun> = plan
         .jobs
@@ -554,14 +554,6 @@ fn settle(
     };
     store.fail(&active.hash, &active.worker, &msg)?;
     Ok((RunStatus::Failed, Some(msg)))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Keeps a worker's claim alive: a heartbeat every `interval` on its own store connection,
