@@ -66,42 +66,6 @@ fn hsum<const W: usize>(a: &[f32; W]) -> f32 {
     a.iter().sum()
 }
 
-/// Whether the AVX2 versions of the kernels can run here (cached by std).
-#[inline]
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Runs `$body` (an expression calling `#[inline(always)]` code) in a function compiled with
-/// AVX2 when the CPU has it, otherwise in a baseline function.
-macro_rules! multiversion {
-    ($name:ident, $inner:ident, ($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty) => {
-        #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx2($($arg: $ty),*) -> $ret {
-                    $inner($($arg),*)
-                }
-                if has_avx2() {
-                    // SAFETY: the CPU supports AVX2 (checked at run time).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $inner($($arg),*)
-        }
-    };
-}
-
 /// Transpose a row-major `[rows, c]` block (rows `stride` apart, channels contiguous) into
 /// `dst[ch * ld + r]`.
 #[inline(always)]
@@ -272,10 +236,21 @@ fn scd_group_impl(
     total
 }
 
-multiversion!(scd_group, scd_group_impl, (
-    xs: &[f32], cs: usize, xt: &[f32], ct: usize, n: usize, norm: Norm, scale: f32,
-    g: &mut [f32], grad: bool,
-) -> f64);
+crate::kernels::vectorized! {
+    fn scd_group(
+        xs: &[f32],
+        cs: usize,
+        xt: &[f32],
+        ct: usize,
+        n: usize,
+        norm: Norm,
+        scale: f32,
+        g: &mut [f32],
+        grad: bool,
+    ) -> f64 {
+        scd_group_impl(xs, cs, xt, ct, n, norm, scale, g, grad)
+    }
+}
 
 /// Signature of [`scd_layer`] and [`tcd_layer`].
 pub type LayerKernel =
@@ -421,10 +396,22 @@ fn tcd_sample_impl(
     total
 }
 
-multiversion!(tcd_sample, tcd_sample_impl, (
-    s: &[f32], cs: usize, th: &[f32], ct: usize, t: usize, n: usize, norm: Norm, scale: f32,
-    g: &mut [f32], grad: bool,
-) -> f64);
+crate::kernels::vectorized! {
+    fn tcd_sample(
+        s: &[f32],
+        cs: usize,
+        th: &[f32],
+        ct: usize,
+        t: usize,
+        n: usize,
+        norm: Norm,
+        scale: f32,
+        g: &mut [f32],
+        grad: bool,
+    ) -> f64 {
+        tcd_sample_impl(s, cs, th, ct, t, n, norm, scale, g, grad)
+    }
+}
 
 /// TCD of one temporal layer (Eqs. 7–8, before the mean): `Σ_{b,n,i<j} φ(TCD^s_bnij −
 /// TCD^t_bnij)` with `TCD_bnij = mean_c |F_binc − F_bjnc|` over pairs of time steps.
@@ -522,8 +509,11 @@ fn pair_dists_impl(x: &[f32], c: usize, p: usize, out: &mut [f32]) -> (f64, u64)
     (sum, nz)
 }
 
-multiversion!(pair_dists, pair_dists_impl, (x: &[f32], c: usize, p: usize, out: &mut [f32])
-    -> (f64, u64));
+crate::kernels::vectorized! {
+    fn pair_dists(x: &[f32], c: usize, p: usize, out: &mut [f32]) -> (f64, u64) {
+        pair_dists_impl(x, c, p, out)
+    }
+}
 
 /// Adds `Σ_{i<j} w_ij (x_i − x_j)` to `g_i` and subtracts it from `g_j`; `w` is the row-major
 /// triangle of per-pair weights.
@@ -546,8 +536,11 @@ fn pair_scatter_impl(x: &[f32], c: usize, p: usize, w: &[f32], g: &mut [f32]) {
     }
 }
 
-multiversion!(pair_scatter, pair_scatter_impl, (x: &[f32], c: usize, p: usize, w: &[f32],
-    g: &mut [f32]) -> ());
+crate::kernels::vectorized! {
+    fn pair_scatter(x: &[f32], c: usize, p: usize, w: &[f32], g: &mut [f32]) {
+        pair_scatter_impl(x, c, p, w, g)
+    }
+}
 
 /// SKD structural term (spec [I-8]): for each sample, the Euclidean distance matrix between all
 /// `p = T·N` (time, node) points of the last ST-Conv block's output, divided by the mean of its

@@ -350,6 +350,8 @@ macro_rules! vectorized {
     };
 }
 
+pub(crate) use vectorized;
+
 vectorized! {
     /// ReLU's backward: `d = g ⊙ [out > 0]`.
     fn relu_backward(grad: &[f32], out: &[f32], d: &mut [f32]) {
