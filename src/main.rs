@@ -160,6 +160,14 @@ macro_rules! with_backend {
 }
 use with_backend;
 
+/// A table for the terminal: one header rule, no rules between rows (a plan of 44 runs stays
+/// 48 lines).
+fn terminal_table<T: Tabled>(rows: impl IntoIterator<Item = T>) -> String {
+    Table::new(rows)
+        .with(tabled::settings::Style::psql())
+        .to_string()
+}
+
 fn print_json<T: Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())

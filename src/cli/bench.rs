@@ -86,7 +86,7 @@ pub(crate) fn device_check_cmd<B: AutodiffBackend>(
             "{} against cpu (N = {}, batch {}):",
             args.device, args.nodes, args.batch
         );
-        println!("{}", Table::new(table));
+        println!("{}", terminal_table(table));
     }
     if failed > 0 {
         anyhow::bail!(
@@ -177,7 +177,7 @@ pub(crate) fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device)
                 }
             })
             .collect();
-        Table::new(rows).to_string()
+        terminal_table(rows)
     };
     println!("reference: PyTorch 2.15 on the same 2-core machine (2 threads)");
     if let Some((before, after)) = probe {

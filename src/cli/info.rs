@@ -117,7 +117,7 @@ pub(crate) fn data_info(dataset: DatasetName, args: &DataArgs, json: bool) -> Re
             value: info.checksum.clone(),
         },
     ];
-    println!("{}", Table::new(rows));
+    println!("{}", terminal_table(rows));
     for n in &info.notes {
         println!("note: {n}");
     }

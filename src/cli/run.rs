@@ -297,7 +297,7 @@ pub(crate) fn print_metrics(r: &RunReport) {
         o.epochs.len(),
         o.test.windows
     );
-    println!("{}", Table::new(rows));
+    println!("{}", terminal_table(rows));
     println!(
         "parameters: {}  training time: {:.1} s",
         o.parameters, o.train_seconds
@@ -510,7 +510,7 @@ pub(crate) fn print_pruning(s: &stkd::prune::PruneSummary) {
             channels: p.channels.map_or(String::new(), |c| format!("{c:?}")),
         })
         .collect();
-    println!("{}", Table::new(rows));
+    println!("{}", terminal_table(rows));
     println!(
         "pruning ({} importance, {} granularity, target {} %): removed {} of {} parameters ({:.2} %)",
         s.method,

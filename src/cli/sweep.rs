@@ -219,7 +219,7 @@ pub(crate) fn print_plan(plan: &stkd::plan::Plan, store: &Path, json: bool) -> R
         planned.len() - done,
         store.display()
     );
-    println!("{}", Table::new(table));
+    println!("{}", terminal_table(table));
     Ok(())
 }
 
@@ -623,7 +623,7 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
                 .unwrap_or_default(),
         })
         .collect();
-    println!("{}", Table::new(table));
+    println!("{}", terminal_table(table));
     Ok(())
 }
 
