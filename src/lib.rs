@@ -17,6 +17,7 @@ pub mod exec;
 pub mod kernels;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod prune;
 pub mod report;
 pub mod resume;

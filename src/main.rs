@@ -2,16 +2,14 @@
 //! progress.
 
 // The imports below serve the subcommand modules too (`use crate::*` in each of `cli/`).
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 use tabled::{Table, Tabled};
 
@@ -77,12 +75,31 @@ enum Cmd {
     RunOne(RunOneArgs),
 }
 
-fn main() {
+/// Ends the process with this exit status; what there was to say is already printed (a failed
+/// validation: 2; failed runs: 1; a stopping signal: 128 + its number; a regression: 3).
+#[derive(Debug)]
+struct Exit(i32);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+fn main() -> std::process::ExitCode {
     stkd::backend::tune_allocator();
     restore_sigpipe();
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<Exit>() {
+            Some(Exit(code)) => std::process::ExitCode::from((*code).clamp(0, 255) as u8),
+            None => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -80,8 +80,12 @@ pub enum RunEvent {
     Validating,
     EpochEnd {
         epoch: usize,
+        #[serde(default)]
+        lr: f64,
         train_loss: f64,
         val_mae: f64,
+        #[serde(default)]
+        seconds: f64,
     },
     Testing,
     /// The run's folder is held by another worker (one whose claim was taken over and that has
@@ -89,6 +93,33 @@ pub enum RunEvent {
     WaitingForFolder {
         holder: Option<u32>,
     },
+}
+
+impl From<crate::train::Event<'_>> for RunEvent {
+    fn from(e: crate::train::Event) -> Self {
+        use crate::train::Event;
+        match e {
+            Event::EpochStart {
+                epoch,
+                epochs,
+                steps,
+            } => RunEvent::Epoch {
+                epoch,
+                epochs,
+                steps,
+            },
+            Event::Step { step, loss, .. } => RunEvent::Step { step, loss },
+            Event::Evaluating { .. } => RunEvent::Validating,
+            Event::Testing => RunEvent::Testing,
+            Event::EpochEnd(r) => RunEvent::EpochEnd {
+                epoch: r.epoch,
+                lr: r.lr,
+                train_loss: r.train_loss,
+                val_mae: r.val_mae,
+                seconds: r.seconds,
+            },
+        }
+    }
 }
 
 impl RunEvent {

@@ -92,22 +92,6 @@ pub(crate) struct TrainArgs {
     pub(crate) run: RunOpts,
 }
 
-/// A progress display: a bar on a terminal, plain lines otherwise (CI, logs).
-pub(crate) fn progress_bar(len: u64) -> ProgressBar {
-    if std::io::stderr().is_terminal() {
-        let pb = ProgressBar::new(len);
-        pb.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
-        pb.enable_steady_tick(Duration::from_millis(250));
-        pb
-    } else {
-        ProgressBar::hidden()
-    }
-}
-
 pub(crate) fn parse_norm(v: &Option<String>) -> Result<Option<Norm>> {
     Ok(match v.as_deref() {
         None => None,
@@ -170,48 +154,12 @@ pub(crate) fn train_config(args: &TrainArgs) -> Result<RunConfig> {
     })
 }
 
-/// Progress of one run on stderr: a bar on a terminal, a line about every tenth of an epoch
+/// Progress of one run on stderr ([`stkd::progress`]): a bar on a terminal, plain lines
 /// otherwise.
 pub(crate) fn train_progress() -> impl FnMut(Event) {
-    let mut bar: Option<ProgressBar> = None;
-    let tty = std::io::stderr().is_terminal();
-    let mut steps_in_epoch = 0;
-    move |e: Event| match e {
-        Event::EpochStart {
-            epoch,
-            epochs,
-            steps,
-        } => {
-            let pb = progress_bar(steps as u64);
-            pb.set_prefix(format!("epoch {epoch}/{epochs}"));
-            bar = Some(pb);
-            steps_in_epoch = steps;
-        }
-        Event::Step { epoch, step, loss } => {
-            if let Some(pb) = &bar {
-                pb.set_message(format!("loss {loss:.4}"));
-                pb.inc(1);
-            }
-            if !tty && step % steps_in_epoch.div_ceil(10).max(1) == 0 {
-                eprintln!("epoch {epoch}: step {step}/{steps_in_epoch} loss {loss:.4}");
-            }
-        }
-        Event::Evaluating { .. } => {
-            if let Some(pb) = &bar {
-                pb.set_message("validating".to_string());
-            }
-        }
-        Event::Testing => eprintln!("evaluating the best model on the test split..."),
-        Event::EpochEnd(r) => {
-            if let Some(pb) = bar.take() {
-                pb.finish_and_clear();
-            }
-            eprintln!(
-                "epoch {:>3}: lr {:.2e}  train loss {:.5}  val MAE {:.3} mph  ({:.1} s)",
-                r.epoch, r.lr, r.train_loss, r.val_mae, r.seconds
-            );
-        }
-    }
+    let mut progress = stkd::progress::Progress::for_stderr(1);
+    progress.start(0, "", "training");
+    move |e: Event| progress.event(0, &RunEvent::from(e))
 }
 
 pub(crate) fn train_cmd<B: AutodiffBackend>(args: &TrainArgs, device: B::Device) -> Result<()> {

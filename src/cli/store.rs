@@ -34,7 +34,7 @@ pub(crate) fn store_cmd(cmd: &StoreCmd) -> Result<()> {
             let store = Store::open_read_only(&args.store)?
                 .with_context(|| format!("no store at {} to export from", args.store.display()))?;
             for file in &args.files {
-                let exp = load_experiment(file);
+                let exp = load_experiment(file)?;
                 let plan = plan_experiment(&exp, &args.data_dir)?;
                 let s = stkd::archive::export(&plan, &store, &args.store)?;
                 eprintln!(
@@ -51,7 +51,7 @@ pub(crate) fn store_cmd(cmd: &StoreCmd) -> Result<()> {
         StoreCmd::Import(args) => {
             let mut store = Store::open(&args.store)?;
             for file in &args.files {
-                let exp = load_experiment(file);
+                let exp = load_experiment(file)?;
                 let plan = plan_experiment(&exp, &args.data_dir)?;
                 schedule::register(&mut store, &plan, file, &exp.text)?;
                 let s = stkd::archive::import(&plan, &mut store, &args.store)?;

@@ -116,16 +116,13 @@ fn parse_stale_after(text: &str) -> std::result::Result<f64, String> {
     })
 }
 
-/// Validate an experiment file; on problems print them all and exit with code 2 (nothing is
-/// written anywhere).
-pub(crate) fn load_experiment(file: &Path) -> stkd::spec::Experiment {
-    match stkd::spec::load(file) {
-        Ok(e) => e,
-        Err(errors) => {
-            eprint!("{errors}");
-            std::process::exit(2);
-        }
-    }
+/// Validate an experiment file; on problems print them all and end with exit status 2
+/// (nothing is written anywhere).
+pub(crate) fn load_experiment(file: &Path) -> Result<stkd::spec::Experiment> {
+    stkd::spec::load(file).map_err(|errors| {
+        eprint!("{errors}");
+        Exit(2).into()
+    })
 }
 
 pub(crate) fn plan_experiment(
@@ -223,48 +220,35 @@ pub(crate) fn print_plan(plan: &stkd::plan::Plan, store: &Path, json: bool) -> R
     Ok(())
 }
 
-/// Sweep progress: one bar for the sweep and one per active slot on a terminal; plain lines
-/// otherwise.
+/// Sweep progress ([`stkd::progress`]): one bar for the sweep and one per active slot on a
+/// terminal; plain lines otherwise.
 pub(crate) struct SweepDisplay {
-    pub(crate) multi: Option<indicatif::MultiProgress>,
-    pub(crate) main: Option<ProgressBar>,
-    pub(crate) slots: Vec<Option<(ProgressBar, String)>>,
-    /// Steps per epoch of each slot's run (plain-line mode).
-    pub(crate) plain_steps: Vec<usize>,
+    progress: stkd::progress::Progress,
+    main: Option<ProgressBar>,
 }
 
 impl SweepDisplay {
     fn new(slots: usize) -> Self {
-        let tty = std::io::stderr().is_terminal();
         SweepDisplay {
-            multi: tty.then(indicatif::MultiProgress::new),
+            progress: stkd::progress::Progress::for_stderr(slots),
             main: None,
-            slots: vec![None; slots],
-            plain_steps: vec![0; slots],
         }
     }
 
     fn on(&mut self, ev: SweepEvent) {
         match ev {
-            SweepEvent::Imported { finished, resumed } => eprintln!(
+            SweepEvent::Imported { finished, resumed } => self.progress.println(&format!(
                 "from the committed records: {finished} finished runs (not computed again), \
                  {resumed} checkpoints of unfinished runs"
-            ),
+            )),
             SweepEvent::Planned { total, done } => {
-                eprintln!("{total} runs, {done} already done");
-                if let Some(m) = &self.multi {
-                    let pb = m.add(ProgressBar::new(total as u64));
-                    pb.set_style(
-                        ProgressStyle::with_template(
-                            "sweep [{bar:30}] {pos}/{len} runs (ETA {eta})",
-                        )
-                        .expect("static template")
-                        .progress_chars("=> "),
-                    );
-                    pb.set_position(done as u64);
-                    pb.enable_steady_tick(Duration::from_millis(500));
-                    self.main = Some(pb);
-                }
+                self.progress
+                    .println(&format!("{total} runs, {done} already done"));
+                self.main = self.progress.overall(
+                    "sweep [{bar:30}] {pos}/{len} runs (ETA {eta})",
+                    total,
+                    done,
+                );
             }
             SweepEvent::Started {
                 slot,
@@ -272,72 +256,12 @@ impl SweepDisplay {
                 name,
                 hash,
             } => {
-                let line = format!("[{device}] {name} ({hash})");
-                match &self.multi {
-                    Some(m) => {
-                        let pb = m.add(ProgressBar::new_spinner());
-                        pb.set_style(
-                            ProgressStyle::with_template("  {prefix} {msg}")
-                                .expect("static template"),
-                        );
-                        pb.set_prefix(line.clone());
-                        pb.set_message("starting");
-                        pb.enable_steady_tick(Duration::from_millis(500));
-                        self.slots[slot] = Some((pb, line));
-                    }
-                    None => eprintln!("start  {line}"),
-                }
+                let title = format!("[{device}] {name} ({hash})");
+                self.progress.println(&format!("start  {title}"));
+                self.progress
+                    .start(slot, &format!("  slot {slot}: "), &title);
             }
-            SweepEvent::Progress { slot, event } => {
-                let Some((pb, line)) = self.slots.get_mut(slot).and_then(|s| s.as_mut()) else {
-                    // No terminal: a line per epoch and about every tenth of an epoch.
-                    match event {
-                        RunEvent::Epoch { epoch, epochs, steps } => {
-                            self.plain_steps[slot] = steps;
-                            eprintln!("  slot {slot}: epoch {epoch}/{epochs}, {steps} steps");
-                        }
-                        RunEvent::Step { step, loss } => {
-                            let every = self.plain_steps[slot].div_ceil(10).max(1);
-                            if step % every == 0 {
-                                eprintln!("  slot {slot}: step {step}/{} loss {loss:.4}", self.plain_steps[slot]);
-                            }
-                        }
-                        RunEvent::EpochEnd { epoch, train_loss, val_mae } => eprintln!(
-                            "  slot {slot}: epoch {epoch} train loss {train_loss:.5} val MAE {val_mae:.3}"
-                        ),
-                        RunEvent::Validating => eprintln!("  slot {slot}: validating"),
-                        RunEvent::Testing => eprintln!("  slot {slot}: testing"),
-                        RunEvent::WaitingForFolder { holder } => {
-                            eprintln!("  slot {slot}: {}", folder_wait_text(holder))
-                        }
-                    }
-                    return;
-                };
-                match event {
-                    RunEvent::Epoch {
-                        epoch,
-                        epochs,
-                        steps,
-                    } => {
-                        pb.set_length(steps as u64);
-                        pb.set_position(0);
-                        pb.set_message(format!("epoch {epoch}/{epochs}"));
-                        *line = format!("{} epoch {epoch}/{epochs}", pb.prefix());
-                    }
-                    RunEvent::Step { step, loss } => pb.set_message(format!(
-                        "{} step {step} loss {loss:.4}",
-                        line.rsplit_once(']').map_or("", |x| x.1).trim()
-                    )),
-                    RunEvent::Validating => pb.set_message("validating"),
-                    RunEvent::Testing => pb.set_message("testing"),
-                    RunEvent::WaitingForFolder { holder } => {
-                        pb.set_message(folder_wait_text(holder))
-                    }
-                    RunEvent::EpochEnd { epoch, val_mae, .. } => {
-                        pb.set_message(format!("epoch {epoch} val MAE {val_mae:.3}"))
-                    }
-                }
-            }
+            SweepEvent::Progress { slot, event } => self.progress.event(slot, &event),
             SweepEvent::Finished {
                 slot,
                 name,
@@ -345,9 +269,7 @@ impl SweepDisplay {
                 status,
                 detail,
             } => {
-                if let Some((pb, _)) = self.slots.get_mut(slot).and_then(|s| s.take()) {
-                    pb.finish_and_clear();
-                }
+                self.progress.finish(slot);
                 if let Some(main) = &self.main {
                     if status == RunStatus::Done {
                         main.inc(1);
@@ -359,23 +281,18 @@ impl SweepDisplay {
                     }
                     _ => String::new(),
                 };
-                let line = format!("{status:<7} {name} ({hash}){msg}");
-                match &self.multi {
-                    Some(m) => {
-                        let _ = m.println(line);
-                    }
-                    None => eprintln!("{line}"),
-                }
+                self.progress
+                    .println(&format!("{status:<7} {name} ({hash}){msg}"));
             }
-            SweepEvent::Waiting { running_elsewhere } => {
-                eprintln!("waiting for {running_elsewhere} run(s) that another sweep is executing")
-            }
+            SweepEvent::Waiting { running_elsewhere } => self.progress.println(&format!(
+                "waiting for {running_elsewhere} run(s) that another sweep is executing"
+            )),
         }
     }
 }
 
 pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
-    let exp = load_experiment(&args.file);
+    let exp = load_experiment(&args.file)?;
     let plan = plan_experiment(&exp, &args.data_dir)?;
     if args.dry_run {
         return print_plan(&plan, &args.store, args.json);
@@ -447,25 +364,16 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
              resume",
             signal_name(sig)
         );
-        std::process::exit(128 + sig);
+        return Err(Exit(128 + sig).into());
     }
     if summary.failed > 0 || summary.skipped > 0 {
         eprintln!(
             "see `stkd status {}` for the errors; `--retry-failed` re-queues them",
             args.file.display()
         );
-        std::process::exit(1);
+        return Err(Exit(1).into());
     }
     Ok(())
-}
-
-fn folder_wait_text(holder: Option<u32>) -> String {
-    format!(
-        "waiting: the run folder is locked by another worker{}",
-        holder
-            .map(|p| format!(" (process {p})"))
-            .unwrap_or_default()
-    )
 }
 
 /// The signals that stop a sweep cleanly.
@@ -528,7 +436,7 @@ pub(crate) fn report_cmd(args: &ReportArgs) -> Result<()> {
             if d.regressions() == 1 { "" } else { "s" },
             d.before
         );
-        std::process::exit(EXIT_REGRESSION);
+        return Err(Exit(EXIT_REGRESSION).into());
     }
     Ok(())
 }
@@ -551,7 +459,7 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
     };
     let rows: Vec<(String, String, Option<stkd::store::RunRow>)> = match &args.file {
         Some(file) => {
-            let exp = load_experiment(file);
+            let exp = load_experiment(file)?;
             let plan = plan_experiment(&exp, &args.data_dir)?;
             plan.jobs
                 .iter()
@@ -688,7 +596,7 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
             eprintln!(
                 "run folder {}: {}",
                 run_dir.display(),
-                folder_wait_text(holder)
+                stkd::progress::folder_wait_text(holder)
             );
             println!("{}", RunEvent::WaitingForFolder { holder }.to_line());
         });
@@ -713,32 +621,9 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
             data_dir: args.data_dir.clone(),
         };
         let mut emit = |e: Event| {
-            let ev = match e {
-                Event::EpochStart {
-                    epoch,
-                    epochs,
-                    steps,
-                } => RunEvent::Epoch {
-                    epoch,
-                    epochs,
-                    steps,
-                },
-                Event::Step { step, loss, .. } => RunEvent::Step { step, loss },
-                Event::Evaluating { .. } => RunEvent::Validating,
-                Event::Testing => RunEvent::Testing,
-                Event::EpochEnd(r) => RunEvent::EpochEnd {
-                    epoch: r.epoch,
-                    train_loss: r.train_loss,
-                    val_mae: r.val_mae,
-                },
-            };
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string(&ev).expect("event serialises")
-            );
+            let _ = writeln!(out, "{}", RunEvent::from(e).to_line());
             let _ = out.flush();
         };
         let report = with_backend!(args.device, B, dev => exec::execute::<B>(&cfg, &data, &paths, args.device, &dev, &mut emit))?;
