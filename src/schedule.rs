@@ -14,6 +14,8 @@
 //!   folder until the old one has stopped: a run folder is written by one worker at a time.
 //! - [`Executor`] is the seam where a cluster executor (e.g. Slurm job arrays) would plug in.
 
+pub mod worker;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -553,94 +553,35 @@ pub(crate) fn die_with_parent() {
 
 pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
     die_with_parent();
-    let mut store = Store::open(&args.store)?;
-    let row = store
-        .run(&args.hash)?
-        .with_context(|| format!("run {} is not in {}", args.hash, args.store.display()))?;
-    if row.status != RunStatus::Running || row.claimed_by.as_deref() != Some(args.worker.as_str()) {
-        anyhow::bail!(
-            "run {} is {} and not claimed by {}; refusing to execute it",
-            args.hash,
-            row.status,
-            args.worker
-        );
-    }
-    let base = args
-        .store
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let runs_dir = base.join("runs");
-    let run_dir = runs_dir.join(&args.hash);
-    // Keep the claim alive; should another worker take it over (this process frozen past the
-    // stale limit), stop at once and write nothing: the run is that worker's now.
-    let heartbeat = {
-        let (hash, worker) = (args.hash.clone(), args.worker.clone());
-        schedule::Heartbeat::start(
-            &args.store,
-            &args.hash,
-            &args.worker,
-            schedule::HEARTBEAT_INTERVAL,
-            move |e| {
-                eprintln!(
-                    "error: worker {worker} lost its claim on run {hash}: {e}; stopping without \
-                     writing results"
-                );
-                std::process::exit(schedule::EXIT_LOST_CLAIM);
-            },
-        )?
+    let assignment = schedule::worker::Assignment {
+        store: args.store.clone(),
+        hash: args.hash.clone(),
+        worker: args.worker.clone(),
+        device: args.device,
+        data_dir: args.data_dir.clone(),
     };
-    // One writer per run folder: wait while a worker that lost this run has not stopped yet.
-    let lock =
-        schedule::RunFolderLock::acquire(&run_dir, schedule::FOLDER_LOCK_TIMEOUT, |holder| {
-            eprintln!(
-                "run folder {}: {}",
-                run_dir.display(),
-                stkd::progress::folder_wait_text(holder)
-            );
-            println!("{}", RunEvent::WaitingForFolder { holder }.to_line());
-        });
-    let lock = match lock {
-        Ok(l) => l,
-        Err(e) => {
-            drop(heartbeat);
-            let e = anyhow::Error::new(e);
-            store.fail(&args.hash, &args.worker, &format!("{e:#}"))?;
-            return Err(e);
-        }
-    };
-    let result = (|| -> Result<RunReport> {
-        let cfg: RunConfig =
-            serde_json::from_str(&row.config_json).context("reading the run's configuration")?;
-        check_device(args.device)?;
-        let data = exec::load_data(&cfg, &args.data_dir)?;
-        let paths = RunPaths {
-            run_dir: run_dir.clone(),
-            teacher_dir: cfg.teacher.as_ref().map(|t| runs_dir.join(t)),
-            base_dir: cfg.base.as_ref().map(|b| runs_dir.join(b)),
-            data_dir: args.data_dir.clone(),
-        };
-        let mut emit = |e: Event| {
+    let (hash, lost_hash, worker) = (args.hash.clone(), args.hash.clone(), args.worker.clone());
+    let device = args.device;
+    schedule::worker::run_claimed(
+        &assignment,
+        |cfg, data, paths, on_event| with_backend!(device, B, dev => exec::execute::<B>(cfg, data, paths, device, &dev, on_event)),
+        |ev| {
             use std::io::Write;
+            if let RunEvent::WaitingForFolder { holder } = ev {
+                eprintln!("run {hash}: {}", stkd::progress::folder_wait_text(holder));
+            }
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", RunEvent::from(e).to_line());
+            let _ = writeln!(out, "{}", ev.to_line());
             let _ = out.flush();
-        };
-        let report = with_backend!(args.device, B, dev => exec::execute::<B>(&cfg, &data, &paths, args.device, &dev, &mut emit))?;
-        exec::write_report(&report, &paths.run_dir)?;
-        Ok(report)
-    })();
-    drop(heartbeat);
-    let _lock = lock; // held until the store has the outcome
-    match result {
-        Ok(report) => {
-            let rel = format!("runs/{}", args.hash);
-            store.finish(&args.hash, &args.worker, &report.to_store_result(&rel))?;
-            Ok(())
-        }
-        Err(e) => {
-            store.fail(&args.hash, &args.worker, &format!("{e:#}"))?;
-            Err(e)
-        }
-    }
+        },
+        move |e| {
+            eprintln!(
+                "error: worker {worker} lost its claim on run {lost_hash}: {e}; stopping \
+                 without writing results"
+            );
+            // From the heartbeat's thread: the only way to stop the training at once.
+            std::process::exit(schedule::EXIT_LOST_CLAIM);
+        },
+    )?;
+    Ok(())
 }

@@ -1,0 +1,147 @@
+//! The worker side of a sweep: execute one run that the sweep claimed for this worker
+//! (`stkd run-one`). It checks the claim, keeps it alive with a [`Heartbeat`] (which reports a
+//! lost claim at once), holds the run folder's [`RunFolderLock`] so that one process writes a
+//! folder, executes the run, and records the outcome as done or failed. A failed run never
+//! touches other runs or the store beyond its own row.
+
+use std::path::PathBuf;
+
+use crate::archive::RUNS;
+use crate::backend::DeviceSpec;
+use crate::data::Dataset;
+use crate::exec::{self, ExecError, RunPaths, RunReport};
+use crate::spec::RunConfig;
+use crate::store::{RunStatus, Store, StoreError};
+use crate::train::Event;
+
+use super::{FolderLockError, Heartbeat, RunEvent, RunFolderLock, FOLDER_LOCK_TIMEOUT};
+
+/// Which run a worker executes, where, and how it names itself in the store.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub store: PathBuf,
+    pub hash: String,
+    pub worker: String,
+    pub device: DeviceSpec,
+    pub data_dir: PathBuf,
+}
+
+/// Why a worker could not execute its run (the run is recorded as failed when it got as far as
+/// holding it).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("run {hash} is not in {}", .store.display())]
+    UnknownRun { hash: String, store: PathBuf },
+    #[error("run {hash} is {status} and not claimed by {worker}; refusing to execute it")]
+    NotClaimed {
+        hash: String,
+        status: RunStatus,
+        worker: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Folder(#[from] FolderLockError),
+    #[error("reading the run's configuration: {0}")]
+    Config(serde_json::Error),
+    #[error(transparent)]
+    Device(#[from] crate::backend::DeviceError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
+/// Runs the claimed run of `a`: `execute` computes it (on the backend of `a.device`) and
+/// reports its events, each of which also goes to `emit`; `on_lost` is called from the
+/// heartbeat's thread when the claim is no longer this worker's, and must stop the run at once
+/// (the run is another worker's now: nothing may be written). Returns the run's report once
+/// the store has it as done; an error once the store has it as failed (or when the run was
+/// not this worker's to execute).
+pub fn run_claimed(
+    a: &Assignment,
+    execute: impl FnOnce(
+        &RunConfig,
+        &Dataset,
+        &RunPaths,
+        &mut dyn FnMut(Event),
+    ) -> Result<RunReport, ExecError>,
+    mut emit: impl FnMut(RunEvent),
+    on_lost: impl FnOnce(StoreError) + Send + 'static,
+) -> Result<RunReport, WorkerError> {
+    let mut store = Store::open(&a.store)?;
+    let row = store.run(&a.hash)?.ok_or_else(|| WorkerError::UnknownRun {
+        hash: a.hash.clone(),
+        store: a.store.clone(),
+    })?;
+    if row.status != RunStatus::Running || row.claimed_by.as_deref() != Some(a.worker.as_str()) {
+        return Err(WorkerError::NotClaimed {
+            hash: a.hash.clone(),
+            status: row.status,
+            worker: a.worker.clone(),
+        });
+    }
+    let runs_dir = crate::archive::beside(&a.store, RUNS);
+    let run_dir = runs_dir.join(&a.hash);
+    let heartbeat = Heartbeat::start(
+        &a.store,
+        &a.hash,
+        &a.worker,
+        super::HEARTBEAT_INTERVAL,
+        on_lost,
+    )?;
+    // One writer per run folder: wait while a worker that lost this run has not stopped yet.
+    let lock = RunFolderLock::acquire(&run_dir, FOLDER_LOCK_TIMEOUT, |holder| {
+        emit(RunEvent::WaitingForFolder { holder })
+    });
+    let lock = match lock {
+        Ok(l) => l,
+        Err(e) => {
+            drop(heartbeat);
+            let e = WorkerError::from(e);
+            store.fail(&a.hash, &a.worker, &e.to_string())?;
+            return Err(e);
+        }
+    };
+    let result = (|| -> Result<RunReport, WorkerError> {
+        let cfg: RunConfig = serde_json::from_str(&row.config_json).map_err(WorkerError::Config)?;
+        crate::backend::check_device(a.device)?;
+        let data = exec::load_data(&cfg, &a.data_dir)?;
+        let paths = RunPaths {
+            run_dir: run_dir.clone(),
+            teacher_dir: cfg.teacher.as_ref().map(|t| runs_dir.join(t)),
+            base_dir: cfg.base.as_ref().map(|b| runs_dir.join(b)),
+            data_dir: a.data_dir.clone(),
+        };
+        let mut on_event = |e: Event| emit(RunEvent::from(e));
+        let report = execute(&cfg, &data, &paths, &mut on_event)?;
+        exec::write_report(&report, &paths.run_dir)?;
+        Ok(report)
+    })();
+    drop(heartbeat);
+    let _lock = lock; // held until the store has the outcome
+    match result {
+        Ok(report) => {
+            let rel = format!("{RUNS}/{}", a.hash);
+            store.finish(&a.hash, &a.worker, &report.to_store_result(&rel))?;
+            Ok(report)
+        }
+        Err(e) => {
+            store.fail(&a.hash, &a.worker, &error_chain(&e))?;
+            Err(e)
+        }
+    }
+}
+
+/// An error and its causes on one line, as the store keeps it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
+}
