@@ -166,9 +166,59 @@ pub enum SweepEvent<'a> {
     },
 }
 
-/// Starts one run somewhere. The local implementation spawns `stkd run-one`.
+/// How a run's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunExit {
+    /// Its exit code, when it exited.
+    pub code: Option<i32>,
+    /// The signal that stopped it, when one did.
+    pub signal: Option<i32>,
+}
+
+impl RunExit {
+    fn of(status: ExitStatus) -> Self {
+        #[cfg(unix)]
+        let signal = std::os::unix::process::ExitStatusExt::signal(&status);
+        #[cfg(not(unix))]
+        let signal = None;
+        RunExit {
+            code: status.code(),
+            signal,
+        }
+    }
+}
+
+impl std::fmt::Display for RunExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exited with code {c}"),
+            (None, Some(s)) => write!(f, "was killed by signal {s}"),
+            (None, None) => f.write_str("ended without an exit code"),
+        }
+    }
+}
+
+/// A run started by an [`Executor`]: somewhere it executes `stkd run-one` (a child process
+/// here; a cluster job elsewhere), reporting progress and ending with an exit status.
+pub trait RunHandle: Send {
+    /// `Some` once the run's process has ended; never blocks.
+    fn poll(&mut self) -> std::io::Result<Option<RunExit>>;
+    /// Stop it (Ctrl-C, SIGTERM on the sweep); [`RunHandle::poll`] then reports its end.
+    fn kill(&mut self);
+    /// The last lines it wrote for people (its error, when it failed).
+    fn output_tail(&self) -> Vec<String>;
+}
+
+/// Starts one run somewhere. Progress events the run reports go to `events` with `slot`.
 pub trait Executor {
-    fn spawn(&self, hash: &str, worker: &str, device: DeviceSpec) -> std::io::Result<Child>;
+    fn spawn(
+        &self,
+        hash: &str,
+        worker: &str,
+        device: DeviceSpec,
+        slot: usize,
+        events: mpsc::Sender<(usize, RunEvent)>,
+    ) -> std::io::Result<Box<dyn RunHandle>>;
     /// What is started, for error messages (e.g. the program's path).
     fn describe(&self) -> String;
 }
@@ -182,13 +232,45 @@ pub struct LocalExecutor {
     pub cpu_threads: Option<usize>,
 }
 
+/// A `stkd run-one` child process: its events read from its stdout, the last lines of its
+/// stderr kept.
+struct LocalRun {
+    child: Child,
+    tail: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Lines of a run's stderr kept for its failure message.
+const TAIL_LINES: usize = 20;
+
+impl RunHandle for LocalRun {
+    fn poll(&mut self) -> std::io::Result<Option<RunExit>> {
+        Ok(self.child.try_wait()?.map(RunExit::of))
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    fn output_tail(&self) -> Vec<String> {
+        self.tail.lock().expect("tail lock").clone()
+    }
+}
+
 impl Executor for LocalExecutor {
-    fn spawn(&self, hash: &str, worker: &str, device: DeviceSpec) -> std::io::Result<Child> {
+    fn spawn(
+        &self,
+        hash: &str,
+        worker: &str,
+        device: DeviceSpec,
+        slot: usize,
+        events: mpsc::Sender<(usize, RunEvent)>,
+    ) -> std::io::Result<Box<dyn RunHandle>> {
         let mut cmd = Command::new(&self.exe);
         if let (DeviceSpec::Cpu, Some(n)) = (device, self.cpu_threads) {
             cmd.env("RAYON_NUM_THREADS", n.to_string());
         }
-        cmd.arg("run-one")
+        let mut child = cmd
+            .arg("run-one")
             .arg(hash)
             .arg("--store")
             .arg(&self.store)
@@ -201,7 +283,30 @@ impl Executor for LocalExecutor {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
+            .spawn()?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(ev) = serde_json::from_str::<RunEvent>(&line) {
+                    if events.send((slot, ev)).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let tail = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tail2 = tail.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut t = tail2.lock().expect("tail lock");
+                t.push(line);
+                if t.len() > TAIL_LINES {
+                    t.remove(0);
+                }
+            }
+        });
+        Ok(Box::new(LocalRun { child, tail }))
     }
 
     fn describe(&self) -> String {
@@ -246,8 +351,7 @@ struct Active {
     hash: String,
     name: String,
     worker: String,
-    child: Child,
-    stderr_tail: Arc<std::sync::Mutex<Vec<String>>>,
+    handle: Box<dyn RunHandle>,
 }
 
 struct Slot {
@@ -359,8 +463,8 @@ pub fn run_sweep(
                 else {
                     break;
                 };
-                let mut child = match executor.spawn(&run.hash, &worker, slot.device) {
-                    Ok(c) => c,
+                let handle = match executor.spawn(&run.hash, &worker, slot.device, i, tx.clone()) {
+                    Ok(h) => h,
                     Err(e) => {
                         store.release(&run.hash, &worker)?;
                         return Err(ScheduleError::Spawn {
@@ -369,29 +473,6 @@ pub fn run_sweep(
                         });
                     }
                 };
-                let stdout = child.stdout.take().expect("piped stdout");
-                let stderr = child.stderr.take().expect("piped stderr");
-                let tx = tx.clone();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                        if let Ok(ev) = serde_json::from_str::<RunEvent>(&line) {
-                            if tx.send((i, ev)).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                });
-                let tail = Arc::new(std::sync::Mutex::new(Vec::new()));
-                let tail2 = tail.clone();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                        let mut t = tail2.lock().expect("tail lock");
-                        t.push(line);
-                        if t.len() > 20 {
-                            t.remove(0);
-                        }
-                    }
-                });
                 on_event(SweepEvent::Started {
                     slot: i,
                     device: slot.device,
@@ -402,8 +483,7 @@ pub fn run_sweep(
                     hash: run.hash.clone(),
                     name: run.label.clone(),
                     worker,
-                    child,
-                    stderr_tail: tail,
+                    handle,
                 });
                 ran_now += 1;
             }
@@ -418,9 +498,9 @@ pub fn run_sweep(
                 continue;
             };
             if interrupted {
-                let _ = active.child.kill();
+                active.handle.kill();
             }
-            let status = match active.child.try_wait() {
+            let status = match active.handle.poll() {
                 Ok(Some(s)) => s,
                 Ok(None) => continue,
                 Err(_) => continue,
@@ -515,37 +595,28 @@ fn any_claimable(store: &Store, hashes: &[String]) -> Result<bool, StoreError> {
 /// sweep: such a signal often goes to the whole process group (Ctrl-C, Slurm, a closing
 /// terminal) and may reach the sweep a moment after its child died. Waits up to a second for
 /// the sweep's own flag before calling the run failed.
-fn interrupted_too(status: &ExitStatus, interrupt: &AtomicBool) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        const SIGHUP: i32 = 1;
-        const SIGINT: i32 = 2;
-        const SIGTERM: i32 = 15;
-        if !matches!(status.signal(), Some(SIGHUP | SIGINT | SIGTERM)) {
-            return false;
-        }
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(1) {
-            if interrupt.load(Ordering::SeqCst) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        interrupt.load(Ordering::SeqCst)
+fn interrupted_too(status: &RunExit, interrupt: &AtomicBool) -> bool {
+    const SIGHUP: i32 = 1;
+    const SIGINT: i32 = 2;
+    const SIGTERM: i32 = 15;
+    if !matches!(status.signal, Some(SIGHUP | SIGINT | SIGTERM)) {
+        return false;
     }
-    #[cfg(not(unix))]
-    {
-        let _ = status;
-        interrupt.load(Ordering::SeqCst)
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(1) {
+        if interrupt.load(Ordering::SeqCst) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+    interrupt.load(Ordering::SeqCst)
 }
 
 /// Decide what a child's exit means for its run.
 fn settle(
     store: &mut Store,
     active: &Active,
-    status: ExitStatus,
+    status: RunExit,
     interrupted: bool,
 ) -> Result<(RunStatus, Option<String>), StoreError> {
     let row = store.run(&active.hash)?;
@@ -575,11 +646,8 @@ fn settle(
             Some("interrupted; will run again".into()),
         ));
     }
-    let tail = active.stderr_tail.lock().expect("tail lock").join("\n");
-    let why = match status.code() {
-        Some(c) => format!("run process exited with code {c}"),
-        None => format!("run process was killed ({status})"),
-    };
+    let tail = active.handle.output_tail().join("\n");
+    let why = format!("run process {status}");
     let msg = if tail.is_empty() {
         why
     } else {
