@@ -67,6 +67,8 @@ pub enum ExecError {
     Distill(#[from] crate::distill::DistillError),
     #[error(transparent)]
     Prune(#[from] crate::prune::PruneError),
+    #[error("invalid run configuration: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Config(Vec<crate::spec::ConfigProblem>),
     #[error("loss {loss} needs a teacher checkpoint, but none was given")]
     NoTeacher { loss: LossKind },
     #[error("teacher checkpoint {dir} was trained on {teacher_nodes} nodes, the data has {nodes}")]
@@ -104,10 +106,13 @@ pub fn execute<B: AutodiffBackend>(
         );
         return Ok(report);
     }
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        return Err(ExecError::Config(problems));
+    }
     if cfg.prune.is_some() {
         return execute_prune::<B>(cfg, data, paths, device_spec, device, on_event);
     }
-    cfg.loss.validate()?;
     let kind = cfg.loss.kind;
     let mut attention = None;
     let (best, outcome) = if kind.needs_teacher() {
@@ -204,21 +209,11 @@ fn execute_prune<B: AutodiffBackend>(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<RunReport, ExecError> {
     let started = Instant::now();
+    // Checked by `execute` ([`RunConfig::problems`]).
     let pc = cfg
         .prune
         .as_ref()
         .ok_or_else(|| PruneError::Config("the run has no `prune` settings".into()))?;
-    pc.validate()?;
-    if pc.uses_teacher() {
-        cfg.loss.validate()?;
-        if !cfg.loss.kind.needs_teacher() || cfg.loss.kind == LossKind::Skd {
-            return Err(PruneError::Config(format!(
-                "method {} / fine-tuning {} distil with the run's loss, which must be a distillation loss other than skd (got {})",
-                pc.method, pc.finetune_loss, cfg.loss.kind
-            ))
-            .into());
-        }
-    }
     let base_dir = paths.base_dir.as_ref().ok_or(PruneError::NoBase)?;
     let (base, base_cfg) = train::load_model::<B>(base_dir, device)?;
     if base_cfg.nodes != data.nodes {
@@ -453,6 +448,24 @@ pub fn finished_report(cfg: &RunConfig, data_checksum: &str, run_dir: &Path) -> 
     let text = std::fs::read(run_dir.join(OUTCOME_FILE)).ok()?;
     let report: RunReport = serde_json::from_slice(&text).ok()?;
     (report.config == *cfg && report.data_checksum == data_checksum).then_some(report)
+}
+
+/// The identity of the run whose checkpoint is in `dir`, as a configuration references a
+/// teacher or base: its run hash when the folder holds its `outcome.json` (any finished run,
+/// from a sweep or from `stkd train`), else `checkpoint-` and the start of the SHA-256 of its
+/// weights. `None` when there is no checkpoint. The path itself never enters a run's identity.
+pub fn checkpoint_identity(dir: &Path) -> Option<String> {
+    if let Some(r) = std::fs::read(dir.join(OUTCOME_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_slice::<RunReport>(&t).ok())
+    {
+        return Some(crate::plan::run_hash(&r.config, &r.data_checksum));
+    }
+    let weights = std::fs::read(dir.join("model.bin")).ok()?;
+    Some(format!(
+        "checkpoint-{}",
+        &crate::digest::sha256_hex(&weights)[..16]
+    ))
 }
 
 impl RunReport {

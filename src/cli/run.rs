@@ -125,33 +125,61 @@ pub(crate) fn train_config(args: &TrainArgs) -> Result<RunConfig> {
         Some(o) => anyhow::bail!("--ord-reduction {o}: allowed mean or sum"),
     }
     loss.gradient_revision = !args.no_gradient_revision;
-    loss.validate().context("invalid loss options")?;
-    match (args.loss.needs_teacher(), &args.teacher) {
-        (true, None) => anyhow::bail!(
-            "--loss {} distils from a teacher: pass --teacher <run folder of a finished teacher run>",
-            args.loss
-        ),
-        (false, Some(_)) => anyhow::bail!("--teacher is given but --loss mse does not use a teacher"),
-        (_, Some(t)) if !t.join("model.json").exists() => anyhow::bail!(
-            "--teacher {}: no checkpoint there (expected model.json and model.bin of a finished run)",
-            t.display()
-        ),
-        _ => {}
-    }
     let split_days = args.run.data.split_days()?;
     let train = args.run.train_config(args.epochs)?;
-    Ok(RunConfig {
+    let cfg = RunConfig {
         dataset: args.dataset,
         split_days,
         preset: Some(args.model),
         model: StgcnConfig::new(args.model.channels(), args.dataset.nodes(), 12),
         train,
         loss: loss.canonical(),
-        teacher: args.teacher.as_ref().map(|t| t.display().to_string()),
+        teacher: args
+            .teacher
+            .as_deref()
+            .map(|t| checkpoint_of("--teacher", t))
+            .transpose()?,
         test_runs: args.test_runs,
         prune: None,
         base: None,
+    };
+    check_flags(&cfg)?;
+    Ok(cfg)
+}
+
+/// The identity of the finished run whose folder `flag` names.
+fn checkpoint_of(flag: &str, dir: &Path) -> Result<String> {
+    exec::checkpoint_identity(dir).with_context(|| {
+        format!(
+            "{flag} {}: no checkpoint there (expected model.json and model.bin of a finished run)",
+            dir.display()
+        )
     })
+}
+
+/// [`RunConfig::problems`] in the command line's terms: each with the flag that sets it.
+fn check_flags(cfg: &RunConfig) -> Result<()> {
+    let problems = cfg.problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| {
+            let flag = match p.field {
+                "teacher" => "--teacher",
+                "prune" => "--method / --target / --steps / --interval-* / --finetune-*",
+                _ => "--loss (and its weights)",
+            };
+            let hint = if p.field == "teacher" && cfg.teacher.is_none() {
+                " (pass --teacher <run folder of a finished teacher run>)"
+            } else {
+                ""
+            };
+            format!("{flag}: {}{hint}", p.message)
+        })
+        .collect();
+    anyhow::bail!("{}", lines.join("\n"))
 }
 
 /// Progress of one run on stderr ([`stkd::progress`]): a bar on a terminal, plain lines
@@ -341,7 +369,6 @@ pub(crate) fn prune_config(args: &PruneArgs) -> Result<RunConfig> {
     }
     pc.finetune_epochs = args.finetune_epochs;
     pc.finetune_loss = args.finetune_loss;
-    pc.validate()?;
     let json = std::fs::read_to_string(args.base.join("model.json")).with_context(|| {
         format!(
             "--base {}: no checkpoint there (expected model.json and model.bin of a finished run)",
@@ -362,22 +389,9 @@ pub(crate) fn prune_config(args: &PruneArgs) -> Result<RunConfig> {
                 *slot = v;
             }
         }
-        loss.validate().context("invalid loss options")?;
-        if !args.loss.needs_teacher() || args.loss == LossKind::Skd {
-            anyhow::bail!("--loss {} cannot drive kdis or kd fine-tuning: use a distillation loss other than skd (stcd in the paper)", args.loss);
-        }
-        match &args.teacher {
-            None => anyhow::bail!("--method {} / --finetune-loss {} distil from a teacher: pass --teacher <run folder>", pc.method, pc.finetune_loss),
-            Some(t) if !t.join("model.json").exists() => anyhow::bail!("--teacher {}: no checkpoint there", t.display()),
-            _ => {}
-        }
-    } else if args.teacher.is_some() {
-        anyhow::bail!(
-            "--teacher is given but taylor pruning with mse fine-tuning does not use one"
-        );
     }
     let train = args.run.train_config(pc.finetune_epochs.max(1))?;
-    Ok(RunConfig {
+    let cfg = RunConfig {
         dataset: args.dataset,
         split_days: args.run.data.split_days()?,
         preset: Preset::ALL
@@ -386,11 +400,17 @@ pub(crate) fn prune_config(args: &PruneArgs) -> Result<RunConfig> {
         model,
         train,
         loss: loss.canonical(),
-        teacher: args.teacher.as_ref().map(|t| t.display().to_string()),
+        teacher: args
+            .teacher
+            .as_deref()
+            .map(|t| checkpoint_of("--teacher", t))
+            .transpose()?,
         test_runs: args.test_runs,
         prune: Some(pc),
-        base: Some(args.base.display().to_string()),
-    })
+        base: Some(checkpoint_of("--base", &args.base)?),
+    };
+    check_flags(&cfg)?;
+    Ok(cfg)
 }
 
 pub(crate) fn prune_cmd<B: AutodiffBackend>(args: &PruneArgs, device: B::Device) -> Result<()> {

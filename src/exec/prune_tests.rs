@@ -41,7 +41,9 @@ fn a_pruning_run_prunes_fine_tunes_compacts_and_saves() {
             model: c.clone(),
             train: quick_train(),
             loss,
-            teacher: None,
+            teacher: pc
+                .uses_teacher()
+                .then(|| "the base, as teacher".to_string()),
             test_runs: Some(1),
             prune: Some(pc.clone()),
             base: None,

@@ -68,6 +68,80 @@ pub struct RunConfig {
     pub base: Option<String>,
 }
 
+/// A problem of a resolved run configuration: the setting it concerns, as a path into
+/// [`RunConfig`] (`loss`, `teacher`, `prune`), and what is wrong. The experiment file attaches
+/// the line of that setting, the command line its flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl RunConfig {
+    /// Whether the run distils from a teacher: its loss does, or its pruning scores or
+    /// fine-tunes with the loss (KDIS, KD fine-tuning).
+    pub fn distils(&self) -> bool {
+        match &self.prune {
+            Some(pc) => pc.uses_teacher(),
+            None => self.loss.kind.needs_teacher(),
+        }
+    }
+
+    /// Every problem of the configuration at once: the loss's and the pruning's own checks; a
+    /// teacher exactly when the run distils; and pruning that distils does so with a
+    /// distillation loss other than SKD (whose gradient revision cannot score or fine-tune a
+    /// masked network).
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        if let Err(e) = self.loss.validate() {
+            out.push(ConfigProblem {
+                field: "loss",
+                message: e.to_string(),
+            });
+        }
+        if let Some(pc) = &self.prune {
+            if let Err(e) = pc.validate() {
+                out.push(ConfigProblem {
+                    field: "prune",
+                    message: e.to_string(),
+                });
+            }
+            let kind = self.loss.kind;
+            if pc.uses_teacher() && (!kind.needs_teacher() || kind == LossKind::Skd) {
+                out.push(ConfigProblem {
+                    field: "loss",
+                    message: format!(
+                        "method {} / fine-tuning {} distil with the run's loss, which must be a \
+                         distillation loss other than skd (stcd in the paper), not {kind}",
+                        pc.method, pc.finetune_loss
+                    ),
+                });
+            }
+        }
+        match (self.distils(), &self.teacher) {
+            (true, None) => out.push(ConfigProblem {
+                field: "teacher",
+                message: format!(
+                    "the run distils from a teacher (loss {}) but has none",
+                    self.loss.kind
+                ),
+            }),
+            (false, Some(_)) => out.push(ConfigProblem {
+                field: "teacher",
+                message: "a teacher is given but the run does not distil from it".into(),
+            }),
+            _ => {}
+        }
+        out
+    }
+}
+
 /// One expanded run of an experiment file, before hashing.
 #[derive(Debug, Clone)]
 pub struct ExpandedRun {
