@@ -171,7 +171,7 @@ fn check_flags(cfg: &RunConfig) -> Result<()> {
                 "prune" => "--method / --target / --steps / --interval-* / --finetune-*",
                 _ => "--loss (and its weights)",
             };
-            let hint = if p.field == "teacher" && cfg.teacher.is_none() {
+            let hint = if p.rule == stkd::spec::Rule::TeacherMissing {
                 " (pass --teacher <run folder of a finished teacher run>)"
             } else {
                 ""

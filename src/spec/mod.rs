@@ -74,7 +74,23 @@ pub struct RunConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
     pub field: &'static str,
+    pub rule: Rule,
     pub message: String,
+}
+
+/// Which rule of [`RunConfig::problems`] a problem breaks (each layer words its remedy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// A loss or pruning value out of its range.
+    Invalid,
+    /// The run distils but names no teacher.
+    TeacherMissing,
+    /// A teacher is named but nothing distils from it.
+    TeacherUnused,
+    /// Pruning without distillation, yet a distillation loss that nothing reads.
+    LossUnread,
+    /// Pruning that distils with a loss that cannot (plain MSE, or SKD).
+    LossCannotDistil,
 }
 
 impl std::fmt::Display for ConfigProblem {
@@ -102,6 +118,7 @@ impl RunConfig {
         if let Err(e) = self.loss.validate() {
             out.push(ConfigProblem {
                 field: "loss",
+                rule: Rule::Invalid,
                 message: e.to_string(),
             });
         }
@@ -109,13 +126,25 @@ impl RunConfig {
             if let Err(e) = pc.validate() {
                 out.push(ConfigProblem {
                     field: "prune",
+                    rule: Rule::Invalid,
                     message: e.to_string(),
                 });
             }
             let kind = self.loss.kind;
+            if !pc.uses_teacher() && kind != LossKind::Mse {
+                out.push(ConfigProblem {
+                    field: "loss",
+                    rule: Rule::LossUnread,
+                    message: format!(
+                        "{} pruning with {} fine-tuning reads no distillation loss (got {kind})",
+                        pc.method, pc.finetune_loss
+                    ),
+                });
+            }
             if pc.uses_teacher() && (!kind.needs_teacher() || kind == LossKind::Skd) {
                 out.push(ConfigProblem {
                     field: "loss",
+                    rule: Rule::LossCannotDistil,
                     message: format!(
                         "method {} / fine-tuning {} distil with the run's loss, which must be a \
                          distillation loss other than skd (stcd in the paper), not {kind}",
@@ -127,6 +156,7 @@ impl RunConfig {
         match (self.distils(), &self.teacher) {
             (true, None) => out.push(ConfigProblem {
                 field: "teacher",
+                rule: Rule::TeacherMissing,
                 message: format!(
                     "the run distils from a teacher (loss {}) but has none",
                     self.loss.kind
@@ -134,6 +164,7 @@ impl RunConfig {
             }),
             (false, Some(_)) => out.push(ConfigProblem {
                 field: "teacher",
+                rule: Rule::TeacherUnused,
                 message: "a teacher is given but the run does not distil from it".into(),
             }),
             _ => {}
@@ -1138,29 +1169,6 @@ fn field<'a>(run: &'a RawRun, defaults: &'a RawRun, name: &str) -> Option<&'a Fi
     run.fields.get(name).or_else(|| defaults.fields.get(name))
 }
 
-/// Losses a field value can take across datasets and grids (for teacher checks).
-fn losses_of(run: &RawRun, defaults: &RawRun) -> Vec<LossKind> {
-    let Some(fv) = field(run, defaults, "loss") else {
-        return vec![LossKind::Mse];
-    };
-    let mut out = Vec::new();
-    let choices = fv.all.iter().chain(fv.per_dataset.values());
-    for c in choices {
-        let vals: Vec<&Val> = match c {
-            Choice::Fixed(v) => vec![v],
-            Choice::Grid(v) => v.iter().collect(),
-            Choice::Random(Dist::Choice(v)) => v.iter().collect(),
-            Choice::Random(_) => vec![],
-        };
-        for v in vals {
-            if let Ok(k) = v.text().parse::<LossKind>() {
-                out.push(k);
-            }
-        }
-    }
-    out
-}
-
 fn check_runs(raws: &[RawRun], defaults: &RawRun, cx: &mut Ctx) {
     let mut labels: HashMap<&str, usize> = HashMap::new();
     for r in raws.iter().filter(|r| !r.label.is_empty()) {
@@ -1183,37 +1191,21 @@ fn check_runs(raws: &[RawRun], defaults: &RawRun, cx: &mut Ctx) {
                 "missing `model`: teacher, base, student or {channels: ...}",
             );
         }
-        let losses = losses_of(r, defaults);
-        let needs = losses.iter().any(|k| k.needs_teacher());
+        // Whether the run needs its teacher is a rule of the resolved configuration
+        // ([`RunConfig::problems`], checked per expanded run); here only that it exists.
         match &r.teacher {
-            None if needs => {
-                let line = field(r, defaults, "loss").map_or(r.line, |f| f.line);
+            Some((t, line)) if !labels.contains_key(t.as_str()) => {
+                let known: Vec<&str> = labels.keys().copied().collect();
+                let hint = did_you_mean(t, &known)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
                 cx.err(
-                    line,
+                    *line,
                     format!("{}.teacher", r.path),
-                    "this loss distils from a teacher: add `teacher: <label of a run>`",
+                    format!("no run is labelled `{t}`{hint}"),
                 );
             }
-            Some((t, line)) => {
-                if !labels.contains_key(t.as_str()) {
-                    let known: Vec<&str> = labels.keys().copied().collect();
-                    let hint = did_you_mean(t, &known)
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    cx.err(
-                        *line,
-                        format!("{}.teacher", r.path),
-                        format!("no run is labelled `{t}`{hint}"),
-                    );
-                } else if !needs {
-                    cx.err(
-                        *line,
-                        format!("{}.teacher", r.path),
-                        "a teacher is given but no loss of this run uses one (mse)",
-                    );
-                }
-            }
-            None => {}
+            _ => {}
         }
         let random = all_fields().any(|(n, _)| {
             field(r, defaults, n).is_some_and(|f| {
@@ -1284,24 +1276,6 @@ fn check_runs(raws: &[RawRun], defaults: &RawRun, cx: &mut Ctx) {
     }
 }
 
-/// Every value a field can take for a run (per dataset, grid, choice), with the field's line.
-fn text_values(run: &RawRun, defaults: &RawRun, name: &str) -> (Vec<String>, Option<usize>) {
-    let Some(fv) = field(run, defaults, name) else {
-        return (Vec::new(), None);
-    };
-    let mut out = Vec::new();
-    for c in fv.all.iter().chain(fv.per_dataset.values()) {
-        match c {
-            Choice::Fixed(v) => out.push(v.text()),
-            Choice::Grid(v) | Choice::Random(Dist::Choice(v)) => {
-                out.extend(v.iter().map(Val::text))
-            }
-            Choice::Random(_) => {}
-        }
-    }
-    (out, Some(fv.line))
-}
-
 /// The rules of pruning runs (those with `base`).
 fn check_prune_runs(
     raws: &[RawRun],
@@ -1369,40 +1343,6 @@ fn check_prune_runs(
                 f.line,
                 p("epochs"),
                 "a pruning run's length is set by `prune`: steps × interval, then finetune_epochs; remove `epochs`",
-            );
-        }
-        let (methods, mline) = text_values(r, defaults, "prune.method");
-        let (finetunes, fline) = text_values(r, defaults, "prune.finetune_loss");
-        let kd_method = methods.iter().any(|m| m == "kdis");
-        let kd_finetune = finetunes.iter().any(|m| m == "kd");
-        let losses = losses_of(r, defaults);
-        let loss_line = field(r, defaults, "loss").map_or(at, |f| f.line);
-        if kd_method || kd_finetune {
-            let line = if kd_method { mline } else { fline }.unwrap_or(at);
-            let what = if kd_method {
-                "method kdis"
-            } else {
-                "finetune_loss kd"
-            };
-            if losses.contains(&LossKind::Mse) {
-                cx.err(
-                    line,
-                    p(if kd_method { "prune.method" } else { "prune.finetune_loss" }),
-                    format!("{what} distils with the run's `loss`: set `loss: stcd` (or another distillation loss) and `teacher`"),
-                );
-            }
-            if losses.contains(&LossKind::Skd) {
-                cx.err(
-                    loss_line,
-                    p("loss"),
-                    "skd (gradient revision) cannot score or fine-tune pruned networks; use stcd",
-                );
-            }
-        } else if losses.iter().any(|k| k.needs_teacher()) {
-            cx.err(
-                loss_line,
-                p("loss"),
-                "taylor pruning with plain fine-tuning reads no distillation loss: remove `loss` (and `teacher`), or use `method: kdis` / `finetune_loss: kd`",
             );
         }
     }
@@ -1538,11 +1478,19 @@ fn expand(
                         config.preset = out[j].config.preset;
                         Some(j)
                     });
-                    let teacher = if config.loss.kind.needs_teacher() {
-                        let (t, line) = r.teacher.as_ref().expect("checked");
-                        pick_dep(&by_label, &out, t, *line, d, seed, r, "teacher", cx)
-                    } else {
-                        None
+                    // The run's own rules, on its resolved configuration (dependencies named
+                    // by label until the planner hashes them).
+                    let mut probe = config.clone();
+                    probe.teacher = r.teacher.as_ref().map(|(t, _)| t.clone());
+                    probe.base = r.base.as_ref().map(|(b, _)| b.clone());
+                    for problem in probe.problems() {
+                        config_error(r, defaults, &problem, cx);
+                    }
+                    let teacher = match (&r.teacher, config.distils()) {
+                        (Some((t, line)), true) => {
+                            pick_dep(&by_label, &out, t, *line, d, seed, r, "teacher", cx)
+                        }
+                        _ => None,
                     };
                     by_label
                         .entry(r.label.as_str())
@@ -1560,6 +1508,69 @@ fn expand(
         }
     }
     out
+}
+
+/// A [`RunConfig::problems`] entry as a file error: at the line of the setting it concerns (or
+/// of what makes the setting needed), with the remedy in the file's terms; each once, however
+/// many runs a grid or the seeds expand it into.
+fn config_error(r: &RawRun, defaults: &RawRun, problem: &ConfigProblem, cx: &mut Ctx) {
+    let line_of = |name: &str| field(r, defaults, name).map(|f| f.line);
+    let prune_line = line_of("prune.method")
+        .or_else(|| line_of("prune.finetune_loss"))
+        .or_else(|| line_of("prune.target"));
+    let loss_line = line_of("loss");
+    let (line, path, remedy) = match problem.rule {
+        Rule::TeacherUnused => (
+            r.teacher.as_ref().map_or(r.line, |(_, l)| *l),
+            "teacher",
+            "remove `teacher`",
+        ),
+        Rule::TeacherMissing => (
+            loss_line.or(prune_line).unwrap_or(r.line),
+            "teacher",
+            "add `teacher: <label of a run>`",
+        ),
+        Rule::LossUnread => (
+            loss_line.unwrap_or(r.line),
+            "loss",
+            "remove `loss` (and `teacher`), or use `method: kdis` / `finetune_loss: kd`",
+        ),
+        Rule::LossCannotDistil => match loss_line {
+            Some(line) => (
+                line,
+                "loss",
+                "use stcd (the paper's) or another distillation loss",
+            ),
+            None => (
+                prune_line.unwrap_or(r.line),
+                "prune.method",
+                "set `loss: stcd` (or another distillation loss) and `teacher`",
+            ),
+        },
+        Rule::Invalid => (
+            if problem.field == "loss" {
+                loss_line
+            } else {
+                prune_line
+            }
+            .unwrap_or(r.line),
+            problem.field,
+            "",
+        ),
+    };
+    let path = format!("{}.{path}", r.path);
+    let message = if remedy.is_empty() {
+        problem.message.clone()
+    } else {
+        format!("{}: {remedy}", problem.message)
+    };
+    if !cx
+        .errors
+        .iter()
+        .any(|e| e.line == line && e.path == path && e.message == message)
+    {
+        cx.err(line, path, message);
+    }
 }
 
 /// The variant of run `label` a dependant on dataset `d` with `seed` uses: the one with the
@@ -1694,9 +1705,6 @@ fn build_config(
     if let Some(p) = &prune {
         // Not read by a pruning run; fixed so that an inherited `epochs` does not split runs.
         train.epochs = p.finetune_epochs.max(1);
-        if !p.uses_teacher() {
-            loss = LossConfig::new(LossKind::Mse);
-        }
     }
     RunConfig {
         dataset: d,

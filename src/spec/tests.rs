@@ -186,7 +186,7 @@ fn malformed_files_give_the_right_line_and_message() {
         &["missing `model`"],
     );
     // 18. teacher given for a plain run
-    expect_error(&format!("{head}  - {{label: t, model: teacher}}\n  - {{label: s, model: student, teacher: t}}\n"), 5, &["no loss of this run uses one"]);
+    expect_error(&format!("{head}  - {{label: t, model: teacher}}\n  - {{label: s, model: student, teacher: t}}\n"), 5, &["teacher", "does not distil from it", "remove `teacher`"]);
     // 19. bad channels
     expect_error(
         &format!("{head}  - label: a\n    model: {{channels: [[1, 2, 4], [5, 2, 8]]}}\n"),
