@@ -125,6 +125,21 @@ fn integer_tick(v: &f64) -> String {
     }
 }
 
+/// The series' legend, framed, in the upper right corner.
+fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    font: u32,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, font))
+        .draw()
+        .map_err(err)
+}
+
 /// Draws `lines` into a chart whose axes are already configured.
 fn draw_lines<'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
@@ -158,14 +173,7 @@ where
         }
     }
     if p.legend {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(err)?;
+        legend(chart, 12)?;
     }
     Ok(())
 }
@@ -347,14 +355,7 @@ pub fn tsne_svg(title: &str, panels: &[TsnePanel]) -> Result<String, String> {
                     .label(name)
                     .legend(move |(x, y)| Circle::new((x + 8, y), 3, c.filled()));
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FONT, 11))
-                .draw()
-                .map_err(err)?;
+            legend(&mut chart, 11)?;
         }
         root.present().map_err(err)?;
     }
@@ -436,14 +437,7 @@ where
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 11))
-        .draw()
-        .map_err(err)
+    legend(chart, 11)
 }
 
 /// Error against cost, one panel per cost (e.g. parameters, latency), the Pareto front of each
