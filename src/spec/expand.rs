@@ -1,0 +1,377 @@
+//! Expansion into runs: datasets × grids × random draws × seeds, each built into a
+//! [`RunConfig`] and checked with [`RunConfig::problems`]; dependencies picked per dataset and
+//! seed.
+
+use super::*;
+
+pub(super) fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+pub(super) fn expand(
+    raws: &[RawRun],
+    defaults: &RawRun,
+    datasets: &[DatasetName],
+    split_days: &HashMap<DatasetName, [usize; 3]>,
+    cx: &mut Ctx,
+) -> Vec<ExpandedRun> {
+    let mut out: Vec<ExpandedRun> = Vec::new();
+    let mut by_label: HashMap<&str, Vec<usize>> = HashMap::new();
+    // Expand teachers before their students.
+    let mut order: Vec<usize> = Vec::new();
+    let index: HashMap<&str, usize> = raws
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.label.as_str(), i))
+        .collect();
+    fn visit(i: usize, raws: &[RawRun], index: &HashMap<&str, usize>, order: &mut Vec<usize>) {
+        if order.contains(&i) {
+            return;
+        }
+        for (t, _) in raws[i].teacher.iter().chain(&raws[i].base) {
+            if let Some(&j) = index.get(t.as_str()) {
+                visit(j, raws, index, order);
+            }
+        }
+        order.push(i);
+    }
+    for i in 0..raws.len() {
+        visit(i, raws, &index, &mut order);
+    }
+    for i in order {
+        let r = &raws[i];
+        let run_datasets = r.datasets.clone().unwrap_or_else(|| datasets.to_vec());
+        let seeds = r
+            .seeds
+            .clone()
+            .or_else(|| defaults.seeds.clone())
+            .unwrap_or_else(|| vec![1]);
+        let samples = r.samples.or(defaults.samples).unwrap_or(1);
+        let search_seed = r.search_seed.or(defaults.search_seed).unwrap_or(0);
+        for &d in &run_datasets {
+            if !datasets.contains(&d) {
+                cx.err(
+                    r.line,
+                    format!("{}.datasets", r.path),
+                    format!("dataset {d} is not in the experiment's datasets"),
+                );
+                continue;
+            }
+            // Resolve every field for this dataset.
+            let mut grid: Vec<(&str, Vec<Val>)> = Vec::new();
+            let mut random: Vec<(&str, Dist)> = Vec::new();
+            let mut fixed: Vec<(&str, Val)> = Vec::new();
+            let is_prune = r.base.is_some();
+            for (name, _) in all_fields().filter(|(n, _)| is_prune || !n.starts_with("prune.")) {
+                match field(r, defaults, name).and_then(|f| f.for_dataset(d)) {
+                    Some(Choice::Fixed(v)) => fixed.push((name, v.clone())),
+                    Some(Choice::Grid(v)) => grid.push((name, v.clone())),
+                    Some(Choice::Random(dist)) => random.push((name, dist.clone())),
+                    None => {}
+                }
+            }
+            let mut combos: Vec<Vec<(&str, Val)>> = vec![vec![]];
+            for (name, vals) in &grid {
+                combos = combos
+                    .into_iter()
+                    .flat_map(|c| {
+                        vals.iter().map(move |v| {
+                            let mut c = c.clone();
+                            c.push((*name, v.clone()));
+                            c
+                        })
+                    })
+                    .collect();
+            }
+            if !random.is_empty() {
+                let mut rng = Rng::new(search_seed, stable_hash(&format!("{}/{d}", r.label)));
+                let draws: Vec<Vec<(&str, Val)>> = (0..samples)
+                    .map(|_| {
+                        random
+                            .iter()
+                            .map(|(name, dist)| {
+                                let v = match dist {
+                                    Dist::Uniform(lo, hi) => {
+                                        Val::F(lo + (hi - lo) * rng.next_f64())
+                                    }
+                                    Dist::LogUniform(lo, hi) => Val::F(
+                                        (lo.ln() + (hi.ln() - lo.ln()) * rng.next_f64()).exp(),
+                                    ),
+                                    Dist::Choice(v) => v[rng.below(v.len())].clone(),
+                                };
+                                (*name, v)
+                            })
+                            .collect()
+                    })
+                    .collect();
+                combos = combos
+                    .into_iter()
+                    .flat_map(|c| draws.iter().map(move |dr| [c.clone(), dr.clone()].concat()))
+                    .collect();
+            }
+            for combo in &combos {
+                for &seed in &seeds {
+                    let mut variant: Vec<String> = combo
+                        .iter()
+                        .map(|(n, v)| match (n.strip_prefix("prune."), v) {
+                            (Some(n), v) => format!("{n}={}", v.text()),
+                            (None, Val::F(f)) => format!("{n}={f:.4}"),
+                            (None, v) => format!("{n}={}", v.text()),
+                        })
+                        .collect();
+                    if seeds.len() > 1 || seed != 1 {
+                        variant.push(format!("seed={seed}"));
+                    }
+                    let values: Vec<(&str, Val)> =
+                        fixed.iter().cloned().chain(combo.iter().cloned()).collect();
+                    let mut config =
+                        build_config(r, defaults, d, seed, &values, split_days.get(&d).copied());
+                    let base = r.base.as_ref().and_then(|(b, line)| {
+                        let j = pick_dep(&by_label, &out, b, *line, d, seed, r, "base", cx)?;
+                        config.model = out[j].config.model.clone();
+                        config.preset = out[j].config.preset;
+                        Some(j)
+                    });
+                    // The run's own rules, on its resolved configuration (dependencies named
+                    // by label until the planner hashes them).
+                    let mut probe = config.clone();
+                    probe.teacher = r.teacher.as_ref().map(|(t, _)| t.clone());
+                    probe.base = r.base.as_ref().map(|(b, _)| b.clone());
+                    for problem in probe.problems() {
+                        config_error(r, defaults, &problem, cx);
+                    }
+                    let teacher = match (&r.teacher, config.distils()) {
+                        (Some((t, line)), true) => {
+                            pick_dep(&by_label, &out, t, *line, d, seed, r, "teacher", cx)
+                        }
+                        _ => None,
+                    };
+                    by_label
+                        .entry(r.label.as_str())
+                        .or_default()
+                        .push(out.len());
+                    out.push(ExpandedRun {
+                        label: r.label.clone(),
+                        variant: variant.join(" "),
+                        config,
+                        teacher,
+                        base,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A [`RunConfig::problems`] entry as a file error: at the line of the setting it concerns (or
+/// of what makes the setting needed), with the remedy in the file's terms; each once, however
+/// many runs a grid or the seeds expand it into.
+pub(super) fn config_error(r: &RawRun, defaults: &RawRun, problem: &ConfigProblem, cx: &mut Ctx) {
+    let line_of = |name: &str| field(r, defaults, name).map(|f| f.line);
+    let prune_line = line_of("prune.method")
+        .or_else(|| line_of("prune.finetune_loss"))
+        .or_else(|| line_of("prune.target"));
+    let loss_line = line_of("loss");
+    let (line, path, remedy) = match problem.rule {
+        Rule::TeacherUnused => (
+            r.teacher.as_ref().map_or(r.line, |(_, l)| *l),
+            "teacher",
+            "remove `teacher`",
+        ),
+        Rule::TeacherMissing => (
+            loss_line.or(prune_line).unwrap_or(r.line),
+            "teacher",
+            "add `teacher: <label of a run>`",
+        ),
+        Rule::LossUnread => (
+            loss_line.unwrap_or(r.line),
+            "loss",
+            "remove `loss` (and `teacher`), or use `method: kdis` / `finetune_loss: kd`",
+        ),
+        Rule::LossCannotDistil => match loss_line {
+            Some(line) => (
+                line,
+                "loss",
+                "use stcd (the paper's) or another distillation loss",
+            ),
+            None => (
+                prune_line.unwrap_or(r.line),
+                "prune.method",
+                "set `loss: stcd` (or another distillation loss) and `teacher`",
+            ),
+        },
+        Rule::Invalid => (
+            if problem.field == "loss" {
+                loss_line
+            } else {
+                prune_line
+            }
+            .unwrap_or(r.line),
+            problem.field,
+            "",
+        ),
+    };
+    let path = format!("{}.{path}", r.path);
+    let message = if remedy.is_empty() {
+        problem.message.clone()
+    } else {
+        format!("{}: {remedy}", problem.message)
+    };
+    if !cx
+        .errors
+        .iter()
+        .any(|e| e.line == line && e.path == path && e.message == message)
+    {
+        cx.err(line, path, message);
+    }
+}
+
+/// The variant of run `label` a dependant on dataset `d` with `seed` uses: the one with the
+/// same dataset and seed, else the only one on the dataset.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pick_dep(
+    by_label: &HashMap<&str, Vec<usize>>,
+    out: &[ExpandedRun],
+    label: &str,
+    line: usize,
+    d: DatasetName,
+    seed: u64,
+    r: &RawRun,
+    what: &str,
+    cx: &mut Ctx,
+) -> Option<usize> {
+    let cands = by_label.get(label).cloned().unwrap_or_default();
+    let same_d: Vec<usize> = cands
+        .into_iter()
+        .filter(|&j| out[j].config.dataset == d)
+        .collect();
+    let same_seed: Vec<usize> = same_d
+        .iter()
+        .copied()
+        .filter(|&j| out[j].config.train.seed == seed)
+        .collect();
+    match (same_seed.len(), same_d.len()) {
+        (1, _) => Some(same_seed[0]),
+        (_, 1) => Some(same_d[0]),
+        (_, 0) => {
+            cx.err(
+                line,
+                format!("{}.{what}", r.path),
+                format!("{what} `{label}` has no run on {d}"),
+            );
+            None
+        }
+        (_, n) => {
+            cx.err(line, format!("{}.{what}", r.path), format!("{what} `{label}` expands to {n} runs on {d} (grid or random values); a {what} must be one run per dataset and seed"));
+            None
+        }
+    }
+}
+
+pub(super) fn build_config(
+    r: &RawRun,
+    defaults: &RawRun,
+    d: DatasetName,
+    seed: u64,
+    values: &[(&str, Val)],
+    split_days: Option<[usize; 3]>,
+) -> RunConfig {
+    let get = |name: &str| {
+        values
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let f = |name: &str, default: f64| get(name).map_or(default, |v| v.f64());
+    let u = |name: &str| get(name).map(|v| v.f64() as usize);
+    let s = |name: &str| get(name).map(|v| v.text());
+    let kind: LossKind = s("loss").map_or(LossKind::Mse, |v| v.parse().expect("validated loss"));
+    let mut loss = LossConfig::new(kind);
+    loss.beta = f("beta", loss.beta);
+    loss.alpha = f("alpha", loss.alpha);
+    loss.alpha1 = f("alpha1", loss.alpha1);
+    loss.alpha2 = f("alpha2", loss.alpha2);
+    loss.alpha3 = f("alpha3", loss.alpha3);
+    loss.tau = f("tau", loss.tau);
+    if let Some(n) = s("norm") {
+        loss.norm = if n == "abs" { Norm::Abs } else { Norm::Squared };
+    }
+    if let Some(n) = s("ord_reduction") {
+        loss.ord_reduction = if n == "sum" {
+            Reduction::Sum
+        } else {
+            Reduction::Mean
+        };
+    }
+    if let Some(Val::B(b)) = get("gradient_revision") {
+        loss.gradient_revision = b;
+    }
+    let defaults_train = TrainConfig::default();
+    let train = TrainConfig {
+        epochs: u("epochs").unwrap_or(defaults_train.epochs),
+        batch_size: u("batch_size").unwrap_or(defaults_train.batch_size),
+        lr: f("lr", defaults_train.lr),
+        lr_decay: f("lr_decay", defaults_train.lr_decay),
+        decay_every: u("decay_every").unwrap_or(defaults_train.decay_every),
+        optimizer: s("optimizer").map_or(defaults_train.optimizer, |o| {
+            o.parse().expect("validated optimizer")
+        }),
+        seed,
+        eval_batch: u("eval_batch").unwrap_or(defaults_train.eval_batch),
+        max_steps_per_epoch: u("max_steps_per_epoch"),
+    };
+    let (preset, channels) = match r.model.as_ref().or(defaults.model.as_ref()).map(|(m, _)| m) {
+        Some(StgcnConfigSpec::Preset(p)) => (Some(*p), p.channels()),
+        Some(StgcnConfigSpec::Channels(c)) => (None, *c),
+        None => (Some(Preset::Teacher), Preset::Teacher.channels()),
+    };
+    let mut model = StgcnConfig::new(channels, d.nodes(), 12);
+    model.dropout = f("dropout", 0.0);
+    let prune = r.base.is_some().then(|| {
+        let parsed = |name: &str| s(name).map(|v| v.to_string());
+        PruneConfig {
+            method: parsed("prune.method").map_or(PruneMethod::Taylor, |v| {
+                v.parse().expect("validated method")
+            }),
+            granularity: parsed("prune.granularity").map_or(Granularity::Channel, |v| {
+                v.parse().expect("validated granularity")
+            }),
+            target_pct: f("prune.target", 50.0),
+            schedule: match (u("prune.steps"), get("prune.share_per_step")) {
+                (Some(n), _) => StepRule::Steps(n),
+                (None, Some(v)) => StepRule::SharePerStep(v.f64()),
+                (None, None) => StepRule::Steps(DEFAULT_STEPS),
+            },
+            interval: match (u("prune.interval_epochs"), u("prune.interval_steps")) {
+                (Some(e), _) => Interval::Epochs(e),
+                (None, Some(m)) => Interval::Minibatches(m),
+                (None, None) => Interval::Epochs(DEFAULT_INTERVAL_EPOCHS),
+            },
+            finetune_epochs: u("prune.finetune_epochs").unwrap_or(DEFAULT_FINETUNE_EPOCHS),
+            finetune_loss: parsed("prune.finetune_loss").map_or(FinetuneLoss::Mse, |v| {
+                v.parse().expect("validated fine-tuning loss")
+            }),
+        }
+    });
+    let mut train = train;
+    if let Some(p) = &prune {
+        // Not read by a pruning run; fixed so that an inherited `epochs` does not split runs.
+        train.epochs = p.finetune_epochs.max(1);
+    }
+    RunConfig {
+        dataset: d,
+        split_days,
+        preset,
+        model,
+        train,
+        loss: loss.canonical(),
+        teacher: None,
+        test_runs: u("test_runs"),
+        prune,
+        base: None,
+    }
+}
