@@ -23,6 +23,7 @@ pub mod report;
 pub mod resume;
 pub mod rng;
 pub mod schedule;
+pub mod search;
 pub mod spec;
 pub mod store;
 pub mod train;
