@@ -289,6 +289,88 @@ impl Tpe {
     }
 }
 
+/// When to stop a trial early, from validation curves (one value per finished epoch, lower is
+/// better). Each trial is judged by its best value so far, which a single noisy epoch does not
+/// undo.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pruner {
+    /// Every trial runs to the end.
+    None,
+    /// Optuna's median rule: after `warmup_epochs`, stop a trial whose best so far at epoch `k`
+    /// is worse than the median of the other trials' best up to `k`, once at least
+    /// `startup_trials` others have reached `k`.
+    Median {
+        warmup_epochs: usize,
+        startup_trials: usize,
+    },
+    /// Asynchronous successive halving (ASHA, Li et al. 2020): rungs at `min_epochs · ηˢ`;
+    /// a trial reaching a rung goes on only if it is in the best `max(1, ⌊n / η⌋)` of the `n`
+    /// trials that reached that rung so far (itself included).
+    Asha { min_epochs: usize, reduction: usize },
+}
+
+fn best_up_to(curve: &[f64], k: usize) -> f64 {
+    curve[..k]
+        .iter()
+        .copied()
+        .filter(|v| !v.is_nan())
+        .fold(f64::INFINITY, f64::min)
+}
+
+impl Pruner {
+    /// Whether the trial with `curve` so far should stop now, given the curves of the other
+    /// trials of the search (finished, stopped or still running).
+    pub fn should_stop(&self, curve: &[f64], others: &[&[f64]]) -> bool {
+        let k = curve.len();
+        if k == 0 {
+            return false;
+        }
+        let mine = best_up_to(curve, k);
+        let peers: Vec<f64> = others
+            .iter()
+            .filter(|c| c.len() >= k)
+            .map(|c| best_up_to(c, k))
+            .collect();
+        match *self {
+            Pruner::None => false,
+            Pruner::Median {
+                warmup_epochs,
+                startup_trials,
+            } => {
+                if k <= warmup_epochs || peers.len() < startup_trials.max(1) {
+                    return false;
+                }
+                let mut v = peers;
+                v.sort_by(f64::total_cmp);
+                let m = v.len();
+                let median = if m % 2 == 1 {
+                    v[m / 2]
+                } else {
+                    0.5 * (v[m / 2 - 1] + v[m / 2])
+                };
+                mine > median
+            }
+            Pruner::Asha {
+                min_epochs,
+                reduction,
+            } => {
+                let (r, eta) = (min_epochs.max(1), reduction.max(2));
+                // Is epoch k a rung: r·ηˢ?
+                let mut rung = r;
+                while rung < k {
+                    rung *= eta;
+                }
+                if rung != k {
+                    return false;
+                }
+                let better = peers.iter().filter(|&&p| p < mine).count();
+                let n = peers.len() + 1;
+                better >= (n / eta).max(1)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,5 +479,49 @@ mod tests {
             .sum();
         assert!((integral - 1.0).abs() < 2e-3, "{integral}");
         assert!((phi(0.0) - 0.5).abs() < 1e-7 && (phi(1.96) - 0.975).abs() < 1e-4);
+    }
+
+    #[test]
+    fn the_median_rule_stops_a_clearly_worse_trial_after_the_warm_up() {
+        let p = Pruner::Median {
+            warmup_epochs: 2,
+            startup_trials: 3,
+        };
+        let good: Vec<Vec<f64>> = (0..4)
+            .map(|i| vec![6.0, 5.0, 4.5, 4.2 + 0.01 * i as f64])
+            .collect();
+        let others: Vec<&[f64]> = good.iter().map(Vec::as_slice).collect();
+        let bad = [9.0, 8.5, 8.4, 8.3];
+        assert!(!p.should_stop(&bad[..2], &others), "within the warm-up");
+        assert!(
+            p.should_stop(&bad[..3], &others),
+            "worse than every other trial at epoch 3"
+        );
+        let fine = [5.9, 4.9, 4.4];
+        assert!(!p.should_stop(&fine, &others));
+        // Too few others at that epoch: no verdict yet.
+        assert!(!p.should_stop(&bad[..3], &others[..2]));
+        // One bad epoch after a good one does not stop a trial (best so far).
+        let blip = [5.9, 4.4, 9.9];
+        assert!(!p.should_stop(&blip, &others));
+        assert!(!Pruner::None.should_stop(&bad, &others));
+    }
+
+    #[test]
+    fn asha_keeps_the_best_third_at_each_rung() {
+        let p = Pruner::Asha {
+            min_epochs: 1,
+            reduction: 3,
+        };
+        // Rungs at epochs 1, 3, 9.
+        let peers: Vec<Vec<f64>> = (0..5).map(|i| vec![5.0 + i as f64; 3]).collect();
+        let others: Vec<&[f64]> = peers.iter().map(Vec::as_slice).collect();
+        // 6 at the rung, keep max(1, 6 / 3) = 2: a trial better than all but one goes on.
+        assert!(!p.should_stop(&[5.5], &others));
+        assert!(p.should_stop(&[6.5], &others));
+        assert!(!p.should_stop(&[9.0, 9.0], &others), "epoch 2 is no rung");
+        assert!(p.should_stop(&[9.0, 9.0, 9.0], &others));
+        // The first trial at a rung always goes on.
+        assert!(!p.should_stop(&[9.0], &[]));
     }
 }
