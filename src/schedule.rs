@@ -447,113 +447,26 @@ pub fn run_sweep(
     let mut last_wait_note = Instant::now() - Duration::from_secs(60);
     loop {
         let interrupted = interrupt.load(Ordering::SeqCst);
-        // Fill free slots.
         if !interrupted {
-            for (i, slot) in slots.iter_mut().enumerate() {
-                if slot.active.is_some() {
-                    continue;
-                }
-                let worker = worker_id(i);
-                let Some(run) = store.claim_next(
-                    Some(&hashes),
-                    &worker,
-                    &slot.device.to_string(),
-                    opts.stale_after_s,
-                )?
-                else {
-                    break;
-                };
-                let handle = match executor.spawn(&run.hash, &worker, slot.device, i, tx.clone()) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        store.release(&run.hash, &worker)?;
-                        return Err(ScheduleError::Spawn {
-                            what: executor.describe(),
-                            source: e,
-                        });
-                    }
-                };
-                on_event(SweepEvent::Started {
-                    slot: i,
-                    device: slot.device,
-                    name: &run.label,
-                    hash: &run.hash,
-                });
-                slot.active = Some(Active {
-                    hash: run.hash.clone(),
-                    name: run.label.clone(),
-                    worker,
-                    handle,
-                });
-                ran_now += 1;
-            }
+            ran_now += fill_slots(
+                &mut slots, &mut store, &hashes, opts, executor, &tx, on_event,
+            )?;
         }
         // Forward progress.
         while let Ok((slot, event)) = rx.try_recv() {
             on_event(SweepEvent::Progress { slot, event });
         }
-        // Reap finished children.
-        for (i, slot) in slots.iter_mut().enumerate() {
-            let Some(active) = slot.active.as_mut() else {
-                continue;
-            };
-            if interrupted {
-                active.handle.kill();
-            }
-            let status = match active.handle.poll() {
-                Ok(Some(s)) => s,
-                Ok(None) => continue,
-                Err(_) => continue,
-            };
-            let active = slot.active.take().expect("active");
-            let interrupted = interrupted || interrupted_too(&status, interrupt);
-            let (final_status, detail) = settle(&mut store, &active, status, interrupted)?;
-            on_event(SweepEvent::Finished {
-                slot: i,
-                name: &active.name,
-                hash: &active.hash,
-                status: final_status,
-                detail: detail.as_deref(),
-            });
-        }
+        reap(&mut slots, &mut store, interrupted, interrupt, on_event)?;
         let busy = slots.iter().any(|s| s.active.is_some());
         if interrupted && !busy {
             break;
         }
         if !busy {
-            // Nothing of ours is running and nothing was claimable: done, or waiting for runs
-            // that another sweep is executing.
-            let rows: Vec<_> = hashes
-                .iter()
-                .filter_map(|h| store.run(h).ok().flatten())
-                .collect();
-            let open = rows
-                .iter()
-                .filter(|r| matches!(r.status, RunStatus::Pending | RunStatus::Running))
-                .count();
-            if open == 0 {
-                break;
+            match idle_step(&store, &hashes, &mut last_wait_note, on_event)? {
+                Idle::Finished => break,
+                Idle::Again => continue,
+                Idle::Waited => {}
             }
-            let elsewhere = rows
-                .iter()
-                .filter(|r| r.status == RunStatus::Running)
-                .count();
-            if any_claimable(&store, &hashes)? {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            if elsewhere == 0 {
-                // Pending runs whose dependencies can never finish (should not happen: failures
-                // skip dependants) — stop rather than spin.
-                break;
-            }
-            if last_wait_note.elapsed() > Duration::from_secs(30) {
-                on_event(SweepEvent::Waiting {
-                    running_elsewhere: elsewhere,
-                });
-                last_wait_note = Instant::now();
-            }
-            std::thread::sleep(Duration::from_millis(500));
         } else {
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -568,6 +481,147 @@ pub fn run_sweep(
         interrupted: interrupt.load(Ordering::SeqCst),
     };
     Ok(summary)
+}
+
+/// Claims a run for every free slot (until none is claimable) and starts it; returns how many
+/// were started.
+fn fill_slots(
+    slots: &mut [Slot],
+    store: &mut Store,
+    hashes: &[String],
+    opts: &SweepOptions,
+    executor: &dyn Executor,
+    tx: &mpsc::Sender<(usize, RunEvent)>,
+    on_event: &mut dyn FnMut(SweepEvent),
+) -> Result<usize, ScheduleError> {
+    let mut started = 0;
+    for (i, slot) in slots.iter_mut().enumerate() {
+        if slot.active.is_some() {
+            continue;
+        }
+        let worker = worker_id(i);
+        let Some(run) = store.claim_next(
+            Some(hashes),
+            &worker,
+            &slot.device.to_string(),
+            opts.stale_after_s,
+        )?
+        else {
+            break;
+        };
+        let handle = match executor.spawn(&run.hash, &worker, slot.device, i, tx.clone()) {
+            Ok(h) => h,
+            Err(e) => {
+                store.release(&run.hash, &worker)?;
+                return Err(ScheduleError::Spawn {
+                    what: executor.describe(),
+                    source: e,
+                });
+            }
+        };
+        on_event(SweepEvent::Started {
+            slot: i,
+            device: slot.device,
+            name: &run.label,
+            hash: &run.hash,
+        });
+        slot.active = Some(Active {
+            hash: run.hash.clone(),
+            name: run.label.clone(),
+            worker,
+            handle,
+        });
+        started += 1;
+    }
+    Ok(started)
+}
+
+/// Settles every slot whose run has ended (killing them all first when `interrupted`).
+fn reap(
+    slots: &mut [Slot],
+    store: &mut Store,
+    interrupted: bool,
+    interrupt: &AtomicBool,
+    on_event: &mut dyn FnMut(SweepEvent),
+) -> Result<(), ScheduleError> {
+    for (i, slot) in slots.iter_mut().enumerate() {
+        let Some(active) = slot.active.as_mut() else {
+            continue;
+        };
+        if interrupted {
+            active.handle.kill();
+        }
+        let status = match active.handle.poll() {
+            Ok(Some(s)) => s,
+            Ok(None) => continue,
+            Err(_) => continue,
+        };
+        let active = slot.active.take().expect("active");
+        let interrupted = interrupted || interrupted_too(&status, interrupt);
+        let (final_status, detail) = settle(store, &active, status, interrupted)?;
+        on_event(SweepEvent::Finished {
+            slot: i,
+            name: &active.name,
+            hash: &active.hash,
+            status: final_status,
+            detail: detail.as_deref(),
+        });
+    }
+    Ok(())
+}
+
+/// What an idle sweep (none of its runs running here) does next.
+enum Idle {
+    /// Nothing is left to run here or elsewhere.
+    Finished,
+    /// A run became claimable: go round again.
+    Again,
+    /// Runs are executing in another sweep: waited a little.
+    Waited,
+}
+
+/// One turn of an idle sweep: finished, a run became claimable, or runs are executing in
+/// another sweep (a note every 30 s, then a short sleep).
+fn idle_step(
+    store: &Store,
+    hashes: &[String],
+    last_wait_note: &mut Instant,
+    on_event: &mut dyn FnMut(SweepEvent),
+) -> Result<Idle, ScheduleError> {
+    // Nothing of ours is running and nothing was claimable: done, or waiting for runs
+    // that another sweep is executing.
+    let rows: Vec<_> = hashes
+        .iter()
+        .filter_map(|h| store.run(h).ok().flatten())
+        .collect();
+    let open = rows
+        .iter()
+        .filter(|r| matches!(r.status, RunStatus::Pending | RunStatus::Running))
+        .count();
+    if open == 0 {
+        return Ok(Idle::Finished);
+    }
+    let elsewhere = rows
+        .iter()
+        .filter(|r| r.status == RunStatus::Running)
+        .count();
+    if any_claimable(store, hashes)? {
+        std::thread::sleep(Duration::from_millis(50));
+        return Ok(Idle::Again);
+    }
+    if elsewhere == 0 {
+        // Pending runs whose dependencies can never finish (should not happen: failures
+        // skip dependants) — stop rather than spin.
+        return Ok(Idle::Finished);
+    }
+    if last_wait_note.elapsed() > Duration::from_secs(30) {
+        on_event(SweepEvent::Waiting {
+            running_elsewhere: elsewhere,
+        });
+        *last_wait_note = Instant::now();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(Idle::Waited)
 }
 
 /// Whether any of `hashes` is pending with all dependencies done.
