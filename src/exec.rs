@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::DeviceSpec;
 use crate::data::{DataConfig, Dataset, DatasetName, Split};
-use crate::distill::{kd_loss, skd_grads, KdInputs, LossKind};
+use crate::distill::{skd_grads, LossKind};
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::prune::{prune_model, Granularity, PruneError};
 use crate::resume::ResumeDir;
 use crate::spec::RunConfig;
-use crate::train::{self, backward_step, Batcher, Event, TestTime, TrainError, TrainOutcome};
+use crate::train::{self, Batcher, Event, TestTime, TrainError, TrainOutcome};
 
 /// Where a run reads and writes files.
 #[derive(Debug, Clone)]
@@ -146,21 +146,17 @@ pub fn execute<B: AutodiffBackend>(
                     (None, Some(c)) => (c.batch(&b.idx, device), None),
                     (None, None) => unreachable!("computed when not cached"),
                 };
-                let (ys, fs) = m.forward_features(b.x.clone(), g);
-                let out = kd_loss(
+                let student = m.forward_features(b.x.clone(), g);
+                train::kd_step(
                     &cfg.loss,
-                    &KdInputs {
-                        target: b.y1.clone(),
-                        student_y: ys,
-                        student_f: &fs,
-                        teacher_y: Some(teacher_y),
-                        teacher_f,
-                    },
+                    m,
+                    b.y1.clone(),
+                    student,
+                    teacher_y,
+                    teacher_f,
+                    tally,
                 )
-                .expect("loss configuration validated before training");
-                tally.picks += out.ord_picks;
-                tally.elements += out.ord_elements;
-                backward_step(out.loss, m)
+                .expect("loss configuration validated before training")
             },
         )?;
         if kind.uses_ord() {

@@ -348,6 +348,34 @@ pub fn backward_step<B: AutodiffBackend>(
     (GradientsParams::from_grads(loss.backward(), model), value)
 }
 
+/// Gradients and value of one distillation step (the run's loss, Eq. 13 for STCD): [`kd_loss`]
+/// of the student's outputs and features against the teacher's, its ORD picks added to
+/// `tally`, then the backward pass. Shared by distillation runs and pruning (KDIS importance,
+/// KD fine-tuning).
+pub fn kd_step<B: AutodiffBackend>(
+    loss: &crate::distill::LossConfig,
+    model: &Stgcn<B>,
+    target: Tensor<B, 4>,
+    student: (Tensor<B, 4>, crate::model::Features<B>),
+    teacher_y: Tensor<B::InnerBackend, 4>,
+    teacher_f: Option<&crate::model::Features<B::InnerBackend>>,
+    tally: &mut LossTally,
+) -> Result<(GradientsParams, f32), crate::distill::DistillError> {
+    let out = crate::distill::kd_loss(
+        loss,
+        &crate::distill::KdInputs {
+            target,
+            student_y: student.0,
+            student_f: &student.1,
+            teacher_y: Some(teacher_y),
+            teacher_f,
+        },
+    )?;
+    tally.picks += out.ord_picks;
+    tally.elements += out.ord_elements;
+    Ok(backward_step(out.loss, model))
+}
+
 /// Where an epoch stands in a run: 0-based `epoch` of `epochs`, at learning rate `lr`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EpochPos {

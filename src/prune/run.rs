@@ -24,13 +24,13 @@ use super::{
     PruneSummary,
 };
 use crate::data::{Dataset, Split};
-use crate::distill::{kd_loss, mse_loss, KdInputs, LossConfig};
+use crate::distill::{mse_loss, LossConfig};
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::resume::ResumeDir;
 use crate::rng::Rng;
 use crate::train::{
-    self, backward_step, run_epoch, Batch, Batcher, EpochPos, EpochRecord, Event, Metrics, Opt,
-    TrainConfig, TrainError,
+    self, backward_step, run_epoch, Batch, Batcher, EpochPos, EpochRecord, Event, LossTally,
+    Metrics, Opt, TrainConfig, TrainError,
 };
 
 /// What [`prune_model`] produced.
@@ -127,20 +127,20 @@ impl<'a, B: AutodiffBackend> Loop<'a, B> {
             loss: self.loss.kind,
         })?;
         let (yt, ft) = teacher.forward_features(batch.x.clone().inner(), &self.g_eval);
-        let (ys, fs) = forward_masked_features(model, batch.x.clone(), &self.g, view);
-        let out = kd_loss(
+        let student = forward_masked_features(model, batch.x.clone(), &self.g, view);
+        let mut tally = LossTally::default();
+        let step = train::kd_step(
             self.loss,
-            &KdInputs {
-                target: batch.y1.clone(),
-                student_y: ys,
-                student_f: &fs,
-                teacher_y: Some(yt),
-                teacher_f: Some(&ft),
-            },
+            model,
+            batch.y1.clone(),
+            student,
+            yt,
+            Some(&ft),
+            &mut tally,
         )?;
-        self.picks += out.ord_picks;
-        self.elements += out.ord_elements;
-        Ok(backward_step(out.loss, model))
+        self.picks += tally.picks;
+        self.elements += tally.elements;
+        Ok(step)
     }
 
     fn evaluate(&self, model: &Stgcn<B::InnerBackend>, split: Split) -> Metrics {
