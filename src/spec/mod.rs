@@ -336,81 +336,21 @@ pub fn parse_experiment(text: &str, file: &Path) -> Result<Experiment, SpecError
             vec![]
         }
     };
-    let mut split_days: HashMap<DatasetName, [usize; 3]> = HashMap::new();
-    if let Some(data) = root.get("data") {
-        match data.as_map() {
-            Some(m) => {
-                for (k, line, v) in m {
-                    if k != "split_days" {
-                        cx.unknown_key(*line, "data", k, &["split_days"]);
-                        continue;
-                    }
-                    for (d, dl, days) in v.as_map().unwrap_or(&[]) {
-                        let p = format!("data.split_days.{d}");
-                        let parsed: Option<Vec<i64>> = days
-                            .as_seq()
-                            .and_then(|s| s.iter().map(Node::as_i64).collect());
-                        match (d.parse::<DatasetName>(), parsed) {
-                            (Ok(dn), Some(v)) if v.len() == 3 && v.iter().all(|&x| x >= 1) => {
-                                split_days
-                                    .insert(dn, [v[0] as usize, v[1] as usize, v[2] as usize]);
-                            }
-                            (Err(_), _) => cx.err(
-                                *dl,
-                                &p,
-                                format!("unknown dataset; allowed: {}", DATASETS.join(", ")),
-                            ),
-                            _ => {
-                                cx.err(days.line, &p, "expected [train, val, test] days, each ≥ 1")
-                            }
-                        }
-                    }
-                    if v.as_map().is_none() {
-                        cx.err(
-                            v.line,
-                            "data.split_days",
-                            "expected a mapping dataset → [train, val, test]",
-                        );
-                    }
-                }
-            }
-            None => cx.err(data.line, "data", "expected a mapping"),
-        }
-    }
+    let split_days = root
+        .get("data")
+        .map(|d| parse_split_days(d, &mut cx))
+        .unwrap_or_default();
     let mut defaults = RawRun::default();
     if let Some(d) = root.get("defaults") {
         parse_run_keys(d, "defaults", true, &datasets, &mut defaults, &mut cx);
     }
-    let mut raws: Vec<RawRun> = Vec::new();
-    match root.get("runs") {
-        Some(n) => match n.as_seq() {
-            Some(items) if !items.is_empty() => {
-                for (i, item) in items.iter().enumerate() {
-                    let path = format!("runs[{i}]");
-                    let mut raw = RawRun {
-                        line: item.line,
-                        ..RawRun::default()
-                    };
-                    parse_run_keys(item, &path, false, &datasets, &mut raw, &mut cx);
-                    if raw.label.is_empty() && item.get("label").is_none() {
-                        cx.err(
-                            item.line,
-                            &path,
-                            "missing `label`: every run needs a unique label",
-                        );
-                    }
-                    if !raw.label.is_empty() {
-                        raw.path = format!("runs[{i}] ({})", raw.label);
-                    } else {
-                        raw.path = path;
-                    }
-                    raws.push(raw);
-                }
-            }
-            _ => cx.err(n.line, "runs", "expected a non-empty list of runs"),
-        },
-        None => cx.err(1, "runs", "missing: list the runs to execute"),
-    }
+    let raws = match root.get("runs") {
+        Some(n) => parse_runs(n, &datasets, &mut cx),
+        None => {
+            cx.err(1, "runs", "missing: list the runs to execute");
+            Vec::new()
+        }
+    };
     check_runs(&raws, &defaults, &mut cx);
     if !cx.errors.is_empty() {
         cx.errors.sort_by_key(|e| e.line);

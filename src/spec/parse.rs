@@ -444,3 +444,76 @@ pub(super) fn parse_prune(
         }
     }
 }
+
+/// The `data:` block: `split_days` per dataset.
+pub(super) fn parse_split_days(data: &Node, cx: &mut Ctx) -> HashMap<DatasetName, [usize; 3]> {
+    let mut split_days: HashMap<DatasetName, [usize; 3]> = HashMap::new();
+    match data.as_map() {
+        Some(m) => {
+            for (k, line, v) in m {
+                if k != "split_days" {
+                    cx.unknown_key(*line, "data", k, &["split_days"]);
+                    continue;
+                }
+                for (d, dl, days) in v.as_map().unwrap_or(&[]) {
+                    let p = format!("data.split_days.{d}");
+                    let parsed: Option<Vec<i64>> = days
+                        .as_seq()
+                        .and_then(|s| s.iter().map(Node::as_i64).collect());
+                    match (d.parse::<DatasetName>(), parsed) {
+                        (Ok(dn), Some(v)) if v.len() == 3 && v.iter().all(|&x| x >= 1) => {
+                            split_days.insert(dn, [v[0] as usize, v[1] as usize, v[2] as usize]);
+                        }
+                        (Err(_), _) => cx.err(
+                            *dl,
+                            &p,
+                            format!("unknown dataset; allowed: {}", DATASETS.join(", ")),
+                        ),
+                        _ => cx.err(days.line, &p, "expected [train, val, test] days, each ≥ 1"),
+                    }
+                }
+                if v.as_map().is_none() {
+                    cx.err(
+                        v.line,
+                        "data.split_days",
+                        "expected a mapping dataset → [train, val, test]",
+                    );
+                }
+            }
+        }
+        None => cx.err(data.line, "data", "expected a mapping"),
+    }
+    split_days
+}
+
+/// The `runs:` list: each run's keys and its label.
+pub(super) fn parse_runs(n: &Node, datasets: &[DatasetName], cx: &mut Ctx) -> Vec<RawRun> {
+    let mut raws: Vec<RawRun> = Vec::new();
+    match n.as_seq() {
+        Some(items) if !items.is_empty() => {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("runs[{i}]");
+                let mut raw = RawRun {
+                    line: item.line,
+                    ..RawRun::default()
+                };
+                parse_run_keys(item, &path, false, datasets, &mut raw, cx);
+                if raw.label.is_empty() && item.get("label").is_none() {
+                    cx.err(
+                        item.line,
+                        &path,
+                        "missing `label`: every run needs a unique label",
+                    );
+                }
+                if !raw.label.is_empty() {
+                    raw.path = format!("runs[{i}] ({})", raw.label);
+                } else {
+                    raw.path = path;
+                }
+                raws.push(raw);
+            }
+        }
+        _ => cx.err(n.line, "runs", "expected a non-empty list of runs"),
+    }
+    raws
+}
