@@ -4,9 +4,9 @@
 //! marked. Pure data; [`super::plots::pareto_svg`] draws it.
 //!
 //! A run is *dominated* when another run of the same data set is no worse on both axes and
-//! better on one. Latency is measured once per network shape and device
-//! ([`crate::exec::test_time_once`]): runs of one architecture share it, so among them only the
-//! error decides.
+//! better on one. Latency is measured once per network shape, device and build
+//! ([`crate::exec::test_time_once`]); runs of one size and device get the median of their
+//! measurements ([`shared_latency`]), so among them only the error decides.
 
 use crate::data::DatasetName;
 
@@ -87,6 +87,34 @@ fn describe(r: &super::collect::RunEntry) -> String {
     parts.join(" · ")
 }
 
+/// One latency per network size and device: the median of the runs' measurements. A
+/// prediction's time does not depend on the weights, so runs of one architecture differ only by
+/// when (and beside what) they were timed; the front should not rank that noise.
+fn shared_latency(points: &mut [Point]) {
+    let mut groups: std::collections::BTreeMap<(u64, String), Vec<f64>> = Default::default();
+    for p in points.iter() {
+        if let Some(l) = p.latency_ms {
+            groups
+                .entry((p.parameters, p.device.clone()))
+                .or_default()
+                .push(l);
+        }
+    }
+    for p in points.iter_mut() {
+        if let Some(v) = groups.get_mut(&(p.parameters, p.device.clone())) {
+            if p.latency_ms.is_some() {
+                v.sort_by(f64::total_cmp);
+                let m = v.len();
+                p.latency_ms = Some(if m % 2 == 1 {
+                    v[m / 2]
+                } else {
+                    0.5 * (v[m / 2 - 1] + v[m / 2])
+                });
+            }
+        }
+    }
+}
+
 /// The Pareto data of `data` at `horizon` minutes (15, 30 or 45); `None` when fewer than two
 /// finished runs differ in size or latency on any data set (nothing to trade off).
 pub fn pareto(data: &ReportData, horizon: u32) -> Option<Pareto> {
@@ -124,6 +152,7 @@ pub fn pareto(data: &ReportData, horizon: u32) -> Option<Pareto> {
                 })
             })
             .collect();
+        shared_latency(&mut points);
         let sizes = front(&points, |p| Some(p.parameters as f64));
         let lats = front(&points, |p| p.latency_ms);
         for (p, (s, l)) in points.iter_mut().zip(sizes.into_iter().zip(lats)) {
@@ -161,6 +190,23 @@ mod tests {
             front_size: false,
             front_latency: false,
         }
+    }
+
+    #[test]
+    fn runs_of_one_size_and_device_share_the_median_latency() {
+        let mut pts = vec![
+            p(10, Some(3.0), 2.5),
+            p(10, Some(1.0), 2.4),
+            p(10, Some(2.0), 2.6),
+            p(99, Some(9.0), 2.0),
+            p(10, None, 2.3),
+        ];
+        shared_latency(&mut pts);
+        let lat: Vec<Option<f64>> = pts.iter().map(|q| q.latency_ms).collect();
+        assert_eq!(lat, vec![Some(2.0), Some(2.0), Some(2.0), Some(9.0), None]);
+        // Only the error decides among them now.
+        let f = front(&pts, |q| q.latency_ms);
+        assert_eq!(f, vec![false, true, false, true, false]);
     }
 
     #[test]

@@ -168,8 +168,8 @@ fn pareto_md(s: &mut String, p: &Pareto) {
         s,
         "Runs that no other run of the same data set beats on both error and size (**size**) or \
          on both error and measured latency (**latency**; test time of one batch on the device \
-         it was measured on, once per network shape and device, so runs of one architecture \
-         share it). Every finished run is in the report's `-pareto.csv` file and on the chart \
+         it was measured on; runs of one network size and device share the median of their \
+         measurements, since a prediction's time does not depend on the weights). Every finished run is in the report's `-pareto.csv` file and on the chart \
          under Figures.\n"
     );
     for b in &p.blocks {
