@@ -200,7 +200,7 @@ impl Tpe {
     /// The next values to try, given the finished trials (objectives NaN or infinite count as
     /// the worst). Random until `startup_trials` trials have finished.
     pub fn suggest(&self, space: &[Space], trials: &[Trial], rng: &mut Rng) -> Vec<Value> {
-        let done: Vec<&Trial> = trials.iter().collect();
+        let done = trials;
         if done.len() < self.startup_trials {
             return random_values(space, rng);
         }
@@ -212,7 +212,7 @@ impl Tpe {
                 f64::INFINITY
             }
         };
-        order.sort_by(|&a, &b| key(done[a]).total_cmp(&key(done[b])));
+        order.sort_by(|&a, &b| key(&done[a]).total_cmp(&key(&done[b])));
         let n_good = gamma(done.len());
         let (good, bad) = order.split_at(n_good);
         space
