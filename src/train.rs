@@ -16,7 +16,9 @@ use crate::data::{Dataset, Split};
 use crate::distill::mse_loss;
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::resume::{Checkpoint, ResumeDir, ResumeError, Snapshot};
-use crate::rng::Rng;
+
+mod fit;
+pub(crate) use fit::{Best, Fit};
 
 /// Optimiser of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -376,91 +378,6 @@ pub fn kd_step<B: AutodiffBackend>(
     Ok(backward_step(out.loss, model))
 }
 
-/// Where an epoch stands in a run: 0-based `epoch` of `epochs`, at learning rate `lr`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct EpochPos {
-    pub epoch: usize,
-    pub epochs: usize,
-    pub lr: f64,
-}
-
-/// One training epoch, shared by training and pruning: every minibatch of `batches` (indices of
-/// training windows) through `step`, which takes the network and returns it updated with the
-/// loss value (a value that is not finite stops the run), with the events. The caller
-/// validates, then [`EpochRun::finish`]es the epoch.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run_epoch<B, E, M>(
-    data: &Dataset,
-    device: &B::Device,
-    batcher: &mut Batcher,
-    pos: EpochPos,
-    batches: &[&[usize]],
-    on_event: &mut dyn FnMut(Event),
-    mut model: M,
-    mut step: impl FnMut(M, Batch<B>) -> Result<(M, f32), E>,
-) -> Result<(M, EpochRun), E>
-where
-    B: AutodiffBackend,
-    E: From<TrainError>,
-{
-    let t0 = Instant::now();
-    let epoch = pos.epoch + 1;
-    on_event(Event::EpochStart {
-        epoch,
-        epochs: pos.epochs,
-        steps: batches.len(),
-    });
-    let mut loss_sum = 0.0;
-    for (i, idx) in batches.iter().enumerate() {
-        let batch = batcher.batch::<B>(data, Split::Train, idx, device);
-        let (updated, loss) = step(model, batch)?;
-        model = updated;
-        if !loss.is_finite() {
-            return Err(TrainError::Diverged {
-                epoch,
-                step: i + 1,
-                loss,
-            }
-            .into());
-        }
-        loss_sum += loss as f64;
-        on_event(Event::Step {
-            epoch,
-            step: i + 1,
-            loss: loss as f64,
-        });
-    }
-    on_event(Event::Evaluating { epoch });
-    let run = EpochRun {
-        t0,
-        pos,
-        mean_loss: loss_sum / batches.len().max(1) as f64,
-    };
-    Ok((model, run))
-}
-
-/// An epoch whose minibatches are done, waiting for its validation.
-pub(crate) struct EpochRun {
-    t0: Instant,
-    pos: EpochPos,
-    mean_loss: f64,
-}
-
-impl EpochRun {
-    /// The epoch's record, given its validation metrics (emits `EpochEnd`).
-    pub(crate) fn finish(self, val: &Metrics, on_event: &mut dyn FnMut(Event)) -> EpochRecord {
-        let record = EpochRecord {
-            epoch: self.pos.epoch + 1,
-            lr: self.pos.lr,
-            train_loss: self.mean_loss,
-            val_mae: val.mean_mae(),
-            seconds: self.t0.elapsed().as_secs_f64(),
-        };
-        on_event(Event::EpochEnd(&record));
-        record
-    }
-}
-
 /// What a per-epoch checkpoint of [`train_with_loss`] holds besides the weights (`model`, the
 /// current network; `best`, the best-validation one; `optim`, the optimiser's state).
 #[derive(Serialize, Deserialize)]
@@ -504,42 +421,24 @@ where
     B: AutodiffBackend,
     L: FnMut(&Stgcn<B>, &Batch<B>, &GraphKernel<B>, &mut LossTally) -> (GradientsParams, f32),
 {
-    cfg.validate()?;
     let started = Instant::now();
-    let n_train = data.windows(Split::Train);
-    if n_train == 0 {
-        return Err(TrainError::EmptySplit(Split::Train));
-    }
-    if data.windows(Split::Val) == 0 {
-        return Err(TrainError::EmptySplit(Split::Val));
-    }
+    let mut fit = Fit::<B>::new(data, cfg, device)?;
     let mut model = Stgcn::<B>::new(model_cfg, cfg.seed, device)?;
     let parameters = model.num_params();
     let g = GraphKernel::<B>::new(&data.cheb, data.nodes, device);
-    let g_eval = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
     let mut opt = Opt::<B>::new(cfg.optimizer);
-    let mut order: Vec<usize> = (0..n_train).collect();
-    let mut batcher = Batcher::default();
-    let mut steps_total = n_train.div_ceil(cfg.batch_size);
-    if let Some(max) = cfg.max_steps_per_epoch {
-        steps_total = steps_total.min(max.max(1));
-    }
 
     let resume = checkpoint.map(ResumeDir::new);
     let key = resume_key(model_cfg, cfg);
-    let mut curve = Vec::with_capacity(cfg.epochs);
-    let mut best: Option<(f64, usize, Stgcn<B::InnerBackend>, Metrics)> = None;
-    let mut best_stem: Option<String> = None;
     let mut tally = LossTally::default();
     let mut prior_seconds = 0.0;
-    let mut first_epoch = 0;
     if let Some(ck) = match &resume {
         Some(r) => r.load::<TrainState>(&key)?,
         None => None,
     } {
-        let done = ck.epoch.min(cfg.epochs);
         eprintln!(
-            "resuming after epoch {done} of {} from {}",
+            "resuming after epoch {} of {} from {}",
+            ck.epoch.min(cfg.epochs),
             cfg.epochs,
             resume
                 .as_ref()
@@ -549,99 +448,56 @@ where
         opt = opt.load(&ck, "optim", device)?;
         let best_model = Stgcn::<B::InnerBackend>::new(model_cfg, cfg.seed, device)?
             .load_record(ck.record::<B::InnerBackend, _>("best", device)?);
-        best_stem = ck.stem("best").map(str::to_string);
+        let best_stem = ck.stem("best").map(str::to_string);
         let st = ck.state;
-        let best_mae = st
-            .curve
-            .iter()
-            .find(|r| r.epoch == st.best_epoch)
-            .map_or(st.best_val.mean_mae(), |r| r.val_mae);
-        best = Some((best_mae, st.best_epoch, best_model, st.best_val));
-        curve = st.curve;
+        let best = Best {
+            val_mae: st
+                .curve
+                .iter()
+                .find(|r| r.epoch == st.best_epoch)
+                .map_or(st.best_val.mean_mae(), |r| r.val_mae),
+            epoch: st.best_epoch,
+            model: best_model,
+            val: st.best_val,
+        };
+        fit.resume(st.curve);
+        fit.resume_phase(0, Some(best), best_stem);
         tally = st.tally;
         prior_seconds = st.seconds;
-        first_epoch = done;
-        // The shuffles are cumulative: replay those of the finished epochs.
-        for epoch in 0..first_epoch {
-            Rng::new(cfg.seed, 1 + epoch as u64).shuffle(&mut order);
-        }
     }
-    for epoch in first_epoch..cfg.epochs {
-        Rng::new(cfg.seed, 1 + epoch as u64).shuffle(&mut order);
-        let batches: Vec<&[usize]> = order.chunks(cfg.batch_size).take(steps_total).collect();
-        let pos = EpochPos {
-            epoch,
-            epochs: cfg.epochs,
-            lr: cfg.lr_at(epoch),
-        };
+    for epoch in fit.curve.len()..cfg.epochs {
+        let pos = fit.pos(epoch, cfg.epochs);
         let run;
-        (model, run) = run_epoch::<B, TrainError, _>(
-            data,
-            device,
-            &mut batcher,
-            pos,
-            &batches,
-            on_event,
-            model,
-            |model, batch| {
-                let (grads, loss) = loss_fn(&model, &batch, &g, &mut tally);
-                Ok((opt.step(pos.lr, model, grads), loss))
-            },
-        )?;
-        let inner = model.valid();
-        let val = evaluate(&inner, &g_eval, data, Split::Val, cfg.eval_batch, device);
-        let record = run.finish(&val, on_event);
-        let first_loss = curve.first().map_or(record.train_loss, |r| r.train_loss);
-        crate::divergence::check_epoch(
-            record.epoch,
-            first_loss,
-            record.train_loss,
-            record.val_mae,
-        )?;
-        let improved = best.as_ref().is_none_or(|b| record.val_mae < b.0);
-        if improved {
-            best = Some((record.val_mae, epoch + 1, inner, val));
-        }
-        curve.push(record);
+        (model, run) = fit.train_epoch::<TrainError>(pos, model, on_event, |model, batch| {
+            let (grads, loss) = loss_fn(&model, &batch, &g, &mut tally);
+            Ok((opt.step(pos.lr, model, grads), loss))
+        })?;
+        let improved = fit.end_epoch(run, model.valid(), true, on_event)?;
         if let Some(r) = &resume {
-            let (_, best_epoch, best_model, best_val) = best.as_ref().expect("set above");
-            let mut snap = r.begin(epoch + 1)?;
-            snap.record::<B, _>("model", model.clone().into_record())?;
-            opt.save(&mut snap, "optim")?;
-            match (&best_stem, improved) {
-                (Some(stem), false) => snap.keep("best", stem),
-                _ => {
-                    snap.record::<B::InnerBackend, _>("best", best_model.clone().into_record())?;
-                    best_stem = Some(format!("best-{}", epoch + 1));
-                }
-            }
-            snap.commit(
-                &key,
-                &TrainState {
-                    curve: curve.clone(),
-                    best_epoch: *best_epoch,
-                    best_val: best_val.clone(),
-                    tally,
-                    seconds: prior_seconds + started.elapsed().as_secs_f64(),
-                },
-            )?;
+            let best = fit.best.as_ref().expect("kept above");
+            let state = TrainState {
+                curve: fit.curve.clone(),
+                best_epoch: best.epoch,
+                best_val: best.val.clone(),
+                tally,
+                seconds: prior_seconds + started.elapsed().as_secs_f64(),
+            };
+            fit.checkpoint(r, &key, &model, &opt, improved, &state)?;
         }
     }
-    let (_, best_epoch, best_model, val) = best.expect("at least one epoch");
+    let Best {
+        epoch: best_epoch,
+        model: best_model,
+        val,
+        ..
+    } = fit.best.take().expect("at least one epoch");
     on_event(Event::Testing);
-    let test = evaluate(
-        &best_model,
-        &g_eval,
-        data,
-        Split::Test,
-        cfg.eval_batch,
-        device,
-    );
+    let test = fit.evaluate(&best_model, Split::Test);
     if let Some(dir) = checkpoint {
         save_model(&best_model, model_cfg, dir)?;
     }
     let outcome = TrainOutcome {
-        epochs: curve,
+        epochs: std::mem::take(&mut fit.curve),
         best_epoch,
         val,
         test,

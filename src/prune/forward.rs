@@ -177,6 +177,7 @@ fn forward_inner<B: Backend>(
 }
 
 /// The masks of a network as tensors, for use on every training step.
+#[derive(Clone)]
 pub struct DeviceMasks<B: Backend> {
     /// Flat masks per parameter ([`Topology::params`] order) with their shapes.
     masks: Vec<Option<(Tensor<B, 1>, Vec<usize>)>>,

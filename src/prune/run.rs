@@ -27,10 +27,9 @@ use crate::data::{Dataset, Split};
 use crate::distill::{mse_loss, LossConfig};
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::resume::ResumeDir;
-use crate::rng::Rng;
 use crate::train::{
-    self, backward_step, run_epoch, Batch, Batcher, EpochPos, EpochRecord, Event, LossTally,
-    Metrics, Opt, TrainConfig, TrainError,
+    self, backward_step, Batch, Batcher, Best, EpochRecord, Event, Fit, LossTally, Metrics, Opt,
+    TrainConfig, TrainError,
 };
 
 /// What [`prune_model`] produced.
@@ -84,7 +83,7 @@ fn resume_key(
     serde_json::to_string(&(base_cfg, train, loss, pc)).expect("configuration serialises")
 }
 
-/// Shared state of the training loops.
+/// What every epoch of both phases needs: the data, the loss and its teacher, the graph.
 struct Loop<'a, B: AutodiffBackend> {
     data: &'a Dataset,
     train: &'a TrainConfig,
@@ -93,23 +92,11 @@ struct Loop<'a, B: AutodiffBackend> {
     teacher: Option<&'a Stgcn<B::InnerBackend>>,
     g: GraphKernel<B>,
     g_eval: GraphKernel<B::InnerBackend>,
-    order: Vec<usize>,
-    batcher: Batcher,
-    steps_per_epoch: usize,
     picks: u64,
     elements: u64,
 }
 
-impl<'a, B: AutodiffBackend> Loop<'a, B> {
-    fn batches(&mut self, epoch: usize) -> Vec<Vec<usize>> {
-        Rng::new(self.train.seed, 1 + epoch as u64).shuffle(&mut self.order);
-        self.order
-            .chunks(self.train.batch_size)
-            .take(self.steps_per_epoch)
-            .map(<[usize]>::to_vec)
-            .collect()
-    }
-
+impl<B: AutodiffBackend> Loop<'_, B> {
     /// Gradients and value of the plain loss (`kd = false`) or of the run's distillation
     /// loss against the frozen teacher.
     fn grads(
@@ -142,16 +129,161 @@ impl<'a, B: AutodiffBackend> Loop<'a, B> {
         self.elements += tally.elements;
         Ok(step)
     }
+}
 
-    fn evaluate(&self, model: &Stgcn<B::InnerBackend>, split: Split) -> Metrics {
-        train::evaluate(
-            model,
-            &self.g_eval,
-            self.data,
-            split,
-            self.train.eval_batch,
-            self.device,
-        )
+/// The pruning phase's state (Algorithm 1 lines 3–23): which channels or elements are kept,
+/// the importance accumulated since the last pruning step, the schedule's position.
+struct Pruning<'a, B: AutodiffBackend> {
+    pc: &'a PruneConfig,
+    topo: Topology,
+    device: &'a B::Device,
+    channel: bool,
+    /// Minibatches between pruning steps, number of steps.
+    interval: usize,
+    n_steps: usize,
+    cstate: ChannelState,
+    estate: ElementState,
+    masks: Masks,
+    dmasks: DeviceMasks<B::InnerBackend>,
+    view: Option<MaskedView<B>>,
+    importance: Importance<B::InnerBackend>,
+    /// Pruning steps taken, minibatches trained in the phase.
+    done: usize,
+    minibatches: usize,
+    steps: Vec<PruneStep>,
+}
+
+impl<'a, B: AutodiffBackend> Pruning<'a, B> {
+    fn new(pc: &'a PruneConfig, topo: Topology, interval: usize, device: &'a B::Device) -> Self {
+        let masks = Masks::none(&topo);
+        Pruning {
+            pc,
+            channel: pc.granularity == Granularity::Channel,
+            interval,
+            n_steps: pc.steps(),
+            cstate: ChannelState::full(&topo),
+            estate: ElementState::full(&topo),
+            dmasks: DeviceMasks::new(&topo, &masks, device),
+            masks,
+            view: None,
+            importance: Importance::new(&topo, device),
+            done: 0,
+            minibatches: 0,
+            steps: Vec::with_capacity(pc.steps()),
+            topo,
+            device,
+        }
+    }
+
+    /// The state of a checkpoint (`PruneState`'s pruning fields).
+    fn restore(&mut self, st: &PruneState) {
+        self.done = st.done;
+        self.minibatches = st.minibatches;
+        self.steps = st.steps.clone();
+        self.cstate = ChannelState {
+            keep: st.channel_keep.clone(),
+        };
+        self.estate = ElementState {
+            keep: st.element_keep.clone(),
+        };
+        if self.done > 0 {
+            self.masks = if self.channel {
+                self.view = Some(MaskedView::new(&self.topo, &self.cstate, self.device));
+                self.cstate.masks(&self.topo)
+            } else {
+                self.estate.masks(&self.topo)
+            };
+            self.dmasks = DeviceMasks::new(&self.topo, &self.masks, self.device);
+        }
+        self.importance = Importance::from_host(&st.importance, st.importance_batches, self.device);
+    }
+
+    /// The checkpoint state of the pruning phase (fine-tuning fills its own fields).
+    fn state(&self, curve: &[EpochRecord], lp: &Loop<B>, seconds: f64) -> PruneState {
+        let (sums, batches) = self.importance.to_host();
+        PruneState {
+            curve: curve.to_vec(),
+            done: self.done,
+            minibatches: self.minibatches,
+            steps: self.steps.clone(),
+            channel_keep: self.cstate.keep.clone(),
+            element_keep: self.estate.keep.clone(),
+            importance: sums,
+            importance_batches: batches,
+            picks: lp.picks,
+            elements: lp.elements,
+            ft_config: None,
+            compaction_diff: None,
+            best: None,
+            seconds,
+        }
+    }
+
+    /// One minibatch's update from its gradients: importance accumulated (until the last
+    /// step), pruned weights' gradients zeroed, the optimiser's step, the masks re-applied and,
+    /// every `interval` minibatches, a pruning step (1-based `epoch`, `minibatch` in it).
+    fn update(
+        &mut self,
+        model: Stgcn<B>,
+        mut grads: GradientsParams,
+        opt: &mut Opt<B>,
+        lr: f64,
+        epoch: usize,
+        minibatch: usize,
+    ) -> Stgcn<B> {
+        if self.done < self.n_steps {
+            self.importance.add(&model, &grads);
+        }
+        mask_grads(&mut grads, &model, &self.dmasks);
+        let model = apply_masks(opt.step(lr, model, grads), &self.dmasks);
+        self.minibatches += 1;
+        if self.done < self.n_steps && self.minibatches.is_multiple_of(self.interval) {
+            self.prune_step(model, epoch, minibatch)
+        } else {
+            model
+        }
+    }
+
+    /// Algorithm 1 lines 14–21: the mean importance since the last step ranks the channels (or
+    /// elements); the lowest go until the step's share of the goal is masked.
+    fn prune_step(&mut self, model: Stgcn<B>, epoch: usize, minibatch: usize) -> Stgcn<B> {
+        self.done += 1;
+        let topo = &self.topo;
+        let scores = self.importance.take_mean();
+        let goal = self.pc.goal(self.done);
+        let channel_share = if self.channel {
+            let (counts, q, _) = counts_for_goal(topo, &self.cstate.counts(), goal);
+            let groups = group_scores(topo, &scores);
+            select_channels(topo, &mut self.cstate, &counts, &groups);
+            self.masks = self.cstate.masks(topo);
+            self.view = Some(MaskedView::new(topo, &self.cstate, self.device));
+            Some(q)
+        } else {
+            select_elements(topo, &mut self.estate, &scores, goal);
+            self.masks = self.estate.masks(topo);
+            None
+        };
+        self.dmasks = DeviceMasks::new(topo, &self.masks, self.device);
+        self.steps.push(PruneStep {
+            step: self.done,
+            epoch,
+            minibatch,
+            goal_share: goal,
+            masked_share: self.masks.masked() as f64 / topo.total_params() as f64,
+            channel_share,
+            channels: self.channel.then(|| self.cstate.channels(topo)),
+        });
+        apply_masks(model, &self.dmasks)
+    }
+
+    /// The network as evaluated: compacted (channel) or masked (element).
+    fn delivered(&self, model: &Stgcn<B>) -> Result<Stgcn<B::InnerBackend>, TrainError> {
+        let inner = model.valid();
+        Ok(if self.channel {
+            compact(&inner, &self.topo, &self.cstate, self.device)?.0
+        } else {
+            inner
+        })
     }
 }
 
@@ -178,20 +310,10 @@ pub fn prune_model<B: AutodiffBackend>(
 ) -> Result<PruneOutput<B::InnerBackend>, PruneError> {
     pc.validate()?;
     let started = Instant::now();
+    // The phases' lengths come from `pc`: `train.epochs` only has to be valid.
     let mut tc = train.clone();
     tc.epochs = tc.epochs.max(1);
-    tc.validate()?;
-    let n_train = data.windows(Split::Train);
-    if n_train == 0 {
-        return Err(TrainError::EmptySplit(Split::Train).into());
-    }
-    if data.windows(Split::Val) == 0 {
-        return Err(TrainError::EmptySplit(Split::Val).into());
-    }
-    let mut steps_per_epoch = n_train.div_ceil(train.batch_size);
-    if let Some(max) = train.max_steps_per_epoch {
-        steps_per_epoch = steps_per_epoch.min(max.max(1));
-    }
+    let mut fit = Fit::<B>::new(data, &tc, device)?;
     let mut lp = Loop::<B> {
         data,
         train,
@@ -200,205 +322,68 @@ pub fn prune_model<B: AutodiffBackend>(
         teacher,
         g: GraphKernel::new(&data.cheb, data.nodes, device),
         g_eval: GraphKernel::new(&data.cheb, data.nodes, device),
-        order: (0..n_train).collect(),
-        batcher: Batcher::default(),
-        steps_per_epoch,
         picks: 0,
         elements: 0,
     };
     let topo = Topology::new(base_cfg);
     let total = topo.total_params();
+    let steps_per_epoch = fit.steps_per_epoch();
     let interval = match pc.interval {
         Interval::Epochs(e) => e * steps_per_epoch,
         Interval::Minibatches(m) => m,
     };
-    let n_steps = pc.steps();
-    let prune_epochs = (n_steps * interval).div_ceil(steps_per_epoch);
+    let prune_epochs = (pc.steps() * interval).div_ceil(steps_per_epoch);
     let epochs_total = prune_epochs + pc.finetune_epochs;
-    let channel = pc.granularity == Granularity::Channel;
     let kd_importance = pc.method == PruneMethod::Kdis;
+    let mut pr = Pruning::<B>::new(pc, topo, interval, device);
 
     let mut model = base;
     let mut opt = Opt::<B>::new(train.optimizer);
-    let mut cstate = ChannelState::full(&topo);
-    let mut estate = ElementState::full(&topo);
-    let mut masks = Masks::none(&topo);
-    let mut dmasks = DeviceMasks::<B::InnerBackend>::new(&topo, &masks, device);
-    let mut view: Option<MaskedView<B>> = None;
-    let mut importance = Importance::<B::InnerBackend>::new(&topo, device);
-    let mut done = 0usize;
-    let mut minibatches = 0usize;
-    let mut steps: Vec<PruneStep> = Vec::with_capacity(n_steps);
-    let mut curve: Vec<EpochRecord> = Vec::with_capacity(epochs_total);
     let key = resume_key(base_cfg, train, loss, pc);
     let ck = match resume {
         Some(r) => r.load::<PruneState>(&key).map_err(TrainError::from)?,
         None => None,
     };
-    let mut first_epoch = 0;
     let mut seconds_before = 0.0;
     if let Some(ck) = &ck {
         let st = &ck.state;
-        first_epoch = ck.epoch.min(epochs_total);
-        eprintln!("resuming the pruning run after epoch {first_epoch} of {epochs_total}");
-        curve = st.curve.clone();
-        done = st.done;
-        minibatches = st.minibatches;
-        steps = st.steps.clone();
-        cstate = ChannelState {
-            keep: st.channel_keep.clone(),
-        };
-        estate = ElementState {
-            keep: st.element_keep.clone(),
-        };
-        if done > 0 {
-            masks = if channel {
-                view = Some(MaskedView::new(&topo, &cstate, device));
-                cstate.masks(&topo)
-            } else {
-                estate.masks(&topo)
-            };
-            dmasks = DeviceMasks::new(&topo, &masks, device);
-        }
-        importance = Importance::from_host(&st.importance, st.importance_batches, device);
+        eprintln!(
+            "resuming the pruning run after epoch {} of {epochs_total}",
+            ck.epoch.min(epochs_total)
+        );
+        pr.restore(st);
         (lp.picks, lp.elements) = (st.picks, st.elements);
         seconds_before = st.seconds;
-        if first_epoch <= prune_epochs {
+        if ck.epoch <= prune_epochs {
             model = model.load_record(
                 ck.record::<B, _>("model", device)
                     .map_err(TrainError::from)?,
             );
             opt = opt.load(ck, "optim", device).map_err(TrainError::from)?;
         }
-        // The shuffles are cumulative: replay those of the finished epochs.
-        for epoch in 0..first_epoch {
-            lp.batches(epoch);
-        }
+        fit.resume(st.curve.clone());
     }
-    let state = |curve: &[EpochRecord],
-                 done: usize,
-                 minibatches: usize,
-                 steps: &[PruneStep],
-                 cstate: &ChannelState,
-                 estate: &ElementState,
-                 importance: &Importance<B::InnerBackend>,
-                 lp: &Loop<B>| {
-        let (sums, batches) = importance.to_host();
-        PruneState {
-            curve: curve.to_vec(),
-            done,
-            minibatches,
-            steps: steps.to_vec(),
-            channel_keep: cstate.keep.clone(),
-            element_keep: estate.keep.clone(),
-            importance: sums,
-            importance_batches: batches,
-            picks: lp.picks,
-            elements: lp.elements,
-            ft_config: None,
-            compaction_diff: None,
-            best: None,
-            seconds: seconds_before + started.elapsed().as_secs_f64(),
-        }
-    };
+    let seconds = |started: Instant| seconds_before + started.elapsed().as_secs_f64();
 
-    // The network as evaluated: compacted (channel) or masked (element).
-    let delivered = |model: &Stgcn<B>, cstate: &ChannelState| -> Result<_, PruneError> {
-        let inner = model.valid();
-        Ok(if channel {
-            compact(&inner, &topo, cstate, device)
-                .map_err(TrainError::from)?
-                .0
-        } else {
-            inner
-        })
-    };
-
-    for epoch in first_epoch..prune_epochs {
-        let pos = EpochPos {
-            epoch,
-            epochs: epochs_total,
-            lr: train.lr_at(epoch),
-        };
-        let batches = lp.batches(epoch);
-        let batches: Vec<&[usize]> = batches.iter().map(Vec::as_slice).collect();
-        let mut batcher = std::mem::take(&mut lp.batcher);
+    for epoch in fit.curve.len()..prune_epochs {
+        let pos = fit.pos(epoch, epochs_total);
         let mut minibatch = 0;
         let run;
-        (model, run) = run_epoch::<B, PruneError, _>(
-            data,
-            device,
-            &mut batcher,
-            pos,
-            &batches,
-            on_event,
-            model,
-            |model, batch| {
-                let (mut grads, value) = lp.grads(&model, view.as_ref(), &batch, kd_importance)?;
-                if !value.is_finite() {
-                    return Ok((model, value));
-                }
-                if done < n_steps {
-                    importance.add(&model, &grads);
-                }
-                mask_grads(&mut grads, &model, &dmasks);
-                let mut model = apply_masks(opt.step(pos.lr, model, grads), &dmasks);
-                minibatches += 1;
-                minibatch += 1;
-                if done < n_steps && minibatches.is_multiple_of(interval) {
-                    done += 1;
-                    let scores = importance.take_mean();
-                    let goal = pc.goal(done);
-                    let channel_share = if channel {
-                        let (counts, q, _) = counts_for_goal(&topo, &cstate.counts(), goal);
-                        let groups = group_scores(&topo, &scores);
-                        select_channels(&topo, &mut cstate, &counts, &groups);
-                        masks = cstate.masks(&topo);
-                        view = Some(MaskedView::new(&topo, &cstate, device));
-                        Some(q)
-                    } else {
-                        select_elements(&topo, &mut estate, &scores, goal);
-                        masks = estate.masks(&topo);
-                        None
-                    };
-                    dmasks = DeviceMasks::new(&topo, &masks, device);
-                    model = apply_masks(model, &dmasks);
-                    steps.push(PruneStep {
-                        step: done,
-                        epoch: epoch + 1,
-                        minibatch,
-                        goal_share: goal,
-                        masked_share: masks.masked() as f64 / total as f64,
-                        channel_share,
-                        channels: channel.then(|| cstate.channels(&topo)),
-                    });
-                }
-                Ok((model, value))
-            },
-        )?;
-        lp.batcher = batcher;
-        let val = lp.evaluate(&delivered(&model, &cstate)?, Split::Val);
-        let record = run.finish(&val, on_event);
-        let first_loss = curve.first().map_or(record.train_loss, |r| r.train_loss);
-        crate::divergence::check_epoch(record.epoch, first_loss, record.train_loss, record.val_mae)
-            .map_err(TrainError::from)?;
-        curve.push(record);
+        (model, run) = fit.train_epoch::<PruneError>(pos, model, on_event, |model, batch| {
+            let (grads, value) = lp.grads(&model, pr.view.as_ref(), &batch, kd_importance)?;
+            if !value.is_finite() {
+                return Ok((model, value));
+            }
+            minibatch += 1;
+            Ok((
+                pr.update(model, grads, &mut opt, pos.lr, epoch + 1, minibatch),
+                value,
+            ))
+        })?;
+        fit.end_epoch(run, pr.delivered(&model)?, false, on_event)?;
         if let Some(r) = resume {
-            let st = state(
-                &curve,
-                done,
-                minibatches,
-                &steps,
-                &cstate,
-                &estate,
-                &importance,
-                &lp,
-            );
-            let mut snap = r.begin(epoch + 1).map_err(TrainError::from)?;
-            snap.record::<B, _>("model", model.clone().into_record())
-                .map_err(TrainError::from)?;
-            opt.save(&mut snap, "optim").map_err(TrainError::from)?;
-            snap.commit(&key, &st).map_err(TrainError::from)?;
+            let st = pr.state(&fit.curve, &lp, seconds(started));
+            fit.checkpoint(r, &key, &model, &opt, false, &st)?;
         }
     }
 
@@ -419,116 +404,68 @@ pub fn prune_model<B: AutodiffBackend>(
                 );
             (ft, cfg, ck.state.compaction_diff)
         }
-        None if channel => {
-            let (c, cfg) = compact(&model, &topo, &cstate, device).map_err(TrainError::from)?;
-            let diff = compaction_gap(&model, &c, &topo, &cstate, &lp);
+        None if pr.channel => {
+            let (c, cfg) =
+                compact(&model, &pr.topo, &pr.cstate, device).map_err(TrainError::from)?;
+            let diff = compaction_gap(&model, &c, &pr.topo, &pr.cstate, &lp);
             (c, cfg, Some(diff))
         }
         None => (model, base_cfg.clone(), None),
     };
-    let ft_masks = if channel {
-        DeviceMasks::new(&topo, &Masks::none(&topo), device)
+    let ft_masks = if pr.channel {
+        DeviceMasks::new(&pr.topo, &Masks::none(&pr.topo), device)
     } else {
-        dmasks
+        pr.dmasks.clone()
     };
     let mut opt = Opt::<B>::new(train.optimizer);
     let kd_finetune = pc.finetune_loss == FinetuneLoss::Kd;
-    let mut best: Option<(f64, usize, Stgcn<B::InnerBackend>, Metrics)> = None;
-    let mut best_stem: Option<String> = None;
-    let mut ft_first = 0;
+    fit.begin_phase();
     if let Some(ck) = &resumed_ft {
         opt = opt.load(ck, "optim", device).map_err(TrainError::from)?;
-        if let Some((mae, epoch, val)) = &ck.state.best {
-            let m = Stgcn::<B::InnerBackend>::new(&ft_cfg, train.seed, device)
-                .map_err(TrainError::from)?
-                .load_record(
-                    ck.record::<B::InnerBackend, _>("best", device)
-                        .map_err(TrainError::from)?,
-                );
-            best = Some((*mae, *epoch, m, val.clone()));
-            best_stem = ck.stem("best").map(str::to_string);
-        }
-        ft_first = ck.epoch - prune_epochs;
-    }
-    for e in ft_first..pc.finetune_epochs {
-        let epoch = prune_epochs + e;
-        let pos = EpochPos {
-            epoch,
-            epochs: epochs_total,
-            lr: train.lr_at(epoch),
+        let best = match &ck.state.best {
+            Some((mae, epoch, val)) => Some(Best {
+                val_mae: *mae,
+                epoch: *epoch,
+                model: Stgcn::<B::InnerBackend>::new(&ft_cfg, train.seed, device)
+                    .map_err(TrainError::from)?
+                    .load_record(
+                        ck.record::<B::InnerBackend, _>("best", device)
+                            .map_err(TrainError::from)?,
+                    ),
+                val: val.clone(),
+            }),
+            None => None,
         };
-        let batches = lp.batches(epoch);
-        let batches: Vec<&[usize]> = batches.iter().map(Vec::as_slice).collect();
-        let mut batcher = std::mem::take(&mut lp.batcher);
+        fit.resume_phase(prune_epochs, best, ck.stem("best").map(str::to_string));
+    }
+    for epoch in fit.curve.len()..epochs_total {
+        let pos = fit.pos(epoch, epochs_total);
         let run;
-        (ft, run) = run_epoch::<B, PruneError, _>(
-            data,
-            device,
-            &mut batcher,
-            pos,
-            &batches,
-            on_event,
-            ft,
-            |ft, batch| {
-                let (mut grads, value) = lp.grads(&ft, None, &batch, kd_finetune)?;
-                mask_grads(&mut grads, &ft, &ft_masks);
-                Ok((apply_masks(opt.step(pos.lr, ft, grads), &ft_masks), value))
-            },
-        )?;
-        lp.batcher = batcher;
-        let inner = ft.valid();
-        let val = lp.evaluate(&inner, Split::Val);
-        let record = run.finish(&val, on_event);
-        // Fine-tuning's loss (plain or KD) is compared with its own first epoch.
-        let first_loss = curve
-            .get(prune_epochs)
-            .map_or(record.train_loss, |r| r.train_loss);
-        crate::divergence::check_epoch(record.epoch, first_loss, record.train_loss, record.val_mae)
-            .map_err(TrainError::from)?;
-        let improved = best.as_ref().is_none_or(|b| record.val_mae < b.0);
-        if improved {
-            best = Some((record.val_mae, epoch + 1, inner, val));
-        }
-        curve.push(record);
+        (ft, run) = fit.train_epoch::<PruneError>(pos, ft, on_event, |ft, batch| {
+            let (mut grads, value) = lp.grads(&ft, None, &batch, kd_finetune)?;
+            mask_grads(&mut grads, &ft, &ft_masks);
+            Ok((apply_masks(opt.step(pos.lr, ft, grads), &ft_masks), value))
+        })?;
+        let improved = fit.end_epoch(run, ft.valid(), true, on_event)?;
         if let Some(r) = resume {
-            let (mae, best_epoch, best_model, best_val) = best.as_ref().expect("set above");
-            let mut st = state(
-                &curve,
-                done,
-                minibatches,
-                &steps,
-                &cstate,
-                &estate,
-                &importance,
-                &lp,
-            );
+            let best = fit.best.as_ref().expect("kept above");
+            let mut st = pr.state(&fit.curve, &lp, seconds(started));
             st.ft_config = Some(ft_cfg.clone());
             st.compaction_diff = compaction_diff;
-            st.best = Some((*mae, *best_epoch, best_val.clone()));
-            let mut snap = r.begin(epoch + 1).map_err(TrainError::from)?;
-            snap.record::<B, _>("model", ft.clone().into_record())
-                .map_err(TrainError::from)?;
-            opt.save(&mut snap, "optim").map_err(TrainError::from)?;
-            match (&best_stem, improved) {
-                (Some(stem), false) => snap.keep("best", stem),
-                _ => {
-                    snap.record::<B::InnerBackend, _>("best", best_model.clone().into_record())
-                        .map_err(TrainError::from)?;
-                    best_stem = Some(format!("best-{}", epoch + 1));
-                }
-            }
-            snap.commit(&key, &st).map_err(TrainError::from)?;
+            st.best = Some((best.val_mae, best.epoch, best.val.clone()));
+            fit.checkpoint(r, &key, &ft, &opt, improved, &st)?;
         }
     }
-    let (best_epoch, model, val) = match best {
-        Some((_, e, m, v)) => (e, m, v),
+    let (best_epoch, model, val) = match fit.best.take() {
+        Some(b) => (b.epoch, b.model, b.val),
         None => {
             let m = ft.valid();
-            let v = lp.evaluate(&m, Split::Val);
+            let v = fit.evaluate(&m, Split::Val);
             (prune_epochs, m, v)
         }
     };
-    let masked = masks.masked();
+    let masked = pr.masks.masked();
+    let channel = pr.channel;
     let summary = PruneSummary {
         method: pc.method,
         granularity: pc.granularity,
@@ -542,13 +479,13 @@ pub fn prune_model<B: AutodiffBackend>(
         base_test_time: None,
         pruned_test_time: None,
         speedup: None,
-        steps,
+        steps: pr.steps,
     };
     let uses_ord = (kd_importance || kd_finetune) && loss.kind.uses_ord();
     Ok(PruneOutput {
         model,
         model_config: ft_cfg,
-        epochs: curve,
+        epochs: fit.curve,
         best_epoch,
         val,
         summary,
