@@ -26,7 +26,7 @@ use super::{
 use crate::data::{Dataset, Split};
 use crate::distill::{mse_loss, LossConfig};
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
-use crate::resume::ResumeDir;
+use crate::resume::{Checkpoint, ResumeDir};
 use crate::train::{
     self, backward_step, Batch, Batcher, Best, EpochRecord, Event, Fit, LossTally, Metrics, Opt,
     TrainConfig, TrainError,
@@ -276,6 +276,27 @@ impl<'a, B: AutodiffBackend> Pruning<'a, B> {
         apply_masks(model, &self.dmasks)
     }
 
+    /// What the pruning did, for the run's report (the delivered network's shape `ft_cfg`).
+    fn summary(self, ft_cfg: &StgcnConfig, compaction_diff: Option<f64>) -> PruneSummary {
+        let total = self.topo.total_params();
+        let masked = self.masks.masked();
+        PruneSummary {
+            method: self.pc.method,
+            granularity: self.pc.granularity,
+            target_pct: self.pc.target_pct,
+            masked_share: masked as f64 / total as f64,
+            original_parameters: total,
+            remaining_parameters: total - masked,
+            compact_parameters: self.channel.then(|| ft_cfg.param_count()),
+            compact_channels: self.channel.then_some(ft_cfg.channels),
+            compaction_max_abs_diff: compaction_diff,
+            base_test_time: None,
+            pruned_test_time: None,
+            speedup: None,
+            steps: self.steps,
+        }
+    }
+
     /// The network as evaluated: compacted (channel) or masked (element).
     fn delivered(&self, model: &Stgcn<B>) -> Result<Stgcn<B::InnerBackend>, TrainError> {
         let inner = model.valid();
@@ -326,7 +347,6 @@ pub fn prune_model<B: AutodiffBackend>(
         elements: 0,
     };
     let topo = Topology::new(base_cfg);
-    let total = topo.total_params();
     let steps_per_epoch = fit.steps_per_epoch();
     let interval = match pc.interval {
         Interval::Epochs(e) => e * steps_per_epoch,
@@ -389,55 +409,22 @@ pub fn prune_model<B: AutodiffBackend>(
 
     // Fine-tuning (Algorithm 1 lines 24–26): channel-pruned networks in compacted form.
     let resumed_ft = ck.filter(|ck| ck.epoch > prune_epochs);
-    let (mut ft, ft_cfg, compaction_diff) = match &resumed_ft {
-        Some(ck) => {
-            let cfg = ck
-                .state
-                .ft_config
-                .clone()
-                .unwrap_or_else(|| base_cfg.clone());
-            let ft = Stgcn::<B>::new(&cfg, train.seed, device)
-                .map_err(TrainError::from)?
-                .load_record(
-                    ck.record::<B, _>("model", device)
-                        .map_err(TrainError::from)?,
-                );
-            (ft, cfg, ck.state.compaction_diff)
-        }
-        None if pr.channel => {
-            let (c, cfg) =
-                compact(&model, &pr.topo, &pr.cstate, device).map_err(TrainError::from)?;
-            let diff = compaction_gap(&model, &c, &pr.topo, &pr.cstate, &lp);
-            (c, cfg, Some(diff))
-        }
-        None => (model, base_cfg.clone(), None),
-    };
-    let ft_masks = if pr.channel {
-        DeviceMasks::new(&pr.topo, &Masks::none(&pr.topo), device)
-    } else {
-        pr.dmasks.clone()
-    };
-    let mut opt = Opt::<B>::new(train.optimizer);
+    let FinetuneStart {
+        model: mut ft,
+        config: ft_cfg,
+        compaction_diff,
+        masks: ft_masks,
+        mut opt,
+    } = finetune_start(
+        model,
+        base_cfg,
+        &pr,
+        &lp,
+        &mut fit,
+        resumed_ft.as_ref(),
+        prune_epochs,
+    )?;
     let kd_finetune = pc.finetune_loss == FinetuneLoss::Kd;
-    fit.begin_phase();
-    if let Some(ck) = &resumed_ft {
-        opt = opt.load(ck, "optim", device).map_err(TrainError::from)?;
-        let best = match &ck.state.best {
-            Some((mae, epoch, val)) => Some(Best {
-                val_mae: *mae,
-                epoch: *epoch,
-                model: Stgcn::<B::InnerBackend>::new(&ft_cfg, train.seed, device)
-                    .map_err(TrainError::from)?
-                    .load_record(
-                        ck.record::<B::InnerBackend, _>("best", device)
-                            .map_err(TrainError::from)?,
-                    ),
-                val: val.clone(),
-            }),
-            None => None,
-        };
-        fit.resume_phase(prune_epochs, best, ck.stem("best").map(str::to_string));
-    }
     for epoch in fit.curve.len()..epochs_total {
         let pos = fit.pos(epoch, epochs_total);
         let run;
@@ -464,23 +451,7 @@ pub fn prune_model<B: AutodiffBackend>(
             (prune_epochs, m, v)
         }
     };
-    let masked = pr.masks.masked();
-    let channel = pr.channel;
-    let summary = PruneSummary {
-        method: pc.method,
-        granularity: pc.granularity,
-        target_pct: pc.target_pct,
-        masked_share: masked as f64 / total as f64,
-        original_parameters: total,
-        remaining_parameters: total - masked,
-        compact_parameters: channel.then(|| ft_cfg.param_count()),
-        compact_channels: channel.then_some(ft_cfg.channels),
-        compaction_max_abs_diff: compaction_diff,
-        base_test_time: None,
-        pruned_test_time: None,
-        speedup: None,
-        steps: pr.steps,
-    };
+    let summary = pr.summary(&ft_cfg, compaction_diff);
     let uses_ord = (kd_importance || kd_finetune) && loss.kind.uses_ord();
     Ok(PruneOutput {
         model,
@@ -491,6 +462,77 @@ pub fn prune_model<B: AutodiffBackend>(
         summary,
         attention: uses_ord.then_some((lp.picks, lp.elements)),
         seconds_before,
+    })
+}
+
+/// Where fine-tuning starts: the network (compacted for channel granularity), its shape, the
+/// compaction check, the masks it keeps and a fresh optimiser, or all of them as a checkpoint
+/// `resumed` in fine-tuning left them (its best network restored into `fit`).
+struct FinetuneStart<B: AutodiffBackend> {
+    model: Stgcn<B>,
+    config: StgcnConfig,
+    compaction_diff: Option<f64>,
+    masks: DeviceMasks<B::InnerBackend>,
+    opt: Opt<B>,
+}
+
+fn finetune_start<B: AutodiffBackend>(
+    pruned: Stgcn<B>,
+    base_cfg: &StgcnConfig,
+    pr: &Pruning<B>,
+    lp: &Loop<B>,
+    fit: &mut Fit<B>,
+    resumed: Option<&Checkpoint<PruneState>>,
+    prune_epochs: usize,
+) -> Result<FinetuneStart<B>, TrainError> {
+    let (device, seed) = (lp.device, lp.train.seed);
+    let masks = if pr.channel {
+        DeviceMasks::new(&pr.topo, &Masks::none(&pr.topo), device)
+    } else {
+        pr.dmasks.clone()
+    };
+    let opt = Opt::<B>::new(lp.train.optimizer);
+    fit.begin_phase();
+    let Some(ck) = resumed else {
+        let (model, config, compaction_diff) = if pr.channel {
+            let (c, cfg) = compact(&pruned, &pr.topo, &pr.cstate, device)?;
+            let diff = compaction_gap(&pruned, &c, &pr.topo, &pr.cstate, lp);
+            (c, cfg, Some(diff))
+        } else {
+            (pruned, base_cfg.clone(), None)
+        };
+        return Ok(FinetuneStart {
+            model,
+            config,
+            compaction_diff,
+            masks,
+            opt,
+        });
+    };
+    let config = ck
+        .state
+        .ft_config
+        .clone()
+        .unwrap_or_else(|| base_cfg.clone());
+    let model =
+        Stgcn::<B>::new(&config, seed, device)?.load_record(ck.record::<B, _>("model", device)?);
+    let best = match &ck.state.best {
+        Some((mae, epoch, val)) => Some(Best {
+            val_mae: *mae,
+            epoch: *epoch,
+            model: Stgcn::<B::InnerBackend>::new(&config, seed, device)?
+                .load_record(ck.record::<B::InnerBackend, _>("best", device)?),
+            val: val.clone(),
+        }),
+        None => None,
+    };
+    fit.resume_phase(prune_epochs, best, ck.stem("best").map(str::to_string));
+    Ok(FinetuneStart {
+        model,
+        config,
+        compaction_diff: ck.state.compaction_diff,
+        masks,
+        opt: opt.load(ck, "optim", device)?,
     })
 }
 
