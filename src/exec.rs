@@ -179,17 +179,9 @@ pub fn execute<B: AutodiffBackend>(
         time(&best, &cfg.model)
     });
     Ok(RunReport {
-        run_dir: paths.run_dir.clone(),
-        dataset: cfg.dataset,
-        device: device_spec,
-        data_checksum: data.checksum.clone(),
-        config: cfg.clone(),
-        outcome,
-        flops_per_sample: cfg.model.flops_per_sample(),
         test_time,
         attention,
-        pruning: None,
-        code_commit: crate::plan::CODE_COMMIT.to_string(),
+        ..RunReport::new(cfg, paths, device_spec, data, outcome)
     })
 }
 
@@ -263,26 +255,21 @@ fn execute_prune<B: AutodiffBackend>(
     let parameters = summary
         .compact_parameters
         .unwrap_or(summary.remaining_parameters);
+    let outcome = TrainOutcome {
+        epochs: out.epochs,
+        best_epoch: out.best_epoch,
+        val: out.val,
+        test,
+        parameters,
+        train_seconds: out.seconds_before + started.elapsed().as_secs_f64(),
+        tally: Default::default(),
+    };
     Ok(RunReport {
-        run_dir: paths.run_dir.clone(),
-        dataset: cfg.dataset,
-        device: device_spec,
-        data_checksum: data.checksum.clone(),
-        config: cfg.clone(),
-        outcome: TrainOutcome {
-            epochs: out.epochs,
-            best_epoch: out.best_epoch,
-            val: out.val,
-            test,
-            parameters,
-            train_seconds: out.seconds_before + started.elapsed().as_secs_f64(),
-            tally: Default::default(),
-        },
         flops_per_sample: out.model_config.flops_per_sample(),
         test_time: summary.pruned_test_time,
         attention: out.attention,
         pruning: Some(summary),
-        code_commit: crate::plan::CODE_COMMIT.to_string(),
+        ..RunReport::new(cfg, paths, device_spec, data, outcome)
     })
 }
 
@@ -465,6 +452,30 @@ pub fn checkpoint_identity(dir: &Path) -> Option<String> {
 }
 
 impl RunReport {
+    /// The report of `cfg`'s run with `outcome`, built by this code: the network's FLOPs from
+    /// the configuration, no test time, ORD picks or pruning summary.
+    fn new(
+        cfg: &RunConfig,
+        paths: &RunPaths,
+        device: DeviceSpec,
+        data: &Dataset,
+        outcome: TrainOutcome,
+    ) -> Self {
+        RunReport {
+            run_dir: paths.run_dir.clone(),
+            dataset: cfg.dataset,
+            device,
+            data_checksum: data.checksum.clone(),
+            config: cfg.clone(),
+            outcome,
+            flops_per_sample: cfg.model.flops_per_sample(),
+            test_time: None,
+            attention: None,
+            pruning: None,
+            code_commit: crate::plan::CODE_COMMIT.to_string(),
+        }
+    }
+
     /// The rows the store keeps for a finished run. `checkpoint` is the run folder as stored
     /// (relative to the store's folder).
     pub fn to_store_result(&self, checkpoint: &str) -> crate::store::RunResult {

@@ -507,6 +507,19 @@ pub struct OutputBlock<B: Backend> {
     pub fc_bias: Param<Tensor<B, 1>>,
 }
 
+impl<B: Backend> OutputBlock<B> {
+    /// The output block's last layer: `[B, T, N, C]` → `[B, T, N, 1]`, one linear map of the
+    /// channels per node and step.
+    pub fn fully_connected(&self, h: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, t, n, c] = h.dims();
+        let y = h
+            .reshape([b * t * n, c])
+            .matmul(self.fc_weight.val())
+            .reshape([b, t, n, 1]);
+        y + self.fc_bias.val().reshape([1, t, n, 1])
+    }
+}
+
 /// Hidden features tapped during a forward step, for distillation and plots.
 #[derive(Debug, Clone)]
 pub struct Features<B: Backend> {
@@ -610,15 +623,10 @@ impl<B: Backend> Stgcn<B> {
     /// The output block on the last ST-Conv block's output `[B, Ko, N, C]` → `[B, 1, N, 1]`.
     fn output_forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let out = &self.output;
-        let h = out
-            .sigmoid
-            .forward(out.norm.forward(out.temporal.forward(x)));
-        let [b, t, n, c] = h.dims();
-        let y = h
-            .reshape([b * t * n, c])
-            .matmul(out.fc_weight.val())
-            .reshape([b, t, n, 1]);
-        y + out.fc_bias.val().reshape([1, t, n, 1])
+        out.fully_connected(
+            out.sigmoid
+                .forward(out.norm.forward(out.temporal.forward(x))),
+        )
     }
 
     /// The same prediction as [`Stgcn::predict`], computing each hidden step once.

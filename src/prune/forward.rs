@@ -165,15 +165,10 @@ fn forward_inner<B: Backend>(
     }
     let out = &m.output;
     let nv = view.and_then(|v| v.norms[2].as_ref());
-    let h = out
-        .sigmoid
-        .forward(norm_fwd(&out.norm, out.temporal.forward(x), nv));
-    let [b, t, n, c] = h.dims();
-    let y = h
-        .reshape([b * t * n, c])
-        .matmul(out.fc_weight.val())
-        .reshape([b, t, n, 1]);
-    y + out.fc_bias.val().reshape([1, t, n, 1])
+    out.fully_connected(
+        out.sigmoid
+            .forward(norm_fwd(&out.norm, out.temporal.forward(x), nv)),
+    )
 }
 
 /// The masks of a network as tensors, for use on every training step.

@@ -337,13 +337,7 @@ pub(super) fn parse_run_keys(
     };
     let mut allowed: Vec<&str> = RUN_KEYS.to_vec();
     allowed.extend(FIELDS.iter().map(|(n, _)| *n));
-    let mut seen = HashSet::new();
-    for (k, line, v) in map {
-        let p = format!("{path}.{k}");
-        if !seen.insert(k.as_str()) {
-            cx.err(*line, &p, "key given twice");
-            continue;
-        }
+    for (k, line, v, p) in unique_keys(map, path, cx) {
         if let Some((name, ty)) = FIELDS.iter().find(|(n, _)| n == k) {
             if let Some(fv) = parse_field(v, *ty, &p, datasets, cx) {
                 raw.fields.insert(name, fv);
@@ -427,13 +421,7 @@ pub(super) fn parse_prune(
         return;
     };
     raw.prune_line = Some(node.line);
-    let mut seen = HashSet::new();
-    for (k, line, v) in map {
-        let p = format!("{path}.{k}");
-        if !seen.insert(k.as_str()) {
-            cx.err(*line, &p, "key given twice");
-            continue;
-        }
+    for (k, line, v, p) in unique_keys(map, path, cx) {
         match PRUNE_FIELDS.iter().find(|f| f.0 == k) {
             Some(&(_, name, ty)) => {
                 if let Some(fv) = parse_field(v, ty, &p, datasets, cx) {
@@ -516,4 +504,24 @@ pub(super) fn parse_runs(n: &Node, datasets: &[DatasetName], cx: &mut Ctx) -> Ve
         _ => cx.err(n.line, "runs", "expected a non-empty list of runs"),
     }
     raws
+}
+
+/// The entries of a mapping at `path` with each one's path (`<path>.<key>`); a key given again
+/// is an error at its line and left out.
+fn unique_keys<'n>(
+    map: &'n [(String, usize, Node)],
+    path: &str,
+    cx: &mut Ctx,
+) -> Vec<(&'n String, &'n usize, &'n Node, String)> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(map.len());
+    for (k, line, v) in map {
+        let p = format!("{path}.{k}");
+        if seen.insert(k.as_str()) {
+            out.push((k, line, v, p));
+        } else {
+            cx.err(*line, &p, "key given twice");
+        }
+    }
+    out
 }
