@@ -46,6 +46,42 @@ impl Job {
 pub struct Plan {
     pub name: String,
     pub jobs: Vec<Job>,
+    /// The searched runs, whose trials the sweep proposes one at a time.
+    pub studies: Vec<PlannedStudy>,
+}
+
+/// A study with its dependencies resolved: a trial's job is built from its values.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStudy {
+    /// `<experiment>/<label>/<dataset>[/seed=<seed>]`: trials are numbered within it.
+    pub key: String,
+    #[serde(skip)]
+    pub study: crate::spec::Study,
+    pub data_checksum: String,
+    pub teacher: Option<String>,
+    /// The base run's hash and network (a pruning study prunes it).
+    pub base: Option<(String, crate::model::StgcnConfig)>,
+    /// Hashes of the runs every trial needs.
+    pub deps: Vec<String>,
+}
+
+impl PlannedStudy {
+    /// The job of trial `number` with `values`.
+    pub fn trial(&self, number: usize, values: &[crate::search::Value]) -> Job {
+        let mut config = self.study.config(values);
+        config.teacher = self.teacher.clone();
+        if let Some((hash, model)) = &self.base {
+            config.base = Some(hash.clone());
+            config.model = model.clone();
+        }
+        Job {
+            hash: run_hash(&config, &self.data_checksum),
+            label: self.study.label.clone(),
+            variant: format!("trial={number} {}", self.study.describe(values)),
+            config,
+            deps: self.deps.clone(),
+        }
+    }
 }
 
 /// Identity of a run: hash of the code version, the data checksum and the canonical JSON of
@@ -116,9 +152,42 @@ pub fn plan<E>(
             deps,
         });
     }
+    let mut studies = Vec::with_capacity(exp.studies.len());
+    for st in &exp.studies {
+        let d = st.dataset;
+        if let std::collections::hash_map::Entry::Vacant(e) = sums.entry(d) {
+            e.insert(checksum(d)?);
+        }
+        let teacher = st.teacher.map(|t| hashes[t].clone());
+        let base = st
+            .base
+            .map(|b| (hashes[b].clone(), exp.runs[b].config.model.clone()));
+        let deps: Vec<String> = teacher
+            .iter()
+            .chain(base.as_ref().map(|(h, _)| h))
+            .cloned()
+            .collect();
+        let seeded = exp
+            .studies
+            .iter()
+            .any(|o| o.label == st.label && o.dataset == d && o.seed != st.seed);
+        let mut key = format!("{}/{}/{d}", exp.name, st.label);
+        if seeded {
+            key.push_str(&format!("/seed={}", st.seed));
+        }
+        studies.push(PlannedStudy {
+            key,
+            study: st.clone(),
+            data_checksum: sums[&d].clone(),
+            teacher,
+            base,
+            deps,
+        });
+    }
     Ok(Plan {
         name: exp.name.clone(),
         jobs,
+        studies,
     })
 }
 

@@ -292,7 +292,8 @@ impl Tpe {
 /// When to stop a trial early, from validation curves (one value per finished epoch, lower is
 /// better). Each trial is judged by its best value so far, which a single noisy epoch does not
 /// undo.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Pruner {
     /// Every trial runs to the end.
     None,

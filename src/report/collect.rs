@@ -16,18 +16,21 @@ pub enum RunState {
     Pending,
     Failed,
     Skipped,
+    /// Stopped early by a search's pruner.
+    Pruned,
     /// Not in the store: the experiment has not been swept (with this data and code version).
     NotRegistered,
 }
 
 impl RunState {
     /// Every state, in the order reports list them.
-    pub const ALL: [RunState; 6] = [
+    pub const ALL: [RunState; 7] = [
         RunState::Done,
         RunState::Running,
         RunState::Pending,
         RunState::Failed,
         RunState::Skipped,
+        RunState::Pruned,
         RunState::NotRegistered,
     ];
 
@@ -38,6 +41,7 @@ impl RunState {
             RunState::Pending => "pending",
             RunState::Failed => "failed",
             RunState::Skipped => "skipped",
+            RunState::Pruned => "pruned",
             RunState::NotRegistered => "not started",
         }
     }
@@ -57,6 +61,7 @@ impl From<RunStatus> for RunState {
             RunStatus::Pending => RunState::Pending,
             RunStatus::Failed => RunState::Failed,
             RunStatus::Skipped => RunState::Skipped,
+            RunStatus::Pruned => RunState::Pruned,
         }
     }
 }

@@ -244,6 +244,7 @@ pub fn diff_against(
                 Err(_) => Plan {
                     name: exp.name.clone(),
                     jobs: Vec::new(),
+                    studies: Vec::new(),
                 },
             };
             (set, before_plan, reference_kind.describe(&commit))

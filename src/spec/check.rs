@@ -11,7 +11,8 @@ pub(super) fn field<'a>(
     run.fields.get(name).or_else(|| defaults.fields.get(name))
 }
 
-pub(super) fn check_runs(raws: &[RawRun], defaults: &RawRun, cx: &mut Ctx) {
+/// `searched`: the file has a `search:` block (distributions are searched, not drawn).
+pub(super) fn check_runs(raws: &[RawRun], defaults: &RawRun, searched: bool, cx: &mut Ctx) {
     let mut labels: HashMap<&str, usize> = HashMap::new();
     for r in raws.iter().filter(|r| !r.label.is_empty()) {
         if let Some(first) = labels.insert(&r.label, r.line) {
@@ -57,8 +58,11 @@ pub(super) fn check_runs(raws: &[RawRun], defaults: &RawRun, cx: &mut Ctx) {
                     .any(|c| matches!(c, Choice::Random(_)))
             })
         });
-        if random && r.samples.or(defaults.samples).is_none() {
-            cx.err(r.line, format!("{}.samples", r.path), "random search values need `samples: <number of draws>` (in the run or in defaults)");
+        if random && !searched && r.samples.or(defaults.samples).is_none() {
+            cx.err(r.line, format!("{}.samples", r.path), "random search values need `samples: <number of draws>` (in the run or in defaults), or a `search:` block");
+        }
+        if searched && (r.samples.is_some() || r.search_seed.is_some()) {
+            cx.err(r.line, format!("{}.samples", r.path), "with a `search:` block the trials are `search.trials` and the seed `search.seed`: remove `samples` and `search_seed`");
         }
     }
     check_prune_runs(raws, defaults, &labels, cx);

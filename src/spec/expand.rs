@@ -15,9 +15,11 @@ pub(super) fn expand(
     defaults: &RawRun,
     datasets: &[DatasetName],
     split_days: &HashMap<DatasetName, [usize; 3]>,
+    search: Option<&SearchSpec>,
     cx: &mut Ctx,
-) -> Vec<ExpandedRun> {
+) -> (Vec<ExpandedRun>, Vec<Study>) {
     let mut out: Vec<ExpandedRun> = Vec::new();
+    let mut studies: Vec<Study> = Vec::new();
     let mut by_label: HashMap<&str, Vec<usize>> = HashMap::new();
     // Expand teachers before their students.
     let mut order: Vec<usize> = Vec::new();
@@ -71,6 +73,44 @@ pub(super) fn expand(
                     Some(Choice::Random(dist)) => random.push((name, dist.clone())),
                     None => {}
                 }
+            }
+            if let (Some(search), false) = (search, random.is_empty()) {
+                if !grid.is_empty() {
+                    cx.err(r.line, &r.path, "a searched run cannot also have grid lists: give the listed values as `{choice: [...]}`");
+                    continue;
+                }
+                for &seed in &seeds {
+                    let mut st = study(
+                        r,
+                        defaults,
+                        search,
+                        d,
+                        seed,
+                        fixed.clone(),
+                        random.clone(),
+                        split_days.get(&d).copied(),
+                    );
+                    let mut probe = st.config(&crate::search::random_values(
+                        &st.space,
+                        &mut Rng::new(0, 0),
+                    ));
+                    probe.teacher = r.teacher.as_ref().map(|(t, _)| t.clone());
+                    probe.base = r.base.as_ref().map(|(b, _)| b.clone());
+                    for problem in probe.problems() {
+                        config_error(r, defaults, &problem, cx);
+                    }
+                    st.base = r.base.as_ref().and_then(|(b, line)| {
+                        pick_dep(&by_label, &out, b, *line, d, seed, r, "base", cx)
+                    });
+                    st.teacher = match (&r.teacher, probe.distils()) {
+                        (Some((t, line)), true) => {
+                            pick_dep(&by_label, &out, t, *line, d, seed, r, "teacher", cx)
+                        }
+                        _ => None,
+                    };
+                    studies.push(st);
+                }
+                continue;
             }
             let mut combos: Vec<Vec<(&str, Val)>> = vec![vec![]];
             for (name, vals) in &grid {
@@ -163,7 +203,7 @@ pub(super) fn expand(
             }
         }
     }
-    out
+    (out, studies)
 }
 
 /// A [`RunConfig::problems`] entry as a file error: at the line of the setting it concerns (or

@@ -46,11 +46,14 @@ mod check;
 mod expand;
 mod parse;
 mod schema;
+mod search;
 
 use check::*;
 use expand::*;
 use parse::*;
 use schema::*;
+use search::*;
+pub use search::{Metric, Sampler, SearchSpec, Study, TestMetric};
 
 /// Everything one run needs, nothing else: the contract between spec, plan, schedule, train and
 /// store. Hashed (with the data checksum and [`crate::plan::CODE_VERSION`]) for identity.
@@ -217,6 +220,10 @@ pub struct Experiment {
     /// The file's text (stored with the experiment).
     pub text: String,
     pub runs: Vec<ExpandedRun>,
+    /// The `search:` block, if any.
+    pub search: Option<SearchSpec>,
+    /// The searched runs (with a `search:` block), one per dataset and seed.
+    pub studies: Vec<Study>,
 }
 
 /// One problem in an experiment file.
@@ -351,12 +358,20 @@ pub fn parse_experiment(text: &str, file: &Path) -> Result<Experiment, SpecError
             Vec::new()
         }
     };
-    check_runs(&raws, &defaults, &mut cx);
+    let search = root.get("search").and_then(|n| parse_search(n, &mut cx));
+    check_runs(&raws, &defaults, root.get("search").is_some(), &mut cx);
     if !cx.errors.is_empty() {
         cx.errors.sort_by_key(|e| e.line);
         return Err(fail(cx.errors));
     }
-    let runs = expand(&raws, &defaults, &datasets, &split_days, &mut cx);
+    let (runs, studies) = expand(
+        &raws,
+        &defaults,
+        &datasets,
+        &split_days,
+        search.as_ref(),
+        &mut cx,
+    );
     if !cx.errors.is_empty() {
         cx.errors.sort_by_key(|e| e.line);
         return Err(fail(cx.errors));
@@ -367,6 +382,8 @@ pub fn parse_experiment(text: &str, file: &Path) -> Result<Experiment, SpecError
         file: file.to_path_buf(),
         text: text.to_string(),
         runs,
+        search,
+        studies,
     })
 }
 

@@ -508,7 +508,7 @@ pub(super) fn parse_runs(n: &Node, datasets: &[DatasetName], cx: &mut Ctx) -> Ve
 
 /// The entries of a mapping at `path` with each one's path (`<path>.<key>`); a key given again
 /// is an error at its line and left out.
-fn unique_keys<'n>(
+pub(super) fn unique_keys<'n>(
     map: &'n [(String, usize, Node)],
     path: &str,
     cx: &mut Ctx,

@@ -169,6 +169,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "defaults",
     "runs",
     "data",
+    "search",
 ];
 pub(super) const DATASETS: &[&str] = &["pemsd7", "pemsd8"];
 pub(super) const DISTS: &[&str] = &["uniform", "log_uniform", "choice"];

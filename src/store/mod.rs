@@ -425,8 +425,15 @@ impl Store {
             return Err(too_new(found));
         }
         for (i, migration) in sql::MIGRATIONS.iter().enumerate().skip(found as usize) {
-            tx.execute_batch(migration)
-                .ctx(&path, &format!("migrating the schema to version {}", i + 1))?;
+            let what = format!("migrating the schema to version {}", i + 1);
+            tx.execute_batch(migration).ctx(&path, &what)?;
+            if migration.contains(sql::SCHEMA_TEXT_EDIT) {
+                let v: i64 = tx
+                    .query_row("PRAGMA schema_version", [], |r| r.get(0))
+                    .ctx(&path, &what)?;
+                tx.pragma_update(None, "schema_version", v + 1)
+                    .ctx(&path, &what)?;
+            }
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .ctx(&path, "setting the schema version")?;
@@ -743,6 +750,134 @@ impl Store {
             fill_deps(&self.conn, run).ctx(p, ctx)?;
         }
         Ok(runs)
+    }
+
+    /// Records study `key` of `experiment` (its settings as JSON); idempotent.
+    pub fn register_study(
+        &mut self,
+        key: &str,
+        experiment: &str,
+        spec_json: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(sql::UPSERT_STUDY, params![key, experiment, spec_json])
+            .ctx(&self.path, "registering a study")?;
+        Ok(())
+    }
+
+    /// Adds the next trial of `study` as run `run` of `experiment` (pending, with its
+    /// dependencies), unless the study already has `budget` trials: one transaction, so two
+    /// sweeps on one store number their trials without gaps or repeats. `values_json` are the
+    /// trial's values. Returns the trial's number, `None` when the budget is spent.
+    pub fn add_trial(
+        &mut self,
+        study: &str,
+        budget: usize,
+        experiment: &str,
+        run: &NewRun,
+        values_json: &str,
+    ) -> Result<Option<usize>, StoreError> {
+        let path = self.path.clone();
+        let p = path.as_path();
+        let ctx = "adding a trial";
+        let tx = self.begin()?;
+        let count: i64 = tx
+            .query_row(sql::COUNT_TRIALS, [study], |r| r.get(0))
+            .ctx(p, ctx)?;
+        if count as usize >= budget {
+            return Ok(None);
+        }
+        let number = count as usize + 1;
+        let id: i64 = tx
+            .query_row(sql::EXPERIMENT_ID, [experiment], |r| r.get(0))
+            .ctx(p, ctx)?;
+        let position: i64 = tx
+            .query_row(sql::NEXT_POSITION, [id], |r| r.get(0))
+            .ctx(p, ctx)?;
+        tx.execute(
+            sql::INSERT_RUN,
+            params![run.hash, run.label, run.dataset, run.config_json, now()],
+        )
+        .ctx(p, ctx)?;
+        tx.execute(sql::LINK_RUN, params![id, run.hash, position])
+            .ctx(p, ctx)?;
+        for dep in &run.deps {
+            tx.execute(sql::INSERT_DEP, params![run.hash, dep])
+                .ctx(p, ctx)?;
+        }
+        tx.execute(
+            sql::INSERT_TRIAL,
+            params![study, number as i64, run.hash, values_json],
+        )
+        .ctx(p, ctx)?;
+        propagate_skips(&tx, p)?;
+        tx.commit().ctx(p, ctx)?;
+        Ok(Some(number))
+    }
+
+    /// The trials of `study` in order.
+    pub fn trials(&self, study: &str) -> Result<Vec<TrialRow>, StoreError> {
+        let ctx = "listing a study's trials";
+        let mut stmt = self.conn.prepare_cached(sql::TRIALS).ctx(&self.path, ctx)?;
+        let rows = stmt
+            .query_map([study], |r| {
+                Ok(TrialRow {
+                    number: r.get::<_, i64>(0)? as usize,
+                    hash: r.get(1)?,
+                    values_json: r.get(2)?,
+                    status: r.get(3)?,
+                })
+            })
+            .ctx(&self.path, ctx)?;
+        rows.collect::<rusqlite::Result<_>>().ctx(&self.path, ctx)
+    }
+
+    /// The study run `hash` is a trial of (its key and settings as JSON), if any.
+    pub fn study_of(&self, hash: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.conn
+            .query_row(sql::STUDY_OF, [hash], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .ctx(&self.path, "reading a trial's study")
+    }
+
+    /// The validation MAE of every recorded epoch of `hash` (finished, pruned, or live).
+    pub fn val_curve(&self, hash: &str) -> Result<Vec<f64>, StoreError> {
+        let ctx = "reading a validation curve";
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql::VAL_CURVE)
+            .ctx(&self.path, ctx)?;
+        let rows = stmt
+            .query_map([hash], |r| real(r, 0))
+            .ctx(&self.path, ctx)?;
+        rows.collect::<rusqlite::Result<_>>().ctx(&self.path, ctx)
+    }
+
+    /// Marks `hash` pruned (stopped early by its search's pruner) with its `curve`, in one
+    /// transaction. Only while `worker` holds the claim.
+    pub fn prune(
+        &mut self,
+        hash: &str,
+        worker: &str,
+        curve: &[EpochRow],
+        train_seconds: f64,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let p = path.as_path();
+        let ctx = "recording a pruned trial";
+        let tx = self.begin()?;
+        check_claim(&tx, p, hash, worker)?;
+        tx.execute(sql::CLEAR_EPOCHS, [hash]).ctx(p, ctx)?;
+        for e in curve {
+            insert_epoch(&tx, hash, e).ctx(p, ctx)?;
+        }
+        let best = curve
+            .iter()
+            .min_by(|a, b| a.val_mae.total_cmp(&b.val_mae))
+            .map(|e| e.epoch);
+        tx.execute(sql::PRUNED, params![hash, best, train_seconds, now()])
+            .ctx(p, ctx)?;
+        tx.commit().ctx(p, ctx)
     }
 
     /// What [`Store::finish`] wrote for `hash`; `None` unless the run is done.

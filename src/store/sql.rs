@@ -2,7 +2,7 @@
 
 /// Ordered schema migrations: entry *i* takes `user_version` from *i* to *i + 1*. Append new
 /// versions; never edit a released one.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1: the initial schema. Reals that a run may legitimately produce as NaN
 /// (losses, metrics) are nullable: SQLite stores NaN as NULL, read back as NaN.
@@ -96,7 +96,58 @@ CREATE TABLE artefacts (
 );
 ";
 
+/// Version 2: hyperparameter searches. A run may end `pruned` (stopped early by a search's
+/// pruner); studies and their numbered trials. SQLite cannot alter a CHECK constraint, so the
+/// status list is extended in the schema text (the documented procedure for loosening a
+/// constraint that no row can violate); the migration then bumps `schema_version`
+/// ([`SCHEMA_TEXT_EDIT`]).
+const V2: &str = "
+PRAGMA writable_schema = ON;
+UPDATE sqlite_master SET sql = replace(sql, '''skipped'')', '''skipped'', ''pruned'')')
+WHERE type = 'table' AND name = 'runs';
+PRAGMA writable_schema = OFF;
+CREATE TABLE studies (
+    key        TEXT PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    spec_json  TEXT NOT NULL
+);
+CREATE TABLE trials (
+    study       TEXT NOT NULL REFERENCES studies(key),
+    number      INTEGER NOT NULL,
+    run_hash    TEXT NOT NULL REFERENCES runs(hash),
+    values_json TEXT NOT NULL,
+    PRIMARY KEY (study, number)
+);
+CREATE INDEX trials_run ON trials(run_hash);
+";
+
+/// Marks a migration that edits the schema's text: after it the schema version is bumped so
+/// that every connection reads the new text.
+pub const SCHEMA_TEXT_EDIT: &str = "writable_schema";
+
 pub const USER_VERSION: &str = "PRAGMA user_version";
+
+pub const UPSERT_STUDY: &str = "
+INSERT INTO studies (key, experiment, spec_json) VALUES (?1, ?2, ?3)
+ON CONFLICT (key) DO UPDATE SET experiment = excluded.experiment, spec_json = excluded.spec_json";
+pub const COUNT_TRIALS: &str = "SELECT COUNT(*) FROM trials WHERE study = ?1";
+pub const INSERT_TRIAL: &str = "
+INSERT INTO trials (study, number, run_hash, values_json) VALUES (?1, ?2, ?3, ?4)";
+pub const EXPERIMENT_ID: &str = "SELECT id FROM experiments WHERE name = ?1";
+pub const NEXT_POSITION: &str = "
+SELECT COALESCE(MAX(position), -1) + 1 FROM experiment_runs WHERE experiment_id = ?1";
+pub const TRIALS: &str = "
+SELECT t.number, t.run_hash, t.values_json, r.status FROM trials t JOIN runs r ON r.hash = t.run_hash
+WHERE t.study = ?1 ORDER BY t.number";
+pub const STUDY_OF: &str = "
+SELECT s.key, s.spec_json FROM trials t JOIN studies s ON s.key = t.study
+WHERE t.run_hash = ?1 ORDER BY t.number LIMIT 1";
+pub const VAL_CURVE: &str = "SELECT val_mae FROM epochs WHERE run_hash = ?1 ORDER BY epoch";
+/// ?1 hash, ?2 best epoch, ?3 train seconds, ?4 now.
+pub const PRUNED: &str = "
+UPDATE runs SET status = 'pruned', error = NULL, best_epoch = ?2, train_seconds = ?3,
+                finished = ?4, heartbeat = ?4
+WHERE hash = ?1";
 
 pub const UPSERT_EXPERIMENT: &str = "
 INSERT INTO experiments (name, file, yaml_sha256, registered) VALUES (?1, ?2, ?3, ?4)

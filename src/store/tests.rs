@@ -125,7 +125,7 @@ fn open_creates_schema_and_reopen_keeps_data() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(v, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 1);
+    assert_eq!(SCHEMA_VERSION, 2);
     let mode: String = store
         .conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -608,4 +608,90 @@ fn concurrent_workers_claim_each_run_exactly_once() {
         .unwrap()
         .iter()
         .all(|r| r.status == RunStatus::Done && r.attempts == 1));
+}
+
+#[test]
+fn trials_are_numbered_within_their_budget_and_a_pruned_trial_keeps_its_curve() {
+    let db = TempDb::new("trials");
+    let mut store = Store::open(&db.0).unwrap();
+    store
+        .register(&exp("s"), &[new_run("teacher", &[])])
+        .unwrap();
+    store.register_study("s/x/pemsd7", "s", "{}").unwrap();
+    let mut numbers = Vec::new();
+    for h in ["t1", "t2", "t3"] {
+        numbers.push(
+            store
+                .add_trial("s/x/pemsd7", 2, "s", &new_run(h, &["teacher"]), "[0.5]")
+                .unwrap(),
+        );
+    }
+    // The third is over the budget of 2: not added.
+    assert_eq!(numbers, vec![Some(1), Some(2), None]);
+    assert!(store.run("t3").unwrap().is_none());
+    let trials = store.trials("s/x/pemsd7").unwrap();
+    assert_eq!(trials.len(), 2);
+    assert_eq!(trials[1].hash, "t2");
+    assert_eq!(trials[1].status, RunStatus::Pending);
+    assert_eq!(
+        store.study_of("t1").unwrap().map(|s| s.0),
+        Some("s/x/pemsd7".into())
+    );
+    assert!(store.study_of("teacher").unwrap().is_none());
+    // Trials are runs of the experiment, waiting for their dependency.
+    let runs: Vec<String> = store
+        .runs(Some("s"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.hash)
+        .collect();
+    assert_eq!(runs, vec!["teacher", "t1", "t2"]);
+    assert!(store.claim("t1", "w", "cpu", 60.0).is_ok_and(|c| !c));
+    store.claim("teacher", "w", "cpu", 60.0).unwrap();
+    store.finish("teacher", "w", &sample_result()).unwrap();
+    assert!(store.claim("t1", "w", "cpu", 60.0).unwrap());
+    let curve: Vec<EpochRow> = (1..=3)
+        .map(|e| EpochRow {
+            epoch: e,
+            val_mae: 5.0 - e as f64 * 0.5,
+            ..Default::default()
+        })
+        .collect();
+    store.prune("t1", "w", &curve, 12.0).unwrap();
+    assert_eq!(status(&store, "t1"), RunStatus::Pruned);
+    assert_eq!(store.val_curve("t1").unwrap(), vec![4.5, 4.0, 3.5]);
+    // Not claimable again, and a status outside the list is still refused.
+    assert!(!store.claim("t1", "w", "cpu", 0.0).unwrap());
+    assert!(store
+        .conn
+        .execute("UPDATE runs SET status = 'bogus' WHERE hash = 't2'", [])
+        .is_err());
+}
+
+#[test]
+fn a_version_1_store_migrates_with_its_runs() {
+    let db = TempDb::new("migrate");
+    {
+        std::fs::create_dir_all(db.0.parent().unwrap()).unwrap();
+        let conn = Connection::open(&db.0).unwrap();
+        conn.execute_batch(sql::MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO runs (hash, label, dataset, config_json, status, created) VALUES ('old', 'l', 'pemsd7', '{}', 'done', 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&db.0).unwrap();
+    assert_eq!(status(&store, "old"), RunStatus::Done);
+    store
+        .conn
+        .execute("UPDATE runs SET status = 'pruned' WHERE hash = 'old'", [])
+        .unwrap();
+    assert_eq!(status(&store, "old"), RunStatus::Pruned);
+    let ok: String = store
+        .conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
 }

@@ -12,15 +12,18 @@ pub enum RunStatus {
     Done,
     Failed,
     Skipped,
+    /// Stopped early by its search's pruner: its curve is kept, it has no test metrics.
+    Pruned,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 5] = [
+    pub const ALL: [RunStatus; 6] = [
         RunStatus::Pending,
         RunStatus::Running,
         RunStatus::Done,
         RunStatus::Failed,
         RunStatus::Skipped,
+        RunStatus::Pruned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,6 +33,7 @@ impl RunStatus {
             RunStatus::Done => "done",
             RunStatus::Failed => "failed",
             RunStatus::Skipped => "skipped",
+            RunStatus::Pruned => "pruned",
         }
     }
 }
@@ -196,4 +200,14 @@ pub struct RunResult {
     pub artefacts: Vec<(String, String)>,
     pub best_epoch: Option<u32>,
     pub train_seconds: f64,
+}
+
+/// One trial of a study ([`crate::store::Store::trials`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialRow {
+    /// 1-based, in the order the trials were proposed.
+    pub number: usize,
+    pub hash: String,
+    pub values_json: String,
+    pub status: RunStatus,
 }
