@@ -14,6 +14,7 @@
 //!   folder until the old one has stopped: a run folder is written by one worker at a time.
 //! - [`Executor`] is the seam where a cluster executor (e.g. Slurm job arrays) would plug in.
 
+pub mod trials;
 pub mod worker;
 
 use std::io::{BufRead, BufReader};
@@ -113,7 +114,7 @@ impl From<crate::train::Event<'_>> for RunEvent {
             Event::Step { step, loss, .. } => RunEvent::Step { step, loss },
             Event::Evaluating { .. } => RunEvent::Validating,
             Event::Testing => RunEvent::Testing,
-            Event::EpochEnd(r) => RunEvent::EpochEnd {
+            Event::EpochEnd { record: r, .. } => RunEvent::EpochEnd {
                 epoch: r.epoch,
                 lr: r.lr,
                 train_loss: r.train_loss,
@@ -321,6 +322,8 @@ pub struct SweepSummary {
     pub done: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Trials of searches stopped early by their pruner.
+    pub pruned: usize,
     pub pending: usize,
     pub ran_now: usize,
     pub interrupted: bool,
@@ -409,7 +412,12 @@ pub fn run_sweep(
     check_stale_after(opts.stale_after_s)?;
     let mut store = Store::open(&opts.store)?;
     register(&mut store, plan, experiment_file, experiment_text)?;
-    let hashes: Vec<String> = plan.jobs.iter().map(|j| j.hash.clone()).collect();
+    let mut hashes: Vec<String> = plan.jobs.iter().map(|j| j.hash.clone()).collect();
+    for st in &plan.studies {
+        let spec = serde_json::to_string(&st.study.search).expect("search settings serialise");
+        store.register_study(&st.key, &plan.name, &spec)?;
+    }
+    new_trials(&store, plan, &mut hashes)?;
     if opts.retry_failed {
         store.retry_failed(Some(&hashes))?;
     }
@@ -421,16 +429,17 @@ pub fn run_sweep(
             resumed: imported.resumed.len(),
         });
     }
-    let count = |store: &Store, s: RunStatus| -> Result<usize, StoreError> {
+    let count = |store: &Store, hashes: &[String], s: RunStatus| -> Result<usize, StoreError> {
         Ok(hashes
             .iter()
             .filter_map(|h| store.run(h).ok().flatten())
             .filter(|r| r.status == s)
             .count())
     };
+    let trial_budget: usize = plan.studies.iter().map(|s| s.study.search.trials).sum();
     on_event(SweepEvent::Planned {
-        total: hashes.len(),
-        done: count(&store, RunStatus::Done)?,
+        total: plan.jobs.len() + trial_budget,
+        done: count(&store, &hashes, RunStatus::Done)? + count(&store, &hashes, RunStatus::Pruned)?,
     });
 
     let mut slots: Vec<Slot> = opts
@@ -449,7 +458,14 @@ pub fn run_sweep(
         let interrupted = interrupt.load(Ordering::SeqCst);
         if !interrupted {
             ran_now += fill_slots(
-                &mut slots, &mut store, &hashes, opts, executor, &tx, on_event,
+                &mut slots,
+                &mut store,
+                plan,
+                &mut hashes,
+                opts,
+                executor,
+                &tx,
+                on_event,
             )?;
         }
         // Forward progress.
@@ -462,6 +478,10 @@ pub fn run_sweep(
             break;
         }
         if !busy {
+            // A search may still have trials to propose once its running ones are settled.
+            if !interrupted && more_trials(&mut store, plan, &mut hashes)? {
+                continue;
+            }
             match idle_step(&store, &hashes, &mut last_wait_note, on_event)? {
                 Idle::Finished => break,
                 Idle::Again => continue,
@@ -471,24 +491,63 @@ pub fn run_sweep(
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    new_trials(&store, plan, &mut hashes)?;
     let summary = SweepSummary {
         total: hashes.len(),
-        done: count(&store, RunStatus::Done)?,
-        failed: count(&store, RunStatus::Failed)?,
-        skipped: count(&store, RunStatus::Skipped)?,
-        pending: count(&store, RunStatus::Pending)? + count(&store, RunStatus::Running)?,
+        done: count(&store, &hashes, RunStatus::Done)?,
+        failed: count(&store, &hashes, RunStatus::Failed)?,
+        skipped: count(&store, &hashes, RunStatus::Skipped)?,
+        pruned: count(&store, &hashes, RunStatus::Pruned)?,
+        pending: count(&store, &hashes, RunStatus::Pending)?
+            + count(&store, &hashes, RunStatus::Running)?,
         ran_now,
         interrupted: interrupt.load(Ordering::SeqCst),
     };
     Ok(summary)
 }
 
-/// Claims a run for every free slot (until none is claimable) and starts it; returns how many
-/// were started.
+/// Adds to `hashes` the trials of the plan's studies that the store holds and `hashes` lacks
+/// (proposed by an earlier or another sweep); whether there were any.
+fn new_trials(store: &Store, plan: &Plan, hashes: &mut Vec<String>) -> Result<bool, StoreError> {
+    let mut added = false;
+    for st in &plan.studies {
+        for t in store.trials(&st.key)? {
+            if !hashes.contains(&t.hash) {
+                hashes.push(t.hash);
+                added = true;
+            }
+        }
+    }
+    Ok(added)
+}
+
+/// When nothing is claimable: trials another sweep proposed, else a new trial of the first
+/// study that can take one ([`trials::propose`]). Whether `hashes` grew.
+fn more_trials(
+    store: &mut Store,
+    plan: &Plan,
+    hashes: &mut Vec<String>,
+) -> Result<bool, StoreError> {
+    if new_trials(store, plan, hashes)? {
+        return Ok(true);
+    }
+    for st in &plan.studies {
+        if let Some(hash) = trials::propose(store, &plan.name, st)? {
+            hashes.push(hash);
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Claims a run for every free slot (until none is claimable, proposing trials of searches
+/// when they can run) and starts it; returns how many were started.
+#[allow(clippy::too_many_arguments)]
 fn fill_slots(
     slots: &mut [Slot],
     store: &mut Store,
-    hashes: &[String],
+    plan: &Plan,
+    hashes: &mut Vec<String>,
     opts: &SweepOptions,
     executor: &dyn Executor,
     tx: &mpsc::Sender<(usize, RunEvent)>,
@@ -500,13 +559,12 @@ fn fill_slots(
             continue;
         }
         let worker = worker_id(i);
-        let Some(run) = store.claim_next(
-            Some(hashes),
-            &worker,
-            &slot.device.to_string(),
-            opts.stale_after_s,
-        )?
-        else {
+        let device = slot.device.to_string();
+        let mut run = store.claim_next(Some(hashes), &worker, &device, opts.stale_after_s)?;
+        while run.is_none() && more_trials(store, plan, hashes)? {
+            run = store.claim_next(Some(hashes), &worker, &device, opts.stale_after_s)?;
+        }
+        let Some(run) = run else {
             break;
         };
         let handle = match executor.spawn(&run.hash, &worker, slot.device, i, tx.clone()) {

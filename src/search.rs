@@ -31,7 +31,8 @@ pub enum Space {
 }
 
 /// A value of one dimension: a number, or the index of a choice.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Value {
     Number(f64),
     Index(usize),

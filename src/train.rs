@@ -127,6 +127,9 @@ pub enum TrainError {
     Resume(#[from] ResumeError),
     #[error("the {0} split has no windows; use more days or a different split")]
     EmptySplit(Split),
+    /// A listener of the progress events asked the run to stop (a search's pruner).
+    #[error("stopped after epoch {epoch} (asked to stop early)")]
+    Stopped { epoch: usize },
 }
 
 /// MAPE (%), MAE and RMSE of one predicted step on de-normalised speeds.
@@ -228,7 +231,14 @@ pub enum Event<'a> {
     Evaluating {
         epoch: usize,
     },
-    EpochEnd(&'a EpochRecord),
+    /// An epoch's record, with the run's whole `curve` so far (ending with it). A listener may
+    /// set `stop` to end the run after this epoch ([`TrainError::Stopped`]): a search's pruner
+    /// does so for a hopeless trial.
+    EpochEnd {
+        record: &'a EpochRecord,
+        curve: &'a [EpochRecord],
+        stop: &'a std::cell::Cell<bool>,
+    },
     /// Training is over; the best model is being evaluated on the test split.
     Testing,
 }

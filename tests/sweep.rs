@@ -183,3 +183,67 @@ fn invalid_files_write_nothing() {
     );
     assert!(!store.exists(), "nothing written to the store");
 }
+
+/// A TPE search with median pruning: trials are proposed from the store one at a time, the
+/// pruner stops some of them (`pruned`, with their curve), a sweep killed mid-search resumes
+/// without repeating a finished trial, and the budget is never exceeded.
+#[test]
+fn a_killed_search_resumes_without_repeating_trials_and_prunes_hopeless_ones() {
+    let dir = tmp("search");
+    let file = write_exp(
+        &dir,
+        "  - {label: s, model: student, epochs: 3, lr: {log_uniform: [1.0e-6, 1.0e-2]}}\n\
+         search: {sampler: tpe, trials: 6, seed: 3, pruner: {kind: median, warmup_epochs: 0, startup_trials: 1}}\n",
+    );
+    let store = dir.join("stkd.db");
+    let mut child: Child = sweep_cmd(&file, &store, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let finished = |st: &[(String, String, u64)]| {
+        st.iter()
+            .filter(|r| r.1 == "done" || r.1 == "pruned")
+            .count()
+    };
+    let t0 = Instant::now();
+    loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "search made no progress"
+        );
+        if store.exists() && finished(&status(&file, &store)) >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = status(&file, &store);
+    let out = sweep(&file, &store, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = status(&file, &store);
+    assert_eq!(after.len(), 6, "{after:?}");
+    for (i, r) in after.iter().enumerate() {
+        assert!(r.0.contains(&format!("trial={} ", i + 1)), "{after:?}");
+        assert!(r.1 == "done" || r.1 == "pruned", "{after:?}");
+    }
+    // Trials finished before the kill were not run again.
+    for (run, st, attempts) in &before {
+        if st == "done" || st == "pruned" {
+            let now = after.iter().find(|r| &r.0 == run).unwrap();
+            assert_eq!((&now.1, now.2), (st, *attempts), "{run}");
+        }
+    }
+    assert!(after.iter().any(|r| r.1 == "pruned"), "{after:?}");
+    assert!(after.iter().any(|r| r.1 == "done"), "{after:?}");
+    // Nothing left: the budget is spent.
+    let again = sweep(&file, &store, &[]);
+    assert!(again.status.success());
+    assert_eq!(executed_now(&again), 0);
+    assert_eq!(status(&file, &store).len(), 6);
+}

@@ -271,7 +271,7 @@ impl SweepDisplay {
             } => {
                 self.progress.finish(slot);
                 if let Some(main) = &self.main {
-                    if status == RunStatus::Done {
+                    if matches!(status, RunStatus::Done | RunStatus::Pruned) {
                         main.inc(1);
                     }
                 }
@@ -344,12 +344,13 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
         main.finish_and_clear();
     }
     eprintln!(
-        "{}: {} runs: {} done, {} failed, {} skipped, {} not finished; {} executed now (store {})",
+        "{}: {} runs: {} done, {} failed, {} skipped, {} pruned, {} not finished; {} executed now (store {})",
         plan.name,
         summary.total,
         summary.done,
         summary.failed,
         summary.skipped,
+        summary.pruned,
         summary.pending,
         summary.ran_now,
         args.store.display()
@@ -461,10 +462,22 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
         Some(file) => {
             let exp = load_experiment(file)?;
             let plan = plan_experiment(&exp, &args.data_dir)?;
-            plan.jobs
+            let mut rows: Vec<_> = plan
+                .jobs
                 .iter()
                 .map(|j| Ok((j.display_name(), j.hash.clone(), run(&j.hash)?)))
-                .collect::<Result<_>>()?
+                .collect::<Result<_>>()?;
+            // The trials of its searches proposed so far, in their order.
+            if let Some(s) = &store {
+                for st in &plan.studies {
+                    for t in s.trials(&st.key)? {
+                        let row = s.run(&t.hash)?;
+                        let name = row.as_ref().map_or(t.hash.clone(), |r| r.label.clone());
+                        rows.push((name, t.hash, row));
+                    }
+                }
+            }
+            rows
         }
         None => match &store {
             Some(s) => s
@@ -562,7 +575,7 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
     };
     let (hash, lost_hash, worker) = (args.hash.clone(), args.hash.clone(), args.worker.clone());
     let device = args.device;
-    schedule::worker::run_claimed(
+    let outcome = schedule::worker::run_claimed(
         &assignment,
         |cfg, data, paths, on_event| with_backend!(device, B, dev => exec::execute::<B>(cfg, data, paths, device, &dev, on_event)),
         |ev| {
@@ -582,6 +595,13 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
             // From the heartbeat's thread: the only way to stop the training at once.
             std::process::exit(schedule::EXIT_LOST_CLAIM);
         },
-    )?;
-    Ok(())
+    );
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(e @ schedule::worker::WorkerError::Pruned { .. }) => {
+            eprintln!("run {}: {e}", args.hash);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -10,9 +10,11 @@ use crate::archive::RUNS;
 use crate::backend::DeviceSpec;
 use crate::data::Dataset;
 use crate::exec::{self, ExecError, RunPaths, RunReport};
+use crate::search::Pruner;
 use crate::spec::RunConfig;
-use crate::store::{RunStatus, Store, StoreError};
-use crate::train::Event;
+use crate::spec::SearchSpec;
+use crate::store::{EpochRow, RunStatus, Store, StoreError};
+use crate::train::{EpochRecord, Event};
 
 use super::{FolderLockError, Heartbeat, RunEvent, RunFolderLock, FOLDER_LOCK_TIMEOUT};
 
@@ -48,6 +50,69 @@ pub enum WorkerError {
     Device(#[from] crate::backend::DeviceError),
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// Not a failure: the run is a trial its search's pruner stopped; the store has it as
+    /// `pruned` with its curve.
+    #[error("trial stopped by the search's pruner after epoch {epoch}")]
+    Pruned { epoch: usize },
+}
+
+/// The pruner of the search a run is a trial of, judging each epoch against the other trials'
+/// curves in the store (its own epochs are written there as they finish, for theirs).
+struct TrialPruner {
+    store: Store,
+    study: String,
+    pruner: Pruner,
+    /// The curve when the pruner stopped the run.
+    stopped: Option<Vec<EpochRecord>>,
+}
+
+impl TrialPruner {
+    /// `None` unless run `hash` is a trial of a search with a pruner.
+    fn of(a: &Assignment, store: &Store) -> Result<Option<TrialPruner>, WorkerError> {
+        let Some((study, spec)) = store.study_of(&a.hash)? else {
+            return Ok(None);
+        };
+        let spec: SearchSpec = serde_json::from_str(&spec).map_err(WorkerError::Config)?;
+        if spec.pruner == Pruner::None {
+            return Ok(None);
+        }
+        Ok(Some(TrialPruner {
+            store: Store::open(&a.store)?,
+            study,
+            pruner: spec.pruner,
+            stopped: None,
+        }))
+    }
+
+    /// Records the epoch; whether the trial should stop after it.
+    fn judge(&mut self, a: &Assignment, curve: &[EpochRecord]) -> Result<bool, StoreError> {
+        let last = curve.last().expect("an epoch ended");
+        self.store
+            .record_epoch(&a.hash, &a.worker, &epoch_row(last))?;
+        let mut others = Vec::new();
+        for t in self.store.trials(&self.study)? {
+            if t.hash != a.hash {
+                others.push(self.store.val_curve(&t.hash)?);
+            }
+        }
+        let others: Vec<&[f64]> = others.iter().map(Vec::as_slice).collect();
+        let mine: Vec<f64> = curve.iter().map(|r| r.val_mae).collect();
+        let stop = self.pruner.should_stop(&mine, &others);
+        if stop {
+            self.stopped = Some(curve.to_vec());
+        }
+        Ok(stop)
+    }
+}
+
+fn epoch_row(r: &EpochRecord) -> EpochRow {
+    EpochRow {
+        epoch: r.epoch as u32,
+        lr: r.lr,
+        train_loss: r.train_loss,
+        val_mae: r.val_mae,
+        seconds: r.seconds,
+    }
 }
 
 /// Runs the claimed run of `a`: `execute` computes it (on the backend of `a.device`) and
@@ -101,6 +166,7 @@ pub fn run_claimed(
             return Err(e);
         }
     };
+    let mut pruner = TrialPruner::of(a, &store)?;
     let result = (|| -> Result<RunReport, WorkerError> {
         let cfg: RunConfig = serde_json::from_str(&row.config_json).map_err(WorkerError::Config)?;
         crate::backend::check_device(a.device)?;
@@ -111,7 +177,17 @@ pub fn run_claimed(
             base_dir: cfg.base.as_ref().map(|b| runs_dir.join(b)),
             data_dir: a.data_dir.clone(),
         };
-        let mut on_event = |e: Event| emit(RunEvent::from(e));
+        let mut on_event = |e: Event| {
+            if let (Event::EpochEnd { curve, stop, .. }, Some(p)) = (&e, pruner.as_mut()) {
+                match p.judge(a, curve) {
+                    Ok(s) => stop.set(s),
+                    Err(err) => {
+                        eprintln!("warning: the search's pruner could not judge this epoch: {err}")
+                    }
+                }
+            }
+            emit(RunEvent::from(e))
+        };
         let report = execute(&cfg, &data, &paths, &mut on_event)?;
         exec::write_report(&report, &paths.run_dir)?;
         Ok(report)
@@ -124,10 +200,18 @@ pub fn run_claimed(
             store.finish(&a.hash, &a.worker, &report.to_store_result(&rel))?;
             Ok(report)
         }
-        Err(e) => {
-            store.fail(&a.hash, &a.worker, &error_chain(&e))?;
-            Err(e)
-        }
+        Err(e) => match pruner.and_then(|p| p.stopped) {
+            Some(curve) => {
+                let rows: Vec<EpochRow> = curve.iter().map(epoch_row).collect();
+                let seconds = curve.iter().map(|r| r.seconds).sum();
+                store.prune(&a.hash, &a.worker, &rows, seconds)?;
+                Err(WorkerError::Pruned { epoch: curve.len() })
+            }
+            None => {
+                store.fail(&a.hash, &a.worker, &error_chain(&e))?;
+                Err(e)
+            }
+        },
     }
 }
 

@@ -174,7 +174,14 @@ impl Study {
                     (Dist::Choice(opts), Value::Index(i)) => {
                         format!("{name}={}", opts[(*i).min(opts.len() - 1)].text())
                     }
-                    (_, v) => format!("{name}={:.4}", v.number()),
+                    (_, v) => {
+                        let x = v.number();
+                        if x != 0.0 && !(1e-2..1e4).contains(&x.abs()) {
+                            format!("{name}={x:.3e}")
+                        } else {
+                            format!("{name}={x:.4}")
+                        }
+                    }
                 }
             })
             .collect::<Vec<_>>()

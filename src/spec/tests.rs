@@ -215,3 +215,70 @@ runs:
 ";
     expect_error(text, 5, &["expands to 2 runs"]);
 }
+
+#[test]
+fn a_search_block_makes_studies_and_its_mistakes_are_named() {
+    let head = "name: x\ndatasets: [pemsd7, pemsd8]\nruns:\n  - {label: t, model: teacher}\n";
+    let exp = parse(&format!(
+        "{head}  - label: s\n    model: student\n    teacher: t\n    loss: stcd\n    alpha1: {{uniform: [0.0, 1.0]}}\n    alpha2: {{pemsd7: 0.5, pemsd8: {{log_uniform: [0.01, 1.0]}}}}\n\
+         search: {{sampler: tpe, trials: 7, seed: 2, objective: test_mae_15, pruner: {{kind: asha, min_epochs: 2, reduction: 3}}}}\n"
+    ))
+    .unwrap();
+    // The searched run is a study per dataset, not runs; the teacher is a run.
+    assert_eq!(exp.runs.len(), 2);
+    assert_eq!(exp.studies.len(), 2);
+    let (s7, s8) = (&exp.studies[0], &exp.studies[1]);
+    assert_eq!(s7.fields, vec!["alpha1"]);
+    assert_eq!(s8.fields, vec!["alpha1", "alpha2"]);
+    assert_eq!(s7.search.trials, 7);
+    assert_eq!(
+        s7.search.pruner,
+        crate::search::Pruner::Asha {
+            min_epochs: 2,
+            reduction: 3
+        }
+    );
+    assert!(s7.teacher.is_some());
+    use crate::search::Value;
+    let cfg = s8.config(&[Value::Number(0.25), Value::Number(0.5)]);
+    assert_eq!((cfg.loss.alpha1, cfg.loss.alpha2), (0.25, 0.5));
+    assert_eq!(
+        s8.describe(&[Value::Number(0.25), Value::Number(0.005)]),
+        "alpha1=0.2500 alpha2=5.000e-3"
+    );
+    // Mistakes, each at its line.
+    let run = "  - {label: s, model: student, lr: {log_uniform: [1.0e-4, 1.0e-2]}}\n";
+    expect_error(
+        &format!("{head}{run}search: {{sampler: bayes, trials: 3}}\n"),
+        6,
+        &["search.sampler", "random or tpe"],
+    );
+    expect_error(
+        &format!("{head}{run}search: {{sampler: tpe}}\n"),
+        6,
+        &["search.trials", "missing"],
+    );
+    expect_error(
+        &format!("{head}{run}search:\n  trials: 3\n  objective: val_rmse\n"),
+        8,
+        &["search.objective", "val_mae"],
+    );
+    expect_error(
+        &format!("{head}{run}search:\n  trials: 3\n  pruner: {{kind: median, reduction: 2}}\n"),
+        8,
+        &[
+            "search.pruner.reduction",
+            "not a setting of the median pruner",
+        ],
+    );
+    expect_error(
+        &format!("{head}  - {{label: s, model: student, samples: 4, lr: {{log_uniform: [1.0e-4, 1.0e-2]}}}}\nsearch: {{trials: 3}}\n"),
+        5,
+        &["remove `samples`"],
+    );
+    expect_error(
+        &format!("{head}  - {{label: s, model: student, lr: [1.0e-3, 1.0e-2], dropout: {{uniform: [0.0, 0.5]}}}}\nsearch: {{trials: 3}}\n"),
+        5,
+        &["cannot also have grid lists"],
+    );
+}

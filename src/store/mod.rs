@@ -765,18 +765,20 @@ impl Store {
         Ok(())
     }
 
-    /// Adds the next trial of `study` as run `run` of `experiment` (pending, with its
-    /// dependencies), unless the study already has `budget` trials: one transaction, so two
-    /// sweeps on one store number their trials without gaps or repeats. `values_json` are the
-    /// trial's values. Returns the trial's number, `None` when the budget is spent.
+    /// Adds trial `number` of `study` as run `run` of `experiment` (pending, with its
+    /// dependencies) if the study has `number − 1` trials and `number` is within `budget`: one
+    /// transaction, so two sweeps on one store number their trials without gaps or repeats
+    /// (the one that lost the race proposes again from the trials it now sees). `values_json`
+    /// are the trial's values. `false` when the trial was not added.
     pub fn add_trial(
         &mut self,
         study: &str,
+        number: usize,
         budget: usize,
         experiment: &str,
         run: &NewRun,
         values_json: &str,
-    ) -> Result<Option<usize>, StoreError> {
+    ) -> Result<bool, StoreError> {
         let path = self.path.clone();
         let p = path.as_path();
         let ctx = "adding a trial";
@@ -784,10 +786,9 @@ impl Store {
         let count: i64 = tx
             .query_row(sql::COUNT_TRIALS, [study], |r| r.get(0))
             .ctx(p, ctx)?;
-        if count as usize >= budget {
-            return Ok(None);
+        if count as usize + 1 != number || number > budget {
+            return Ok(false);
         }
-        let number = count as usize + 1;
         let id: i64 = tx
             .query_row(sql::EXPERIMENT_ID, [experiment], |r| r.get(0))
             .ctx(p, ctx)?;
@@ -812,7 +813,7 @@ impl Store {
         .ctx(p, ctx)?;
         propagate_skips(&tx, p)?;
         tx.commit().ctx(p, ctx)?;
-        Ok(Some(number))
+        Ok(true)
     }
 
     /// The trials of `study` in order.

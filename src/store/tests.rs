@@ -619,15 +619,16 @@ fn trials_are_numbered_within_their_budget_and_a_pruned_trial_keeps_its_curve() 
         .unwrap();
     store.register_study("s/x/pemsd7", "s", "{}").unwrap();
     let mut numbers = Vec::new();
-    for h in ["t1", "t2", "t3"] {
+    for (n, h) in [(1, "t1"), (1, "t1b"), (2, "t2"), (3, "t3")] {
         numbers.push(
             store
-                .add_trial("s/x/pemsd7", 2, "s", &new_run(h, &["teacher"]), "[0.5]")
+                .add_trial("s/x/pemsd7", n, 2, "s", &new_run(h, &["teacher"]), "[0.5]")
                 .unwrap(),
         );
     }
-    // The third is over the budget of 2: not added.
-    assert_eq!(numbers, vec![Some(1), Some(2), None]);
+    // A second trial 1 lost the race; the third is over the budget of 2: neither is added.
+    assert_eq!(numbers, vec![true, false, true, false]);
+    assert!(store.run("t1b").unwrap().is_none());
     assert!(store.run("t3").unwrap().is_none());
     let trials = store.trials("s/x/pemsd7").unwrap();
     assert_eq!(trials.len(), 2);

@@ -210,31 +210,31 @@ impl<'a, B: AutodiffBackend> Fit<'a, B> {
             val_mae: val.mean_mae(),
             seconds: run.t0.elapsed().as_secs_f64(),
         };
-        on_event(Event::EpochEnd(&record));
         let first_loss = self
             .curve
             .get(self.phase_start)
             .map_or(record.train_loss, |r| r.train_loss);
-        crate::divergence::check_epoch(
-            record.epoch,
-            first_loss,
-            record.train_loss,
-            record.val_mae,
-        )?;
-        let improved = keep_best
-            && self
-                .best
-                .as_ref()
-                .is_none_or(|b| record.val_mae < b.val_mae);
+        let (epoch, val_mae, train_loss) = (record.epoch, record.val_mae, record.train_loss);
+        self.curve.push(record);
+        let stop = std::cell::Cell::new(false);
+        on_event(Event::EpochEnd {
+            record: self.curve.last().expect("pushed"),
+            curve: &self.curve,
+            stop: &stop,
+        });
+        crate::divergence::check_epoch(epoch, first_loss, train_loss, val_mae)?;
+        if stop.get() {
+            return Err(TrainError::Stopped { epoch });
+        }
+        let improved = keep_best && self.best.as_ref().is_none_or(|b| val_mae < b.val_mae);
         if improved {
             self.best = Some(Best {
-                val_mae: record.val_mae,
-                epoch: record.epoch,
+                val_mae,
+                epoch,
                 model: validated,
                 val,
             });
         }
-        self.curve.push(record);
         Ok(improved)
     }
 
