@@ -218,12 +218,14 @@ pub fn pareto_figure(
             title: "against size",
             x_desc: "parameters",
             points: &size,
+            log_x: true,
         }];
         if !latency.is_empty() {
             panels.push(plots::TradeOffPanel {
                 title: "against latency",
                 x_desc: "test time of one batch (ms)",
                 points: &latency,
+                log_x: true,
             });
         }
         let title = format!(
@@ -647,4 +649,43 @@ fn tsne_figure(w: &mut Writer, models: &mut Models) -> Result<Figure, super::Rep
         title: "Hidden representations of student vs teacher, t-SNE (paper Section 4.2)".into(),
         items,
     })
+}
+
+/// The chart of every study of the experiment ([`super::search::search_svg`]), in
+/// `<out_dir>/<plots>/search-<label>-<dataset>.svg`.
+pub fn search_figure(
+    studies: &[super::search::StudyReport],
+    out_dir: &Path,
+    plots: &str,
+) -> Result<(Figure, Vec<PathBuf>), super::ReportError> {
+    let mut items = Vec::new();
+    let mut files = Vec::new();
+    let dir = out_dir.join(plots);
+    for st in studies.iter().filter(|st| !st.trials.is_empty()) {
+        let svg = super::search::search_svg(st).map_err(plot_err)?;
+        let file = format!("search-{}-{}.svg", super::file_stem(&st.label), st.dataset);
+        let path = dir.join(&file);
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(&path, svg))
+            .map_err(io_err(&path))?;
+        files.push(path);
+        items.push(FigureItem::Image {
+            alt: format!("Search of {}, {}", st.label, dataset_title(st.dataset)),
+            path: format!("{plots}/{file}"),
+            caption: format!(
+                "{}: the objective ({}) of each finished trial over the trials, the best so far \
+                 joined as a staircase, then against each searched value; pruned trials at the \
+                 best validation MAE they reached.",
+                dataset_title(st.dataset),
+                st.search.objective
+            ),
+        });
+    }
+    Ok((
+        Figure {
+            title: "Hyperparameter search".into(),
+            items,
+        },
+        files,
+    ))
 }

@@ -24,6 +24,7 @@ pub mod paper;
 pub mod pareto;
 pub mod plots;
 pub mod render;
+pub mod search;
 pub mod tables;
 pub mod tsne;
 pub mod verdicts;
@@ -295,8 +296,10 @@ pub fn write_plan_reports(
     // Read-only: a report never creates, migrates or writes the store.
     let st = Store::open_read_only(store)?;
     let data = collect(exp, plan, st.as_ref())?;
+    let studies = search::collect_search(plan, st.as_ref())?;
     drop(st);
     let mut report = build_report(&data, VERSION, &opts.commit);
+    report.search = studies;
     if opts.pareto_horizon != pareto::DEFAULT_HORIZON {
         report.pareto = pareto::pareto(&data, opts.pareto_horizon);
     }
@@ -324,6 +327,11 @@ pub fn write_plan_reports(
         report.figures = figs.figures;
         if let Some(p) = &report.pareto {
             let (figure, files) = figures::pareto_figure(p, &data, report.table, out_dir, &stem)?;
+            report.figures.push(figure);
+            keep.extend(files);
+        }
+        if report.search.iter().any(|st| !st.trials.is_empty()) {
+            let (figure, files) = figures::search_figure(&report.search, out_dir, &stem)?;
             report.figures.push(figure);
             keep.extend(files);
         }

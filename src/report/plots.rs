@@ -38,6 +38,9 @@ fn err<E: std::fmt::Display>(e: E) -> String {
 /// Tick labels: at most 3 decimals, trailing zeros dropped.
 fn tick(v: &f64) -> String {
     let a = v.abs();
+    if a > 0.0 && a < 1e-2 {
+        return format!("{v:.0e}");
+    }
     let s = if a >= 100.0 {
         format!("{v:.0}")
     } else if a >= 1.0 || a == 0.0 {
@@ -379,6 +382,8 @@ pub struct TradeOffPanel<'a> {
     pub title: &'a str,
     pub x_desc: &'a str,
     pub points: &'a [TradeOff],
+    /// A logarithmic x axis when the values span a decade or more.
+    pub log_x: bool,
 }
 
 /// Draws a trade-off panel: its axes, the front's staircase, the points and their legend.
@@ -442,7 +447,7 @@ where
 
 /// Error against cost, one panel per cost (e.g. parameters, latency), the Pareto front of each
 /// drawn as a staircase through its filled points. An x axis spanning at least a decade is
-/// logarithmic.
+/// logarithmic where the panel allows it.
 pub fn pareto_svg(title: &str, y_desc: &str, panels: &[TradeOffPanel]) -> Result<String, String> {
     let cols = panels.len().max(1) as u32;
     let mut buf = String::new();
@@ -467,7 +472,7 @@ pub fn pareto_svg(title: &str, y_desc: &str, panels: &[TradeOffPanel]) -> Result
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(52);
-            if lo.is_finite() && hi / lo >= 10.0 {
+            if p.log_x && lo.is_finite() && hi / lo >= 10.0 {
                 let mut chart = builder
                     .build_cartesian_2d((decade_below(lo)..hi * 1.3).log_scale(), y0..y1)
                     .map_err(err)?;
@@ -546,6 +551,7 @@ mod tests {
             title: "size",
             x_desc: "parameters",
             points: &pts,
+            log_x: true,
         };
         let a = pareto_svg("front", "MAE (mph)", &[panel]).unwrap();
         let again = pareto_svg(
@@ -555,6 +561,7 @@ mod tests {
                 title: "size",
                 x_desc: "parameters",
                 points: &pts,
+                log_x: true,
             }],
         )
         .unwrap();

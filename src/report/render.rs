@@ -151,6 +151,7 @@ pub fn render_markdown(r: &Report) -> String {
     if let Some(p) = &r.pareto {
         pareto_md(&mut s, p);
     }
+    crate::report::search::search_md(&mut s, &r.search);
     figures_md(&mut s, &r.figures);
     runs_md(&mut s, &r.runs);
     verdicts_md(&mut s, &r.verdicts);
@@ -943,6 +944,12 @@ pub fn render_csv(r: &Report) -> Vec<(String, String)> {
     }
     if !r.verdicts.is_empty() {
         out.push(("-claims".into(), verdicts_csv(&r.verdicts)));
+    }
+    if !r.search.is_empty() {
+        out.push((
+            "-trials".into(),
+            crate::report::search::search_csv(&r.search),
+        ));
     }
     out
 }

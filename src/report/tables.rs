@@ -35,7 +35,7 @@ pub fn stat(values: &[f64]) -> Option<Stat> {
 
 /// How many runs of a row are in each [`RunState`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RunCounts(pub [usize; 6]);
+pub struct RunCounts(pub [usize; RunState::ALL.len()]);
 
 impl RunCounts {
     pub fn of<'a>(runs: impl IntoIterator<Item = &'a RunEntry>) -> Self {
@@ -915,6 +915,8 @@ pub struct Report {
     pub verdicts: Vec<crate::report::verdicts::Verdict>,
     /// Error against size and latency with the non-dominated runs (`None`: no trade-off).
     pub pareto: Option<crate::report::pareto::Pareto>,
+    /// The experiment's searches with their trials (empty without a `search:` block).
+    pub search: Vec<crate::report::search::StudyReport>,
 }
 
 /// The tables of a report: the paper table named by the experiment (Table 1 and Table 3 with a
@@ -943,6 +945,7 @@ pub fn build_report(data: &ReportData, version: &str, commit: &str) -> Report {
         figures: Vec::new(),
         verdicts: table.map_or_else(Vec::new, |t| crate::report::verdicts::verdicts(data, t)),
         pareto: crate::report::pareto::pareto(data, crate::report::pareto::DEFAULT_HORIZON),
+        search: Vec::new(),
     }
 }
 

@@ -854,6 +854,11 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().ctx(&self.path, ctx)
     }
 
+    /// Every recorded epoch of `hash` (finished, pruned, or live), in order.
+    pub fn epochs(&self, hash: &str) -> Result<Vec<EpochRow>, StoreError> {
+        results::read_epochs(&self.conn, hash).ctx(&self.path, "reading a run's epochs")
+    }
+
     /// Marks `hash` pruned (stopped early by its search's pruner) with its `curve`, in one
     /// transaction. Only while `worker` holds the claim.
     pub fn prune(

@@ -79,18 +79,7 @@ pub(super) fn read_result(conn: &Connection, hash: &str) -> rusqlite::Result<Opt
     let Some((RunStatus::Done, best_epoch, train_seconds)) = head else {
         return Ok(None);
     };
-    let epochs = conn
-        .prepare_cached(sql::SELECT_EPOCHS)?
-        .query_map([hash], |r| {
-            Ok(EpochRow {
-                epoch: r.get(0)?,
-                lr: real(r, 1)?,
-                train_loss: real(r, 2)?,
-                val_mae: real(r, 3)?,
-                seconds: real(r, 4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let epochs = read_epochs(conn, hash)?;
     let metrics = conn
         .prepare_cached(sql::SELECT_METRICS)?
         .query_map([hash], |r| {
@@ -148,4 +137,19 @@ pub(super) fn read_result(conn: &Connection, hash: &str) -> rusqlite::Result<Opt
         best_epoch,
         train_seconds: train_seconds.unwrap_or(f64::NAN),
     }))
+}
+
+/// The epochs recorded for `hash`, in order.
+pub(super) fn read_epochs(conn: &Connection, hash: &str) -> rusqlite::Result<Vec<EpochRow>> {
+    conn.prepare_cached(sql::SELECT_EPOCHS)?
+        .query_map([hash], |r| {
+            Ok(EpochRow {
+                epoch: r.get(0)?,
+                lr: real(r, 1)?,
+                train_loss: real(r, 2)?,
+                val_mae: real(r, 3)?,
+                seconds: real(r, 4)?,
+            })
+        })?
+        .collect()
 }
