@@ -233,6 +233,19 @@ pub fn attention() -> Vec<Attention> {
         .collect()
 }
 
+/// `dataset,loss,batch_size,learning_rate,alpha1,alpha2,alpha3,alpha,beta` (Table 6).
+const KD_HYPERPARAMETERS_CSV: &str = include_str!("../../paper/table6_kd_hyperparameters.csv");
+
+/// The paper's Table 6 weight `field` (`alpha1`…`alpha3`, `alpha`, `beta`) of distillation loss
+/// `loss` (`stcd`, `rd-l2`, …) on `dataset`, if it gives one.
+pub fn kd_hyperparameter(d: DatasetName, loss: &str, field: &str) -> Option<f64> {
+    let header: Vec<String> = split_csv(KD_HYPERPARAMETERS_CSV.lines().next()?);
+    let col = header.iter().position(|h| h == field)?;
+    records(KD_HYPERPARAMETERS_CSV)
+        .find(|f| dataset(&f[0]) == d && f[1].eq_ignore_ascii_case(loss))
+        .and_then(|f| f.get(col).filter(|v| !v.is_empty()).map(|v| num(v, field)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,17 +285,4 @@ mod tests {
     fn csv_fields_may_be_quoted() {
         assert_eq!(split_csv("a,\"b,c\",\"d\"\"e\","), ["a", "b,c", "d\"e", ""]);
     }
-}
-
-/// `dataset,loss,batch_size,learning_rate,alpha1,alpha2,alpha3,alpha,beta` (Table 6).
-const KD_HYPERPARAMETERS_CSV: &str = include_str!("../../paper/table6_kd_hyperparameters.csv");
-
-/// The paper's Table 6 weight `field` (`alpha1`…`alpha3`, `alpha`, `beta`) of distillation loss
-/// `loss` (`stcd`, `rd-l2`, …) on `dataset`, if it gives one.
-pub fn kd_hyperparameter(d: DatasetName, loss: &str, field: &str) -> Option<f64> {
-    let header: Vec<String> = split_csv(KD_HYPERPARAMETERS_CSV.lines().next()?);
-    let col = header.iter().position(|h| h == field)?;
-    records(KD_HYPERPARAMETERS_CSV)
-        .find(|f| dataset(&f[0]) == d && f[1].eq_ignore_ascii_case(loss))
-        .and_then(|f| f.get(col).filter(|v| !v.is_empty()).map(|v| num(v, field)))
 }

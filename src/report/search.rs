@@ -411,7 +411,7 @@ mod tests {
         // Trial 2 ran 4 of 10 epochs at 10 s each: 60 s saved.
         assert_eq!(st.machine_time(), (260.0, 60.0));
         let mut md = String::new();
-        search_md(&mut md, &[st.clone()]);
+        search_md(&mut md, std::slice::from_ref(&st));
         assert!(
             md.contains("4 of 4 trials proposed: 2 finished, 1 pruned, 0 failed, 1 not finished"),
             "{md}"
@@ -419,7 +419,7 @@ mod tests {
         assert!(md.contains("| 3 | 0.3 | 3.100 | 10 | `h3` |"), "{md}");
         assert!(md.contains("| paper (Table 6) | 0.17 |"), "{md}");
         assert!(md.contains("81 % of the time"), "{md}");
-        let csv = search_csv(&[st.clone()]);
+        let csv = search_csv(std::slice::from_ref(&st));
         assert_eq!(csv.lines().count(), 5);
         assert!(
             csv.contains("student-stcd,pemsd7,2,h2,pruned,alpha1,0.2,,9.0000,4,10,40.0"),
