@@ -29,6 +29,8 @@ const OUTCOME: &str = "outcome.json";
 /// What the store knew of a finished run besides its outcome (its finish time).
 const STORED: &str = "stored.json";
 const RESUME: &str = "resume";
+/// A search trial's numbering (and a pruned trial's curve) in its record.
+const TRIAL: &str = "trial.json";
 /// The worker name under which imported runs are recorded.
 pub const IMPORT_WORKER: &str = "import";
 /// Heartbeat age (s) passed to claims made by the import: no live run is ever taken over.
@@ -139,6 +141,8 @@ pub struct ExportSummary {
     pub finished: usize,
     /// Runs in progress recorded by their resume checkpoint.
     pub in_progress: usize,
+    /// Trials of searches whose numbering was recorded.
+    pub trials: usize,
     pub bytes: u64,
 }
 
@@ -153,27 +157,155 @@ pub fn export(
     let (runs, records) = (beside(store_path, RUNS), beside(store_path, RECORDS));
     let mut sum = ExportSummary::default();
     for job in &plan.jobs {
-        let (run_dir, record) = (runs.join(&job.hash), records.join(&job.hash));
-        let done = store
-            .run(&job.hash)?
-            .is_some_and(|r| r.status == RunStatus::Done);
-        if done && read_outcome(&run_dir, &job.hash)?.is_some() {
-            sum.bytes += copy_files(&run_dir, &record)?;
-            let finished = store.run(&job.hash)?.and_then(|r| r.finished);
-            let path = record.join(STORED);
-            let json = serde_json::to_vec_pretty(&Stored { finished }).expect("serialises");
+        export_run(&job.hash, store, &runs, &records, &mut sum)?;
+    }
+    // The trials of searches: each also gets its `trial.json` (pruned ones their curve).
+    for st in &plan.studies {
+        for t in store.trials(&st.key)? {
+            export_run(&t.hash, store, &runs, &records, &mut sum)?;
+            let Some(row) = store.run(&t.hash)? else {
+                continue;
+            };
+            let pruned = t.status == RunStatus::Pruned;
+            let curve = if pruned {
+                store.epochs(&t.hash)?
+            } else {
+                Vec::new()
+            };
+            let rec = TrialRecord {
+                study: st.key.clone(),
+                number: t.number,
+                values: serde_json::from_str(&t.values_json).unwrap_or_default(),
+                label: row.label,
+                config: serde_json::from_str(&row.config_json).map_err(|e| ArchiveError::Io {
+                    path: records.join(&t.hash),
+                    detail: format!("the store's configuration of the run: {e}"),
+                })?,
+                data_checksum: st.data_checksum.clone(),
+                deps: row.deps,
+                pruned,
+                train_seconds: curve.iter().map(|e| e.seconds).sum(),
+                curve,
+            };
+            let dir = records.join(&t.hash);
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let path = dir.join(TRIAL);
+            let json = serde_json::to_vec_pretty(&rec).expect("serialises");
             std::fs::write(&path, json).map_err(io(&path))?;
-            let stale = record.join(RESUME);
-            if stale.exists() {
-                std::fs::remove_dir_all(&stale).map_err(io(&stale))?;
-            }
-            sum.finished += 1;
-        } else if run_dir.join(RESUME).join("state.json").exists() {
-            sum.bytes += replace_dir(&run_dir.join(RESUME), &record.join(RESUME))?;
-            sum.in_progress += 1;
+            sum.trials += 1;
         }
     }
     Ok(sum)
+}
+
+/// Record run `hash`: its folder's files when it is done, else its resume checkpoint if any.
+fn export_run(
+    hash: &str,
+    store: &Store,
+    runs: &Path,
+    records: &Path,
+    sum: &mut ExportSummary,
+) -> Result<(), ArchiveError> {
+    let (run_dir, record) = (runs.join(hash), records.join(hash));
+    let done = store
+        .run(hash)?
+        .is_some_and(|r| r.status == RunStatus::Done);
+    if done && read_outcome(&run_dir, hash)?.is_some() {
+        sum.bytes += copy_files(&run_dir, &record)?;
+        let finished = store.run(hash)?.and_then(|r| r.finished);
+        let path = record.join(STORED);
+        let json = serde_json::to_vec_pretty(&Stored { finished }).expect("serialises");
+        std::fs::write(&path, json).map_err(io(&path))?;
+        let stale = record.join(RESUME);
+        if stale.exists() {
+            std::fs::remove_dir_all(&stale).map_err(io(&stale))?;
+        }
+        sum.finished += 1;
+    } else if run_dir.join(RESUME).join("state.json").exists() {
+        sum.bytes += replace_dir(&run_dir.join(RESUME), &record.join(RESUME))?;
+        sum.in_progress += 1;
+    }
+    Ok(())
+}
+
+/// A trial of a search as recorded (`trial.json` in its record): enough to number it again in
+/// a fresh store, and for a pruned trial (which has no outcome) its curve.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TrialRecord {
+    study: String,
+    number: usize,
+    values: serde_json::Value,
+    label: String,
+    config: crate::spec::RunConfig,
+    data_checksum: String,
+    deps: Vec<String>,
+    pruned: bool,
+    curve: Vec<crate::store::EpochRow>,
+    train_seconds: f64,
+}
+
+/// The trial records of study `key` in `records`, in trial order, each checked against its
+/// folder's run hash.
+fn trial_records(records: &Path, key: &str) -> Result<Vec<(String, TrialRecord)>, ArchiveError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(records).map_err(io(records))?.flatten() {
+        let path = e.path().join(TRIAL);
+        let Ok(text) = std::fs::read(&path) else {
+            continue;
+        };
+        let rec: TrialRecord = serde_json::from_slice(&text).map_err(|e| ArchiveError::Io {
+            path: path.clone(),
+            detail: format!("not a trial record: {e}"),
+        })?;
+        if rec.study != key {
+            continue;
+        }
+        let hash = e.file_name().to_string_lossy().to_string();
+        let found = run_hash(&rec.config, &rec.data_checksum);
+        if found != hash {
+            return Err(ArchiveError::Mismatch { path, hash, found });
+        }
+        out.push((hash, rec));
+    }
+    out.sort_by_key(|(_, r)| r.number);
+    Ok(out)
+}
+
+/// Number the recorded trials of `plan`'s studies again in `store` (those it lacks), record
+/// pruned ones as pruned; returns the hashes of every trial of the studies.
+fn import_trials(
+    plan: &Plan,
+    store: &mut Store,
+    records: &Path,
+    sum: &mut ImportSummary,
+) -> Result<Vec<String>, ArchiveError> {
+    let mut hashes = Vec::new();
+    for st in &plan.studies {
+        let known = store.trials(&st.key)?.len();
+        for (hash, rec) in trial_records(records, &st.key)? {
+            if rec.number > known {
+                let run = crate::store::NewRun {
+                    hash: hash.clone(),
+                    label: rec.label.clone(),
+                    dataset: rec.config.dataset.to_string(),
+                    config_json: serde_json::to_string(&rec.config).expect("serialises"),
+                    deps: rec.deps.clone(),
+                };
+                let budget = st.study.search.trials.max(rec.number);
+                let values = rec.values.to_string();
+                store.add_trial(&st.key, rec.number, budget, &plan.name, &run, &values)?;
+            }
+            let pending = store
+                .run(&hash)?
+                .is_some_and(|r| r.status == RunStatus::Pending);
+            if rec.pruned && pending && store.claim(&hash, IMPORT_WORKER, "cpu", NEVER_STALE)? {
+                store.prune(&hash, IMPORT_WORKER, &rec.curve, rec.train_seconds)?;
+                sum.pruned.push(hash.clone());
+            }
+        }
+        hashes.extend(store.trials(&st.key)?.into_iter().map(|t| t.hash));
+    }
+    Ok(hashes)
 }
 
 /// What [`import`] did.
@@ -183,6 +315,8 @@ pub struct ImportSummary {
     pub finished: Vec<String>,
     /// Runs whose resume checkpoint was restored from a record.
     pub resumed: Vec<String>,
+    /// Trials of searches recorded as pruned.
+    pub pruned: Vec<String>,
 }
 
 /// Bring the records of `plan`'s runs into `store`: each pending run with a finished record gets
@@ -206,24 +340,26 @@ pub fn import(
             .run(hash)?
             .is_some_and(|r| r.status == RunStatus::Pending))
     };
+    let mut hashes: Vec<String> = plan.jobs.iter().map(|j| j.hash.clone()).collect();
+    hashes.extend(import_trials(plan, store, &records, &mut sum)?);
     // Finished records, in passes until none more can be claimed (dependencies first).
     loop {
         let mut progress = false;
-        for job in &plan.jobs {
-            let record = records.join(&job.hash);
-            if sum.finished.contains(&job.hash) || !pending(store, &job.hash)? {
+        for hash in &hashes {
+            let record = records.join(hash);
+            if sum.finished.contains(hash) || !pending(store, hash)? {
                 continue;
             }
-            let Some(report) = read_outcome(&record, &job.hash)? else {
+            let Some(report) = read_outcome(&record, hash)? else {
                 continue;
             };
             let device = report.device.to_string();
-            if !store.claim(&job.hash, IMPORT_WORKER, &device, NEVER_STALE)? {
+            if !store.claim(hash, IMPORT_WORKER, &device, NEVER_STALE)? {
                 continue; // a dependency is not done yet, or another sweep took it
             }
-            let run_dir = runs.join(&job.hash);
+            let run_dir = runs.join(hash);
             let copied = copy_files(&record, &run_dir);
-            let rel = format!("{RUNS}/{}", job.hash);
+            let rel = format!("{RUNS}/{hash}");
             match copied {
                 Ok(_) => {
                     let stored: Option<Stored> = std::fs::read(record.join(STORED))
@@ -231,17 +367,17 @@ pub fn import(
                         .and_then(|t| serde_json::from_slice(&t).ok());
                     let result = report.to_store_result(&rel);
                     match stored.and_then(|s| s.finished) {
-                        Some(t) => store.finish_at(&job.hash, IMPORT_WORKER, &result, t)?,
-                        None => store.finish(&job.hash, IMPORT_WORKER, &result)?,
+                        Some(t) => store.finish_at(hash, IMPORT_WORKER, &result, t)?,
+                        None => store.finish(hash, IMPORT_WORKER, &result)?,
                     }
                     crate::resume::ResumeDir::new(&run_dir).remove();
                 }
                 Err(e) => {
-                    store.release(&job.hash, IMPORT_WORKER)?;
+                    store.release(hash, IMPORT_WORKER)?;
                     return Err(e);
                 }
             }
-            sum.finished.push(job.hash.clone());
+            sum.finished.push(hash.clone());
             progress = true;
         }
         if !progress {
@@ -249,15 +385,15 @@ pub fn import(
         }
     }
     // Checkpoints of runs in progress.
-    for job in &plan.jobs {
-        let ck = records.join(&job.hash).join(RESUME);
-        let here = runs.join(&job.hash).join(RESUME);
-        if pending(store, &job.hash)?
+    for hash in &hashes {
+        let ck = records.join(hash).join(RESUME);
+        let here = runs.join(hash).join(RESUME);
+        if pending(store, hash)?
             && ck.join("state.json").is_file()
             && !here.join("state.json").exists()
         {
             replace_dir(&ck, &here)?;
-            sum.resumed.push(job.hash.clone());
+            sum.resumed.push(hash.clone());
         }
     }
     Ok(sum)

@@ -395,6 +395,10 @@ pub fn register(
         })
         .collect();
     store.register(&info, &new_runs)?;
+    for st in &plan.studies {
+        let spec = serde_json::to_string(&st.study.search).expect("search settings serialise");
+        store.register_study(&st.key, &plan.name, &spec)?;
+    }
     Ok(())
 }
 
@@ -413,10 +417,6 @@ pub fn run_sweep(
     let mut store = Store::open(&opts.store)?;
     register(&mut store, plan, experiment_file, experiment_text)?;
     let mut hashes: Vec<String> = plan.jobs.iter().map(|j| j.hash.clone()).collect();
-    for st in &plan.studies {
-        let spec = serde_json::to_string(&st.study.search).expect("search settings serialise");
-        store.register_study(&st.key, &plan.name, &spec)?;
-    }
     new_trials(&store, plan, &mut hashes)?;
     if opts.retry_failed {
         store.retry_failed(Some(&hashes))?;
@@ -429,6 +429,7 @@ pub fn run_sweep(
             resumed: imported.resumed.len(),
         });
     }
+    new_trials(&store, plan, &mut hashes)?;
     let count = |store: &Store, hashes: &[String], s: RunStatus| -> Result<usize, StoreError> {
         Ok(hashes
             .iter()

@@ -240,3 +240,42 @@ fn a_run_whose_result_missed_the_store_is_taken_from_its_folder_not_trained_agai
     assert_eq!(status(&file, &store)[0].1, "done");
     assert_eq!(seconds(&store, "after"), before);
 }
+
+#[test]
+fn a_recorded_search_is_whole_on_a_fresh_clone() {
+    let a = tmp("archive-search-a");
+    let file = write_exp(
+        &a,
+        "  - {label: s, model: student, epochs: 3, lr: {log_uniform: [1.0e-6, 1.0e-2]}}\n\
+         search: {sampler: tpe, trials: 4, seed: 3, pruner: {kind: median, warmup_epochs: 0, startup_trials: 1}}\n",
+    );
+    let store_a = a.join("stkd.db");
+    let out = sweep(&file, &store_a, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(executed_now(&out), 4);
+    export(&file, &store_a);
+    let before = status(&file, &store_a);
+    assert!(before.iter().any(|r| r.1 == "pruned"), "{before:?}");
+
+    let b = tmp("archive-search-b");
+    copy_tree(&a.join("records"), &b.join("records"));
+    let store_b = b.join("stkd.db");
+    let out = sweep(&file, &store_b, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // Every trial, finished or pruned, came back with its number: nothing ran, none was added.
+    assert_eq!(executed_now(&out), 0, "{err}");
+    let after = status(&file, &store_b);
+    let key = |v: &[(String, String, u64)]| -> Vec<(String, String)> {
+        v.iter().map(|r| (r.0.clone(), r.1.clone())).collect()
+    };
+    assert_eq!(key(&after), key(&before));
+    assert_eq!(
+        report(&file, &store_a, &a.join("rep")),
+        report(&file, &store_b, &b.join("rep"))
+    );
+}

@@ -38,10 +38,11 @@ pub(crate) fn store_cmd(cmd: &StoreCmd) -> Result<()> {
                 let plan = plan_experiment(&exp, &args.data_dir)?;
                 let s = stkd::archive::export(&plan, &store, &args.store)?;
                 eprintln!(
-                    "{}: {} finished runs and {} checkpoints of unfinished runs recorded in {} ({:.1} MB copied)",
+                    "{}: {} finished runs, {} checkpoints of unfinished runs and {} search trials recorded in {} ({:.1} MB copied)",
                     file.display(),
                     s.finished,
                     s.in_progress,
+                    s.trials,
                     stkd::archive::beside(&args.store, stkd::archive::RECORDS).display(),
                     s.bytes as f64 / 1e6
                 );
@@ -56,10 +57,10 @@ pub(crate) fn store_cmd(cmd: &StoreCmd) -> Result<()> {
                 schedule::register(&mut store, &plan, file, &exp.text)?;
                 let s = stkd::archive::import(&plan, &mut store, &args.store)?;
                 eprintln!(
-                    "{}: {} of {} runs recorded as done from the records, {} checkpoints restored",
+                    "{}: {} runs recorded as done from the records, {} search trials as pruned, {} checkpoints restored",
                     file.display(),
                     s.finished.len(),
-                    plan.jobs.len(),
+                    s.pruned.len(),
                     s.resumed.len()
                 );
             }
