@@ -217,6 +217,27 @@ pub(crate) fn print_plan(plan: &stkd::plan::Plan, store: &Path, json: bool) -> R
         store.display()
     );
     println!("{}", terminal_table(table));
+    let store_now = Store::open_read_only(store).ok().flatten();
+    for st in &plan.studies {
+        let proposed = match &store_now {
+            Some(s) => s.trials(&st.key).map_or(0, |t| t.len()),
+            None => 0,
+        };
+        let search = &st.study.search;
+        println!(
+            "search {} {}: {} trials ({} sampler, {proposed} proposed so far) over {}, each waiting for {}",
+            st.study.label,
+            st.study.dataset,
+            search.trials,
+            format!("{:?}", search.sampler).to_lowercase(),
+            st.study.fields.join(", "),
+            if st.deps.is_empty() {
+                "nothing".to_string()
+            } else {
+                st.deps.iter().map(|d| name_of(d)).collect::<Vec<_>>().join(", ")
+            }
+        );
+    }
     Ok(())
 }
 
