@@ -96,6 +96,21 @@ fn random_value(s: &Space, rng: &mut Rng) -> Value {
     }
 }
 
+/// Combination `index` (0-based) of a space of choices, the last dimension fastest; `None`
+/// past the last combination or for a space with a dimension that is not a choice.
+pub fn grid_values(space: &[Space], index: usize) -> Option<Vec<Value>> {
+    let mut rest = index;
+    let mut out = vec![Value::Index(0); space.len()];
+    for (d, s) in space.iter().enumerate().rev() {
+        let Space::Choice { options } = *s else {
+            return None;
+        };
+        out[d] = Value::Index(rest % options.max(1));
+        rest /= options.max(1);
+    }
+    (rest == 0).then_some(out)
+}
+
 /// A standard normal draw (Box–Muller).
 fn normal(rng: &mut Rng) -> f64 {
     let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
@@ -422,6 +437,29 @@ mod tests {
             .iter()
             .map(|t| t.objective)
             .fold(f64::INFINITY, f64::min)
+    }
+
+    #[test]
+    fn the_grid_enumerates_every_combination_once() {
+        let space = [Space::Choice { options: 2 }, Space::Choice { options: 3 }];
+        let all: Vec<Vec<Value>> = (0..6).map(|i| grid_values(&space, i).unwrap()).collect();
+        assert_eq!(all[0], vec![Value::Index(0), Value::Index(0)]);
+        assert_eq!(all[1], vec![Value::Index(0), Value::Index(1)]);
+        assert_eq!(all[5], vec![Value::Index(1), Value::Index(2)]);
+        for i in 0..6 {
+            assert!(!all[..i].contains(&all[i]));
+        }
+        assert_eq!(grid_values(&space, 6), None);
+        assert_eq!(
+            grid_values(
+                &[Space::Uniform {
+                    low: 0.0,
+                    high: 1.0
+                }],
+                0
+            ),
+            None
+        );
     }
 
     #[test]

@@ -247,3 +247,51 @@ fn a_killed_search_resumes_without_repeating_trials_and_prunes_hopeless_ones() {
     assert_eq!(executed_now(&again), 0);
     assert_eq!(status(&file, &store).len(), 6);
 }
+
+/// Two sweeps on one store share a search: one numbering, one budget, each trial run once;
+/// the grid sampler proposes every combination exactly once.
+#[test]
+fn two_sweeps_share_one_search() {
+    let dir = tmp("search-shared");
+    let file = write_exp(
+        &dir,
+        "  - {label: s, model: student, lr: {choice: [1.0e-3, 2.0e-3]}, dropout: {choice: [0.0, 0.1, 0.2]}}\n\
+         search: {sampler: grid, trials: 10}\n",
+    );
+    let store = dir.join("stkd.db");
+    let spawn = || {
+        sweep_cmd(&file, &store, &["--per-device", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        oa.status.success(),
+        "{}",
+        String::from_utf8_lossy(&oa.stderr)
+    );
+    assert!(
+        ob.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ob.stderr)
+    );
+    // The grid has 6 combinations: the budget of 10 stops there.
+    assert_eq!(executed_now(&oa) + executed_now(&ob), 6);
+    let st = status(&file, &store);
+    assert_eq!(st.len(), 6, "{st:?}");
+    let mut combos: Vec<String> = Vec::new();
+    for (i, (run, state, attempts)) in st.iter().enumerate() {
+        assert!(run.contains(&format!("trial={} ", i + 1)), "{st:?}");
+        assert_eq!((state.as_str(), *attempts), ("done", 1), "{st:?}");
+        let combo = run
+            .split_once(&format!("trial={} ", i + 1))
+            .unwrap()
+            .1
+            .to_string();
+        assert!(!combos.contains(&combo), "{st:?}");
+        combos.push(combo);
+    }
+}

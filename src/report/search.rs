@@ -183,6 +183,7 @@ pub fn search_md(s: &mut String, studies: &[StudyReport]) {
         );
         let count = |k: RunStatus| st.trials.iter().filter(|t| t.status == k).count();
         let sampler = match st.search.sampler {
+            Sampler::Grid => "grid (every combination of the choices, in order)",
             Sampler::Tpe => {
                 "TPE (Optuna's defaults: 10 random start-up trials, γ = 10 %, 24 candidates)"
             }

@@ -4,7 +4,7 @@
 
 use crate::plan::PlannedStudy;
 use crate::rng::Rng;
-use crate::search::{random_values, Tpe, Trial, Value};
+use crate::search::{grid_values, random_values, Tpe, Trial, Value};
 use crate::spec::{Metric, Sampler, SearchSpec, TestMetric};
 use crate::store::{NewRun, RunStatus, Store, StoreError, TrialRow};
 
@@ -77,6 +77,11 @@ pub fn propose(
     let stream = u64::from_str_radix(&stream[..15], 16).expect("hex digits") + number as u64;
     let mut rng = Rng::new(search.seed, stream);
     let values = match search.sampler {
+        // The grid is spent after its last combination, whatever the budget.
+        Sampler::Grid => match grid_values(&st.study.space, number - 1) {
+            Some(v) => v,
+            None => return Ok(None),
+        },
         Sampler::Random => random_values(&st.study.space, &mut rng),
         Sampler::Tpe => Tpe::default().suggest(&st.study.space, &observed, &mut rng),
     };

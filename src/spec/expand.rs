@@ -79,6 +79,12 @@ pub(super) fn expand(
                     cx.err(r.line, &r.path, "a searched run cannot also have grid lists: give the listed values as `{choice: [...]}`");
                     continue;
                 }
+                if search.sampler == Sampler::Grid
+                    && random.iter().any(|(_, d)| !matches!(d, Dist::Choice(_)))
+                {
+                    cx.err(r.line, &r.path, "the grid sampler enumerates `{choice: [...]}` values: give every searched value as a choice");
+                    continue;
+                }
                 for &seed in &seeds {
                     let mut st = study(
                         r,

@@ -3,7 +3,7 @@
 //!
 //! ```yaml
 //! search:
-//!   sampler: tpe            # random | tpe
+//!   sampler: tpe            # grid | random | tpe
 //!   trials: 20              # per searched run and dataset
 //!   seed: 1
 //!   objective: val_mae      # val_mae (best epoch), or test_{mae,rmse,mape}_{15,30,45}
@@ -26,6 +26,8 @@ use crate::search::{Pruner, Space, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sampler {
+    /// Every combination of the `{choice: [...]}` values, in order (the last field fastest).
+    Grid,
     Random,
     Tpe,
 }
@@ -279,13 +281,14 @@ pub(super) fn parse_search(node: &Node, cx: &mut Ctx) -> Option<SearchSpec> {
     for (k, line, v, p) in unique_keys(map, "search", cx) {
         match k.as_str() {
             "sampler" => match v.as_str() {
+                Some("grid") => spec.sampler = Sampler::Grid,
                 Some("random") => spec.sampler = Sampler::Random,
                 Some("tpe") => spec.sampler = Sampler::Tpe,
                 _ => bad(
                     cx,
                     v.line,
                     &p,
-                    format!("expected random or tpe, got {}", v.describe()),
+                    format!("expected grid, random or tpe, got {}", v.describe()),
                 ),
             },
             "trials" => match v.as_i64() {

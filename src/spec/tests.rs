@@ -251,7 +251,7 @@ fn a_search_block_makes_studies_and_its_mistakes_are_named() {
     expect_error(
         &format!("{head}{run}search: {{sampler: bayes, trials: 3}}\n"),
         6,
-        &["search.sampler", "random or tpe"],
+        &["search.sampler", "grid, random or tpe"],
     );
     expect_error(
         &format!("{head}{run}search: {{sampler: tpe}}\n"),
@@ -280,5 +280,10 @@ fn a_search_block_makes_studies_and_its_mistakes_are_named() {
         &format!("{head}  - {{label: s, model: student, lr: [1.0e-3, 1.0e-2], dropout: {{uniform: [0.0, 0.5]}}}}\nsearch: {{trials: 3}}\n"),
         5,
         &["cannot also have grid lists"],
+    );
+    expect_error(
+        &format!("{head}  - {{label: s, model: student, dropout: {{uniform: [0.0, 0.5]}}}}\nsearch: {{sampler: grid, trials: 3}}\n"),
+        5,
+        &["grid sampler enumerates"],
     );
 }
