@@ -317,7 +317,7 @@ fn timed<'a, B: Backend>(
     }
 }
 
-const OUTCOME_FILE: &str = "outcome.json";
+pub const OUTCOME_FILE: &str = "outcome.json";
 /// Test times already measured, next to the run folders (see [`test_time_once`]).
 const TEST_TIMES_FILE: &str = "test-times.json";
 

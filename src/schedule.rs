@@ -14,6 +14,7 @@
 //!   folder until the old one has stopped: a run folder is written by one worker at a time.
 //! - [`Executor`] is the seam where a cluster executor (e.g. Slurm job arrays) would plug in.
 
+pub mod slurm;
 pub mod trials;
 pub mod worker;
 
@@ -168,12 +169,14 @@ pub enum SweepEvent<'a> {
 }
 
 /// How a run's process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunExit {
     /// Its exit code, when it exited.
     pub code: Option<i32>,
     /// The signal that stopped it, when one did.
     pub signal: Option<i32>,
+    /// What the executor knows besides (a cluster job's final state).
+    pub detail: Option<String>,
 }
 
 impl RunExit {
@@ -185,12 +188,16 @@ impl RunExit {
         RunExit {
             code: status.code(),
             signal,
+            detail: None,
         }
     }
 }
 
 impl std::fmt::Display for RunExit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(d) = &self.detail {
+            return f.write_str(d);
+        }
         match (self.code, self.signal) {
             (Some(c), _) => write!(f, "exited with code {c}"),
             (None, Some(s)) => write!(f, "was killed by signal {s}"),
@@ -208,6 +215,17 @@ pub trait RunHandle: Send {
     fn kill(&mut self);
     /// The last lines it wrote for people (its error, when it failed).
     fn output_tail(&self) -> Vec<String>;
+    /// Whether the run keeps its store claim alive itself (a local `run-one` does); otherwise
+    /// the sweep beats for it while it is in flight (a cluster job that never opens the store).
+    fn beats_for_itself(&self) -> bool {
+        true
+    }
+    /// Once ended: the outcome a run that does not write to the store left in its run folder
+    /// (`Ok`: its report; `Err`: its error), for the sweep to record. `None`: nothing there,
+    /// or the run recorded its outcome in the store itself.
+    fn ingest(&self) -> Option<Result<crate::exec::RunReport, String>> {
+        None
+    }
 }
 
 /// Starts one run somewhere. Progress events the run reports go to `events` with `slot`.
@@ -241,7 +259,7 @@ struct LocalRun {
 }
 
 /// Lines of a run's stderr kept for its failure message.
-const TAIL_LINES: usize = 20;
+pub(crate) const TAIL_LINES: usize = 20;
 
 impl RunHandle for LocalRun {
     fn poll(&mut self) -> std::io::Result<Option<RunExit>> {
@@ -455,6 +473,7 @@ pub fn run_sweep(
     let (tx, rx) = mpsc::channel::<(usize, RunEvent)>();
     let mut ran_now = 0;
     let mut last_wait_note = Instant::now() - Duration::from_secs(60);
+    let mut last_beat = Instant::now();
     loop {
         let interrupted = interrupt.load(Ordering::SeqCst);
         if !interrupted {
@@ -472,6 +491,10 @@ pub fn run_sweep(
         // Forward progress.
         while let Ok((slot, event)) = rx.try_recv() {
             on_event(SweepEvent::Progress { slot, event });
+        }
+        if last_beat.elapsed() >= HEARTBEAT_INTERVAL {
+            beat_for_jobs(&slots, &store);
+            last_beat = Instant::now();
         }
         reap(&mut slots, &mut store, interrupted, interrupt, on_event)?;
         let busy = slots.iter().any(|s| s.active.is_some());
@@ -629,6 +652,17 @@ fn reap(
     Ok(())
 }
 
+/// Refreshes the claims of the runs in flight that do not beat for themselves (cluster jobs):
+/// the sweep vouches for them while their executor says they are queued or running. A lost
+/// claim shows when the run is settled.
+fn beat_for_jobs(slots: &[Slot], store: &Store) {
+    for a in slots.iter().filter_map(|s| s.active.as_ref()) {
+        if !a.handle.beats_for_itself() {
+            let _ = store.heartbeat(&a.hash, &a.worker);
+        }
+    }
+}
+
 /// What an idle sweep (none of its runs running here) does next.
 enum Idle {
     /// Nothing is left to run here or elsewhere.
@@ -751,6 +785,18 @@ fn settle(
             ));
         }
         return Ok((r.status, r.error));
+    }
+    match active.handle.ingest() {
+        Some(Ok(report)) => {
+            let rel = format!("{}/{}", crate::archive::RUNS, active.hash);
+            store.finish(&active.hash, &active.worker, &report.to_store_result(&rel))?;
+            return Ok((RunStatus::Done, None));
+        }
+        Some(Err(msg)) if !interrupted => {
+            store.fail(&active.hash, &active.worker, &msg)?;
+            return Ok((RunStatus::Failed, Some(msg)));
+        }
+        _ => {}
     }
     if interrupted {
         store.release(&active.hash, &active.worker)?;

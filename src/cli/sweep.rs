@@ -31,6 +31,38 @@ pub(crate) struct SweepArgs {
     /// With --dry-run: the plan as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Where runs execute: `local` (child processes here) or `slurm` (one batch job per run;
+    /// the store, run folders, data and the stkd binary must be on a file system the nodes
+    /// share).
+    #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
+    pub(crate) executor: String,
+    /// Slurm: jobs in flight at once (with `--executor slurm`; replaces the device slots).
+    #[arg(long, default_value_t = 4)]
+    pub(crate) max_jobs: usize,
+    /// Slurm: `--partition` of every job.
+    #[arg(long)]
+    pub(crate) slurm_partition: Option<String>,
+    /// Slurm: `--time` limit of every job (e.g. `2:00:00`).
+    #[arg(long)]
+    pub(crate) slurm_time: Option<String>,
+    /// Slurm: `--cpus-per-task`.
+    #[arg(long)]
+    pub(crate) slurm_cpus: Option<usize>,
+    /// Slurm: `--mem` (e.g. `8G`).
+    #[arg(long)]
+    pub(crate) slurm_mem: Option<String>,
+    /// Slurm: `--gres` (e.g. `gpu:1`; give `--devices cuda:0` so that runs use it).
+    #[arg(long)]
+    pub(crate) slurm_gres: Option<String>,
+    /// Slurm: `--account`.
+    #[arg(long)]
+    pub(crate) slurm_account: Option<String>,
+    /// Slurm: `--qos`.
+    #[arg(long)]
+    pub(crate) slurm_qos: Option<String>,
+    /// Slurm: a further `sbatch` argument, as given (repeatable).
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) slurm_arg: Vec<String>,
 }
 
 #[derive(Args)]
@@ -94,6 +126,10 @@ pub(crate) struct RunOneArgs {
     pub(crate) device: DeviceSpec,
     #[arg(long, default_value = "data")]
     pub(crate) data_dir: PathBuf,
+    /// Run without the store (a cluster job): read the run from its folder's `job.json`,
+    /// leave the outcome there for the sweep that submitted it.
+    #[arg(long)]
+    pub(crate) detached: bool,
 }
 
 /// `--stale-after`: a number of seconds of at least [`schedule::MIN_STALE_AFTER_S`].
@@ -337,27 +373,53 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
         .filter(|d| **d == DeviceSpec::Cpu)
         .count()
         * args.per_device.max(1);
-    let executor = LocalExecutor {
-        exe: std::env::current_exe().context("locating the stkd binary")?,
-        store: args.store.clone(),
-        data_dir: args.data_dir.clone(),
-        cpu_threads: (cpu_slots > 1).then(|| (rayon::current_num_threads() / cpu_slots).max(1)),
+    let exe = std::env::current_exe().context("locating the stkd binary")?;
+    let slurm = args.executor == "slurm";
+    let executor: Box<dyn schedule::Executor> = if slurm {
+        Box::new(schedule::slurm::SlurmExecutor {
+            exe,
+            store: args.store.clone(),
+            data_dir: args.data_dir.clone(),
+            options: schedule::slurm::SlurmOptions {
+                partition: args.slurm_partition.clone(),
+                time: args.slurm_time.clone(),
+                cpus: args.slurm_cpus,
+                mem: args.slurm_mem.clone(),
+                gres: args.slurm_gres.clone(),
+                account: args.slurm_account.clone(),
+                qos: args.slurm_qos.clone(),
+                extra: args.slurm_arg.clone(),
+            },
+        })
+    } else {
+        Box::new(LocalExecutor {
+            exe,
+            store: args.store.clone(),
+            data_dir: args.data_dir.clone(),
+            cpu_threads: (cpu_slots > 1).then(|| (rayon::current_num_threads() / cpu_slots).max(1)),
+        })
+    };
+    // On a cluster the slots are jobs in flight, each on the device its job is given.
+    let (devices, per_device) = if slurm {
+        (vec![args.devices[0]], args.max_jobs.max(1))
+    } else {
+        (args.devices.clone(), args.per_device.max(1))
     };
     let opts = SweepOptions {
         store: args.store.clone(),
-        devices: args.devices.clone(),
-        per_device: args.per_device.max(1),
+        devices: devices.clone(),
+        per_device,
         retry_failed: args.retry_failed,
         stale_after_s: args.stale_after,
         data_dir: args.data_dir.clone(),
     };
-    let mut display = SweepDisplay::new(args.devices.len() * args.per_device.max(1));
+    let mut display = SweepDisplay::new(devices.len() * per_device);
     let summary = schedule::run_sweep(
         &plan,
         &args.file,
         &exp.text,
         &opts,
-        &executor,
+        executor.as_ref(),
         &interrupt,
         &mut |ev| display.on(ev),
     )?;
@@ -421,6 +483,9 @@ pub(crate) struct StatusRow {
     pub(crate) status: String,
     pub(crate) hash: String,
     pub(crate) device: Option<String>,
+    /// The cluster job of the latest attempt (Slurm job id) and, while it runs, its state.
+    pub(crate) job: Option<String>,
+    pub(crate) slurm_state: Option<String>,
     pub(crate) attempts: u32,
     pub(crate) test_mae_15min: Option<f64>,
     pub(crate) error: Option<String>,
@@ -530,6 +595,12 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
                 .map_or("not registered".into(), |r| r.status.to_string()),
             hash,
             device: row.as_ref().and_then(|r| r.device.clone()),
+            job: row.as_ref().and_then(|r| r.job.clone()),
+            slurm_state: row
+                .as_ref()
+                .filter(|r| r.status == RunStatus::Running)
+                .and_then(|r| r.job.as_deref())
+                .and_then(|j| schedule::slurm::job_state(j).ok().flatten()),
             attempts: row.as_ref().map_or(0, |r| r.attempts),
             test_mae_15min: mae15,
             error: row.and_then(|r| r.error),
@@ -544,6 +615,7 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
         status: String,
         hash: String,
         device: String,
+        job: String,
         #[tabled(rename = "MAE 15 min")]
         mae: String,
         error: String,
@@ -555,6 +627,11 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
             status: r.status.clone(),
             hash: r.hash.clone(),
             device: r.device.clone().unwrap_or_default(),
+            job: match (&r.job, &r.slurm_state) {
+                (Some(j), Some(s)) => format!("{j} ({s})"),
+                (Some(j), None) => j.clone(),
+                _ => String::new(),
+            },
             mae: r
                 .test_mae_15min
                 .map_or(String::new(), |m| format!("{m:.3}")),
@@ -586,6 +663,23 @@ pub(crate) fn die_with_parent() {
 }
 
 pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
+    if args.detached {
+        // A cluster job: no parent to die with, no store.
+        let run_dir = stkd::archive::beside(&args.store, stkd::archive::RUNS).join(&args.hash);
+        let device = args.device;
+        schedule::worker::run_detached(
+            &run_dir,
+            device,
+            |cfg, data, paths, on_event| with_backend!(device, B, dev => exec::execute::<B>(cfg, data, paths, device, &dev, on_event)),
+            |ev| {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{}", ev.to_line());
+                let _ = out.flush();
+            },
+        )?;
+        return Ok(());
+    }
     die_with_parent();
     let assignment = schedule::worker::Assignment {
         store: args.store.clone(),

@@ -50,6 +50,8 @@ pub enum WorkerError {
     Device(#[from] crate::backend::DeviceError),
     #[error(transparent)]
     Exec(#[from] ExecError),
+    #[error("{}: {detail} (the executor writes it before starting the job)", .path.display())]
+    JobSpec { path: PathBuf, detail: String },
     /// Not a failure: the run is a trial its search's pruner stopped; the store has it as
     /// `pruned` with its curve.
     #[error("trial stopped by the search's pruner after epoch {epoch}")]
@@ -228,4 +230,113 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     s
+}
+
+/// A run as a detached worker receives it ([`run_detached`]): written by the executor into
+/// the run's folder as [`JOB_SPEC`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JobSpec {
+    pub hash: String,
+    pub config: RunConfig,
+    pub teacher_dir: Option<PathBuf>,
+    pub base_dir: Option<PathBuf>,
+    pub data_dir: PathBuf,
+}
+
+/// The job description in a detached run's folder.
+pub const JOB_SPEC: &str = "job.json";
+/// A detached run's error, when it failed (`{"error": "..."}`).
+pub const FAILURE: &str = "failed.json";
+/// A detached run's sign of life: Unix seconds, rewritten every [`super::HEARTBEAT_INTERVAL`].
+pub const BEAT: &str = "heartbeat";
+
+/// Write `text` to `path` atomically (a temporary file renamed over it), as a shared file
+/// system needs: a reader sees the old file or the new one, never half of one.
+pub fn write_atomic(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Rewrites a run folder's [`BEAT`] file until dropped.
+struct BeatFile {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BeatFile {
+    fn start(dir: &std::path::Path) -> BeatFile {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let path = dir.join(BEAT);
+        let thread = std::thread::spawn(move || loop {
+            let _ = write_atomic(&path, &format!("{:.3}\n", crate::store::now()));
+            match rx.recv_timeout(super::HEARTBEAT_INTERVAL) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                _ => return,
+            }
+        });
+        BeatFile {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BeatFile {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs the run described by `run_dir`'s [`JOB_SPEC`] without opening the store: a cluster
+/// job on a node whose shared file system cannot be trusted with SQLite's locks. It holds the
+/// run folder's lock, keeps a [`BEAT`] file fresh, executes the run (resuming from its
+/// checkpoint, as after a requeue) and leaves its outcome in the folder: `outcome.json`, or
+/// [`FAILURE`] with the error. The sweep that submitted it records what it finds there.
+pub fn run_detached(
+    run_dir: &std::path::Path,
+    device: DeviceSpec,
+    execute: impl FnOnce(
+        &RunConfig,
+        &Dataset,
+        &RunPaths,
+        &mut dyn FnMut(Event),
+    ) -> Result<RunReport, ExecError>,
+    mut emit: impl FnMut(RunEvent),
+) -> Result<RunReport, WorkerError> {
+    let spec_path = run_dir.join(JOB_SPEC);
+    let text = std::fs::read(&spec_path).map_err(|e| WorkerError::JobSpec {
+        path: spec_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let spec: JobSpec = serde_json::from_slice(&text).map_err(WorkerError::Config)?;
+    let lock = RunFolderLock::acquire(run_dir, FOLDER_LOCK_TIMEOUT, |holder| {
+        emit(RunEvent::WaitingForFolder { holder })
+    })?;
+    let _ = std::fs::remove_file(run_dir.join(FAILURE));
+    let beat = BeatFile::start(run_dir);
+    let result = (|| -> Result<RunReport, WorkerError> {
+        crate::backend::check_device(device)?;
+        let data = exec::load_data(&spec.config, &spec.data_dir)?;
+        let paths = RunPaths {
+            run_dir: run_dir.to_path_buf(),
+            teacher_dir: spec.teacher_dir.clone(),
+            base_dir: spec.base_dir.clone(),
+            data_dir: spec.data_dir.clone(),
+        };
+        let mut on_event = |e: Event| emit(RunEvent::from(e));
+        let report = execute(&spec.config, &data, &paths, &mut on_event)?;
+        exec::write_report(&report, run_dir)?;
+        Ok(report)
+    })();
+    drop(beat);
+    if let Err(e) = &result {
+        let json = serde_json::json!({ "error": error_chain(e) }).to_string();
+        let _ = write_atomic(&run_dir.join(FAILURE), &json);
+    }
+    drop(lock);
+    result
 }

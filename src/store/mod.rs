@@ -99,6 +99,7 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         finished: row.get(9)?,
         error: row.get(10)?,
         attempts: row.get(11)?,
+        job: row.get(12)?,
     })
 }
 
@@ -852,6 +853,18 @@ impl Store {
             .query_map([hash], |r| real(r, 0))
             .ctx(&self.path, ctx)?;
         rows.collect::<rusqlite::Result<_>>().ctx(&self.path, ctx)
+    }
+
+    /// Records the cluster job executing `hash`'s attempt (only while `worker` holds the claim).
+    pub fn set_job(&mut self, hash: &str, worker: &str, job: &str) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .execute(sql::SET_JOB, params![hash, worker, job])
+            .ctx(&self.path, "recording a run's job")?;
+        if changed == 0 {
+            check_claim(&self.conn, &self.path, hash, worker)?;
+        }
+        Ok(())
     }
 
     /// Every recorded epoch of `hash` (finished, pruned, or live), in order.

@@ -2,7 +2,7 @@
 
 /// Ordered schema migrations: entry *i* takes `user_version` from *i* to *i + 1*. Append new
 /// versions; never edit a released one.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Version 1: the initial schema. Reals that a run may legitimately produce as NaN
 /// (losses, metrics) are nullable: SQLite stores NaN as NULL, read back as NaN.
@@ -121,6 +121,9 @@ CREATE TABLE trials (
 CREATE INDEX trials_run ON trials(run_hash);
 ";
 
+/// Version 3: the cluster job (e.g. a Slurm job id) that executes a run's latest attempt.
+const V3: &str = "ALTER TABLE runs ADD COLUMN job TEXT;";
+
 /// Marks a migration that edits the schema's text: after it the schema version is bumped so
 /// that every connection reads the new text.
 pub const SCHEMA_TEXT_EDIT: &str = "writable_schema";
@@ -130,6 +133,9 @@ pub const USER_VERSION: &str = "PRAGMA user_version";
 pub const UPSERT_STUDY: &str = "
 INSERT INTO studies (key, experiment, spec_json) VALUES (?1, ?2, ?3)
 ON CONFLICT (key) DO UPDATE SET experiment = excluded.experiment, spec_json = excluded.spec_json";
+/// ?1 hash, ?2 worker, ?3 job.
+pub const SET_JOB: &str =
+    "UPDATE runs SET job = ?3 WHERE hash = ?1 AND claimed_by = ?2 AND status = 'running'";
 pub const COUNT_TRIALS: &str = "SELECT COUNT(*) FROM trials WHERE study = ?1";
 pub const INSERT_TRIAL: &str = "
 INSERT INTO trials (study, number, run_hash, values_json) VALUES (?1, ?2, ?3, ?4)";
@@ -178,7 +184,7 @@ pub const EXPERIMENTS: &str =
 macro_rules! run_columns {
     () => {
         "r.hash, r.label, r.dataset, r.status, r.config_json, r.device, r.claimed_by, \
-             r.heartbeat, r.started, r.finished, r.error, r.attempts"
+             r.heartbeat, r.started, r.finished, r.error, r.attempts, r.job"
     };
 }
 pub const RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.hash = ?1");

@@ -135,6 +135,8 @@ pub struct RunRow {
     pub error: Option<String>,
     /// How many times the run has been claimed (a stale re-claim counts as a new attempt).
     pub attempts: u32,
+    /// The cluster job of the latest attempt (a Slurm job id), if a cluster executed it.
+    pub job: Option<String>,
 }
 
 /// One epoch of a training curve.

@@ -1,0 +1,328 @@
+//! The Slurm executor: each run the sweep claims becomes one batch job (`sbatch --parsable`)
+//! whose script calls `stkd run-one --detached` on a node. The store stays with the sweep (it
+//! is SQLite, whose locks a network file system does not honour); the job reports through its
+//! run folder on the shared file system ([`super::worker::run_detached`]: `outcome.json` or
+//! `failed.json`, a heartbeat file, its progress on stdout in Slurm's output file), and the sweep
+//! records what it finds there. The job id is stored with the run.
+//!
+//! Dependants are submitted when their dependencies are done, by the scheduler as for local
+//! runs, not with `--dependency=afterok`: the store stays the one place that decides what may
+//! run, a failed dependency skips its dependants at once (Slurm would leave them pending unless
+//! `kill_invalid_depend` is set), and a run finished in an earlier sweep needs no job at all.
+//!
+//! Faults: a job that fails, is cancelled, times out or loses its node ends with Slurm's state,
+//! recorded as the run's error (`--retry-failed` submits it again; it resumes from its last
+//! epoch checkpoint). A requeued job (preemption, `scontrol requeue`) is still in flight: it
+//! starts again and resumes from its checkpoint. Ctrl-C on the sweep cancels its jobs. A sweep
+//! that died while its jobs ran re-attaches to a job still queued or running when it (or
+//! another sweep) claims the run again, instead of submitting a second one.
+
+use std::io::{BufRead, Read, Seek};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::worker::{JobSpec, FAILURE, JOB_SPEC};
+use super::{Executor, RunEvent, RunExit, RunHandle};
+use crate::archive::{beside, RUNS};
+use crate::backend::DeviceSpec;
+use crate::exec::RunReport;
+use crate::spec::RunConfig;
+use crate::store::Store;
+
+/// Resources and options of every job (`sbatch` flags; `None`: the cluster's default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlurmOptions {
+    pub partition: Option<String>,
+    /// `--time`, e.g. `2:00:00`.
+    pub time: Option<String>,
+    pub cpus: Option<usize>,
+    /// `--mem`, e.g. `8G`.
+    pub mem: Option<String>,
+    /// `--gres`, e.g. `gpu:1`.
+    pub gres: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// Further `sbatch` arguments, passed as given.
+    pub extra: Vec<String>,
+}
+
+impl SlurmOptions {
+    fn sbatch_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        let mut opt = |flag: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                a.push(format!("--{flag}={v}"));
+            }
+        };
+        opt("partition", &self.partition);
+        opt("time", &self.time);
+        opt("cpus-per-task", &self.cpus.map(|c| c.to_string()));
+        opt("mem", &self.mem);
+        opt("gres", &self.gres);
+        opt("account", &self.account);
+        opt("qos", &self.qos);
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+}
+
+/// Submits runs as Slurm jobs (see the module's documentation).
+pub struct SlurmExecutor {
+    /// The `stkd` binary the nodes run (on the shared file system, or installed alike).
+    pub exe: PathBuf,
+    pub store: PathBuf,
+    pub data_dir: PathBuf,
+    pub options: SlurmOptions,
+}
+
+/// Slurm's states of a job that is not over.
+const IN_FLIGHT: &[&str] = &[
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+];
+
+/// How often a job's state is asked of `scontrol`.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// `scontrol show job <id>`'s `JobState`, `None` when Slurm no longer knows the job.
+pub fn job_state(job: &str) -> std::io::Result<Option<String>> {
+    let out = Command::new("scontrol")
+        .args(["show", "job", job, "-o"])
+        .output()?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("JobState="))
+        .map(str::to_string))
+}
+
+fn io_other(msg: String) -> std::io::Error {
+    std::io::Error::other(msg)
+}
+
+impl Executor for SlurmExecutor {
+    fn spawn(
+        &self,
+        hash: &str,
+        worker: &str,
+        device: DeviceSpec,
+        slot: usize,
+        events: mpsc::Sender<(usize, RunEvent)>,
+    ) -> std::io::Result<Box<dyn RunHandle>> {
+        let err = |e: crate::store::StoreError| io_other(e.to_string());
+        let mut store = Store::open(&self.store).map_err(err)?;
+        let row = store
+            .run(hash)
+            .map_err(err)?
+            .ok_or_else(|| io_other(format!("run {hash} is not in the store")))?;
+        let runs = absolute(&beside(&self.store, RUNS));
+        let run_dir = runs.join(hash);
+        std::fs::create_dir_all(&run_dir)?;
+        // A job of an earlier attempt still queued or running (its sweep died): attach to it.
+        if let Some(job) = &row.job {
+            if job_state(job)?.is_some_and(|s| IN_FLIGHT.contains(&s.as_str())) {
+                store.set_job(hash, worker, job).map_err(err)?;
+                return Ok(Box::new(SlurmRun::new(job.clone(), run_dir, slot, events)));
+            }
+        }
+        let config: RunConfig =
+            serde_json::from_str(&row.config_json).map_err(|e| io_other(e.to_string()))?;
+        let spec = JobSpec {
+            hash: hash.to_string(),
+            teacher_dir: config.teacher.as_ref().map(|t| runs.join(t)),
+            base_dir: config.base.as_ref().map(|b| runs.join(b)),
+            config,
+            data_dir: absolute(&self.data_dir),
+        };
+        let json = serde_json::to_string_pretty(&spec).expect("job spec serialises");
+        super::worker::write_atomic(&run_dir.join(JOB_SPEC), &json)?;
+        let _ = std::fs::remove_file(run_dir.join(FAILURE));
+        let script = run_dir.join("job.sh");
+        let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+        let text = format!(
+            "#!/bin/sh\n# stkd run {hash}, submitted by `stkd sweep` ({worker})\nexec {} run-one {hash} --detached --store {} --worker {worker} --device {device} --data-dir {}\n",
+            quote(&absolute(&self.exe)),
+            quote(&absolute(&self.store)),
+            quote(&absolute(&self.data_dir)),
+        );
+        super::worker::write_atomic(&script, &text)?;
+        let out = Command::new("sbatch")
+            .arg("--parsable")
+            .arg(format!("--job-name=stkd-{}", &hash[..hash.len().min(8)]))
+            .arg(format!(
+                "--output={}",
+                run_dir.join("slurm-%j.out").display()
+            ))
+            .arg("--requeue")
+            .args(self.options.sbatch_args())
+            .arg(&script)
+            .output()?;
+        if !out.status.success() {
+            return Err(io_other(format!(
+                "sbatch failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let job = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        if job.is_empty() {
+            return Err(io_other("sbatch printed no job id".into()));
+        }
+        store.set_job(hash, worker, &job).map_err(err)?;
+        Ok(Box::new(SlurmRun::new(job, run_dir, slot, events)))
+    }
+
+    fn describe(&self) -> String {
+        format!("sbatch (stkd at {})", self.exe.display())
+    }
+}
+
+/// A submitted job: its state from `scontrol`, its progress from Slurm's output file.
+struct SlurmRun {
+    job: String,
+    run_dir: PathBuf,
+    slot: usize,
+    events: mpsc::Sender<(usize, RunEvent)>,
+    /// Bytes of the output file already forwarded.
+    read: u64,
+    last_poll: Option<Instant>,
+    tail: Vec<String>,
+}
+
+impl SlurmRun {
+    fn new(
+        job: String,
+        run_dir: PathBuf,
+        slot: usize,
+        events: mpsc::Sender<(usize, RunEvent)>,
+    ) -> Self {
+        SlurmRun {
+            job,
+            run_dir,
+            slot,
+            events,
+            read: 0,
+            last_poll: None,
+            tail: Vec::new(),
+        }
+    }
+
+    fn output_file(&self) -> PathBuf {
+        self.run_dir.join(format!("slurm-{}.out", self.job))
+    }
+
+    /// Forward the progress lines the job wrote since the last call; keep the others.
+    fn forward(&mut self) {
+        let Ok(mut f) = std::fs::File::open(self.output_file()) else {
+            return;
+        };
+        if f.seek(std::io::SeekFrom::Start(self.read)).is_err() {
+            return;
+        }
+        let mut buf = String::new();
+        if f.read_to_string(&mut buf).is_err() {
+            return;
+        }
+        // Only whole lines; a partial last line waits for the next call.
+        let whole = buf.rfind('\n').map_or(0, |i| i + 1);
+        self.read += whole as u64;
+        for line in buf[..whole].lines() {
+            match serde_json::from_str::<RunEvent>(line) {
+                Ok(ev) => {
+                    let _ = self.events.send((self.slot, ev));
+                }
+                Err(_) => {
+                    self.tail.push(line.to_string());
+                    if self.tail.len() > super::TAIL_LINES {
+                        self.tail.remove(0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl RunHandle for SlurmRun {
+    fn poll(&mut self) -> std::io::Result<Option<RunExit>> {
+        if self.last_poll.is_some_and(|t| t.elapsed() < POLL_EVERY) {
+            return Ok(None);
+        }
+        self.last_poll = Some(Instant::now());
+        self.forward();
+        let state = job_state(&self.job)?;
+        let state = match state {
+            Some(s) if IN_FLIGHT.contains(&s.as_str()) => return Ok(None),
+            Some(s) => s,
+            // Slurm forgot the job (older than `MinJobAge`): its folder tells how it ended.
+            None => "ENDED".to_string(),
+        };
+        self.forward();
+        let ok = state == "COMPLETED";
+        Ok(Some(RunExit {
+            code: ok.then_some(0),
+            signal: None,
+            detail: Some(format!("Slurm job {} ended {state}", self.job)),
+        }))
+    }
+
+    fn kill(&mut self) {
+        let _ = Command::new("scancel").arg(&self.job).status();
+    }
+
+    fn output_tail(&self) -> Vec<String> {
+        let mut t = self.tail.clone();
+        if let Ok(f) = std::fs::File::open(self.output_file()) {
+            t = std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| serde_json::from_str::<RunEvent>(l).is_err())
+                .collect();
+            let n = t.len().saturating_sub(super::TAIL_LINES);
+            t.drain(..n);
+        }
+        t
+    }
+
+    fn beats_for_itself(&self) -> bool {
+        false
+    }
+
+    fn ingest(&self) -> Option<Result<RunReport, String>> {
+        let outcome = self.run_dir.join(crate::exec::OUTCOME_FILE);
+        if let Ok(text) = std::fs::read(&outcome) {
+            if let Ok(report) = serde_json::from_slice::<RunReport>(&text) {
+                return Some(Ok(report));
+            }
+        }
+        let failure = std::fs::read(self.run_dir.join(FAILURE)).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&failure).ok()?;
+        Some(Err(format!(
+            "Slurm job {}: {}",
+            self.job,
+            v["error"].as_str().unwrap_or("failed")
+        )))
+    }
+}

@@ -1,0 +1,213 @@
+//! Sweeps through a real Slurm cluster (`--executor slurm`): `.ci/slurm-test` starts a one-node
+//! cluster (munged, slurmctld, slurmd) on the machine and runs these with `STKD_SLURM=1`.
+//! Without a cluster they are ignored (`cargo test` cannot start daemons as root), not passed:
+//! CI runs them through the script.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn cluster() {
+    assert_eq!(
+        std::env::var("STKD_SLURM").as_deref(),
+        Ok("1"),
+        "run through .ci/slurm-test, which starts the cluster"
+    );
+}
+
+fn slurm_sweep(file: &Path, store: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--executor", "slurm", "--max-jobs", "2"];
+    args.extend_from_slice(extra);
+    sweep(file, store, &args)
+}
+
+/// The test metrics a run recorded in its folder.
+fn test_metrics(store: &Path, hash: &str) -> serde_json::Value {
+    let p = store
+        .parent()
+        .unwrap()
+        .join("runs")
+        .join(hash)
+        .join("outcome.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    v["outcome"]["test"].clone()
+}
+
+fn job_of(file: &Path, store: &Path, hash: &str) -> Option<String> {
+    let out = stkd(&[
+        "status",
+        file.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.as_array()?
+        .iter()
+        .find(|r| r["hash"] == hash)
+        .and_then(|r| r["job"].as_str().map(str::to_string))
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: .ci/slurm-test"]
+fn a_sweep_through_slurm_equals_the_local_one() {
+    cluster();
+    let runs = "  - {label: teacher, model: student}\n  - {label: ord, model: student, teacher: teacher, loss: ord, alpha1: 0.5}\n  - {label: plain2, model: student, seeds: [2]}\n";
+    let a = tmp("slurm-a");
+    let file_a = write_exp(&a, runs);
+    let store_a = a.join("stkd.db");
+    let out = slurm_sweep(&file_a, &store_a, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(executed_now(&out), 3);
+    let rows = status_rows(&file_a, &store_a);
+    assert!(
+        rows.iter().all(|r| r.status == "done" && r.attempts == 1),
+        "{rows:?}"
+    );
+    for r in &rows {
+        assert!(
+            job_of(&file_a, &store_a, &r.hash).is_some(),
+            "{} has no job id",
+            r.run
+        );
+    }
+    // The same runs on the local executor: the same numbers.
+    let b = tmp("slurm-b");
+    let file_b = write_exp(&b, runs);
+    let store_b = b.join("stkd.db");
+    assert!(sweep(&file_b, &store_b, &[]).status.success());
+    for r in &rows {
+        assert_eq!(
+            test_metrics(&store_a, &r.hash),
+            test_metrics(&store_b, &r.hash),
+            "{}",
+            r.run
+        );
+    }
+    // Nothing left to submit.
+    let again = slurm_sweep(&file_a, &store_a, &[]);
+    assert_eq!(executed_now(&again), 0);
+}
+
+/// Starts a Slurm sweep of one longer run, waits for its first checkpoint, and returns the
+/// sweep process, the run's hash and its job id.
+fn long_run(dir: &Path, seed: u64) -> (std::process::Child, std::path::PathBuf, String, String) {
+    let file = write_exp(
+        dir,
+        &format!("  - {{label: long, model: student, epochs: 8, max_steps_per_epoch: 40, seeds: [{seed}]}}\n"),
+    );
+    let store = dir.join("stkd.db");
+    let child = Command::new(BIN)
+        .args([
+            "sweep",
+            file.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ])
+        .args(["--executor", "slurm"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut hash = String::new();
+    wait_for(Duration::from_secs(120), "the run's registration", || {
+        if !store.exists() {
+            return false;
+        }
+        hash = status_rows(&file, &store)[0].hash.clone();
+        !hash.is_empty()
+    });
+    let state = dir.join("runs").join(&hash).join("resume/state.json");
+    wait_for(Duration::from_secs(120), "a checkpoint", || state.exists());
+    let job = job_of(&file, &store, &hash).expect("a job id");
+    (child, file, hash, job)
+}
+
+fn reference_metrics(seed: u64) -> serde_json::Value {
+    let d = tmp(&format!("slurm-ref-{seed}"));
+    let file = write_exp(
+        &d,
+        &format!("  - {{label: long, model: student, epochs: 8, max_steps_per_epoch: 40, seeds: [{seed}]}}\n"),
+    );
+    let store = d.join("stkd.db");
+    assert!(sweep(&file, &store, &[]).status.success());
+    let hash = status_rows(&file, &store)[0].hash.clone();
+    test_metrics(&store, &hash)
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: .ci/slurm-test"]
+fn a_cancelled_job_fails_and_resumes_on_retry_and_a_requeued_one_resumes_by_itself() {
+    cluster();
+    // Cancelled (scancel) after its first checkpoint: recorded failed with Slurm's state.
+    let a = tmp("slurm-cancel");
+    let (child, file, hash, job) = long_run(&a, 1);
+    let store = a.join("stkd.db");
+    assert!(Command::new("scancel")
+        .arg(&job)
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = &status_rows(&file, &store)[0];
+    assert_eq!(row.status, "failed");
+    assert!(
+        row.error.as_deref().unwrap_or("").contains("CANCELLED"),
+        "{row:?}"
+    );
+    // Submitted again: a new job resumes from the checkpoint and ends as an uninterrupted run.
+    let out = slurm_sweep(&file, &store, &["--retry-failed"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = &status_rows(&file, &store)[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("done", 2), "{row:?}");
+    let job2 = job_of(&file, &store, &hash).unwrap();
+    assert_ne!(job2, job);
+    let log = std::fs::read_to_string(a.join("runs").join(&hash).join(format!("slurm-{job2}.out")))
+        .unwrap();
+    assert!(log.contains("resuming after epoch"), "{log}");
+    assert_eq!(test_metrics(&store, &hash), reference_metrics(1));
+
+    // Requeued (as on preemption): the same job starts again, resumes, and the sweep records
+    // it done in its one attempt.
+    let b = tmp("slurm-requeue");
+    let (child, file, hash, job) = long_run(&b, 2);
+    let store = b.join("stkd.db");
+    let ok = Command::new("scontrol")
+        .args(["requeue", &job])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "scontrol requeue {job}");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = &status_rows(&file, &store)[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("done", 1), "{row:?}");
+    assert_eq!(job_of(&file, &store, &hash).unwrap(), job);
+    let log = std::fs::read_to_string(b.join("runs").join(&hash).join(format!("slurm-{job}.out")))
+        .unwrap();
+    assert!(log.contains("resuming after epoch"), "{log}");
+    assert_eq!(test_metrics(&store, &hash), reference_metrics(2));
+}
