@@ -66,6 +66,9 @@ pub struct SweepOptions {
     pub stale_after_s: f64,
     /// Folder with the datasets (passed to the child processes).
     pub data_dir: PathBuf,
+    /// On an interruption, leave cluster jobs running (their runs back to pending: a later
+    /// sweep re-attaches to them) instead of cancelling them.
+    pub detach: bool,
 }
 
 /// A progress message a run prints on its stdout, one JSON object per line.
@@ -496,7 +499,14 @@ pub fn run_sweep(
             beat_for_jobs(&slots, &store);
             last_beat = Instant::now();
         }
-        reap(&mut slots, &mut store, interrupted, interrupt, on_event)?;
+        reap(
+            &mut slots,
+            &mut store,
+            interrupted,
+            opts.detach,
+            interrupt,
+            on_event,
+        )?;
         let busy = slots.iter().any(|s| s.active.is_some());
         if interrupted && !busy {
             break;
@@ -623,6 +633,7 @@ fn reap(
     slots: &mut [Slot],
     store: &mut Store,
     interrupted: bool,
+    detach: bool,
     interrupt: &AtomicBool,
     on_event: &mut dyn FnMut(SweepEvent),
 ) -> Result<(), ScheduleError> {
@@ -630,6 +641,18 @@ fn reap(
         let Some(active) = slot.active.as_mut() else {
             continue;
         };
+        if interrupted && detach && !active.handle.beats_for_itself() {
+            let active = slot.active.take().expect("active");
+            store.release(&active.hash, &active.worker)?;
+            on_event(SweepEvent::Finished {
+                slot: i,
+                name: &active.name,
+                hash: &active.hash,
+                status: RunStatus::Pending,
+                detail: Some("left running (--detach); a later sweep re-attaches to its job"),
+            });
+            continue;
+        }
         if interrupted {
             active.handle.kill();
         }

@@ -99,7 +99,11 @@ fn a_sweep_through_slurm_equals_the_local_one() {
 
 /// Starts a Slurm sweep of one longer run, waits for its first checkpoint, and returns the
 /// sweep process, the run's hash and its job id.
-fn long_run(dir: &Path, seed: u64) -> (std::process::Child, std::path::PathBuf, String, String) {
+fn long_run(
+    dir: &Path,
+    seed: u64,
+    extra: &[&str],
+) -> (std::process::Child, std::path::PathBuf, String, String) {
     let file = write_exp(
         dir,
         &format!("  - {{label: long, model: student, epochs: 8, max_steps_per_epoch: 40, seeds: [{seed}]}}\n"),
@@ -113,6 +117,7 @@ fn long_run(dir: &Path, seed: u64) -> (std::process::Child, std::path::PathBuf, 
             store.to_str().unwrap(),
         ])
         .args(["--executor", "slurm"])
+        .args(extra)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -150,7 +155,7 @@ fn a_cancelled_job_fails_and_resumes_on_retry_and_a_requeued_one_resumes_by_itse
     cluster();
     // Cancelled (scancel) after its first checkpoint: recorded failed with Slurm's state.
     let a = tmp("slurm-cancel");
-    let (child, file, hash, job) = long_run(&a, 1);
+    let (child, file, hash, job) = long_run(&a, 1, &[]);
     let store = a.join("stkd.db");
     assert!(Command::new("scancel")
         .arg(&job)
@@ -189,7 +194,7 @@ fn a_cancelled_job_fails_and_resumes_on_retry_and_a_requeued_one_resumes_by_itse
     // Requeued (as on preemption): the same job starts again, resumes, and the sweep records
     // it done in its one attempt.
     let b = tmp("slurm-requeue");
-    let (child, file, hash, job) = long_run(&b, 2);
+    let (child, file, hash, job) = long_run(&b, 2, &[]);
     let store = b.join("stkd.db");
     let ok = Command::new("scontrol")
         .args(["requeue", &job])
@@ -210,4 +215,85 @@ fn a_cancelled_job_fails_and_resumes_on_retry_and_a_requeued_one_resumes_by_itse
         .unwrap();
     assert!(log.contains("resuming after epoch"), "{log}");
     assert_eq!(test_metrics(&store, &hash), reference_metrics(2));
+}
+
+fn job_state(job: &str) -> String {
+    let out = Command::new("scontrol")
+        .args(["show", "job", job, "-o"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("JobState="))
+        .unwrap_or("UNKNOWN")
+        .to_string()
+}
+
+fn interrupt(child: &std::process::Child) {
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: .ci/slurm-test"]
+fn ctrl_c_cancels_the_jobs_and_detach_leaves_them_to_a_later_sweep() {
+    cluster();
+    // Ctrl-C: the job is cancelled, the run is pending again.
+    let a = tmp("slurm-int");
+    let (child, file, _, job) = long_run(&a, 3, &[]);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(status_rows(&file, &a.join("stkd.db"))[0].status, "pending");
+    wait_for(Duration::from_secs(30), "the job's cancellation", || {
+        job_state(&job) == "CANCELLED"
+    });
+
+    // --detach: the job runs on; the next sweep re-attaches to it instead of submitting another.
+    let b = tmp("slurm-detach");
+    let (child, file, hash, job) = long_run(&b, 4, &["--detach"]);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = b.join("stkd.db");
+    assert_eq!(status_rows(&file, &store)[0].status, "pending");
+    let state = job_state(&job);
+    assert!(
+        ["PENDING", "RUNNING", "COMPLETING", "COMPLETED"].contains(&state.as_str()),
+        "{state}"
+    );
+    let out = slurm_sweep(&file, &store, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = &status_rows(&file, &store)[0];
+    assert_eq!(row.status, "done", "{row:?}");
+    assert_eq!(job_of(&file, &store, &hash).unwrap(), job);
+    // One job ran the whole run: one output file, no resumption.
+    let runs = b.join("runs").join(&hash);
+    let outs: Vec<_> = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("slurm-"))
+        .collect();
+    assert_eq!(outs.len(), 1);
+    let log = std::fs::read_to_string(outs[0].path()).unwrap();
+    assert!(!log.contains("resuming"), "{log}");
+    assert_eq!(test_metrics(&store, &hash), reference_metrics(4));
 }

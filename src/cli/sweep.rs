@@ -60,6 +60,10 @@ pub(crate) struct SweepArgs {
     /// Slurm: `--qos`.
     #[arg(long)]
     pub(crate) slurm_qos: Option<String>,
+    /// Slurm: on Ctrl-C (or SIGTERM, SIGHUP) leave the jobs running instead of cancelling
+    /// them; their runs go back to pending and a later `sweep` re-attaches to the jobs.
+    #[arg(long)]
+    pub(crate) detach: bool,
     /// Slurm: a further `sbatch` argument, as given (repeatable).
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) slurm_arg: Vec<String>,
@@ -412,6 +416,7 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
         retry_failed: args.retry_failed,
         stale_after_s: args.stale_after,
         data_dir: args.data_dir.clone(),
+        detach: args.detach,
     };
     let mut display = SweepDisplay::new(devices.len() * per_device);
     let summary = schedule::run_sweep(

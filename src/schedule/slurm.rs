@@ -210,6 +210,7 @@ struct SlurmRun {
     read: u64,
     last_poll: Option<Instant>,
     tail: Vec<String>,
+    cancelled: bool,
 }
 
 impl SlurmRun {
@@ -227,6 +228,7 @@ impl SlurmRun {
             read: 0,
             last_poll: None,
             tail: Vec::new(),
+            cancelled: false,
         }
     }
 
@@ -289,7 +291,12 @@ impl RunHandle for SlurmRun {
     }
 
     fn kill(&mut self) {
-        let _ = Command::new("scancel").arg(&self.job).status();
+        if !self.cancelled {
+            self.cancelled = Command::new("scancel")
+                .arg(&self.job)
+                .status()
+                .is_ok_and(|s| s.success());
+        }
     }
 
     fn output_tail(&self) -> Vec<String> {
