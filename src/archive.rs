@@ -198,7 +198,8 @@ pub fn export(
     Ok(sum)
 }
 
-/// Record run `hash`: its folder's files when it is done, else its resume checkpoint if any.
+/// Record run `hash`: its folder's files when it is done, else its resume checkpoint if any
+/// (none for a pruned trial).
 fn export_run(
     hash: &str,
     store: &Store,
@@ -207,10 +208,14 @@ fn export_run(
     sum: &mut ExportSummary,
 ) -> Result<(), ArchiveError> {
     let (run_dir, record) = (runs.join(hash), records.join(hash));
-    let done = store
-        .run(hash)?
-        .is_some_and(|r| r.status == RunStatus::Done);
-    if done && read_outcome(&run_dir, hash)?.is_some() {
+    let status = store.run(hash)?.map(|r| r.status);
+    if status == Some(RunStatus::Pruned) {
+        // A pruned trial is final: its `trial.json` has its curve, it never resumes.
+        let stale = record.join(RESUME);
+        if stale.exists() {
+            std::fs::remove_dir_all(&stale).map_err(io(&stale))?;
+        }
+    } else if status == Some(RunStatus::Done) && read_outcome(&run_dir, hash)?.is_some() {
         sum.bytes += copy_files(&run_dir, &record)?;
         let finished = store.run(hash)?.and_then(|r| r.finished);
         let path = record.join(STORED);

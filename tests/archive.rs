@@ -260,6 +260,13 @@ fn a_recorded_search_is_whole_on_a_fresh_clone() {
     export(&file, &store_a);
     let before = status(&file, &store_a);
     assert!(before.iter().any(|r| r.1 == "pruned"), "{before:?}");
+    // A pruned trial is final: its record is its trial.json, without a resume checkpoint.
+    for e in std::fs::read_dir(a.join("records")).unwrap().flatten() {
+        let trial = std::fs::read_to_string(e.path().join("trial.json")).unwrap_or_default();
+        if trial.contains("\"pruned\": true") {
+            assert!(!e.path().join("resume").exists(), "{:?}", e.path());
+        }
+    }
 
     let b = tmp("archive-search-b");
     copy_tree(&a.join("records"), &b.join("records"));

@@ -57,10 +57,14 @@ fn job_of(file: &Path, store: &Path, hash: &str) -> Option<String> {
 fn a_sweep_through_slurm_equals_the_local_one() {
     cluster();
     let runs = "  - {label: teacher, model: student}\n  - {label: ord, model: student, teacher: teacher, loss: ord, alpha1: 0.5}\n  - {label: plain2, model: student, seeds: [2]}\n";
+    // The file's `executor:` block sends the runs to Slurm (no flag) with its settings.
     let a = tmp("slurm-a");
-    let file_a = write_exp(&a, runs);
+    let file_a = write_exp(
+        &a,
+        &format!("{runs}executor: {{kind: slurm, max_jobs: 2, time: \"20\", sbatch_args: [\"--comment=from-the-file\"]}}\n"),
+    );
     let store_a = a.join("stkd.db");
-    let out = slurm_sweep(&file_a, &store_a, &[]);
+    let out = sweep(&file_a, &store_a, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -73,13 +77,14 @@ fn a_sweep_through_slurm_equals_the_local_one() {
         "{rows:?}"
     );
     for r in &rows {
-        assert!(
-            job_of(&file_a, &store_a, &r.hash).is_some(),
-            "{} has no job id",
-            r.run
-        );
+        let job = job_of(&file_a, &store_a, &r.hash);
+        let job = job.unwrap_or_else(|| panic!("{} has no job id", r.run));
+        let shown = scontrol_job(&job);
+        assert!(shown.contains("TimeLimit=00:20:00"), "{shown}");
+        assert!(shown.contains("Comment=from-the-file"), "{shown}");
     }
-    // The same runs on the local executor: the same numbers.
+    // The same runs on the local executor (a file without the block: the same hashes, since
+    // where a run executes is not part of it): the same numbers.
     let b = tmp("slurm-b");
     let file_b = write_exp(&b, runs);
     let store_b = b.join("stkd.db");
@@ -217,12 +222,17 @@ fn a_cancelled_job_fails_and_resumes_on_retry_and_a_requeued_one_resumes_by_itse
     assert_eq!(test_metrics(&store, &hash), reference_metrics(2));
 }
 
-fn job_state(job: &str) -> String {
+/// `scontrol show job -o`: the job's settings and state on one line.
+fn scontrol_job(job: &str) -> String {
     let out = Command::new("scontrol")
         .args(["show", "job", job, "-o"])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn job_state(job: &str) -> String {
+    scontrol_job(job)
         .split_whitespace()
         .find_map(|kv| kv.strip_prefix("JobState="))
         .unwrap_or("UNKNOWN")

@@ -1,6 +1,7 @@
 //! `stkd sweep`, `status` and `report` arguments, and the hidden `run-one` that executes one run of a sweep.
 
 use crate::*;
+use stkd::spec::{is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions};
 
 #[derive(Args)]
 pub(crate) struct SweepArgs {
@@ -33,23 +34,24 @@ pub(crate) struct SweepArgs {
     pub(crate) json: bool,
     /// Where runs execute: `local` (child processes here) or `slurm` (one batch job per run;
     /// the store, run folders, data and the stkd binary must be on a file system the nodes
-    /// share).
-    #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
-    pub(crate) executor: String,
-    /// Slurm: jobs in flight at once (with `--executor slurm`; replaces the device slots).
-    #[arg(long, default_value_t = 4)]
-    pub(crate) max_jobs: usize,
+    /// share). Default: the file's `executor:` block, else local. Every `--slurm-*` setting
+    /// and `--max-jobs` likewise overrides the file's.
+    #[arg(long, value_parser = ["local", "slurm"])]
+    pub(crate) executor: Option<String>,
+    /// Slurm: jobs in flight at once (replaces the device slots; default 4).
+    #[arg(long)]
+    pub(crate) max_jobs: Option<usize>,
     /// Slurm: `--partition` of every job.
     #[arg(long)]
     pub(crate) slurm_partition: Option<String>,
     /// Slurm: `--time` limit of every job (e.g. `2:00:00`).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_slurm_time)]
     pub(crate) slurm_time: Option<String>,
     /// Slurm: `--cpus-per-task`.
     #[arg(long)]
     pub(crate) slurm_cpus: Option<usize>,
     /// Slurm: `--mem` (e.g. `8G`).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_slurm_mem)]
     pub(crate) slurm_mem: Option<String>,
     /// Slurm: `--gres` (e.g. `gpu:1`; give `--devices cuda:0` so that runs use it).
     #[arg(long)]
@@ -352,6 +354,49 @@ impl SweepDisplay {
     }
 }
 
+impl SweepArgs {
+    /// The command line's executor settings (each `None` where not given).
+    fn executor_spec(&self) -> ExecutorSpec {
+        ExecutorSpec {
+            kind: self.executor.as_deref().and_then(ExecutorKind::parse),
+            max_jobs: self.max_jobs,
+            slurm: SlurmOptions {
+                partition: self.slurm_partition.clone(),
+                time: self.slurm_time.clone(),
+                cpus: self.slurm_cpus,
+                mem: self.slurm_mem.clone(),
+                gres: self.slurm_gres.clone(),
+                account: self.slurm_account.clone(),
+                qos: self.slurm_qos.clone(),
+                extra: self.slurm_arg.clone(),
+            },
+        }
+    }
+}
+
+fn parse_slurm_time(s: &str) -> Result<String, String> {
+    if is_slurm_time(s) {
+        Ok(s.to_string())
+    } else {
+        Err(
+            "expected a Slurm time limit: minutes, hours:minutes:seconds or \
+             days-hours:minutes:seconds (e.g. 4:00:00)"
+                .into(),
+        )
+    }
+}
+
+fn parse_slurm_mem(s: &str) -> Result<String, String> {
+    if is_slurm_mem(s) {
+        Ok(s.to_string())
+    } else {
+        Err(
+            "expected a memory size: a whole number with an optional unit K, M, G or T (e.g. 16G)"
+                .into(),
+        )
+    }
+}
+
 pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
     let exp = load_experiment(&args.file)?;
     let plan = plan_experiment(&exp, &args.data_dir)?;
@@ -378,22 +423,14 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
         .count()
         * args.per_device.max(1);
     let exe = std::env::current_exe().context("locating the stkd binary")?;
-    let slurm = args.executor == "slurm";
+    let placement = exp.executor.overridden_by(&args.executor_spec());
+    let slurm = placement.kind == Some(ExecutorKind::Slurm);
     let executor: Box<dyn schedule::Executor> = if slurm {
         Box::new(schedule::slurm::SlurmExecutor {
             exe,
             store: args.store.clone(),
             data_dir: args.data_dir.clone(),
-            options: schedule::slurm::SlurmOptions {
-                partition: args.slurm_partition.clone(),
-                time: args.slurm_time.clone(),
-                cpus: args.slurm_cpus,
-                mem: args.slurm_mem.clone(),
-                gres: args.slurm_gres.clone(),
-                account: args.slurm_account.clone(),
-                qos: args.slurm_qos.clone(),
-                extra: args.slurm_arg.clone(),
-            },
+            options: placement.slurm.clone(),
         })
     } else {
         Box::new(LocalExecutor {
@@ -405,7 +442,10 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
     };
     // On a cluster the slots are jobs in flight, each on the device its job is given.
     let (devices, per_device) = if slurm {
-        (vec![args.devices[0]], args.max_jobs.max(1))
+        (
+            vec![args.devices[0]],
+            placement.max_jobs.unwrap_or(4).max(1),
+        )
     } else {
         (args.devices.clone(), args.per_device.max(1))
     };

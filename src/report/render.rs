@@ -372,6 +372,21 @@ fn meta_md(s: &mut String, r: &Report) {
         m.counts.total(),
         m.counts.describe()
     );
+    for st in &r.search {
+        let epochs = st
+            .trials
+            .iter()
+            .map(|t| t.epochs_planned)
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "- **Search trials** ({} on {}, besides the planned runs): {}; up to {epochs} epochs a trial",
+            st.label,
+            dataset_title(st.dataset),
+            st.counts()
+        );
+    }
     let ds: Vec<&str> = m.datasets.iter().map(|d| dataset_title(*d)).collect();
     let _ = writeln!(s, "- **Data sets:** {}", ds.join(", "));
     let mut epochs = join(&m.epochs);

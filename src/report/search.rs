@@ -47,6 +47,20 @@ pub struct StudyReport {
 
 impl StudyReport {
     /// Finished trials, best first.
+    /// "20 of 20 trials proposed: 8 finished, 12 pruned, 0 failed, 0 not finished".
+    pub fn counts(&self) -> String {
+        let count = |k: RunStatus| self.trials.iter().filter(|t| t.status == k).count();
+        format!(
+            "{} of {} trials proposed: {} finished, {} pruned, {} failed, {} not finished",
+            self.trials.len(),
+            self.search.trials,
+            count(RunStatus::Done),
+            count(RunStatus::Pruned),
+            count(RunStatus::Failed) + count(RunStatus::Skipped),
+            count(RunStatus::Pending) + count(RunStatus::Running),
+        )
+    }
+
     pub fn ranked(&self) -> Vec<&TrialLine> {
         let mut done: Vec<&TrialLine> = self
             .trials
@@ -181,7 +195,6 @@ pub fn search_md(s: &mut String, studies: &[StudyReport]) {
             st.label,
             dataset_title(st.dataset)
         );
-        let count = |k: RunStatus| st.trials.iter().filter(|t| t.status == k).count();
         let sampler = match st.search.sampler {
             Sampler::Grid => "grid (every combination of the choices, in order)",
             Sampler::Tpe => {
@@ -191,15 +204,9 @@ pub fn search_md(s: &mut String, studies: &[StudyReport]) {
         };
         let _ = writeln!(
             s,
-            "Sampler {sampler}, seed {}; {} of {} trials proposed: {} finished, {} pruned, {} \
-             failed, {} not finished. Objective: {} ({}). Pruner: {}.\n",
+            "Sampler {sampler}, seed {}; {}. Objective: {} ({}). Pruner: {}.\n",
             st.search.seed,
-            st.trials.len(),
-            st.search.trials,
-            count(RunStatus::Done),
-            count(RunStatus::Pruned),
-            count(RunStatus::Failed) + count(RunStatus::Skipped),
-            count(RunStatus::Pending) + count(RunStatus::Running),
+            st.counts(),
             st.search.objective,
             if st.search.maximize {
                 "higher is better"
@@ -241,7 +248,11 @@ pub fn search_md(s: &mut String, studies: &[StudyReport]) {
             s.push('\n');
         }
         let (trained, saved) = st.machine_time();
-        let pruned = count(RunStatus::Pruned);
+        let pruned = st
+            .trials
+            .iter()
+            .filter(|t| t.status == RunStatus::Pruned)
+            .count();
         if pruned > 0 {
             let _ = writeln!(
                 s,

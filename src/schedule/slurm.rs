@@ -31,22 +31,7 @@ use crate::exec::RunReport;
 use crate::spec::RunConfig;
 use crate::store::Store;
 
-/// Resources and options of every job (`sbatch` flags; `None`: the cluster's default).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SlurmOptions {
-    pub partition: Option<String>,
-    /// `--time`, e.g. `2:00:00`.
-    pub time: Option<String>,
-    pub cpus: Option<usize>,
-    /// `--mem`, e.g. `8G`.
-    pub mem: Option<String>,
-    /// `--gres`, e.g. `gpu:1`.
-    pub gres: Option<String>,
-    pub account: Option<String>,
-    pub qos: Option<String>,
-    /// Further `sbatch` arguments, passed as given.
-    pub extra: Vec<String>,
-}
+pub use crate::spec::SlurmOptions;
 
 impl SlurmOptions {
     fn sbatch_args(&self) -> Vec<String> {

@@ -43,12 +43,15 @@ use crate::train::TrainConfig;
 use yaml::{Kind, Node, Scalar};
 
 mod check;
+mod executor;
 mod expand;
 mod parse;
 mod schema;
 mod search;
 
 use check::*;
+use executor::*;
+pub use executor::{is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions};
 use expand::*;
 use parse::*;
 use schema::*;
@@ -224,6 +227,8 @@ pub struct Experiment {
     pub search: Option<SearchSpec>,
     /// The searched runs (with a `search:` block), one per dataset and seed.
     pub studies: Vec<Study>,
+    /// The `executor:` block (empty without one): where a sweep runs the runs by default.
+    pub executor: ExecutorSpec,
 }
 
 /// One problem in an experiment file.
@@ -359,6 +364,10 @@ pub fn parse_experiment(text: &str, file: &Path) -> Result<Experiment, SpecError
         }
     };
     let search = root.get("search").and_then(|n| parse_search(n, &mut cx));
+    let executor = root
+        .get("executor")
+        .map(|n| parse_executor(n, &mut cx))
+        .unwrap_or_default();
     check_runs(&raws, &defaults, root.get("search").is_some(), &mut cx);
     if !cx.errors.is_empty() {
         cx.errors.sort_by_key(|e| e.line);
@@ -384,6 +393,7 @@ pub fn parse_experiment(text: &str, file: &Path) -> Result<Experiment, SpecError
         runs,
         search,
         studies,
+        executor,
     })
 }
 

@@ -170,6 +170,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "runs",
     "data",
     "search",
+    "executor",
 ];
 pub(super) const DATASETS: &[&str] = &["pemsd7", "pemsd8"];
 pub(super) const DISTS: &[&str] = &["uniform", "log_uniform", "choice"];

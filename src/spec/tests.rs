@@ -287,3 +287,78 @@ fn a_search_block_makes_studies_and_its_mistakes_are_named() {
         &["grid sampler enumerates"],
     );
 }
+
+#[test]
+fn an_executor_block_sets_where_runs_go_and_the_command_line_overrides_it() {
+    let text = format!(
+        "{TABLE4}executor:\n  kind: slurm\n  max_jobs: 8\n  partition: gpu\n  time: \"1-02:00:00\"\n  \
+         cpus: 4\n  mem: 16G\n  gres: \"gpu:1\"\n  sbatch_args: [\"--constraint=a100\"]\n"
+    );
+    let e = parse(&text).unwrap();
+    let x = &e.executor;
+    assert_eq!(x.kind, Some(ExecutorKind::Slurm));
+    assert_eq!(x.max_jobs, Some(8));
+    assert_eq!(x.slurm.time.as_deref(), Some("1-02:00:00"));
+    assert_eq!(x.slurm.cpus, Some(4));
+    assert_eq!(x.slurm.mem.as_deref(), Some("16G"));
+    assert_eq!(x.slurm.gres.as_deref(), Some("gpu:1"));
+    // Where runs execute is not part of what they compute: same runs, same configurations.
+    let plain = parse(TABLE4).unwrap();
+    assert_eq!(plain.executor, ExecutorSpec::default());
+    let configs = |e: &Experiment| e.runs.iter().map(|r| r.config.clone()).collect::<Vec<_>>();
+    assert_eq!(configs(&e), configs(&plain));
+
+    let cli = ExecutorSpec {
+        kind: Some(ExecutorKind::Local),
+        slurm: SlurmOptions {
+            time: Some("30".into()),
+            extra: vec!["--constraint=h100".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let m = x.overridden_by(&cli);
+    assert_eq!(m.kind, Some(ExecutorKind::Local));
+    assert_eq!(m.max_jobs, Some(8));
+    assert_eq!(m.slurm.time.as_deref(), Some("30"));
+    assert_eq!(m.slurm.partition.as_deref(), Some("gpu"));
+    assert_eq!(m.slurm.extra, ["--constraint=a100", "--constraint=h100"]);
+}
+
+#[test]
+fn a_bad_executor_block_names_the_line_field_and_what_is_allowed() {
+    let at = |block: &str| format!("{TABLE4}executor:\n{block}");
+    expect_error(
+        &at("  kind: k8s\n"),
+        16,
+        &["executor.kind", "local or slurm", "k8s"],
+    );
+    expect_error(
+        &at("  time: 4h\n"),
+        16,
+        &["executor.time", "hours:minutes:seconds"],
+    );
+    expect_error(&at("  mem: lots\n"), 16, &["executor.mem", "16G"]);
+    expect_error(&at("  max_jobs: 0\n"), 16, &["executor.max_jobs", "≥ 1"]);
+    expect_error(
+        &at("  sbatch_args: [constraint=a100]\n"),
+        16,
+        &["executor.sbatch_args[0]", "starting with -"],
+    );
+    expect_error(&at("  partion: gpu\n"), 16, &["partition"]);
+    for ok in [
+        "90",
+        "1:30",
+        "4:00:00",
+        "2-0",
+        "2-12:00",
+        "2-12:00:00",
+        "infinite",
+    ] {
+        assert!(is_slurm_time(ok), "{ok}");
+    }
+    for bad in ["", "4h", "1:2:3:4", "-1", "2-", "a-1"] {
+        assert!(!is_slurm_time(bad), "{bad}");
+    }
+    assert!(is_slurm_mem("512") && is_slurm_mem("8G") && !is_slurm_mem("8GB"));
+}

@@ -88,6 +88,17 @@ impl Node {
         }
     }
 
+    /// The node for a message: a scalar's value in backticks, else what it is.
+    pub fn shown(&self) -> String {
+        match &self.kind {
+            Kind::Scalar(Scalar::Str(s)) => format!("`{s}`"),
+            Kind::Scalar(Scalar::Int(i)) => format!("`{i}`"),
+            Kind::Scalar(Scalar::Float(f)) => format!("`{f}`"),
+            Kind::Scalar(Scalar::Bool(b)) => format!("`{b}`"),
+            _ => self.describe().to_string(),
+        }
+    }
+
     pub fn as_map(&self) -> Option<&[(String, usize, Node)]> {
         match &self.kind {
             Kind::Map(m) => Some(m),
