@@ -223,12 +223,23 @@ pub trait RunHandle: Send {
     fn beats_for_itself(&self) -> bool {
         true
     }
-    /// Once ended: the outcome a run that does not write to the store left in its run folder
-    /// (`Ok`: its report; `Err`: its error), for the sweep to record. `None`: nothing there,
-    /// or the run recorded its outcome in the store itself.
-    fn ingest(&self) -> Option<Result<crate::exec::RunReport, String>> {
+    /// Once ended: the outcome of a run that does not write to the store, for the sweep to
+    /// record (a pruned trial is recorded by the handle's pruner). `None`: nothing in its run
+    /// folder, or the run recorded its outcome in the store itself.
+    fn ingest(&mut self) -> Option<Ingested> {
         None
     }
+}
+
+/// What a run that reports through its folder ended with (see [`RunHandle::ingest`]).
+#[derive(Debug)]
+pub enum Ingested {
+    /// Its `outcome.json`.
+    Done(crate::exec::RunReport),
+    /// Its error (`failed.json`).
+    Failed(String),
+    /// Stopped by its search's pruner after this many epochs; already recorded as pruned.
+    Pruned(usize),
 }
 
 /// Starts one run somewhere. Progress events the run reports go to `events` with `slot`.
@@ -661,9 +672,9 @@ fn reap(
             Ok(None) => continue,
             Err(_) => continue,
         };
-        let active = slot.active.take().expect("active");
+        let mut active = slot.active.take().expect("active");
         let interrupted = interrupted || interrupted_too(&status, interrupt);
-        let (final_status, detail) = settle(store, &active, status, interrupted)?;
+        let (final_status, detail) = settle(store, &mut active, status, interrupted)?;
         on_event(SweepEvent::Finished {
             slot: i,
             name: &active.name,
@@ -785,7 +796,7 @@ fn interrupted_too(status: &RunExit, interrupt: &AtomicBool) -> bool {
 /// Decide what a child's exit means for its run.
 fn settle(
     store: &mut Store,
-    active: &Active,
+    active: &mut Active,
     status: RunExit,
     interrupted: bool,
 ) -> Result<(RunStatus, Option<String>), StoreError> {
@@ -810,12 +821,16 @@ fn settle(
         return Ok((r.status, r.error));
     }
     match active.handle.ingest() {
-        Some(Ok(report)) => {
+        Some(Ingested::Done(report)) => {
             let rel = format!("{}/{}", crate::archive::RUNS, active.hash);
             store.finish(&active.hash, &active.worker, &report.to_store_result(&rel))?;
             return Ok((RunStatus::Done, None));
         }
-        Some(Err(msg)) if !interrupted => {
+        Some(Ingested::Pruned(epochs)) => {
+            let why = format!("stopped by the search's pruner after epoch {epochs}");
+            return Ok((RunStatus::Pruned, Some(why)));
+        }
+        Some(Ingested::Failed(msg)) if !interrupted => {
             store.fail(&active.hash, &active.worker, &msg)?;
             return Ok((RunStatus::Failed, Some(msg)));
         }

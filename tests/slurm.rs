@@ -307,3 +307,79 @@ fn ctrl_c_cancels_the_jobs_and_detach_leaves_them_to_a_later_sweep() {
     assert!(!log.contains("resuming"), "{log}");
     assert_eq!(test_metrics(&store, &hash), reference_metrics(4));
 }
+
+/// The trials of a search as its report lists them (trial, hash, status, values, objective,
+/// best validation MAE, epochs run), without the training times.
+fn trials_csv(file: &Path, store: &Path, out: &Path) -> Vec<String> {
+    let rep = stkd(&[
+        "report",
+        file.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        rep.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rep.stderr)
+    );
+    let name = file
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let text = std::fs::read_to_string(out.join(format!("{name}-trials.csv"))).unwrap();
+    text.lines()
+        .map(|l| {
+            l.rsplit_once(',')
+                .map_or(l, |(head, _seconds)| head)
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: .ci/slurm-test"]
+fn a_search_through_slurm_is_judged_by_its_pruner_like_a_local_one() {
+    cluster();
+    let runs = "  - {label: s, model: student, epochs: 3, lr: {log_uniform: [1.0e-6, 1.0e-2]}}\n\
+                search: {sampler: tpe, trials: 6, seed: 3, pruner: {kind: median, warmup_epochs: 0, startup_trials: 1}}\n";
+    // Both experiments are named `search` (the name seeds the sampler).
+    let a = tmp("slurm-search-a").join("search");
+    std::fs::create_dir_all(&a).unwrap();
+    let file_a = write_exp(&a, runs);
+    let store_a = a.join("stkd.db");
+    // One job at a time, as the local sweep runs one trial at a time: the same proposals.
+    let out = sweep(
+        &file_a,
+        &store_a,
+        &["--executor", "slurm", "--max-jobs", "1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = tmp("slurm-search-b").join("search");
+    std::fs::create_dir_all(&b).unwrap();
+    let file_b = write_exp(&b, runs);
+    let store_b = b.join("stkd.db");
+    assert!(sweep(&file_b, &store_b, &[]).status.success());
+
+    let rows = status_rows(&file_a, &store_a);
+    assert!(rows.iter().any(|r| r.status == "pruned"), "{rows:?}");
+    assert!(rows.iter().all(|r| r.attempts == 1), "{rows:?}");
+    // The same trials, stopped after the same epochs, with the same numbers.
+    let trials_a = trials_csv(&file_a, &store_a, &a.join("rep"));
+    let trials_b = trials_csv(&file_b, &store_b, &b.join("rep"));
+    assert!(
+        trials_a.iter().any(|l| l.contains(",pruned,")),
+        "{trials_a:?}"
+    );
+    assert_eq!(trials_a, trials_b);
+}

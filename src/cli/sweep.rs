@@ -712,7 +712,7 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
         // A cluster job: no parent to die with, no store.
         let run_dir = stkd::archive::beside(&args.store, stkd::archive::RUNS).join(&args.hash);
         let device = args.device;
-        schedule::worker::run_detached(
+        let outcome = schedule::worker::run_detached(
             &run_dir,
             device,
             |cfg, data, paths, on_event| with_backend!(device, B, dev => exec::execute::<B>(cfg, data, paths, device, &dev, on_event)),
@@ -722,8 +722,8 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
                 let _ = writeln!(out, "{}", ev.to_line());
                 let _ = out.flush();
             },
-        )?;
-        return Ok(());
+        );
+        return pruned_is_success(&args.hash, outcome);
     }
     die_with_parent();
     let assignment = schedule::worker::Assignment {
@@ -756,10 +756,18 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
             std::process::exit(schedule::EXIT_LOST_CLAIM);
         },
     );
+    pruned_is_success(&args.hash, outcome)
+}
+
+/// A trial stopped by its search's pruner ends `run-one` with success.
+fn pruned_is_success(
+    hash: &str,
+    outcome: Result<RunReport, schedule::worker::WorkerError>,
+) -> Result<()> {
     match outcome {
         Ok(_) => Ok(()),
         Err(e @ schedule::worker::WorkerError::Pruned { .. }) => {
-            eprintln!("run {}: {e}", args.hash);
+            eprintln!("run {hash}: {e}");
             Ok(())
         }
         Err(e) => Err(e.into()),

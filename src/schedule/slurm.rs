@@ -23,13 +23,13 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::worker::{JobSpec, FAILURE, JOB_SPEC};
-use super::{Executor, RunEvent, RunExit, RunHandle};
+use super::worker::{write_atomic, JobSpec, TrialPruner, Verdict, FAILURE, JOB_SPEC, VERDICT};
+use super::{Executor, Ingested, RunEvent, RunExit, RunHandle};
 use crate::archive::{beside, RUNS};
 use crate::backend::DeviceSpec;
 use crate::exec::RunReport;
 use crate::spec::RunConfig;
-use crate::store::Store;
+use crate::store::{EpochRow, Store};
 
 pub use crate::spec::SlurmOptions;
 
@@ -122,11 +122,15 @@ impl Executor for SlurmExecutor {
         let runs = absolute(&beside(&self.store, RUNS));
         let run_dir = runs.join(hash);
         std::fs::create_dir_all(&run_dir)?;
+        // A trial of a search with a pruner: the sweep judges the epochs the job reports.
+        let pruner =
+            TrialPruner::of(&self.store, hash, worker).map_err(|e| io_other(e.to_string()))?;
         // A job of an earlier attempt still queued or running (its sweep died): attach to it.
         if let Some(job) = &row.job {
             if job_state(job)?.is_some_and(|s| IN_FLIGHT.contains(&s.as_str())) {
                 store.set_job(hash, worker, job).map_err(err)?;
-                return Ok(Box::new(SlurmRun::new(job.clone(), run_dir, slot, events)));
+                let run = SlurmRun::new(job.clone(), run_dir, slot, events, pruner);
+                return Ok(Box::new(run));
             }
         }
         let config: RunConfig =
@@ -137,10 +141,12 @@ impl Executor for SlurmExecutor {
             base_dir: config.base.as_ref().map(|b| runs.join(b)),
             config,
             data_dir: absolute(&self.data_dir),
+            judged: pruner.is_some(),
         };
         let json = serde_json::to_string_pretty(&spec).expect("job spec serialises");
-        super::worker::write_atomic(&run_dir.join(JOB_SPEC), &json)?;
+        write_atomic(&run_dir.join(JOB_SPEC), &json)?;
         let _ = std::fs::remove_file(run_dir.join(FAILURE));
+        let _ = std::fs::remove_file(run_dir.join(VERDICT));
         let script = run_dir.join("job.sh");
         let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
         let text = format!(
@@ -149,7 +155,7 @@ impl Executor for SlurmExecutor {
             quote(&absolute(&self.store)),
             quote(&absolute(&self.data_dir)),
         );
-        super::worker::write_atomic(&script, &text)?;
+        write_atomic(&script, &text)?;
         let out = Command::new("sbatch")
             .arg("--parsable")
             .arg(format!("--job-name=stkd-{}", &hash[..hash.len().min(8)]))
@@ -177,7 +183,7 @@ impl Executor for SlurmExecutor {
             return Err(io_other("sbatch printed no job id".into()));
         }
         store.set_job(hash, worker, &job).map_err(err)?;
-        Ok(Box::new(SlurmRun::new(job, run_dir, slot, events)))
+        Ok(Box::new(SlurmRun::new(job, run_dir, slot, events, pruner)))
     }
 
     fn describe(&self) -> String {
@@ -196,6 +202,8 @@ struct SlurmRun {
     last_poll: Option<Instant>,
     tail: Vec<String>,
     cancelled: bool,
+    /// The search's pruner when the run is a trial of one.
+    pruner: Option<TrialPruner>,
 }
 
 impl SlurmRun {
@@ -204,6 +212,7 @@ impl SlurmRun {
         run_dir: PathBuf,
         slot: usize,
         events: mpsc::Sender<(usize, RunEvent)>,
+        pruner: Option<TrialPruner>,
     ) -> Self {
         SlurmRun {
             job,
@@ -214,6 +223,7 @@ impl SlurmRun {
             last_poll: None,
             tail: Vec::new(),
             cancelled: false,
+            pruner,
         }
     }
 
@@ -226,6 +236,10 @@ impl SlurmRun {
         let Ok(mut f) = std::fs::File::open(self.output_file()) else {
             return;
         };
+        // A requeued job starts its output file again.
+        if f.metadata().is_ok_and(|m| m.len() < self.read) {
+            self.read = 0;
+        }
         if f.seek(std::io::SeekFrom::Start(self.read)).is_err() {
             return;
         }
@@ -239,6 +253,7 @@ impl SlurmRun {
         for line in buf[..whole].lines() {
             match serde_json::from_str::<RunEvent>(line) {
                 Ok(ev) => {
+                    self.judge(&ev);
                     let _ = self.events.send((self.slot, ev));
                 }
                 Err(_) => {
@@ -248,6 +263,50 @@ impl SlurmRun {
                     }
                 }
             }
+        }
+    }
+}
+
+impl SlurmRun {
+    /// A trial's epoch ended: record it and tell the job (which waits for it) whether to stop.
+    fn judge(&mut self, ev: &RunEvent) {
+        let (
+            Some(p),
+            RunEvent::EpochEnd {
+                epoch,
+                lr,
+                train_loss,
+                val_mae,
+                seconds,
+            },
+        ) = (self.pruner.as_mut(), ev)
+        else {
+            return;
+        };
+        if p.stopped {
+            return;
+        }
+        let row = EpochRow {
+            epoch: *epoch as u32,
+            lr: *lr,
+            train_loss: *train_loss,
+            val_mae: *val_mae,
+            seconds: *seconds,
+        };
+        let stop = p.judge(&[row]).unwrap_or_else(|e| {
+            eprintln!("warning: the search's pruner could not judge this epoch: {e}");
+            false
+        });
+        let verdict = serde_json::to_string(&Verdict {
+            epoch: *epoch,
+            stop,
+        })
+        .expect("serialises");
+        if let Err(e) = write_atomic(&self.run_dir.join(VERDICT), &verdict) {
+            eprintln!(
+                "warning: writing the pruner's verdict for job {}: {e}",
+                self.job
+            );
         }
     }
 }
@@ -302,16 +361,25 @@ impl RunHandle for SlurmRun {
         false
     }
 
-    fn ingest(&self) -> Option<Result<RunReport, String>> {
+    fn ingest(&mut self) -> Option<Ingested> {
+        // A trial that finished before its cancellation took effect is done, not pruned.
         let outcome = self.run_dir.join(crate::exec::OUTCOME_FILE);
         if let Ok(text) = std::fs::read(&outcome) {
             if let Ok(report) = serde_json::from_slice::<RunReport>(&text) {
-                return Some(Ok(report));
+                return Some(Ingested::Done(report));
+            }
+        }
+        if let Some(p) = self.pruner.as_mut().filter(|p| p.stopped) {
+            match p.record_pruned() {
+                Ok(epochs) => return Some(Ingested::Pruned(epochs)),
+                Err(e) => {
+                    return Some(Ingested::Failed(format!("recording the pruned trial: {e}")))
+                }
             }
         }
         let failure = std::fs::read(self.run_dir.join(FAILURE)).ok()?;
         let v: serde_json::Value = serde_json::from_slice(&failure).ok()?;
-        Some(Err(format!(
+        Some(Ingested::Failed(format!(
             "Slurm job {}: {}",
             self.job,
             v["error"].as_str().unwrap_or("failed")

@@ -59,51 +59,77 @@ pub enum WorkerError {
 }
 
 /// The pruner of the search a run is a trial of, judging each epoch against the other trials'
-/// curves in the store (its own epochs are written there as they finish, for theirs).
-struct TrialPruner {
+/// curves in the store (the trial's own epochs are written there as they finish, for theirs).
+/// The local worker judges its own run; for a Slurm job, whose node has no store, the sweep
+/// judges the epochs the job reports ([`super::slurm`]).
+pub(super) struct TrialPruner {
     store: Store,
     study: String,
     pruner: Pruner,
-    /// The curve when the pruner stopped the run.
-    stopped: Option<Vec<EpochRecord>>,
+    hash: String,
+    worker: String,
+    /// The trial's curve so far (from the store at the start: a resumed trial's earlier epochs).
+    curve: Vec<EpochRow>,
+    /// Whether the pruner stopped the trial (its curve is then final).
+    pub(super) stopped: bool,
 }
 
 impl TrialPruner {
-    /// `None` unless run `hash` is a trial of a search with a pruner.
-    fn of(a: &Assignment, store: &Store) -> Result<Option<TrialPruner>, WorkerError> {
-        let Some((study, spec)) = store.study_of(&a.hash)? else {
+    /// `None` unless run `hash` of `store` is a trial of a search with a pruner.
+    pub(super) fn of(
+        store: &std::path::Path,
+        hash: &str,
+        worker: &str,
+    ) -> Result<Option<TrialPruner>, WorkerError> {
+        let store = Store::open(store)?;
+        let Some((study, spec)) = store.study_of(hash)? else {
             return Ok(None);
         };
         let spec: SearchSpec = serde_json::from_str(&spec).map_err(WorkerError::Config)?;
         if spec.pruner == Pruner::None {
             return Ok(None);
         }
+        let curve = store.epochs(hash)?;
         Ok(Some(TrialPruner {
-            store: Store::open(&a.store)?,
+            store,
             study,
             pruner: spec.pruner,
-            stopped: None,
+            hash: hash.to_string(),
+            worker: worker.to_string(),
+            curve,
+            stopped: false,
         }))
     }
 
-    /// Records the epoch; whether the trial should stop after it.
-    fn judge(&mut self, a: &Assignment, curve: &[EpochRecord]) -> Result<bool, StoreError> {
-        let last = curve.last().expect("an epoch ended");
-        self.store
-            .record_epoch(&a.hash, &a.worker, &epoch_row(last))?;
+    /// Records epochs that ended (each replaces the curve from its epoch on: a resumed trial
+    /// repeats the epochs after its checkpoint); whether the trial should stop after the last.
+    pub(super) fn judge(&mut self, epochs: &[EpochRow]) -> Result<bool, StoreError> {
+        let Some(last) = epochs.last() else {
+            return Ok(false);
+        };
+        for e in epochs {
+            self.curve.retain(|c| c.epoch < e.epoch);
+            self.curve.push(e.clone());
+        }
+        self.store.record_epoch(&self.hash, &self.worker, last)?;
         let mut others = Vec::new();
         for t in self.store.trials(&self.study)? {
-            if t.hash != a.hash {
+            if t.hash != self.hash {
                 others.push(self.store.val_curve(&t.hash)?);
             }
         }
         let others: Vec<&[f64]> = others.iter().map(Vec::as_slice).collect();
-        let mine: Vec<f64> = curve.iter().map(|r| r.val_mae).collect();
-        let stop = self.pruner.should_stop(&mine, &others);
-        if stop {
-            self.stopped = Some(curve.to_vec());
-        }
-        Ok(stop)
+        let mine: Vec<f64> = self.curve.iter().map(|r| r.val_mae).collect();
+        self.stopped = self.pruner.should_stop(&mine, &others);
+        Ok(self.stopped)
+    }
+
+    /// Records the stopped trial as pruned with its curve.
+    pub(super) fn record_pruned(&mut self) -> Result<usize, StoreError> {
+        let seconds = self.curve.iter().map(|r| r.seconds).sum();
+        self.store
+            .prune(&self.hash, &self.worker, &self.curve, seconds)?;
+        Ok(self.curve.len())
     }
 }
 
@@ -168,7 +194,7 @@ pub fn run_claimed(
             return Err(e);
         }
     };
-    let mut pruner = TrialPruner::of(a, &store)?;
+    let mut pruner = TrialPruner::of(&a.store, &a.hash, &a.worker)?;
     let result = (|| -> Result<RunReport, WorkerError> {
         let cfg: RunConfig = serde_json::from_str(&row.config_json).map_err(WorkerError::Config)?;
         crate::backend::check_device(a.device)?;
@@ -181,7 +207,8 @@ pub fn run_claimed(
         };
         let mut on_event = |e: Event| {
             if let (Event::EpochEnd { curve, stop, .. }, Some(p)) = (&e, pruner.as_mut()) {
-                match p.judge(a, curve) {
+                let rows: Vec<EpochRow> = curve.iter().map(epoch_row).collect();
+                match p.judge(&rows) {
                     Ok(s) => stop.set(s),
                     Err(err) => {
                         eprintln!("warning: the search's pruner could not judge this epoch: {err}")
@@ -202,12 +229,10 @@ pub fn run_claimed(
             store.finish(&a.hash, &a.worker, &report.to_store_result(&rel))?;
             Ok(report)
         }
-        Err(e) => match pruner.and_then(|p| p.stopped) {
-            Some(curve) => {
-                let rows: Vec<EpochRow> = curve.iter().map(epoch_row).collect();
-                let seconds = curve.iter().map(|r| r.seconds).sum();
-                store.prune(&a.hash, &a.worker, &rows, seconds)?;
-                Err(WorkerError::Pruned { epoch: curve.len() })
+        Err(e) => match pruner.filter(|p| p.stopped) {
+            Some(mut p) => {
+                let epoch = p.record_pruned()?;
+                Err(WorkerError::Pruned { epoch })
             }
             None => {
                 store.fail(&a.hash, &a.worker, &error_chain(&e))?;
@@ -241,6 +266,55 @@ pub struct JobSpec {
     pub teacher_dir: Option<PathBuf>,
     pub base_dir: Option<PathBuf>,
     pub data_dir: PathBuf,
+    /// A trial of a search with a pruner: after each epoch the job waits for the sweep's
+    /// [`Verdict`] (the sweep holds the other trials' curves).
+    #[serde(default)]
+    pub judged: bool,
+}
+
+/// The sweep's verdict on a detached trial's latest epoch, in [`VERDICT`].
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Verdict {
+    pub epoch: usize,
+    pub stop: bool,
+}
+
+/// The sweep's latest verdict in a judged job's folder.
+pub const VERDICT: &str = "verdict.json";
+/// How long a judged job waits for the verdict on an epoch before it goes on without one (the
+/// sweep may be gone: `--detach`); after a missed verdict it waits only [`VERDICT_WAIT_MISSED`]
+/// until verdicts come again.
+const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+const VERDICT_WAIT_MISSED: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits for the sweep's verdict on `epoch`; whether the trial stops there.
+fn await_verdict(
+    run_dir: &std::path::Path,
+    epoch: usize,
+    patience: &mut std::time::Duration,
+) -> bool {
+    let t0 = std::time::Instant::now();
+    loop {
+        let verdict = std::fs::read(run_dir.join(VERDICT))
+            .ok()
+            .and_then(|t| serde_json::from_slice::<Verdict>(&t).ok());
+        if let Some(v) = verdict.filter(|v| v.epoch >= epoch) {
+            *patience = VERDICT_WAIT;
+            return v.stop && v.epoch == epoch;
+        }
+        if t0.elapsed() >= *patience {
+            if *patience == VERDICT_WAIT {
+                eprintln!(
+                    "no verdict of the search's pruner on epoch {epoch} after {} s (is the sweep \
+                     gone?); going on",
+                    VERDICT_WAIT.as_secs()
+                );
+            }
+            *patience = VERDICT_WAIT_MISSED;
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// The job description in a detached run's folder.
@@ -318,6 +392,7 @@ pub fn run_detached(
     })?;
     let _ = std::fs::remove_file(run_dir.join(FAILURE));
     let beat = BeatFile::start(run_dir);
+    let mut stopped_at = None;
     let result = (|| -> Result<RunReport, WorkerError> {
         crate::backend::check_device(device)?;
         let data = exec::load_data(&spec.config, &spec.data_dir)?;
@@ -327,15 +402,36 @@ pub fn run_detached(
             base_dir: spec.base_dir.clone(),
             data_dir: spec.data_dir.clone(),
         };
-        let mut on_event = |e: Event| emit(RunEvent::from(e));
+        let mut patience = VERDICT_WAIT;
+        let mut on_event = |e: Event| {
+            let judged = match &e {
+                Event::EpochEnd { record, stop, .. } if spec.judged => Some((record.epoch, *stop)),
+                _ => None,
+            };
+            emit(RunEvent::from(e));
+            if let Some((epoch, stop)) = judged {
+                if await_verdict(run_dir, epoch, &mut patience) {
+                    stopped_at = Some(epoch);
+                    stop.set(true);
+                }
+            }
+        };
         let report = execute(&spec.config, &data, &paths, &mut on_event)?;
         exec::write_report(&report, run_dir)?;
         Ok(report)
     })();
     drop(beat);
-    if let Err(e) = &result {
-        let json = serde_json::json!({ "error": error_chain(e) }).to_string();
-        let _ = write_atomic(&run_dir.join(FAILURE), &json);
+    // Stopped by the pruner: not a failure; the sweep records the trial as pruned.
+    let result = match (result, stopped_at) {
+        (Err(_), Some(epoch)) => Err(WorkerError::Pruned { epoch }),
+        (r, _) => r,
+    };
+    match &result {
+        Ok(_) | Err(WorkerError::Pruned { .. }) => {}
+        Err(e) => {
+            let json = serde_json::json!({ "error": error_chain(e) }).to_string();
+            let _ = write_atomic(&run_dir.join(FAILURE), &json);
+        }
     }
     drop(lock);
     result
