@@ -235,7 +235,7 @@ pub trait RunHandle: Send {
 #[derive(Debug)]
 pub enum Ingested {
     /// Its `outcome.json`.
-    Done(crate::exec::RunReport),
+    Done(Box<crate::exec::RunReport>),
     /// Its error (`failed.json`).
     Failed(String),
     /// Stopped by its search's pruner after this many epochs; already recorded as pruned.

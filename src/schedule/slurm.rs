@@ -366,7 +366,7 @@ impl RunHandle for SlurmRun {
         let outcome = self.run_dir.join(crate::exec::OUTCOME_FILE);
         if let Ok(text) = std::fs::read(&outcome) {
             if let Ok(report) = serde_json::from_slice::<RunReport>(&text) {
-                return Some(Ingested::Done(report));
+                return Some(Ingested::Done(Box::new(report)));
             }
         }
         if let Some(p) = self.pruner.as_mut().filter(|p| p.stopped) {

@@ -218,7 +218,7 @@ pub(super) fn parse_executor(node: &Node, cx: &mut Ctx) -> ExecutorSpec {
                             Some(a) if a.starts_with('-') => spec.slurm.extra.push(a.to_string()),
                             _ => cx.err(
                                 item.line,
-                                &format!("{p}[{i}]"),
+                                format!("{p}[{i}]"),
                                 format!(
                                     "expected an sbatch option (text starting with -, e.g. \
                                      \"--constraint=a100\"), got {}",
