@@ -103,6 +103,12 @@ pub fn check_device(device: DeviceSpec) -> Result<(), DeviceError> {
     match device {
         DeviceSpec::Cpu => Ok(()),
         DeviceSpec::Cuda(i) => {
+            // Before the driver starts (`check_cuda` initialises it); child processes inherit.
+            if let Some(dir) = gpu_cache_dir() {
+                for (k, v) in driver_cache_vars(&dir, |k| std::env::var_os(k)) {
+                    std::env::set_var(k, v);
+                }
+            }
             check_cuda(device, i)?;
             #[cfg(feature = "cuda")]
             gpu_cache::configure();
@@ -111,13 +117,14 @@ pub fn check_device(device: DeviceSpec) -> Result<(), DeviceError> {
     }
 }
 
-/// Where compiled GPU kernels and autotune results are kept between processes:
-/// `$STKD_GPU_CACHE`, else `$XDG_CACHE_HOME/stkd/cubecl`, else `~/.cache/stkd/cubecl`.
+/// Where compiled GPU kernels are kept between processes: `$STKD_GPU_CACHE`, else
+/// `$XDG_CACHE_HOME/stkd/gpu`, else `~/.cache/stkd/gpu`. It holds `cubecl/` (CubeCL's PTX and
+/// autotune caches) and `driver/` (the CUDA driver's PTX → machine code cache).
 ///
-/// burn's CUDA backend compiles every kernel (each new shape, fused element-wise chain and
-/// matrix-product candidate tried by autotuning) when it first runs; on an H100 that took
-/// minutes for one STGCN training step (BENCHMARKS.md). With the cache every later process
-/// (each run of a sweep, a resumed sweep) loads what an earlier one compiled and tuned.
+/// burn's CUDA backend compiles every kernel when it first runs, and the driver compiles that
+/// PTX again for the GPU; on an H100 that took minutes for one STGCN training step
+/// (BENCHMARKS.md). With both caches on disk every later process (each run of a sweep, a
+/// resumed sweep) loads what an earlier one compiled.
 pub fn gpu_cache_dir() -> Option<std::path::PathBuf> {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     if let Some(dir) = env("STKD_GPU_CACHE") {
@@ -126,7 +133,43 @@ pub fn gpu_cache_dir() -> Option<std::path::PathBuf> {
     let base = env("XDG_CACHE_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".cache")))?;
-    Some(base.join("stkd").join("cubecl"))
+    Some(base.join("stkd").join("gpu"))
+}
+
+/// The CUDA driver's own cache of machine code compiled from PTX: off the default 256 MiB and
+/// per-user folder, into `<cache>/driver` at the driver's largest size (4 GiB), so a sweep's
+/// processes find what the first one compiled. Settings already in the environment win.
+/// Returns the variables to set (the driver reads them when it starts: set them before).
+pub fn driver_cache_vars(
+    cache: &std::path::Path,
+    current: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Vec<(&'static str, std::ffi::OsString)> {
+    let wanted = [
+        ("CUDA_CACHE_PATH", cache.join("driver").into_os_string()),
+        ("CUDA_CACHE_MAXSIZE", "4294967296".into()),
+    ];
+    wanted
+        .into_iter()
+        .filter(|(k, _)| current(k).is_none_or(|v| v.is_empty()))
+        .collect()
+}
+
+/// Files in the kernel caches under [`gpu_cache_dir`] (compiled kernels and tuning results):
+/// how much a process compiled is the difference before and after it.
+pub fn gpu_cache_files() -> usize {
+    fn count(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => count(&e.path()),
+                    Ok(_) => 1,
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+    }
+    gpu_cache_dir().map_or(0, |d| count(&d))
 }
 
 #[cfg(feature = "cuda")]
@@ -142,6 +185,7 @@ mod gpu_cache {
             let Some(dir) = super::gpu_cache_dir() else {
                 return;
             };
+            let dir = dir.join("cubecl");
             let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
             if config.compilation.cache.is_none() {
                 config.compilation.cache = Some(CacheConfig::File(dir.clone()));
@@ -226,6 +270,26 @@ mod tests {
         let e = "gpu0".parse::<DeviceSpec>().unwrap_err();
         assert!(e.contains("cpu") && e.contains("cuda:<index>"), "{e}");
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
+    }
+
+    #[test]
+    fn driver_cache_goes_under_the_cache_folder_unless_already_set() {
+        let dir = std::path::Path::new("cache");
+        let vars = driver_cache_vars(dir, |_| None);
+        assert_eq!(
+            vars,
+            vec![
+                ("CUDA_CACHE_PATH", dir.join("driver").into_os_string()),
+                ("CUDA_CACHE_MAXSIZE", "4294967296".into()),
+            ]
+        );
+        // A user's own setting stays; an empty one counts as unset.
+        let vars = driver_cache_vars(dir, |k| match k {
+            "CUDA_CACHE_PATH" => Some("/elsewhere".into()),
+            _ => Some("".into()),
+        });
+        assert_eq!(vars.len(), 1);
+        assert_eq!(vars[0].0, "CUDA_CACHE_MAXSIZE");
     }
 
     #[test]

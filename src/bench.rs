@@ -69,7 +69,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn random_tensor<B: burn::tensor::backend::Backend, const D: usize>(
+pub(crate) fn random_tensor<B: burn::tensor::backend::Backend, const D: usize>(
     rng: &mut Rng,
     shape: [usize; D],
     device: &B::Device,
@@ -81,7 +81,7 @@ fn random_tensor<B: burn::tensor::backend::Backend, const D: usize>(
 
 /// A Chebyshev stack with `T_0 = I` and small random higher terms (dense products cost the
 /// same whatever the values).
-fn random_cheb(rng: &mut Rng, nodes: usize) -> Vec<f32> {
+pub(crate) fn random_cheb(rng: &mut Rng, nodes: usize) -> Vec<f32> {
     let mut cheb: Vec<f32> = (0..KS * nodes * nodes)
         .map(|_| (rng.next_f64() as f32 - 0.5) / nodes as f32)
         .collect();

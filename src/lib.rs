@@ -27,3 +27,4 @@ pub mod search;
 pub mod spec;
 pub mod store;
 pub mod train;
+pub mod warmup;

@@ -73,6 +73,9 @@ enum Cmd {
     /// Execute one claimed run of a store (started by `sweep`; one process per run).
     #[command(hide = true)]
     RunOne(RunOneArgs),
+    /// Compile the kernels of the kinds of run given on stdin (started by `sweep`).
+    #[command(hide = true)]
+    WarmUp(WarmUpArgs),
 }
 
 /// Ends the process with this exit status; what there was to say is already printed (a failed
@@ -152,6 +155,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Report(args) => report_cmd(&args),
         Cmd::Store { cmd } => store_cmd(&cmd),
         Cmd::RunOne(args) => run_one_cmd(&args),
+        Cmd::WarmUp(args) => {
+            check_device(args.device)?;
+            with_backend!(args.device, B, dev => warm_up_cmd::<B>(dev))
+        }
     }
 }
 

@@ -295,3 +295,34 @@ fn two_sweeps_share_one_search() {
         combos.push(combo);
     }
 }
+
+#[test]
+fn warm_up_runs_each_kind_of_run_once_before_the_runs() {
+    let dir = tmp("warmup");
+    let file = write_exp(&dir, THREE_RUNS);
+    let store = dir.join("stkd.db");
+    // On the CPU only when asked (`auto` warms CUDA devices); the two plain students share one
+    // shape, the ORD student is the other.
+    let out = sweep(&file, &store, &["--warm-up", "always"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("for 2 kind(s) of run"), "{err}");
+    assert!(
+        err.contains("warm-up 1/2: [1,2,4][4,2,8] N=170 b="),
+        "{err}"
+    );
+    assert!(
+        err.contains("warm-up 2/2:") && err.contains("ord from [1,2,4][4,2,8]"),
+        "{err}"
+    );
+    let ready = err.find("kernel caches ready").expect("the warm-up ended");
+    assert!(
+        ready < err.find("start ").expect("runs started"),
+        "warm-up first: {err}"
+    );
+    assert_eq!(executed_now(&out), 3);
+    // Nothing left to run: nothing to warm up.
+    let again = sweep(&file, &store, &["--warm-up", "always"]);
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("warm-up"));
+}

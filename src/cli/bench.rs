@@ -145,7 +145,10 @@ pub(crate) fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device)
     let cpu = args.device == DeviceSpec::Cpu;
     let probe = || cpu.then(stkd::bench::cpu_probe_gflops);
     let probe_before = probe();
+    // On a GPU: what this process found in the kernel caches and what it added (compiled).
+    let cache_before = (!cpu).then(stkd::backend::gpu_cache_files);
     let (rows, stcd) = measure();
+    let cache = cache_before.map(|before| (before, stkd::backend::gpu_cache_files()));
     let generic = args.compare_generic.then(|| {
         eprintln!("the same with the fused CPU kernels off (burn's generic ops):");
         stkd::kernels::without_fused(measure)
@@ -156,7 +159,7 @@ pub(crate) fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device)
             .as_ref()
             .map(|(rows, stcd)| serde_json::json!({"models": rows, "stcd_step_s": stcd}));
         return print_json(
-            &serde_json::json!({"device": args.device, "graph": graph, "threads": rayon::current_num_threads(), "models": rows, "stcd_step_s": stcd, "stcd_step_target_s": stkd::bench::STCD_STEP_TARGET_S, "generic": generic, "cpu_probe_gflops": probe}),
+            &serde_json::json!({"device": args.device, "graph": graph, "threads": rayon::current_num_threads(), "models": rows, "stcd_step_s": stcd, "stcd_step_target_s": stkd::bench::STCD_STEP_TARGET_S, "generic": generic, "cpu_probe_gflops": probe, "first_teacher_step_s": rows[0].warmup_train_s, "kernel_cache_files": cache.map(|(b, a)| serde_json::json!({"before": b, "after": a}))}),
         );
     }
     // Our figures against a reference, as `ours / reference` (below 1: ours is faster).
@@ -179,6 +182,15 @@ pub(crate) fn bench_cmd<B: AutodiffBackend>(args: &BenchArgs, device: B::Device)
             .collect();
         terminal_table(rows)
     };
+    if let Some((before, after)) = cache {
+        println!(
+            "cold start: first teacher training step {:.2} s; kernel caches {} files before, {} after ({} compiled by this process)",
+            rows[0].warmup_train_s,
+            before,
+            after,
+            after.saturating_sub(before)
+        );
+    }
     println!("reference: PyTorch 2.15 on the same 2-core machine (2 threads)");
     if let Some((before, after)) = probe {
         println!("machine speed (1024^3 f32 product on all threads): {before:.1} GFLOP/s before the figures, {after:.1} after; the figures scale with it");

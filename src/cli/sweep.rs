@@ -69,6 +69,25 @@ pub(crate) struct SweepArgs {
     /// Slurm: a further `sbatch` argument, as given (repeatable).
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) slurm_arg: Vec<String>,
+    /// Before starting runs, compile the kernels they need once, in one process, so the runs
+    /// start with warm caches: `auto` does it for a CUDA device with the local executor.
+    #[arg(long, value_enum, default_value_t = WarmUp::Auto)]
+    pub(crate) warm_up: WarmUp,
+}
+
+/// When `sweep` prepares a device's kernel caches before its runs (see [`stkd::warmup`]).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum WarmUp {
+    Auto,
+    Always,
+    Never,
+}
+
+/// `stkd warm-up`: the process a sweep starts to prepare a device's kernel caches.
+#[derive(Args)]
+pub(crate) struct WarmUpArgs {
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: DeviceSpec,
 }
 
 #[derive(Args)]
@@ -449,6 +468,17 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
     } else {
         (args.devices.clone(), args.per_device.max(1))
     };
+    let warm = match args.warm_up {
+        WarmUp::Never => None,
+        WarmUp::Always => Some(devices[0]),
+        WarmUp::Auto => devices
+            .iter()
+            .find(|d| !slurm && **d != DeviceSpec::Cpu)
+            .copied(),
+    };
+    if let Some(device) = warm {
+        prepare_caches(&plan, &args.store, device)?;
+    }
     let opts = SweepOptions {
         store: args.store.clone(),
         devices: devices.clone(),
@@ -501,6 +531,124 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
             args.file.display()
         );
         return Err(Exit(1).into());
+    }
+    Ok(())
+}
+
+/// Compiles, in one `stkd warm-up` process on `device`, the kernels of every kind of run of
+/// `plan` not yet done, so the runs started next find them in the caches. A failed warm-up is
+/// reported and the sweep goes on (each run then compiles what it needs itself).
+fn prepare_caches(plan: &stkd::plan::Plan, store: &Path, device: DeviceSpec) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let finished = if store.exists() {
+        let store = Store::open(store)?;
+        let mut finished = std::collections::HashSet::new();
+        for job in &plan.jobs {
+            if let Some(row) = store.run(&job.hash)? {
+                if matches!(row.status, RunStatus::Done | RunStatus::Pruned) {
+                    finished.insert(job.hash.clone());
+                }
+            }
+        }
+        finished
+    } else {
+        Default::default()
+    };
+    let shapes = stkd::warmup::shapes(&plan.jobs, |j| !finished.contains(&j.hash));
+    if shapes.is_empty() {
+        return Ok(());
+    }
+    let mut progress = stkd::progress::Progress::for_stderr(0);
+    progress.println(&format!(
+        "preparing {device}'s kernel caches for {} kind(s) of run before starting them",
+        shapes.len()
+    ));
+    let bar = progress.overall("warm-up [{bar:30}] {pos}/{len} {msg}", shapes.len(), 0);
+    let started = std::time::Instant::now();
+    let exe = std::env::current_exe().context("locating the stkd binary")?;
+    let mut child = std::process::Command::new(exe)
+        .args(["warm-up", "--device", &device.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the warm-up process")?;
+    let input = serde_json::to_vec(&shapes)?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(&input)
+        .context("writing the warm-up's shapes")?;
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    for line in stdout.lines().map_while(Result::ok) {
+        let Ok(done) = serde_json::from_str::<WarmedUp>(&line) else {
+            continue;
+        };
+        let text = format!(
+            "warm-up {}/{}: {} ({:.1} s)",
+            done.index + 1,
+            shapes.len(),
+            done.shape,
+            done.seconds
+        );
+        match &bar {
+            Some(pb) => {
+                pb.set_message(done.shape);
+                pb.inc(1);
+            }
+            None => progress.println(&text),
+        }
+    }
+    let status = child.wait().context("waiting for the warm-up process")?;
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    if status.success() {
+        let cache = stkd::backend::gpu_cache_dir()
+            .map(|d| {
+                format!(
+                    " (cache {}, {} files)",
+                    d.display(),
+                    stkd::backend::gpu_cache_files()
+                )
+            })
+            .unwrap_or_default();
+        progress.println(&format!(
+            "kernel caches ready in {:.1} s{cache}",
+            started.elapsed().as_secs_f64()
+        ));
+    } else {
+        progress.println(&format!(
+            "warning: the warm-up on {device} ended with {status}; each run compiles its own \
+             kernels"
+        ));
+    }
+    Ok(())
+}
+
+/// One line of `stkd warm-up`'s output: a kind of run whose kernels are compiled.
+#[derive(Serialize, serde::Deserialize)]
+struct WarmedUp {
+    index: usize,
+    shape: String,
+    seconds: f64,
+}
+
+/// `stkd warm-up`: reads the shapes (JSON) on stdin, runs each once on the device and prints a
+/// [`WarmedUp`] line after each.
+pub(crate) fn warm_up_cmd<B: AutodiffBackend>(device: B::Device) -> Result<()> {
+    let shapes: Vec<stkd::warmup::WarmShape> =
+        serde_json::from_reader(std::io::stdin().lock()).context("reading the shapes on stdin")?;
+    for (index, shape) in shapes.iter().enumerate() {
+        let t = std::time::Instant::now();
+        stkd::warmup::warm_up::<B>(shape, &device)
+            .with_context(|| format!("warming up {}", shape.describe()))?;
+        let line = WarmedUp {
+            index,
+            shape: shape.describe(),
+            seconds: t.elapsed().as_secs_f64(),
+        };
+        println!("{}", serde_json::to_string(&line)?);
     }
     Ok(())
 }
