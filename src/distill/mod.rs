@@ -402,6 +402,18 @@ fn same_dims(what: &str, a: &[usize], b: &[usize]) -> Result<(), DistillError> {
     }
 }
 
+/// The student's prediction dimensions, checked against the target's and the teacher's.
+fn prediction_dims<B: Backend, BT: Backend>(
+    student_y: &Tensor<B, 4>,
+    teacher_y: &Tensor<BT, 4>,
+    target: &Tensor<B, 4>,
+) -> Result<[usize; 4], DistillError> {
+    let dims = student_y.dims();
+    same_dims("student vs target prediction", &dims, &target.dims())?;
+    same_dims("student vs teacher prediction", &dims, &teacher_y.dims())?;
+    Ok(dims)
+}
+
 /// `[B, …]` prediction as `(B, N)` with `N` the product of the other axes.
 fn rows_of(dims: [usize; 4]) -> (usize, usize) {
     (dims[0], dims[1] * dims[2] * dims[3])
@@ -425,9 +437,7 @@ pub fn rd_l2_loss<B: Backend, BT: Backend>(
     beta: f64,
     norm: Norm,
 ) -> Result<Tensor<B, 1>, DistillError> {
-    let dims = student_y.dims();
-    same_dims("student vs target prediction", &dims, &target.dims())?;
-    same_dims("student vs teacher prediction", &dims, &teacher_y.dims())?;
+    let dims = prediction_dims(&student_y, teacher_y, &target)?;
     let yt = constant::<B, 4>(host(teacher_y), dims, &student_y.device());
     let teacher = penalty(student_y.clone() - yt, norm).mean();
     let task = penalty(student_y - target, norm).mean();
@@ -446,9 +456,7 @@ pub fn rd_kl_loss<B: Backend, BT: Backend>(
     tau: f64,
     norm: Norm,
 ) -> Result<Tensor<B, 1>, DistillError> {
-    let dims = student_y.dims();
-    same_dims("student vs target prediction", &dims, &target.dims())?;
-    same_dims("student vs teacher prediction", &dims, &teacher_y.dims())?;
+    let dims = prediction_dims(&student_y, teacher_y, &target)?;
     let (b, n) = rows_of(dims);
     let device = student_y.device();
     // Teacher distribution on the host in f64: p^t and the constant Σ p^t·log p^t.
@@ -521,9 +529,7 @@ pub fn ord_loss<B: Backend, BT: Backend>(
     norm: Norm,
     reduction: Reduction,
 ) -> Result<(Tensor<B, 1>, OrdStats), DistillError> {
-    let dims = student_y.dims();
-    same_dims("student vs target prediction", &dims, &target.dims())?;
-    same_dims("student vs teacher prediction", &dims, &teacher_y.dims())?;
+    let dims = prediction_dims(&student_y, teacher_y, &target)?;
     let (_, n) = rows_of(dims);
     let yt = host(teacher_y);
     let t = host(&target);
@@ -766,9 +772,7 @@ pub fn skd_terms<B: Backend, BT: Backend>(
     student_last: &Tensor<B, 4>,
     teacher_last: &Tensor<BT, 4>,
 ) -> Result<SkdTerms<B>, DistillError> {
-    let dims = student_y.dims();
-    same_dims("student vs target prediction", &dims, &target.dims())?;
-    same_dims("student vs teacher prediction", &dims, &teacher_y.dims())?;
+    let dims = prediction_dims(&student_y, teacher_y, &target)?;
     let yt = constant::<B, 4>(host(teacher_y), dims, &student_y.device());
     Ok(SkdTerms {
         task: mse_loss(student_y.clone(), target),

@@ -143,6 +143,23 @@ fn epoch_row(r: &EpochRecord) -> EpochRow {
     }
 }
 
+/// What executes one run's configuration on its data and reports its progress
+/// (e.g. [`exec::execute`] on the run's device), for [`run_claimed`] and [`run_detached`].
+pub trait Execute:
+    FnOnce(&RunConfig, &Dataset, &RunPaths, &mut dyn FnMut(Event)) -> Result<RunReport, ExecError>
+{
+}
+
+impl<F> Execute for F where
+    F: FnOnce(
+        &RunConfig,
+        &Dataset,
+        &RunPaths,
+        &mut dyn FnMut(Event),
+    ) -> Result<RunReport, ExecError>
+{
+}
+
 /// Runs the claimed run of `a`: `execute` computes it (on the backend of `a.device`) and
 /// reports its events, each of which also goes to `emit`; `on_lost` is called from the
 /// heartbeat's thread when the claim is no longer this worker's, and must stop the run at once
@@ -151,12 +168,7 @@ fn epoch_row(r: &EpochRecord) -> EpochRow {
 /// not this worker's to execute).
 pub fn run_claimed(
     a: &Assignment,
-    execute: impl FnOnce(
-        &RunConfig,
-        &Dataset,
-        &RunPaths,
-        &mut dyn FnMut(Event),
-    ) -> Result<RunReport, ExecError>,
+    execute: impl Execute,
     mut emit: impl FnMut(RunEvent),
     on_lost: impl FnOnce(StoreError) + Send + 'static,
 ) -> Result<RunReport, WorkerError> {
@@ -373,12 +385,7 @@ impl Drop for BeatFile {
 pub fn run_detached(
     run_dir: &std::path::Path,
     device: DeviceSpec,
-    execute: impl FnOnce(
-        &RunConfig,
-        &Dataset,
-        &RunPaths,
-        &mut dyn FnMut(Event),
-    ) -> Result<RunReport, ExecError>,
+    execute: impl Execute,
     mut emit: impl FnMut(RunEvent),
 ) -> Result<RunReport, WorkerError> {
     let spec_path = run_dir.join(JOB_SPEC);
