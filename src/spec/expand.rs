@@ -18,11 +18,38 @@ pub(super) fn expand(
     search: Option<&SearchSpec>,
     cx: &mut Ctx,
 ) -> (Vec<ExpandedRun>, Vec<Study>) {
-    let mut out: Vec<ExpandedRun> = Vec::new();
-    let mut studies: Vec<Study> = Vec::new();
-    let mut by_label: HashMap<&str, Vec<usize>> = HashMap::new();
-    // Expand teachers before their students.
-    let mut order: Vec<usize> = Vec::new();
+    let mut out = Expansion::default();
+    for i in dependency_order(raws) {
+        let r = &raws[i];
+        let seeds = r
+            .seeds
+            .clone()
+            .or_else(|| defaults.seeds.clone())
+            .unwrap_or_else(|| vec![1]);
+        for &d in r.datasets.as_deref().unwrap_or(datasets) {
+            if !datasets.contains(&d) {
+                cx.err(
+                    r.line,
+                    format!("{}.datasets", r.path),
+                    format!("dataset {d} is not in the experiment's datasets"),
+                );
+                continue;
+            }
+            let fields = Fields::of(r, defaults, d);
+            let split = split_days.get(&d).copied();
+            match search {
+                Some(search) if !fields.random.is_empty() => {
+                    out.studies_of(r, defaults, search, d, &seeds, fields, split, cx)
+                }
+                _ => out.runs_of(r, defaults, d, &seeds, &fields, split, cx),
+            }
+        }
+    }
+    (out.runs, out.studies)
+}
+
+/// The runs' indices with every run after the teacher and base it names.
+fn dependency_order(raws: &[RawRun]) -> Vec<usize> {
     let index: HashMap<&str, usize> = raws
         .iter()
         .enumerate()
@@ -39,177 +66,251 @@ pub(super) fn expand(
         }
         order.push(i);
     }
+    let mut order = Vec::new();
     for i in 0..raws.len() {
         visit(i, raws, &index, &mut order);
     }
-    for i in order {
-        let r = &raws[i];
-        let run_datasets = r.datasets.clone().unwrap_or_else(|| datasets.to_vec());
-        let seeds = r
-            .seeds
-            .clone()
-            .or_else(|| defaults.seeds.clone())
-            .unwrap_or_else(|| vec![1]);
+    order
+}
+
+/// A run's fields resolved for one dataset: fixed values, grid lists and random draws.
+struct Fields {
+    fixed: Vec<(&'static str, Val)>,
+    grid: Vec<(&'static str, Vec<Val>)>,
+    random: Vec<(&'static str, Dist)>,
+}
+
+impl Fields {
+    fn of(r: &RawRun, defaults: &RawRun, d: DatasetName) -> Self {
+        let mut f = Fields {
+            fixed: Vec::new(),
+            grid: Vec::new(),
+            random: Vec::new(),
+        };
+        let is_prune = r.base.is_some();
+        for (name, _) in all_fields().filter(|(n, _)| is_prune || !n.starts_with("prune.")) {
+            match field(r, defaults, name).and_then(|c| c.for_dataset(d)) {
+                Some(Choice::Fixed(v)) => f.fixed.push((name, v.clone())),
+                Some(Choice::Grid(v)) => f.grid.push((name, v.clone())),
+                Some(Choice::Random(dist)) => f.random.push((name, dist.clone())),
+                None => {}
+            }
+        }
+        f
+    }
+
+    /// Every grid combination, each with every random draw (`samples` of them, seeded by
+    /// `search_seed`, the run's label and the dataset).
+    fn combinations(
+        &self,
+        r: &RawRun,
+        defaults: &RawRun,
+        d: DatasetName,
+    ) -> Vec<Vec<(&'static str, Val)>> {
+        let mut combos: Vec<Vec<(&str, Val)>> = vec![vec![]];
+        for (name, vals) in &self.grid {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    vals.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push((*name, v.clone()));
+                        c
+                    })
+                })
+                .collect();
+        }
+        if self.random.is_empty() {
+            return combos;
+        }
         let samples = r.samples.or(defaults.samples).unwrap_or(1);
         let search_seed = r.search_seed.or(defaults.search_seed).unwrap_or(0);
-        for &d in &run_datasets {
-            if !datasets.contains(&d) {
-                cx.err(
-                    r.line,
-                    format!("{}.datasets", r.path),
-                    format!("dataset {d} is not in the experiment's datasets"),
-                );
-                continue;
-            }
-            // Resolve every field for this dataset.
-            let mut grid: Vec<(&str, Vec<Val>)> = Vec::new();
-            let mut random: Vec<(&str, Dist)> = Vec::new();
-            let mut fixed: Vec<(&str, Val)> = Vec::new();
-            let is_prune = r.base.is_some();
-            for (name, _) in all_fields().filter(|(n, _)| is_prune || !n.starts_with("prune.")) {
-                match field(r, defaults, name).and_then(|f| f.for_dataset(d)) {
-                    Some(Choice::Fixed(v)) => fixed.push((name, v.clone())),
-                    Some(Choice::Grid(v)) => grid.push((name, v.clone())),
-                    Some(Choice::Random(dist)) => random.push((name, dist.clone())),
-                    None => {}
-                }
-            }
-            if let (Some(search), false) = (search, random.is_empty()) {
-                if !grid.is_empty() {
-                    cx.err(r.line, &r.path, "a searched run cannot also have grid lists: give the listed values as `{choice: [...]}`");
-                    continue;
-                }
-                if search.sampler == Sampler::Grid
-                    && random.iter().any(|(_, d)| !matches!(d, Dist::Choice(_)))
-                {
-                    cx.err(r.line, &r.path, "the grid sampler enumerates `{choice: [...]}` values: give every searched value as a choice");
-                    continue;
-                }
-                for &seed in &seeds {
-                    let mut st = study(
-                        r,
-                        defaults,
-                        search,
-                        d,
-                        seed,
-                        fixed.clone(),
-                        random.clone(),
-                        split_days.get(&d).copied(),
-                    );
-                    let mut probe = st.config(&crate::search::random_values(
-                        &st.space,
-                        &mut Rng::new(0, 0),
-                    ));
-                    probe.teacher = r.teacher.as_ref().map(|(t, _)| t.clone());
-                    probe.base = r.base.as_ref().map(|(b, _)| b.clone());
-                    for problem in probe.problems() {
-                        config_error(r, defaults, &problem, cx);
-                    }
-                    st.base = r.base.as_ref().and_then(|(b, line)| {
-                        pick_dep(&by_label, &out, b, *line, d, seed, r, "base", cx)
-                    });
-                    st.teacher = match (&r.teacher, probe.distils()) {
-                        (Some((t, line)), true) => {
-                            pick_dep(&by_label, &out, t, *line, d, seed, r, "teacher", cx)
-                        }
-                        _ => None,
-                    };
-                    studies.push(st);
-                }
-                continue;
-            }
-            let mut combos: Vec<Vec<(&str, Val)>> = vec![vec![]];
-            for (name, vals) in &grid {
-                combos = combos
-                    .into_iter()
-                    .flat_map(|c| {
-                        vals.iter().map(move |v| {
-                            let mut c = c.clone();
-                            c.push((*name, v.clone()));
-                            c
-                        })
+        let mut rng = Rng::new(search_seed, stable_hash(&format!("{}/{d}", r.label)));
+        let draws: Vec<Vec<(&str, Val)>> = (0..samples)
+            .map(|_| {
+                self.random
+                    .iter()
+                    .map(|(name, dist)| {
+                        let v = match dist {
+                            Dist::Uniform(lo, hi) => Val::F(lo + (hi - lo) * rng.next_f64()),
+                            Dist::LogUniform(lo, hi) => {
+                                Val::F((lo.ln() + (hi.ln() - lo.ln()) * rng.next_f64()).exp())
+                            }
+                            Dist::Choice(v) => v[rng.below(v.len())].clone(),
+                        };
+                        (*name, v)
                     })
+                    .collect()
+            })
+            .collect();
+        combos
+            .into_iter()
+            .flat_map(|c| draws.iter().map(move |dr| [c.clone(), dr.clone()].concat()))
+            .collect()
+    }
+}
+
+/// A run's name within its label: its grid and drawn values, and its seed when there are
+/// several or it is not 1.
+fn variant_name(combo: &[(&str, Val)], seeds: &[u64], seed: u64) -> String {
+    let mut variant: Vec<String> = combo
+        .iter()
+        .map(|(n, v)| match (n.strip_prefix("prune."), v) {
+            (Some(n), v) => format!("{n}={}", v.text()),
+            (None, Val::F(f)) => format!("{n}={f:.4}"),
+            (None, v) => format!("{n}={}", v.text()),
+        })
+        .collect();
+    if seeds.len() > 1 || seed != 1 {
+        variant.push(format!("seed={seed}"));
+    }
+    variant.join(" ")
+}
+
+/// The run's own rules on a resolved configuration (dependencies named by label until the
+/// planner hashes them), reported at the file's lines.
+fn check_rules(r: &RawRun, defaults: &RawRun, config: &RunConfig, cx: &mut Ctx) {
+    let mut probe = config.clone();
+    probe.teacher = r.teacher.as_ref().map(|(t, _)| t.clone());
+    probe.base = r.base.as_ref().map(|(b, _)| b.clone());
+    for problem in probe.problems() {
+        config_error(r, defaults, &problem, cx);
+    }
+}
+
+/// What the expansion has produced so far: runs (with their indices by label, for the
+/// dependencies of later runs) and studies.
+#[derive(Default)]
+struct Expansion<'a> {
+    runs: Vec<ExpandedRun>,
+    studies: Vec<Study>,
+    by_label: HashMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> Expansion<'a> {
+    /// The run `r` names as `what` (teacher or base) for dataset `d` and `seed`.
+    fn dep(
+        &self,
+        dep: &(String, usize),
+        what: &str,
+        r: &RawRun,
+        d: DatasetName,
+        seed: u64,
+        cx: &mut Ctx,
+    ) -> Option<usize> {
+        pick_dep(
+            &self.by_label,
+            &self.runs,
+            &dep.0,
+            dep.1,
+            d,
+            seed,
+            r,
+            what,
+            cx,
+        )
+    }
+
+    /// A searched run: one study per seed, its trials proposed during the sweep.
+    #[allow(clippy::too_many_arguments)]
+    fn studies_of(
+        &mut self,
+        r: &RawRun,
+        defaults: &RawRun,
+        search: &SearchSpec,
+        d: DatasetName,
+        seeds: &[u64],
+        fields: Fields,
+        split: Option<[usize; 3]>,
+        cx: &mut Ctx,
+    ) {
+        if !fields.grid.is_empty() {
+            cx.err(r.line, &r.path, "a searched run cannot also have grid lists: give the listed values as `{choice: [...]}`");
+            return;
+        }
+        if search.sampler == Sampler::Grid
+            && fields
+                .random
+                .iter()
+                .any(|(_, d)| !matches!(d, Dist::Choice(_)))
+        {
+            cx.err(r.line, &r.path, "the grid sampler enumerates `{choice: [...]}` values: give every searched value as a choice");
+            return;
+        }
+        for &seed in seeds {
+            let mut st = study(
+                r,
+                defaults,
+                search,
+                d,
+                seed,
+                fields.fixed.clone(),
+                fields.random.clone(),
+                split,
+            );
+            let probe = st.config(&crate::search::random_values(
+                &st.space,
+                &mut Rng::new(0, 0),
+            ));
+            check_rules(r, defaults, &probe, cx);
+            st.base = r
+                .base
+                .as_ref()
+                .and_then(|b| self.dep(b, "base", r, d, seed, cx));
+            st.teacher = match (&r.teacher, probe.distils()) {
+                (Some(t), true) => self.dep(t, "teacher", r, d, seed, cx),
+                _ => None,
+            };
+            self.studies.push(st);
+        }
+    }
+
+    /// A run's grid combinations and random draws for every seed.
+    #[allow(clippy::too_many_arguments)]
+    fn runs_of(
+        &mut self,
+        r: &'a RawRun,
+        defaults: &RawRun,
+        d: DatasetName,
+        seeds: &[u64],
+        fields: &Fields,
+        split: Option<[usize; 3]>,
+        cx: &mut Ctx,
+    ) {
+        for combo in &fields.combinations(r, defaults, d) {
+            for &seed in seeds {
+                let values: Vec<(&str, Val)> = fields
+                    .fixed
+                    .iter()
+                    .cloned()
+                    .chain(combo.iter().cloned())
                     .collect();
-            }
-            if !random.is_empty() {
-                let mut rng = Rng::new(search_seed, stable_hash(&format!("{}/{d}", r.label)));
-                let draws: Vec<Vec<(&str, Val)>> = (0..samples)
-                    .map(|_| {
-                        random
-                            .iter()
-                            .map(|(name, dist)| {
-                                let v = match dist {
-                                    Dist::Uniform(lo, hi) => {
-                                        Val::F(lo + (hi - lo) * rng.next_f64())
-                                    }
-                                    Dist::LogUniform(lo, hi) => Val::F(
-                                        (lo.ln() + (hi.ln() - lo.ln()) * rng.next_f64()).exp(),
-                                    ),
-                                    Dist::Choice(v) => v[rng.below(v.len())].clone(),
-                                };
-                                (*name, v)
-                            })
-                            .collect()
-                    })
-                    .collect();
-                combos = combos
-                    .into_iter()
-                    .flat_map(|c| draws.iter().map(move |dr| [c.clone(), dr.clone()].concat()))
-                    .collect();
-            }
-            for combo in &combos {
-                for &seed in &seeds {
-                    let mut variant: Vec<String> = combo
-                        .iter()
-                        .map(|(n, v)| match (n.strip_prefix("prune."), v) {
-                            (Some(n), v) => format!("{n}={}", v.text()),
-                            (None, Val::F(f)) => format!("{n}={f:.4}"),
-                            (None, v) => format!("{n}={}", v.text()),
-                        })
-                        .collect();
-                    if seeds.len() > 1 || seed != 1 {
-                        variant.push(format!("seed={seed}"));
-                    }
-                    let values: Vec<(&str, Val)> =
-                        fixed.iter().cloned().chain(combo.iter().cloned()).collect();
-                    let mut config =
-                        build_config(r, defaults, d, seed, &values, split_days.get(&d).copied());
-                    let base = r.base.as_ref().and_then(|(b, line)| {
-                        let j = pick_dep(&by_label, &out, b, *line, d, seed, r, "base", cx)?;
-                        config.model = out[j].config.model.clone();
-                        config.preset = out[j].config.preset;
-                        Some(j)
-                    });
-                    // The run's own rules, on its resolved configuration (dependencies named
-                    // by label until the planner hashes them).
-                    let mut probe = config.clone();
-                    probe.teacher = r.teacher.as_ref().map(|(t, _)| t.clone());
-                    probe.base = r.base.as_ref().map(|(b, _)| b.clone());
-                    for problem in probe.problems() {
-                        config_error(r, defaults, &problem, cx);
-                    }
-                    let teacher = match (&r.teacher, config.distils()) {
-                        (Some((t, line)), true) => {
-                            pick_dep(&by_label, &out, t, *line, d, seed, r, "teacher", cx)
-                        }
-                        _ => None,
-                    };
-                    by_label
-                        .entry(r.label.as_str())
-                        .or_default()
-                        .push(out.len());
-                    out.push(ExpandedRun {
-                        label: r.label.clone(),
-                        variant: variant.join(" "),
-                        config,
-                        teacher,
-                        base,
-                    });
-                }
+                let mut config = build_config(r, defaults, d, seed, &values, split);
+                let base = r.base.as_ref().and_then(|b| {
+                    let j = self.dep(b, "base", r, d, seed, cx)?;
+                    config.model = self.runs[j].config.model.clone();
+                    config.preset = self.runs[j].config.preset;
+                    Some(j)
+                });
+                check_rules(r, defaults, &config, cx);
+                let teacher = match (&r.teacher, config.distils()) {
+                    (Some(t), true) => self.dep(t, "teacher", r, d, seed, cx),
+                    _ => None,
+                };
+                self.by_label
+                    .entry(r.label.as_str())
+                    .or_default()
+                    .push(self.runs.len());
+                self.runs.push(ExpandedRun {
+                    label: r.label.clone(),
+                    variant: variant_name(combo, seeds, seed),
+                    config,
+                    teacher,
+                    base,
+                });
             }
         }
     }
-    (out, studies)
 }
 
 /// A [`RunConfig::problems`] entry as a file error: at the line of the setting it concerns (or
