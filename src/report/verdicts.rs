@@ -210,9 +210,14 @@ fn length(run: &RunEntry) -> String {
         s.push_str(&format!(" of {m} minibatches"));
     }
     if let Some(p) = &run.config.prune {
+        // Its schedule decides how long pruning trains; the method, the share removed and
+        // the losses do not (KDIS and Taylor runs of one schedule are compared).
+        let json = |v: serde_json::Result<String>| v.unwrap_or_default();
         s.push_str(&format!(
-            " + pruning {}",
-            serde_json::to_string(p).unwrap_or_default()
+            " + pruning ({} every {}, then {} fine-tuning epochs)",
+            json(serde_json::to_string(&p.schedule)),
+            json(serde_json::to_string(&p.interval)),
+            p.finetune_epochs
         ));
     }
     s
@@ -348,15 +353,23 @@ mod tests {
     /// Table 4's W/O KD and STCD students on PeMSD7, done, with test MAE `mae(label, seed)` at
     /// every horizon; `stcd_epochs` sets STCD's training length.
     fn table4(stcd_epochs: usize, mae: impl Fn(&str, u64) -> f64) -> ReportData {
+        done_runs(
+            &format!(
+                "name: table4\ndatasets: [pemsd7]\ndefaults: {{epochs: 5, seeds: [1, 2, 3]}}\nruns:\n  \
+                 - {{label: teacher, model: teacher, seeds: [1]}}\n  \
+                 - {{label: wo, model: student}}\n  \
+                 - {{label: stcd, model: student, teacher: teacher, loss: stcd, epochs: {stcd_epochs}}}\n"
+            ),
+            mae,
+        )
+    }
+
+    /// Every run of the experiment `yaml` done, with test MAE `mae(label, seed)` at every
+    /// horizon.
+    fn done_runs(yaml: &str, mae: impl Fn(&str, u64) -> f64) -> ReportData {
         use crate::report::collect::RunState;
         use crate::store::{MetricRow, RunResult};
-        let yaml = format!(
-            "name: table4\ndatasets: [pemsd7]\ndefaults: {{epochs: 5, seeds: [1, 2, 3]}}\nruns:\n  \
-             - {{label: teacher, model: teacher, seeds: [1]}}\n  \
-             - {{label: wo, model: student}}\n  \
-             - {{label: stcd, model: student, teacher: teacher, loss: stcd, epochs: {stcd_epochs}}}\n"
-        );
-        let exp = crate::spec::parse_experiment(&yaml, std::path::Path::new("t.yaml")).unwrap();
+        let exp = crate::spec::parse_experiment(yaml, std::path::Path::new("t.yaml")).unwrap();
         let p = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
         let runs = p
             .jobs
@@ -430,6 +443,35 @@ mod tests {
             v.outcome
         );
         assert!(v.cells.is_empty());
+    }
+
+    #[test]
+    fn kdis_and_taylor_runs_of_one_schedule_are_compared_and_of_two_are_not() {
+        let table8 = |kdis_finetune: usize| {
+            done_runs(
+                &format!(
+                    "name: table8\ndatasets: [pemsd7]\ndefaults: {{epochs: 5, seeds: [1, 2]}}\nruns:\n  \
+                     - {{label: teacher, model: teacher, seeds: [1]}}\n  \
+                     - {{label: base, model: base}}\n  \
+                     - {{label: taylor, base: base, prune: {{method: taylor, target: 25, steps: 2, interval_epochs: 1, finetune_epochs: 3}}}}\n  \
+                     - {{label: kdis, base: base, teacher: teacher, loss: stcd, prune: {{method: kdis, target: 25, steps: 2, interval_epochs: 1, finetune_epochs: {kdis_finetune}}}}}\n"
+                ),
+                |l, s| if l == "kdis" { 2.5 } else { 3.0 } + s as f64 * 0.01,
+            )
+        };
+        let at_25 = |data: &ReportData| {
+            verdicts(data, 8)
+                .into_iter()
+                .find(|v| v.claim.text.contains("25 %"))
+                .expect("the claim at 25 %")
+        };
+        assert_eq!(at_25(&table8(3)).outcome, Outcome::Holds);
+        let v = at_25(&table8(4));
+        assert!(
+            matches!(&v.outcome, Outcome::NotComparable(w) if w.contains("then 3 fine-tuning epochs") && w.contains("then 4 fine-tuning")),
+            "{:?}",
+            v.outcome
+        );
     }
 
     #[test]
