@@ -38,25 +38,7 @@ fn export(file: &Path, store: &Path) {
 }
 
 fn report(file: &Path, store: &Path, out: &Path) -> String {
-    let o = stkd(&[
-        "report",
-        file.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--format",
-        "md",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // write_exp names the experiment after its folder.
-    let name = file
-        .parent()
-        .unwrap()
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap();
+    let name = report_into(file, store, out, "md");
     std::fs::read_to_string(out.join(format!("{name}.md"))).unwrap()
 }
 
@@ -204,18 +186,8 @@ fn a_run_whose_result_missed_the_store_is_taken_from_its_folder_not_trained_agai
         String::from_utf8_lossy(&out.stderr)
     );
     let seconds = |store: &Path, dir: &str| -> String {
-        let o = stkd(&[
-            "report",
-            file.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--out",
-            a.join(dir).to_str().unwrap(),
-            "--format",
-            "csv",
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let csv = std::fs::read_to_string(a.join(dir).join("archive-lost-store-runs.csv")).unwrap();
+        let name = report_into(&file, store, &a.join(dir), "csv");
+        let csv = std::fs::read_to_string(a.join(dir).join(format!("{name}-runs.csv"))).unwrap();
         let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
         let col = header.iter().position(|h| *h == "train_seconds").unwrap();
         csv.lines()

@@ -311,28 +311,7 @@ fn ctrl_c_cancels_the_jobs_and_detach_leaves_them_to_a_later_sweep() {
 /// The trials of a search as its report lists them (trial, hash, status, values, objective,
 /// best validation MAE, epochs run), without the training times.
 fn trials_csv(file: &Path, store: &Path, out: &Path) -> Vec<String> {
-    let rep = stkd(&[
-        "report",
-        file.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]);
-    assert!(
-        rep.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rep.stderr)
-    );
-    let name = file
-        .parent()
-        .unwrap()
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap();
+    let name = report_into(file, store, out, "csv");
     let text = std::fs::read_to_string(out.join(format!("{name}-trials.csv"))).unwrap();
     text.lines()
         .map(|l| {

@@ -182,3 +182,26 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `stkd report FILE --format FORMAT` into `out` (asserted to succeed); the experiment's name,
+/// which prefixes the files written (`write_exp` names the experiment after its folder).
+pub fn report_into(file: &Path, store: &Path, out: &Path, format: &str) -> String {
+    let o = stkd(&[
+        "report",
+        file.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        format,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    file.parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
