@@ -222,6 +222,59 @@ fn a_cancelled_job_fails_and_resumes_on_retry_and_a_requeued_one_resumes_by_itse
     assert_eq!(test_metrics(&store, &hash), reference_metrics(2));
 }
 
+#[test]
+#[ignore = "needs a Slurm cluster: .ci/slurm-test"]
+fn a_job_out_of_time_is_recorded_as_such_and_resumes_on_retry() {
+    cluster();
+    // A run far longer than its 1-minute limit: Slurm ends the job (TIMEOUT) within about
+    // 30 s after the minute plus KillWait.
+    let a = tmp("slurm-timeout");
+    let file = write_exp(
+        &a,
+        "  - {label: slow, model: student, epochs: 100000, max_steps_per_epoch: 40}\n",
+    );
+    let store = a.join("stkd.db");
+    let out = slurm_sweep(&file, &store, &["--slurm-time", "1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = &status_rows(&file, &store)[0];
+    assert_eq!(row.status, "failed");
+    assert!(
+        row.error.as_deref().unwrap_or("").contains("TIMEOUT"),
+        "{row:?}"
+    );
+    let hash = row.hash.clone();
+    let job = job_of(&file, &store, &hash).expect("the first job's id");
+    // Submitted again without the limit: the new job resumes from the last epoch checkpoint.
+    let mut child = Command::new(BIN)
+        .args(["sweep", file.to_str().unwrap(), "--store"])
+        .arg(&store)
+        .args(["--executor", "slurm", "--retry-failed"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut job2 = None;
+    wait_for(Duration::from_secs(120), "the resumed job", || {
+        job2 = job_of(&file, &store, &hash).filter(|j| *j != job);
+        job2.as_ref().is_some_and(|j| {
+            let log = a.join("runs").join(&hash).join(format!("slurm-{j}.out"));
+            std::fs::read_to_string(log).is_ok_and(|l| l.contains("resuming after epoch"))
+        })
+    });
+    interrupt(&child);
+    wait_exit(&mut child, Duration::from_secs(60));
+    let job2 = job2.unwrap();
+    wait_for(Duration::from_secs(60), "the job's end", || {
+        job_state(&job2) != "RUNNING"
+    });
+}
+
 /// `scontrol show job -o`: the job's settings and state on one line.
 fn scontrol_job(job: &str) -> String {
     let out = Command::new("scontrol")
