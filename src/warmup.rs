@@ -21,9 +21,6 @@ use burn::optim::{AdamConfig, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-/// Steps of the test-time prediction (45 minutes of 5-minute steps).
-const HORIZON: usize = 9;
-
 /// What one kind of run computes, as far as compiled kernels go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WarmShape {
@@ -31,12 +28,15 @@ pub struct WarmShape {
     pub batch_size: usize,
     pub eval_batch: usize,
     pub loss: LossConfig,
-    /// The teacher's network when the loss distils.
+    /// The teacher's network when the run distils.
     pub teacher: Option<StgcnConfig>,
+    /// Steps of the test-time prediction (the dataset's).
+    pub horizon: usize,
 }
 
 impl WarmShape {
-    /// One line for a progress display, e.g. `student [1,2,4][4,2,8] N=228 b=50 stcd`.
+    /// One line for a progress display, e.g. `[1,2,4][4,2,8] N=228 b=50 stcd from
+    /// [1,32,64][64,32,128]`.
     pub fn describe(&self) -> String {
         let net = |m: &StgcnConfig| {
             m.channels
@@ -67,12 +67,10 @@ pub fn shapes(jobs: &[Job], wanted: impl Fn(&Job) -> bool) -> Vec<WarmShape> {
     for job in jobs.iter().filter(|j| wanted(j)) {
         let c = &job.config;
         let teacher = match &c.teacher {
-            Some(hash) if c.loss.kind.needs_teacher() => {
-                match jobs.iter().find(|j| &j.hash == hash) {
-                    Some(t) => Some(t.config.model.clone()),
-                    None => continue,
-                }
-            }
+            Some(hash) if c.distils() => match jobs.iter().find(|j| &j.hash == hash) {
+                Some(t) => Some(t.config.model.clone()),
+                None => continue,
+            },
             _ => None,
         };
         let shape = WarmShape {
@@ -81,6 +79,7 @@ pub fn shapes(jobs: &[Job], wanted: impl Fn(&Job) -> bool) -> Vec<WarmShape> {
             eval_batch: c.train.eval_batch,
             loss: c.loss.clone(),
             teacher,
+            horizon: crate::data::DataConfig::new(c.dataset).n_pred,
         };
         if !out.contains(&shape) {
             out.push(shape);
@@ -110,9 +109,7 @@ pub fn warm_up<B: AutodiffBackend>(
             crate::train::backward_step(loss, &model).0
         }
         Some(t) => {
-            let mut t = t.clone();
-            t.nodes = n;
-            let teacher = Stgcn::<B::InnerBackend>::new(&t, 2, device)?;
+            let teacher = Stgcn::<B::InnerBackend>::new(t, 2, device)?;
             let (yt, ft) = teacher.forward_features(x.clone().inner(), &g_inner);
             if shape.loss.kind == LossKind::Skd {
                 crate::distill::skd_grads(&model, &shape.loss, y, &yt, &ft, |s| {
@@ -142,9 +139,9 @@ pub fn warm_up<B: AutodiffBackend>(
     let _ = inner.forward(xe.clone(), &g_inner).into_data();
     let xp = xe.reshape([shape.eval_batch, m, n]);
     let _ = inner
-        .predict_cached(xp.clone(), &g_inner, HORIZON)
+        .predict_cached(xp.clone(), &g_inner, shape.horizon)
         .into_data();
-    let _ = inner.predict(xp, &g_inner, HORIZON).into_data();
+    let _ = inner.predict(xp, &g_inner, shape.horizon).into_data();
     Ok(())
 }
 

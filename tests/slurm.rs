@@ -168,18 +168,7 @@ fn a_cancelled_job_fails_and_resumes_on_retry_and_a_requeued_one_resumes_by_itse
         .unwrap()
         .success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let row = &status_rows(&file, &store)[0];
-    assert_eq!(row.status, "failed");
-    assert!(
-        row.error.as_deref().unwrap_or("").contains("CANCELLED"),
-        "{row:?}"
-    );
+    failed_with(&out, &file, &store, "CANCELLED");
     // Submitted again: a new job resumes from the checkpoint and ends as an uninterrupted run.
     let out = slurm_sweep(&file, &store, &["--retry-failed"]);
     assert!(
@@ -235,18 +224,7 @@ fn a_job_out_of_time_is_recorded_as_such_and_resumes_on_retry() {
     );
     let store = a.join("stkd.db");
     let out = slurm_sweep(&file, &store, &["--slurm-time", "1"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let row = &status_rows(&file, &store)[0];
-    assert_eq!(row.status, "failed");
-    assert!(
-        row.error.as_deref().unwrap_or("").contains("TIMEOUT"),
-        "{row:?}"
-    );
+    let row = &failed_with(&out, &file, &store, "TIMEOUT");
     let hash = row.hash.clone();
     let job = job_of(&file, &store, &hash).expect("the first job's id");
     // Submitted again without the limit: the new job resumes from the last epoch checkpoint.
@@ -273,6 +251,24 @@ fn a_job_out_of_time_is_recorded_as_such_and_resumes_on_retry() {
     wait_for(Duration::from_secs(60), "the job's end", || {
         job_state(&job2) != "RUNNING"
     });
+}
+
+/// The sweep `out` ended with status 1 and the file's one run is recorded failed with Slurm's
+/// `state` in its error.
+fn failed_with(out: &std::process::Output, file: &Path, store: &Path, state: &str) -> StatusRow {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = status_rows(file, store).remove(0);
+    assert_eq!(row.status, "failed");
+    assert!(
+        row.error.as_deref().unwrap_or("").contains(state),
+        "{row:?}"
+    );
+    row
 }
 
 /// `scontrol show job -o`: the job's settings and state on one line.

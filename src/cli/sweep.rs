@@ -584,19 +584,18 @@ fn prepare_caches(plan: &stkd::plan::Plan, store: &Path, device: DeviceSpec) -> 
         let Ok(done) = serde_json::from_str::<WarmedUp>(&line) else {
             continue;
         };
-        let text = format!(
-            "warm-up {}/{}: {} ({:.1} s)",
-            done.index + 1,
-            shapes.len(),
-            done.shape,
-            done.seconds
-        );
         match &bar {
             Some(pb) => {
                 pb.set_message(done.shape);
                 pb.inc(1);
             }
-            None => progress.println(&text),
+            None => progress.println(&format!(
+                "warm-up {}/{}: {} ({:.1} s)",
+                done.index + 1,
+                shapes.len(),
+                done.shape,
+                done.seconds
+            )),
         }
     }
     let status = child.wait().context("waiting for the warm-up process")?;
