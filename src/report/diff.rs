@@ -4,10 +4,10 @@
 //! timing changes apart from accuracy. Pure data from two [`ReportData`]; rendering is
 //! deterministic (same inputs, same bytes).
 //!
-//! A change is *beyond noise* when it exceeds twice the standard error of the difference of the
-//! two means (as the verdicts judge claims, [`super::verdicts`]); with one seed on both sides there
-//! is no noise estimate and the change is listed as such. Every metric is an error: lower is
-//! better.
+//! A change is *beyond noise* when its 95 % interval excludes zero, decided by the one comparison
+//! the claims use too ([`super::stats::compare`]: paired by seed when both sides hold the same
+//! seeds, Welch's t otherwise); with a single seed on a side the change is not judged and is
+//! listed as such. Every metric is an error: lower is better.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -18,7 +18,7 @@ use super::collect::{ReportData, RunEntry};
 use super::paper::{self, dataset_title, HORIZONS, METRICS};
 use super::render::{fixed, signed};
 use super::tables::{metrics_table, paper_table, MetricsRow, Stat};
-use super::verdicts::standard_error;
+use super::stats::{self, Comparison, Sign};
 
 /// A metrics row by (data set, model, variant).
 type RowKey = (String, String, String);
@@ -55,12 +55,12 @@ impl From<Value> for Stat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
-    /// Lower by more than twice the standard error.
+    /// Lower, the 95 % interval below zero.
     Better,
-    /// Higher by more than twice the standard error.
+    /// Higher, the 95 % interval above zero.
     Worse,
     WithinNoise,
-    /// Changed, one seed on both sides: no noise estimate.
+    /// Changed, a single seed on a side: not judged.
     NoNoiseEstimate,
     Unchanged,
     /// A value now, none before.
@@ -77,7 +77,7 @@ pub struct CellDiff {
     pub before: Option<Value>,
     /// Mean now − mean before.
     pub change: Option<f64>,
-    /// Standard error of the change (`None`: one seed on both sides).
+    /// Half-width of the change's 95 % interval (`None`: a side with a single seed).
     pub se: Option<f64>,
     pub verdict: Change,
 }
@@ -139,7 +139,7 @@ impl Summary {
             (self.within_noise, "within noise"),
             (
                 self.no_noise_estimate,
-                "changed with n = 1 (no noise estimate)",
+                "changed with a single seed on a side (not judged)",
             ),
             (self.unchanged, "unchanged"),
             (self.new, "new"),
@@ -232,24 +232,33 @@ pub struct Side<'a> {
     pub commits: &'a BTreeMap<String, String>,
 }
 
-fn cell(now: Option<Stat>, before: Option<Stat>) -> Option<(Option<f64>, Option<f64>, Change)> {
+fn cell(
+    now: Option<Stat>,
+    before: Option<Stat>,
+    seeds_now: &[(u64, f64)],
+    seeds_before: &[(u64, f64)],
+) -> Option<(Option<f64>, Option<f64>, Change)> {
     Some(match (now, before) {
         (None, None) => return None,
         (Some(_), None) => (None, None, Change::New),
         (None, Some(_)) => (None, None, Change::Gone),
         (Some(a), Some(b)) => {
             let d = a.mean - b.mean;
-            let se = standard_error(&a, &b);
-            // Equal as printed (3 decimals) and in spread: unchanged.
+            // Equal as printed (3 decimals) and in number: unchanged.
             let same = fixed(a.mean, 3) == fixed(b.mean, 3) && a.n == b.n;
-            let verdict = match se {
-                _ if same => Change::Unchanged,
-                None => Change::NoNoiseEstimate,
-                Some(se) if d < -2.0 * se => Change::Better,
-                Some(se) if d > 2.0 * se => Change::Worse,
-                Some(_) => Change::WithinNoise,
+            let (half, verdict) = match stats::compare(seeds_now, seeds_before) {
+                _ if same => (None, Change::Unchanged),
+                Comparison::Judged(j) => (
+                    Some(j.half_width),
+                    match j.sign {
+                        Sign::Lower => Change::Better,
+                        Sign::Higher => Change::Worse,
+                        Sign::WithinNoise => Change::WithinNoise,
+                    },
+                ),
+                _ => (None, Change::NoNoiseEstimate),
             };
-            (Some(d), se, verdict)
+            (Some(d), half, verdict)
         }
     })
 }
@@ -409,7 +418,13 @@ pub fn diff(name: &str, now: &Side, before: &Side) -> ReportDiff {
                     a.as_ref().and_then(|r| r.ours[c]),
                     b.as_ref().and_then(|r| r.ours[c]),
                 );
-                let Some((change, se, verdict)) = cell(sa, sb) else {
+                let none = Vec::new();
+                let seeds = |r: &Option<MetricsRow>| -> Vec<(u64, f64)> {
+                    r.as_ref()
+                        .and_then(|r| r.seeds.get(c).cloned())
+                        .unwrap_or_else(|| none.clone())
+                };
+                let Some((change, se, verdict)) = cell(sa, sb, &seeds(&a), &seeds(&b)) else {
                     continue;
                 };
                 summary.add(verdict);
@@ -545,9 +560,9 @@ pub fn render_diff_markdown(d: &ReportDiff) -> String {
     );
     let _ = writeln!(
         s,
-        "Cells read *now ← before (change)*; lower is better. ✅ / ❌: better / worse by more than \
-         two standard errors of the difference over seeds; †: one seed on both sides, no noise \
-         estimate; (=): the same to three decimals. Only rows and columns with a change are shown.\n"
+        "Cells read *now ← before (change)*; lower is better. ✅ / ❌: better / worse beyond noise \
+         (the change's 95 % interval excludes zero: paired by seed over the same seeds, Welch's \
+         t otherwise); †: a single seed on a side, not judged; (=): the same to three decimals. Only rows and columns with a change are shown.\n"
     );
     for b in &d.blocks {
         let changed: Vec<&RowDiff> = b.rows.iter().filter(|r| r.changed()).collect();

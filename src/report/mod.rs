@@ -25,6 +25,7 @@ pub mod pareto;
 pub mod plots;
 pub mod render;
 pub mod search;
+pub mod stats;
 pub mod tables;
 pub mod tsne;
 pub mod verdicts;

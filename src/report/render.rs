@@ -14,7 +14,8 @@ use crate::report::tables::{
     AttentionTable, Figure, FigureItem, Meta, MetricsRow, MetricsTable, NetworksTable, Report,
     RunCounts, RunLine, Section, Stat, Unfinished,
 };
-use crate::report::verdicts::{cell_name, Cell, Verdict};
+use crate::report::stats::{Comparison, Test};
+use crate::report::verdicts::{cell_name, Cell, CellOutcome, Claim, Source, Verdict};
 
 // ---------------------------------------------------------------------------------------------
 // Number and time formats
@@ -238,6 +239,7 @@ pub fn pareto_csv(p: &Pareto) -> String {
             "parameters",
             "latency_ms",
             "device",
+            "latency_batch",
             "horizon_min",
             "mae",
             "front_size",
@@ -267,11 +269,40 @@ pub fn pareto_csv(p: &Pareto) -> String {
     out
 }
 
-/// `−0.123 ± 0.045` (or without `±` when there is no spread).
+/// `−0.123 [−0.250, +0.004]` (the 95 % interval), or `−0.123 (n = 1 vs 3, not judged)`; then
+/// the paper's own difference and, within noise, the seeds that would resolve it.
 fn diff_text(c: &Cell) -> String {
-    match c.se {
-        Some(se) => format!("{} ± {}", signed(c.diff, 3, true), fixed(se, 3)),
-        None => signed(c.diff, 3, true),
+    let mut t = match &c.comparison {
+        Comparison::Judged(j) => format!(
+            "{} [{}, {}]",
+            signed(j.diff, 3, true),
+            signed(j.diff - j.half_width, 3, true),
+            signed(j.diff + j.half_width, 3, true)
+        ),
+        Comparison::NotJudged { n, diff } => {
+            format!("{} (n = {} vs {}, not judged)", signed(*diff, 3, true), n.0, n.1)
+        }
+        Comparison::Empty => "—".into(),
+    };
+    if let Some(p) = c.paper_diff {
+        t.push_str(&format!(" (paper {}", signed(p, 3, true)));
+        if c.outcome == CellOutcome::WithinNoise {
+            match c.seeds_to_resolve {
+                Some(n) => t.push_str(&format!("; {n} seeds would resolve it")),
+                None if p < 0.0 => t.push_str("; not resolvable with 200 seeds"),
+                None => {}
+            }
+        }
+        t.push(')');
+    }
+    t
+}
+
+/// The claim's source: the quoted sentence and its section, or "ours" and why.
+fn source_text(c: &Claim) -> String {
+    match &c.source {
+        Source::Paper { section, quote } => format!("{section}: “{quote}”"),
+        Source::Ours(why) => format!("ours: {why}"),
     }
 }
 
@@ -282,19 +313,25 @@ fn verdicts_md(s: &mut String, verdicts: &[Verdict]) {
     let _ = writeln!(s, "\n## The paper's claims\n");
     let _ = writeln!(
         s,
-        "Each claim of the paper's text about this table, and ours: per metric and horizon the \
-         difference of our means (claimed better − claimed worse, in the metric's unit; negative \
-         agrees with the claim) ± its standard error over seeds, sqrt(s₁²/n₁ + s₂²/n₂) (a side \
-         with one seed borrows the other's std). A difference beyond 2 standard errors in the \
-         claim's direction **holds**, beyond 2 against it **does not hold**, else **within \
-         noise**; a claim holds when every cell holds. Both sides are trained equally long, or \
-         the claim is marked not comparable.\n"
+        "Each claim of the paper's text about this table, quoted, over exactly the metrics, \
+         horizons and data sets its sentence names; claims of ours are marked \"ours\". Per cell: \
+         the difference of our means (claimed better − claimed worse, in the metric's unit; \
+         negative agrees with the claim), its 95 % interval (Student's t over the per-seed \
+         differences when both sides hold the same seeds, Welch's t otherwise), the paper's own \
+         difference and, for a cell within noise, how many seeds per side would resolve the \
+         paper's difference at the spread measured here. A cell whose interval lies below zero \
+         **holds**, above zero is **against** the claim, else **within noise**; a claim holds \
+         when every cell holds and does not hold when any cell is against it. A side with a \
+         single seed is **not judged**. Both sides must be trained alike (optimiser steps, \
+         batch, learning-rate schedule, optimiser, pruning schedule); where the claimed-worse \
+         model was trained several ways, its runs trained as the claimed-better ones are used, \
+         else the claim is **not comparable**.\n"
     );
     let _ = writeln!(
         s,
-        "| Data set | Claim (paper) | Ours: better − worse | Verdict |"
+        "| Data set | Claim | Source | Ours: better − worse [95 % interval] | Verdict |"
     );
-    let _ = writeln!(s, "|:--|:--|:--|:--|");
+    let _ = writeln!(s, "|:--|:--|:--|:--|:--|");
     for v in verdicts {
         let cells: Vec<String> = v
             .cells
@@ -303,52 +340,87 @@ fn verdicts_md(s: &mut String, verdicts: &[Verdict]) {
             .collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             dataset_title(v.dataset),
-            cell(&v.claim.text, 200),
+            cell(&v.claim.text, 300),
+            cell(&source_text(&v.claim), 600),
             if cells.is_empty() {
                 "—".to_string()
             } else {
                 cells.join("; ")
             },
-            v.text()
+            cell(&v.text(), 400)
         );
     }
 }
 
-/// The claims as CSV, one line per (claim, cell).
+/// The claims as CSV, one line per (claim, cell); a claim without cells has one line.
 pub fn verdicts_csv(verdicts: &[Verdict]) -> String {
-    let mut s = csv_line(&[
-        "dataset".into(),
-        "claim".into(),
-        "metric".into(),
-        "horizon_min".into(),
-        "diff".into(),
-        "se".into(),
-        "verdict".into(),
-    ]);
+    let header = [
+        "dataset",
+        "claim",
+        "source",
+        "metric",
+        "horizon_min",
+        "n_better",
+        "n_worse",
+        "test",
+        "diff",
+        "ci_low",
+        "ci_high",
+        "paper_diff",
+        "seeds_to_resolve",
+        "cell",
+        "verdict",
+    ];
+    let mut s = csv_line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
     for v in verdicts {
         let verdict = v.text();
-        if v.cells.is_empty() {
-            s.push_str(&csv_line(&[
+        let base = |cells: Vec<String>| {
+            let mut row = vec![
                 v.dataset.to_string(),
                 v.claim.text.clone(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                verdict.clone(),
-            ]));
+                source_text(&v.claim),
+            ];
+            row.extend(cells);
+            row.push(verdict.clone());
+            csv_line(&row)
+        };
+        if v.cells.is_empty() {
+            s.push_str(&base(vec![String::new(); header.len() - 4]));
         }
         for c in &v.cells {
-            s.push_str(&csv_line(&[
-                v.dataset.to_string(),
-                v.claim.text.clone(),
+            let (n, test, lo, hi) = match &c.comparison {
+                Comparison::Judged(j) => (
+                    (v.seeds.0, v.seeds.1),
+                    match j.test {
+                        Test::Paired => "paired",
+                        Test::Welch => "welch",
+                    },
+                    Some(j.diff - j.half_width),
+                    Some(j.diff + j.half_width),
+                ),
+                Comparison::NotJudged { n, .. } => (*n, "not judged", None, None),
+                Comparison::Empty => ((0, 0), "", None, None),
+            };
+            s.push_str(&base(vec![
                 paper::METRICS[c.metric].to_string(),
                 paper::HORIZONS[c.horizon].to_string(),
-                opt(Some(c.diff), CSV_DECIMALS),
-                opt(c.se, CSV_DECIMALS),
-                verdict.clone(),
+                n.0.to_string(),
+                n.1.to_string(),
+                test.to_string(),
+                opt(c.diff(), CSV_DECIMALS),
+                opt(lo, CSV_DECIMALS),
+                opt(hi, CSV_DECIMALS),
+                opt(c.paper_diff, CSV_DECIMALS),
+                c.seeds_to_resolve.map(|n| n.to_string()).unwrap_or_default(),
+                match c.outcome {
+                    CellOutcome::Holds => "holds",
+                    CellOutcome::Against => "against",
+                    CellOutcome::WithinNoise => "within noise",
+                    CellOutcome::NotJudged => "not judged",
+                }
+                .to_string(),
             ]));
         }
     }
@@ -477,7 +549,7 @@ fn metrics_md(s: &mut String, t: &MetricsTable, report_table: Option<u8>) {
     let mut head = vec!["Model".to_string(), String::new(), "Runs".into()];
     let mut align = vec![":--", ":--", ":--"];
     if t.param_pct {
-        head.push("Parameter %".into());
+        head.push(if t.table == Some(8) { "Pruned %" } else { "Parameter %" }.into());
         align.push("--:");
     }
     head.extend(metric_headers());
@@ -514,19 +586,28 @@ fn metrics_md(s: &mut String, t: &MetricsTable, report_table: Option<u8>) {
         s.push('\n');
         unfinished_md(s, &b.unfinished);
     }
-    if t.param_pct {
-        let _ = writeln!(
-            s,
-            "Parameter %: parameters kept relative to the table's reference network ({}); a \
-             pruned run's compact count against its original count.\n",
-            if t.table == Some(7) {
-                "the teacher"
-            } else {
-                "the pruning base model"
-            }
-        );
-    }
-}
+    match (t.param_pct, t.table) {
+        (true, Some(8)) => {
+            let _ = writeln!(
+                s,
+                "Pruned %: the share of the pruning base model's parameters removed (a pruned \
+                 run's compact count against its original count), and the paper's pruning level. \
+                 The paper heads this column \"Parameter %\", but its text calls the rows pruning \
+                 levels (\"even at aggressive pruning levels of 75%\"), its errors grow with the \
+                 number, and its Table 9 of the same runs is headed \"Pruned %\"; so we read the \
+                 paper's numbers as the share removed [I-10] and match our rows with its rows by \
+                 it (the base model's row, unpruned, is the paper's 100). \n"
+            );
+        }
+        (true, _) => {
+            let _ = writeln!(
+                s,
+                "Parameter %: parameters kept relative to the teacher; a pruned run's compact \
+                 count against its original count.\n"
+            );
+        }
+        _ => {}
+    }}
 
 fn unfinished_md(s: &mut String, list: &[Unfinished]) {
     if list.is_empty() {
@@ -733,6 +814,72 @@ pub fn csv_field(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// Reads CSV text as [`csv_field`] writes it back into records of fields: a field may be
+/// quoted (`""` inside for a quote) and then hold commas and line breaks; records end at a line
+/// break (`\n` or `\r\n`). An unterminated quote, or a quote inside an unquoted field, is an
+/// error naming the record.
+pub fn read_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut records = Vec::new();
+    let mut record = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut at_start = true; // at the start of a field
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if at_start => {
+                at_start = false;
+                loop {
+                    match chars.next() {
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            field.push('"');
+                            chars.next();
+                        }
+                        Some('"') => break,
+                        Some(c) => field.push(c),
+                        None => {
+                            return Err(format!(
+                                "record {}: a quoted field is not closed",
+                                records.len() + 1
+                            ))
+                        }
+                    }
+                }
+                if !matches!(chars.peek(), None | Some(',' | '\n' | '\r')) {
+                    return Err(format!(
+                        "record {}: text after a quoted field",
+                        records.len() + 1
+                    ));
+                }
+            }
+            '"' => {
+                return Err(format!(
+                    "record {}: a quote inside an unquoted field",
+                    records.len() + 1
+                ))
+            }
+            ',' => {
+                record.push(std::mem::take(&mut field));
+                at_start = true;
+            }
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+                at_start = true;
+            }
+            c => {
+                field.push(c);
+                at_start = false;
+            }
+        }
+    }
+    if !at_start || !field.is_empty() || !record.is_empty() {
+        record.push(field);
+        records.push(record);
+    }
+    Ok(records)
 }
 
 fn csv_line(fields: &[String]) -> String {
@@ -972,6 +1119,24 @@ pub fn render_csv(r: &Report) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_text_reads_back_into_the_fields_written() {
+        let fields = [
+            "plain".to_string(),
+            "a, b".into(),
+            "say \"hi\"".into(),
+            "two\nlines".into(),
+            String::new(),
+        ];
+        let text = csv_line(&fields) + &csv_line(&fields[..2]);
+        let back = read_csv(&text).unwrap();
+        assert_eq!(back, vec![fields.to_vec(), fields[..2].to_vec()]);
+        assert_eq!(read_csv("a,b\r\n1,\n").unwrap(), [["a", "b"], ["1", ""]]);
+        assert!(read_csv("a,\"b\n").unwrap_err().contains("not closed"));
+        assert!(read_csv("a,b\"c\n").unwrap_err().contains("record 1"));
+        assert!(read_csv("x\n\"a\"b\n").unwrap_err().contains("record 2"));
+    }
 
     #[test]
     fn number_formats() {

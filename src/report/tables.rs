@@ -299,6 +299,9 @@ pub struct MetricsRow {
     pub counts: RunCounts,
     /// MAPE, MAE, RMSE × 15, 30, 45 min over finished runs (see [`paper::column`]).
     pub ours: [Option<Stat>; COLUMNS],
+    /// The values behind `ours`, `(seed, value)` per finished run, per column: what a
+    /// comparison pairs by seed ([`crate::report::stats::compare`]).
+    pub seeds: Vec<Vec<(u64, f64)>>,
     /// Best (lowest) of our values in the column among the ranked rows.
     pub best: [bool; COLUMNS],
     pub paper: Option<[f64; COLUMNS]>,
@@ -306,7 +309,8 @@ pub struct MetricsRow {
     pub paper_table: Option<u8>,
     /// Whether the paper's line is printed under this row (once per paper model).
     pub paper_line: bool,
-    /// Tables 7, 8: share of parameters kept, relative to the table's reference network (%).
+    /// Table 7: share of parameters kept, relative to the teacher (%); Table 8: share of the
+    /// base model's parameters pruned (%), the paper's pruning level ([I-10]).
     pub param_pct: Option<Stat>,
     pub paper_param_pct: Option<f64>,
     pub reference: bool,
@@ -367,10 +371,15 @@ fn param_pct(run: &RunEntry, reference: Preset) -> Option<f64> {
 
 fn metrics_row(g: &Group, table: Option<u8>) -> MetricsRow {
     let mut ours = [None; COLUMNS];
+    let mut seeds = vec![Vec::new(); COLUMNS];
     for (m, _) in paper::METRICS.iter().enumerate() {
         for (h, _) in HORIZONS.iter().enumerate() {
-            let v: Vec<f64> = g.done().filter_map(|r| metric_of(r, m, h)).collect();
-            ours[paper::column(m, h)] = stat(&v);
+            let v: Vec<(u64, f64)> = g
+                .done()
+                .filter_map(|r| metric_of(r, m, h).map(|x| (r.seed(), x)))
+                .collect();
+            ours[paper::column(m, h)] = stat(&v.iter().map(|p| p.1).collect::<Vec<f64>>());
+            seeds[paper::column(m, h)] = v;
         }
     }
     let reference = match table {
@@ -392,11 +401,21 @@ fn metrics_row(g: &Group, table: Option<u8>) -> MetricsRow {
             stat(&done)
         }
     });
+    // Table 8's rows are pruning levels ([I-10]): the share removed, which is what its paper
+    // rows are matched by and what the report prints.
+    let param_pct = match table {
+        Some(8) => param_pct.map(|s| Stat {
+            mean: 100.0 - s.mean,
+            ..s
+        }),
+        _ => param_pct,
+    };
     MetricsRow {
         model: g.model.clone(),
         variant: g.variant.clone(),
         counts: g.counts(),
         ours,
+        seeds,
         best: [false; COLUMNS],
         paper: None,
         paper_table: None,
@@ -473,6 +492,7 @@ pub fn metrics_table(data: &ReportData, table: Option<u8>) -> MetricsTable {
                         variant: String::new(),
                         counts: RunCounts::default(),
                         ours: [None; COLUMNS],
+                        seeds: vec![Vec::new(); COLUMNS],
                         best: [false; COLUMNS],
                         paper: Some(pr.values),
                         paper_table: Some(t),
@@ -1030,11 +1050,11 @@ mod tests {
     }
 
     #[test]
-    fn pruned_runs_match_the_paper_row_of_their_parameter_share() {
+    fn pruned_runs_match_the_paper_row_of_their_pruned_share() {
         let mut d = entries(
             "name: table8\ndatasets: [pemsd7]\nruns:\n  - {label: base, model: base}\n  \
-             - {label: pruned-75, model: base, lr: 2.0e-3}\n  \
-             - {label: pruned-25, model: base, lr: 3.0e-3}\n",
+             - {label: pruned-25, model: base, lr: 2.0e-3}\n  \
+             - {label: pruned-75, model: base, lr: 3.0e-3}\n",
         );
         for (i, kept) in [(1, 75u64), (2, 25)] {
             let r = d.runs[i].result.as_mut().unwrap();
@@ -1050,11 +1070,14 @@ mod tests {
         let t = metrics_table(&d, Some(8));
         assert!(t.param_pct);
         let rows = &t.blocks[0].rows;
-        let got: Vec<(&str, Option<f64>, Option<f64>, usize)> = rows
+        // Table 8's rows are pruning levels [I-10]: the run keeping 75 % of the parameters
+        // (25 % pruned) sits beside the paper's "25" row.
+        let got: Vec<(&str, &str, Option<f64>, Option<f64>, usize)> = rows
             .iter()
             .map(|r| {
                 (
                     r.model.as_str(),
+                    r.variant.as_str(),
                     r.param_pct.map(|s| s.mean),
                     r.paper_param_pct,
                     r.counts.total(),
@@ -1064,13 +1087,13 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("Base Model", Some(100.0), Some(100.0), 1),
-                ("Pruned W/O KD", Some(25.0), Some(25.0), 1),
-                ("Pruned W STCD", None, Some(25.0), 0),
-                ("Pruned W/O KD", None, Some(50.0), 0),
-                ("Pruned W STCD", None, Some(50.0), 0),
-                ("Pruned W/O KD", Some(75.0), Some(75.0), 1),
-                ("Pruned W STCD", None, Some(75.0), 0),
+                ("Base Model", "", Some(0.0), Some(100.0), 1),
+                ("Pruned W/O KD", "pruned-25", Some(25.0), Some(25.0), 1),
+                ("Pruned W STCD", "", None, Some(25.0), 0),
+                ("Pruned W/O KD", "", None, Some(50.0), 0),
+                ("Pruned W STCD", "", None, Some(50.0), 0),
+                ("Pruned W/O KD", "pruned-75", Some(75.0), Some(75.0), 1),
+                ("Pruned W STCD", "", None, Some(75.0), 0),
             ]
         );
     }
