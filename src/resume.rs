@@ -8,12 +8,23 @@
 //! only then are the files it no longer names removed: a kill at any point leaves either the old
 //! checkpoint or the new one, never a mixture. The caller's `key` (its configuration) is stored
 //! with it; a checkpoint written under another key is ignored, not resumed.
+//!
+//! The same weights and optimiser state give the same bytes: a network is written with its
+//! parameters' ids replaced by their position in the network's visit order (burn gives every
+//! parameter a random id), and the optimiser's per-parameter state, which burn keys by those ids
+//! in a hash map, is written under the same positions in sorted order. The files stay burn's
+//! record format, so checkpoints written with random ids (before this) still load: reading
+//! one translates the ids it holds back to those of the network it is loaded into
+//! ([`Checkpoint::module`], [`Checkpoint::param_map`]). `model.bin` ([`crate::train::save_model`])
+//! is written the same way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Record, Recorder};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, PrecisionSettings, Record, Recorder};
 use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +67,102 @@ fn recorder() -> BinFileRecorder<FullPrecisionSettings> {
     BinFileRecorder::<FullPrecisionSettings>::new()
 }
 
+/// The ids of `module`'s parameters, in its visit order.
+pub fn param_ids<B: Backend, M: Module<B>>(module: &M) -> Vec<ParamId> {
+    struct Ids(Vec<ParamId>);
+    impl<B: Backend> ModuleVisitor<B> for Ids {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            self.0.push(p.id);
+        }
+        fn visit_int<const D: usize>(&mut self, p: &Param<Tensor<B, D, Int>>) {
+            self.0.push(p.id);
+        }
+        fn visit_bool<const D: usize>(&mut self, p: &Param<Tensor<B, D, Bool>>) {
+            self.0.push(p.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    module.visit(&mut ids);
+    ids.0
+}
+
+/// `module` with its parameters' ids replaced, in visit order, by `ids` (values, gradient
+/// tracking and load/save mappers unchanged). Panics when `ids` is shorter than the module's
+/// parameter list.
+pub fn with_param_ids<B: Backend, M: Module<B>>(module: M, ids: &[ParamId]) -> M {
+    struct SetIds<'a> {
+        ids: &'a [ParamId],
+        next: usize,
+    }
+    impl SetIds<'_> {
+        fn take(&mut self) -> ParamId {
+            let id = self.ids[self.next];
+            self.next += 1;
+            id
+        }
+    }
+    impl<B: Backend> ModuleMapper<B> for SetIds<'_> {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (_, tensor, mapper) = p.consume();
+            Param::from_mapped_value(self.take(), tensor, mapper)
+        }
+        fn map_int<const D: usize>(
+            &mut self,
+            p: Param<Tensor<B, D, Int>>,
+        ) -> Param<Tensor<B, D, Int>> {
+            let (_, tensor, mapper) = p.consume();
+            Param::from_mapped_value(self.take(), tensor, mapper)
+        }
+        fn map_bool<const D: usize>(
+            &mut self,
+            p: Param<Tensor<B, D, Bool>>,
+        ) -> Param<Tensor<B, D, Bool>> {
+            let (_, tensor, mapper) = p.consume();
+            Param::from_mapped_value(self.take(), tensor, mapper)
+        }
+    }
+    module.map(&mut SetIds { ids, next: 0 })
+}
+
+/// The id a parameter is written under: its position in the network's visit order.
+fn position_id(i: usize) -> ParamId {
+    ParamId::from(i as u64)
+}
+
+/// `module` with the ids it is written under ([`position_id`]), so that the same weights give
+/// the same record file.
+pub fn positional<B: Backend, M: Module<B>>(module: M) -> M {
+    let ids: Vec<ParamId> = (0..param_ids(&module).len()).map(position_id).collect();
+    with_param_ids(module, &ids)
+}
+
+/// Translation from the parameter ids a record file holds to those of the network it was
+/// loaded into (see [`Checkpoint::module`]).
+pub type IdMap = HashMap<ParamId, ParamId>;
+
+/// A map keyed by parameter ids (an optimiser's state), written as a map sorted by key: burn
+/// writes its `HashMap` in the hash map's (random) order. The file reads back as the `HashMap`.
+struct SortedById<T>(Vec<(ParamId, T)>);
+
+impl<B: Backend, T: Record<B>> Record<B> for SortedById<T> {
+    type Item<S: PrecisionSettings> = BTreeMap<String, T::Item<S>>;
+
+    fn into_item<S: PrecisionSettings>(self) -> Self::Item<S> {
+        self.0
+            .into_iter()
+            .map(|(id, r)| (id.serialize(), r.into_item()))
+            .collect()
+    }
+
+    fn from_item<S: PrecisionSettings>(item: Self::Item<S>, device: &B::Device) -> Self {
+        SortedById(
+            item.into_iter()
+                .map(|(id, r)| (ParamId::deserialize(&id), T::from_item(r, device)))
+                .collect(),
+        )
+    }
+}
+
 impl<S> Checkpoint<S> {
     /// The stem of piece `name` (to carry it into the next checkpoint unchanged).
     pub fn stem(&self, name: &str) -> Option<&str> {
@@ -77,6 +184,43 @@ impl<S> Checkpoint<S> {
             path,
             detail: e.to_string(),
         })
+    }
+
+    /// Load piece `name` (written by [`Snapshot::module`] or, before it, as a plain record)
+    /// into `module`, which keeps its own parameter ids; also returns the translation from the
+    /// ids in the file to the module's, for [`Checkpoint::param_map`].
+    pub fn module<B: Backend, M: Module<B>>(
+        &self,
+        name: &str,
+        module: M,
+        device: &B::Device,
+    ) -> Result<(M, IdMap), ResumeError> {
+        let ids = param_ids(&module);
+        let loaded = module.load_record(self.record::<B, M::Record>(name, device)?);
+        let map = param_ids(&loaded)
+            .into_iter()
+            .zip(ids.iter().copied())
+            .collect();
+        Ok((with_param_ids(loaded, &ids), map))
+    }
+
+    /// Read piece `name`, a map keyed by parameter ids (an optimiser's state), with its keys
+    /// translated by `ids` (from [`Checkpoint::module`] of the network it belongs to).
+    pub fn param_map<B, M, T>(
+        &self,
+        name: &str,
+        ids: &IdMap,
+        device: &B::Device,
+    ) -> Result<M, ResumeError>
+    where
+        B: Backend,
+        M: Record<B> + IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)>,
+    {
+        let map: M = self.record::<B, M>(name, device)?;
+        Ok(map
+            .into_iter()
+            .map(|(id, v)| (ids.get(&id).copied().unwrap_or(id), v))
+            .collect())
     }
 }
 
@@ -102,6 +246,36 @@ impl Snapshot<'_> {
         })?;
         self.files.insert(name.to_string(), stem);
         Ok(())
+    }
+
+    /// Write `module`'s weights as piece `name`, its parameters under their positions in visit
+    /// order rather than their random ids: the same weights give the same file.
+    pub fn module<B: Backend, M: Module<B>>(
+        &mut self,
+        name: &str,
+        module: &M,
+    ) -> Result<(), ResumeError> {
+        self.record::<B, _>(name, positional(module.clone()).into_record())
+    }
+
+    /// Write `map` (an optimiser's state, keyed by the ids of the parameters of the network it
+    /// steps, `ids` in visit order) as piece `name`, keyed by the parameters' positions as
+    /// [`Snapshot::module`] writes them and in sorted order. Entries for ids the network no
+    /// longer has are dropped (an optimiser only ever reads its network's).
+    pub fn param_map<B: Backend, T: Record<B>>(
+        &mut self,
+        name: &str,
+        map: impl IntoIterator<Item = (ParamId, T)>,
+        ids: &[ParamId],
+    ) -> Result<(), ResumeError> {
+        let position: HashMap<ParamId, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut entries: Vec<(ParamId, T)> = map
+            .into_iter()
+            .filter_map(|(id, v)| position.get(&id).map(|&i| (position_id(i), v)))
+            .collect();
+        entries.sort_by_key(|(id, _)| *id);
+        self.record::<B, _>(name, SortedById(entries))
     }
 
     /// Carry piece `name` over from an earlier checkpoint without rewriting it.

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Dataset, Split};
 use crate::distill::mse_loss;
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
-use crate::resume::{Checkpoint, ResumeDir, ResumeError, Snapshot};
+use crate::resume::{
+    param_ids, positional, with_param_ids, Checkpoint, IdMap, ResumeDir, ResumeError, Snapshot,
+};
 
 mod fit;
 pub(crate) use fit::{Best, Fit};
@@ -270,24 +272,34 @@ impl<B: AutodiffBackend> Opt<B> {
         }
     }
 
-    /// Write the optimiser's state (moments, step counts) as piece `name` of a checkpoint.
-    pub(crate) fn save(&self, snap: &mut Snapshot, name: &str) -> Result<(), ResumeError> {
+    /// Write the optimiser's state (moments, step counts) as piece `name` of a checkpoint,
+    /// keyed by the parameters of `model` (the network it steps) as [`Snapshot::module`] writes
+    /// them.
+    pub(crate) fn save(
+        &self,
+        snap: &mut Snapshot,
+        name: &str,
+        model: &Stgcn<B>,
+    ) -> Result<(), ResumeError> {
+        let ids = param_ids(model);
         match self {
-            Opt::Adam(o) => snap.record::<B, _>(name, o.to_record()),
-            Opt::Rms(o) => snap.record::<B, _>(name, o.to_record()),
+            Opt::Adam(o) => snap.param_map::<B, _>(name, o.to_record(), &ids),
+            Opt::Rms(o) => snap.param_map::<B, _>(name, o.to_record(), &ids),
         }
     }
 
-    /// The optimiser with its state read from piece `name` of a checkpoint.
+    /// The optimiser with its state read from piece `name` of a checkpoint, its keys
+    /// translated by `ids` (from [`Checkpoint::module`] of the network it steps).
     pub(crate) fn load<S>(
         self,
         ck: &Checkpoint<S>,
         name: &str,
+        ids: &IdMap,
         device: &B::Device,
     ) -> Result<Self, ResumeError> {
         Ok(match self {
-            Opt::Adam(o) => Opt::Adam(o.load_record(ck.record::<B, _>(name, device)?)),
-            Opt::Rms(o) => Opt::Rms(o.load_record(ck.record::<B, _>(name, device)?)),
+            Opt::Adam(o) => Opt::Adam(o.load_record(ck.param_map::<B, _, _>(name, ids, device)?)),
+            Opt::Rms(o) => Opt::Rms(o.load_record(ck.param_map::<B, _, _>(name, ids, device)?)),
         })
     }
 }
@@ -454,10 +466,14 @@ where
                 .as_ref()
                 .map_or(String::new(), |r| r.path().display().to_string())
         );
-        model = model.load_record(ck.record::<B, _>("model", device)?);
-        opt = opt.load(&ck, "optim", device)?;
-        let best_model = Stgcn::<B::InnerBackend>::new(model_cfg, cfg.seed, device)?
-            .load_record(ck.record::<B::InnerBackend, _>("best", device)?);
+        let ids;
+        (model, ids) = ck.module::<B, _>("model", model, device)?;
+        opt = opt.load(&ck, "optim", &ids, device)?;
+        let (best_model, _) = ck.module::<B::InnerBackend, _>(
+            "best",
+            Stgcn::<B::InnerBackend>::new(model_cfg, cfg.seed, device)?,
+            device,
+        )?;
         let best_stem = ck.stem("best").map(str::to_string);
         let st = ck.state;
         let best = Best {
@@ -623,7 +639,9 @@ pub fn measure_test_time<B: Backend>(
 const MODEL_FILE: &str = "model";
 const CONFIG_FILE: &str = "model.json";
 
-/// Save a model and its shape to `dir` (`model.bin`, `model.json`).
+/// Save a model and its shape to `dir` (`model.bin`, `model.json`). `model.bin` is burn's
+/// record with every parameter's id replaced by its position in the network (see
+/// [`crate::resume`]): the same weights give the same bytes.
 pub fn save_model<B: Backend>(
     model: &Stgcn<B>,
     cfg: &StgcnConfig,
@@ -636,8 +654,7 @@ pub fn save_model<B: Backend>(
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     let json = serde_json::to_string_pretty(cfg).map_err(|e| err(e.to_string()))?;
     std::fs::write(dir.join(CONFIG_FILE), json).map_err(|e| err(e.to_string()))?;
-    model
-        .clone()
+    positional(model.clone())
         .save_file(
             dir.join(MODEL_FILE),
             &BinFileRecorder::<FullPrecisionSettings>::new(),
@@ -661,14 +678,18 @@ pub fn load_model<B: Backend>(
     })?;
     let cfg: StgcnConfig =
         serde_json::from_str(&json).map_err(|e| err(format!("{CONFIG_FILE}: {e}")))?;
-    let model = Stgcn::<B>::new(&cfg, 0, device)?
+    // The file's ids (positions, or random ids in files written before) are replaced by the
+    // fresh network's, so that two networks loaded from checkpoints never share an id.
+    let fresh = Stgcn::<B>::new(&cfg, 0, device)?;
+    let ids = param_ids(&fresh);
+    let model = fresh
         .load_file(
             dir.join(MODEL_FILE),
             &BinFileRecorder::<FullPrecisionSettings>::new(),
             device,
         )
         .map_err(|e| err(e.to_string()))?;
-    Ok((model, cfg))
+    Ok((with_param_ids(model, &ids), cfg))
 }
 
 #[cfg(test)]
@@ -806,6 +827,201 @@ mod tests {
         assert!(epochs_run.is_empty());
         assert_eq!(again.test, whole.test);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The SHA-256 of every `.bin` file under `dir`, by path relative to it.
+    fn bin_digests(dir: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for sub in ["", "resume"] {
+            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.ends_with(".bin") {
+                    let bytes = std::fs::read(e.path()).unwrap();
+                    out.push((format!("{sub}/{name}"), crate::digest::sha256_hex(&bytes)));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn weights_of<B: Backend>(m: &Stgcn<B>) -> Vec<Vec<u32>> {
+        struct W(Vec<Vec<u32>>);
+        impl<B: Backend> burn::module::ModuleVisitor<B> for W {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<B, D>>) {
+                let v = p.val().into_data().to_vec::<f32>().unwrap();
+                self.0.push(v.iter().map(|x| x.to_bits()).collect());
+            }
+        }
+        let mut w = W(Vec::new());
+        m.visit(&mut w);
+        w.0
+    }
+
+    #[test]
+    fn the_same_weights_give_the_same_checkpoint_files() {
+        let data = tiny();
+        let mcfg = StgcnConfig::new(Preset::Student.channels(), data.nodes, data.n_his);
+        let dev = Default::default();
+        let cfg = quick_cfg();
+        let tmp = std::env::temp_dir().join(format!("stkd-same-bytes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        // Two identical training runs: the same model.bin and the same resume pieces (model,
+        // optimiser state, best model), byte for byte.
+        let (a, b) = (tmp.join("a"), tmp.join("b"));
+        train::<Cpu>(&data, &mcfg, &cfg, &dev, Some(&a), &mut |_| {}).unwrap();
+        train::<Cpu>(&data, &mcfg, &cfg, &dev, Some(&b), &mut |_| {}).unwrap();
+        let (da, db) = (bin_digests(&a), bin_digests(&b));
+        let names: Vec<&str> = da.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"/model.bin"), "{names:?}");
+        assert!(names.contains(&"resume/optim-2.bin"), "{names:?}");
+        assert!(
+            names.iter().any(|n| n.starts_with("resume/best-")),
+            "{names:?}"
+        );
+        assert_eq!(da, db, "identical runs write identical checkpoint files");
+        // Loading a model.bin and saving it again through a fresh network writes the same file;
+        // so do two fresh networks (different random ids) with the same weights.
+        let (loaded, _) = load_model::<CpuInner>(&a, &dev).unwrap();
+        save_model(&loaded, &mcfg, &tmp.join("c")).unwrap();
+        let m1 = Stgcn::<CpuInner>::new(&mcfg, 3, &dev).unwrap();
+        let m2 = Stgcn::<CpuInner>::new(&mcfg, 3, &dev).unwrap();
+        assert_ne!(param_ids(&m1), param_ids(&m2));
+        save_model(&m1, &mcfg, &tmp.join("d")).unwrap();
+        save_model(&m2, &mcfg, &tmp.join("e")).unwrap();
+        let digest = |d: &str| bin_digests(&tmp.join(d));
+        assert_eq!(digest("c")[0], da[0]);
+        assert_eq!(digest("d"), digest("e"));
+        // Networks loaded from one file do not share parameter ids.
+        let (again, _) = load_model::<CpuInner>(&a, &dev).unwrap();
+        assert_eq!(weights_of(&again), weights_of(&loaded));
+        assert!(param_ids(&again)
+            .iter()
+            .all(|id| !param_ids(&loaded).contains(id)));
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn model_files_with_random_ids_still_load_bit_for_bit() {
+        let data = tiny();
+        let mcfg = StgcnConfig::new(Preset::Student.channels(), data.nodes, data.n_his);
+        let dev = Default::default();
+        let dir = std::env::temp_dir().join(format!("stkd-old-model-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // A model.bin as written before: burn's record of the network with its random ids.
+        let m = Stgcn::<CpuInner>::new(&mcfg, 4, &dev).unwrap();
+        save_model(&m, &mcfg, &dir).unwrap();
+        let new_bytes = std::fs::read(dir.join("model.bin")).unwrap();
+        m.clone()
+            .save_file(
+                dir.join(MODEL_FILE),
+                &BinFileRecorder::<FullPrecisionSettings>::new(),
+            )
+            .unwrap();
+        let old_bytes = std::fs::read(dir.join("model.bin")).unwrap();
+        assert_eq!(old_bytes.len(), new_bytes.len(), "the same layout");
+        assert_ne!(old_bytes, new_bytes, "only the ids differ");
+        let (loaded, _) = load_model::<CpuInner>(&dir, &dev).unwrap();
+        assert_eq!(weights_of(&loaded), weights_of(&m));
+        let g = GraphKernel::<CpuInner>::new(&data.cheb, data.nodes, &dev);
+        let idx: Vec<usize> = (0..8).collect();
+        let b = Batcher::default().batch::<CpuInner>(&data, Split::Test, &idx, &dev);
+        let x = b.x.reshape([8, data.n_his, data.nodes]);
+        let bits = |m: &Stgcn<CpuInner>| {
+            let p = m.predict(x.clone(), &g, data.n_pred).into_data();
+            p.to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&loaded), bits(&m));
+        // Saved again, it is the file save_model writes for those weights.
+        save_model(&loaded, &mcfg, &dir).unwrap();
+        assert_eq!(std::fs::read(dir.join("model.bin")).unwrap(), new_bytes);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn committed_model_files_load_and_save_again_to_the_same_weights() {
+        let records = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/records");
+        let Ok(entries) = std::fs::read_dir(&records) else {
+            return; // no committed results in this checkout
+        };
+        let dev = Default::default();
+        let tmp = std::env::temp_dir().join(format!("stkd-committed-{}", std::process::id()));
+        let mut n = 0;
+        for e in entries.flatten() {
+            let dir = e.path();
+            if !dir.join("model.bin").exists() {
+                continue;
+            }
+            let (m, cfg) = load_model::<CpuInner>(&dir, &dev)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            save_model(&m, &cfg, &tmp).unwrap();
+            let (again, _) = load_model::<CpuInner>(&tmp, &dev).unwrap();
+            assert_eq!(weights_of(&again), weights_of(&m), "{}", dir.display());
+            n += 1;
+        }
+        assert!(n > 0, "no model.bin under {}", records.display());
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn optimiser_state_resumes_from_new_and_old_checkpoint_files() {
+        let data = tiny();
+        let mcfg = StgcnConfig::new(Preset::Student.channels(), data.nodes, data.n_his);
+        let dev = Default::default();
+        let g = GraphKernel::<Cpu>::new(&data.cheb, data.nodes, &dev);
+        let idx: Vec<usize> = (0..16).collect();
+        let batch = Batcher::default().batch::<Cpu>(&data, Split::Train, &idx, &dev);
+        let step = |m: Stgcn<Cpu>, opt: &mut Opt<Cpu>| {
+            let (grads, _) = backward_step(
+                mse_loss(m.forward(batch.x.clone(), &g), batch.y1.clone()),
+                &m,
+            );
+            opt.step(1e-3, m, grads)
+        };
+        let mut opt = Opt::<Cpu>::new(OptimizerKind::Adam);
+        let mut model = Stgcn::<Cpu>::new(&mcfg, 1, &dev).unwrap();
+        for _ in 0..2 {
+            model = step(model, &mut opt);
+        }
+        let run = std::env::temp_dir().join(format!("stkd-opt-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&run);
+        let r = ResumeDir::new(&run);
+        // Written as now (positions), then as before (random ids, the optimiser's hash map).
+        let mut s = r.begin(1).unwrap();
+        s.module::<Cpu, _>("model", &model).unwrap();
+        opt.save(&mut s, "optim", &model).unwrap();
+        s.record::<Cpu, _>("old-model", model.clone().into_record())
+            .unwrap();
+        match &opt {
+            Opt::Adam(o) => s.record::<Cpu, _>("old-optim", o.to_record()).unwrap(),
+            Opt::Rms(_) => unreachable!(),
+        }
+        s.commit("k", &0u32).unwrap();
+        let ck = r.load::<u32>("k").unwrap().unwrap();
+        let expected = weights_of(&step(model.clone(), &mut opt).valid());
+        for (m, o) in [("model", "optim"), ("old-model", "old-optim")] {
+            let fresh = Stgcn::<Cpu>::new(&mcfg, 9, &dev).unwrap();
+            let own = param_ids(&fresh);
+            let (loaded, ids) = ck.module::<Cpu, _>(m, fresh, &dev).unwrap();
+            assert_eq!(param_ids(&loaded), own, "{m}: the network keeps its ids");
+            let mut opt2 = Opt::<Cpu>::new(OptimizerKind::Adam)
+                .load(&ck, o, &ids, &dev)
+                .unwrap();
+            let next = step(loaded, &mut opt2).valid();
+            assert_eq!(
+                weights_of(&next),
+                expected,
+                "{m}: the next step is the same"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&run);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ElementConversion;
@@ -375,11 +375,13 @@ pub fn prune_model<B: AutodiffBackend>(
         (lp.picks, lp.elements) = (st.picks, st.elements);
         seconds_before = st.seconds;
         if ck.epoch <= prune_epochs {
-            model = model.load_record(
-                ck.record::<B, _>("model", device)
-                    .map_err(TrainError::from)?,
-            );
-            opt = opt.load(ck, "optim", device).map_err(TrainError::from)?;
+            let ids;
+            (model, ids) = ck
+                .module::<B, _>("model", model, device)
+                .map_err(TrainError::from)?;
+            opt = opt
+                .load(ck, "optim", &ids, device)
+                .map_err(TrainError::from)?;
         }
         fit.resume(st.curve.clone());
     }
@@ -514,14 +516,19 @@ fn finetune_start<B: AutodiffBackend>(
         .ft_config
         .clone()
         .unwrap_or_else(|| base_cfg.clone());
-    let model =
-        Stgcn::<B>::new(&config, seed, device)?.load_record(ck.record::<B, _>("model", device)?);
+    let (model, ids) =
+        ck.module::<B, _>("model", Stgcn::<B>::new(&config, seed, device)?, device)?;
     let best = match &ck.state.best {
         Some((mae, epoch, val)) => Some(Best {
             val_mae: *mae,
             epoch: *epoch,
-            model: Stgcn::<B::InnerBackend>::new(&config, seed, device)?
-                .load_record(ck.record::<B::InnerBackend, _>("best", device)?),
+            model: ck
+                .module::<B::InnerBackend, _>(
+                    "best",
+                    Stgcn::<B::InnerBackend>::new(&config, seed, device)?,
+                    device,
+                )?
+                .0,
             val: val.clone(),
         }),
         None => None,
@@ -532,7 +539,7 @@ fn finetune_start<B: AutodiffBackend>(
         config,
         compaction_diff: ck.state.compaction_diff,
         masks,
-        opt: opt.load(ck, "optim", device)?,
+        opt: opt.load(ck, "optim", &ids, device)?,
     })
 }
 

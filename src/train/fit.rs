@@ -7,7 +7,6 @@
 
 use std::time::Instant;
 
-use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::Serialize;
 
@@ -264,13 +263,13 @@ impl<'a, B: AutodiffBackend> Fit<'a, B> {
     ) -> Result<(), TrainError> {
         let epoch = self.curve.len();
         let mut snap = resume.begin(epoch)?;
-        snap.record::<B, _>("model", model.clone().into_record())?;
-        opt.save(&mut snap, "optim")?;
+        snap.module::<B, _>("model", model)?;
+        opt.save(&mut snap, "optim", model)?;
         if let Some(best) = &self.best {
             match (&self.best_stem, improved) {
                 (Some(stem), false) => snap.keep("best", stem),
                 _ => {
-                    snap.record::<B::InnerBackend, _>("best", best.model.clone().into_record())?;
+                    snap.module::<B::InnerBackend, _>("best", &best.model)?;
                     self.best_stem = Some(format!("best-{epoch}"));
                 }
             }
