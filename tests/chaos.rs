@@ -59,6 +59,20 @@ fn stale_after_below_the_safe_margin_is_refused() {
         );
         assert!(!store.exists(), "nothing was run or written");
     }
+    // Not a number of seconds at all: said so, with what is allowed.
+    for value in ["inf", "nan", "1e999"] {
+        let out = sweep(&file, &store, &["--stale-after", value]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("'{value}' for '--stale-after"))
+                && err.contains(&format!("`{value}` is not a finite number of seconds"))
+                && err.contains("allowed: a number of seconds, 10 or more")
+                && !err.contains("below the safe minimum"),
+            "{err}"
+        );
+        assert!(!store.exists(), "nothing was run or written");
+    }
 }
 
 #[test]

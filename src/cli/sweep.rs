@@ -22,6 +22,15 @@ pub(crate) struct SweepArgs {
     /// Re-queue failed (and skipped) runs of this file.
     #[arg(long)]
     pub(crate) retry_failed: bool,
+    /// Infrastructure faults of a run (its process killed by a signal, its heartbeat lost, its
+    /// Slurm node failed or job preempted) retried from its checkpoint before it fails; errors
+    /// of the run itself are never retried. Default: the file's `executor: {retries: N}`, else 2.
+    #[arg(long, value_name = "N")]
+    pub(crate) retries: Option<u32>,
+    /// Keep runs whose best validation MAE is worse than predicting the training mean
+    /// everywhere (by default they fail); like `mean_check: false` in the file.
+    #[arg(long)]
+    pub(crate) no_mean_check: bool,
     /// Seconds without a heartbeat after which a running run counts as interrupted (after a
     /// `kill -9`) and is claimed again; at least 10 (five heartbeat intervals of 2 s).
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = parse_stale_after)]
@@ -155,6 +164,9 @@ pub(crate) struct RunOneArgs {
     /// leave the outcome there for the sweep that submitted it.
     #[arg(long)]
     pub(crate) detached: bool,
+    /// Do not fail the run when it is worse than predicting the training mean.
+    #[arg(long)]
+    pub(crate) no_mean_check: bool,
 }
 
 /// `--stale-after`: a number of seconds of at least [`schedule::MIN_STALE_AFTER_S`].
@@ -165,6 +177,17 @@ fn parse_stale_after(text: &str) -> std::result::Result<f64, String> {
             schedule::MIN_STALE_AFTER_S
         )
     })?;
+    // `inf`, `nan` and out-of-range numbers (`1e999`) parse as floats, but are no time.
+    if !seconds.is_finite() {
+        return Err(format!(
+            "`{}` is not a finite number of seconds; allowed: a number of seconds, {} or more \
+             ({} heartbeat intervals of {} s)",
+            text.trim(),
+            schedule::MIN_STALE_AFTER_S,
+            schedule::MISSED_HEARTBEATS,
+            schedule::HEARTBEAT_INTERVAL.as_secs(),
+        ));
+    }
     schedule::check_stale_after(seconds).map_err(|_| {
         format!(
             "{seconds} s is below the safe minimum: runs send a heartbeat every {} s, so a live \
@@ -379,6 +402,7 @@ impl SweepArgs {
         ExecutorSpec {
             kind: self.executor.as_deref().and_then(ExecutorKind::parse),
             max_jobs: self.max_jobs,
+            retries: self.retries,
             slurm: SlurmOptions {
                 partition: self.slurm_partition.clone(),
                 time: self.slurm_time.clone(),
@@ -420,7 +444,13 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
     let exp = load_experiment(&args.file)?;
     let plan = plan_experiment(&exp, &args.data_dir)?;
     if args.dry_run {
-        return print_plan(&plan, &args.store, args.json);
+        print_plan(&plan, &args.store, args.json)?;
+        if !args.json {
+            for line in stkd::report::estimate::of_plan(&exp, &plan, &args.store)?.lines() {
+                println!("{line}");
+            }
+        }
+        return Ok(());
     }
     for d in &args.devices {
         check_device(*d)?;
@@ -444,12 +474,14 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
     let exe = std::env::current_exe().context("locating the stkd binary")?;
     let placement = exp.executor.overridden_by(&args.executor_spec());
     let slurm = placement.kind == Some(ExecutorKind::Slurm);
+    let mean_check = exp.mean_check && !args.no_mean_check;
     let executor: Box<dyn schedule::Executor> = if slurm {
         Box::new(schedule::slurm::SlurmExecutor {
             exe,
             store: args.store.clone(),
             data_dir: args.data_dir.clone(),
             options: placement.slurm.clone(),
+            mean_check,
         })
     } else {
         Box::new(LocalExecutor {
@@ -457,6 +489,7 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
             store: args.store.clone(),
             data_dir: args.data_dir.clone(),
             cpu_threads: (cpu_slots > 1).then(|| (rayon::current_num_threads() / cpu_slots).max(1)),
+            mean_check,
         })
     };
     // On a cluster the slots are jobs in flight, each on the device its job is given.
@@ -487,6 +520,7 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
         stale_after_s: args.stale_after,
         data_dir: args.data_dir.clone(),
         detach: args.detach,
+        retries: placement.retries.unwrap_or(stkd::store::DEFAULT_RETRIES),
     };
     let mut display = SweepDisplay::new(devices.len() * per_device);
     let summary = schedule::run_sweep(
@@ -679,6 +713,8 @@ pub(crate) struct StatusRow {
     pub(crate) job: Option<String>,
     pub(crate) slurm_state: Option<String>,
     pub(crate) attempts: u32,
+    /// Infrastructure faults that ended attempts (each retried from the checkpoint), in order.
+    pub(crate) faults: Vec<stkd::store::FaultRow>,
     pub(crate) test_mae_15min: Option<f64>,
     pub(crate) error: Option<String>,
 }
@@ -779,6 +815,10 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
             }
             _ => None,
         };
+        let faults = match (&row, &store) {
+            (Some(_), Some(store)) => store.faults(&hash)?,
+            _ => Vec::new(),
+        };
         out.push(StatusRow {
             run: name,
             dataset: row.as_ref().map_or(String::new(), |r| r.dataset.clone()),
@@ -794,6 +834,7 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
                 .and_then(|r| r.job.as_deref())
                 .and_then(|j| schedule::slurm::job_state(j).ok().flatten()),
             attempts: row.as_ref().map_or(0, |r| r.attempts),
+            faults,
             test_mae_15min: mae15,
             error: row.and_then(|r| r.error),
         });
@@ -808,6 +849,7 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
         hash: String,
         device: String,
         job: String,
+        attempts: String,
         #[tabled(rename = "MAE 15 min")]
         mae: String,
         error: String,
@@ -824,6 +866,11 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
                 (Some(j), None) => j.clone(),
                 _ => String::new(),
             },
+            attempts: match r.faults.len() {
+                0 => r.attempts.to_string(),
+                1 => format!("{} (1 fault)", r.attempts),
+                n => format!("{} ({n} faults)", r.attempts),
+            },
             mae: r
                 .test_mae_15min
                 .map_or(String::new(), |m| format!("{m:.3}")),
@@ -835,6 +882,18 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
         })
         .collect();
     println!("{}", terminal_table(table));
+    let faulted: Vec<&StatusRow> = out.iter().filter(|r| !r.faults.is_empty()).collect();
+    if !faulted.is_empty() {
+        println!("infrastructure faults (each attempt retried from the run's checkpoint):");
+        for r in faulted {
+            let causes: Vec<String> = r
+                .faults
+                .iter()
+                .map(|f| format!("attempt {}: {}", f.attempt, f.cause))
+                .collect();
+            println!("  {} ({}): {}", r.run, r.hash, causes.join("; "));
+        }
+    }
     Ok(())
 }
 
@@ -879,6 +938,7 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
         worker: args.worker.clone(),
         device: args.device,
         data_dir: args.data_dir.clone(),
+        mean_check: !args.no_mean_check,
     };
     let (hash, lost_hash, worker) = (args.hash.clone(), args.hash.clone(), args.worker.clone());
     let device = args.device;

@@ -27,7 +27,8 @@ pub(super) fn check_runs(raws: &[RawRun], defaults: &RawRun, searched: bool, cx:
         }
     }
     for r in raws {
-        if r.model.is_none() && defaults.model.is_none() && r.base.is_none() {
+        let given = r.model_given || defaults.model_given;
+        if !given && r.model.is_none() && defaults.model.is_none() && r.base.is_none() {
             cx.err(
                 r.line,
                 format!("{}.model", r.path),

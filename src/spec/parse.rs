@@ -13,15 +13,15 @@ pub(super) fn scalar_val(node: &Node, ty: Ty, path: &str, cx: &mut Ctx) -> Optio
         None
     };
     let Some(s) = node.as_scalar() else {
-        return bad(
-            cx,
-            format!("expected a single value, got {}", node.describe()),
-        );
+        return bad(cx, format!("expected a single value, got {}", node.shown()));
     };
     match (ty, s) {
         (Ty::Int(lo, hi), Scalar::Int(i)) => {
             if *i < lo || *i > hi {
-                bad(cx, format!("{i} is out of range"))
+                bad(
+                    cx,
+                    format!("{i} is out of range; allowed: {}", ty.allowed()),
+                )
             } else {
                 Some(Val::I(*i))
             }
@@ -42,7 +42,10 @@ pub(super) fn scalar_val(node: &Node, ty: Ty, path: &str, cx: &mut Ctx) -> Optio
             if ok {
                 Some(Val::F(v))
             } else {
-                bad(cx, format!("{v} is out of range"))
+                bad(
+                    cx,
+                    format!("{v} is out of range; allowed: {}", ty.allowed()),
+                )
             }
         }
         (Ty::Enum(allowed), Scalar::Str(v)) => {
@@ -53,14 +56,14 @@ pub(super) fn scalar_val(node: &Node, ty: Ty, path: &str, cx: &mut Ctx) -> Optio
                 let hint = did_you_mean(v, allowed)
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
-                bad(cx, format!("unknown value `{v}`{hint}"))
+                bad(
+                    cx,
+                    format!("unknown value `{v}`{hint}; allowed: {}", allowed.join(", ")),
+                )
             }
         }
         (Ty::Bool, Scalar::Bool(b)) => Some(Val::B(*b)),
-        (_, other) => bad(
-            cx,
-            format!("expected {}, got {}", ty.allowed(), other.kind()),
-        ),
+        (_, other) => bad(cx, format!("expected {}, got `{other}`", ty.allowed())),
     }
 }
 
@@ -109,7 +112,7 @@ pub(super) fn parse_choice(node: &Node, ty: Ty, path: &str, cx: &mut Ctx) -> Opt
                     cx.err(
                         arg.line,
                         &sub,
-                        format!("expected a non-empty list, got {}", arg.describe()),
+                        format!("expected a non-empty list, got {}", arg.shown()),
                     );
                     return None;
                 }
@@ -197,7 +200,11 @@ pub(super) fn parse_datasets(node: &Node, path: &str, cx: &mut Ctx) -> Option<Ve
             cx.err(
                 node.line,
                 path,
-                format!("expected a list of datasets ({})", DATASETS.join(", ")),
+                format!(
+                    "expected a list of dataset names, got {}; allowed: {}",
+                    node.shown(),
+                    DATASETS.join(", ")
+                ),
             );
             return None;
         }
@@ -212,22 +219,20 @@ pub(super) fn parse_datasets(node: &Node, path: &str, cx: &mut Ctx) -> Option<Ve
                 format!("dataset {d} listed twice"),
             ),
             _ => {
-                let shown = n
-                    .as_scalar()
-                    .map(|s| format!("`{s}`"))
-                    .unwrap_or_else(|| n.describe().into());
-                let v = n.as_str().unwrap_or("");
-                let hint = did_you_mean(v, DATASETS)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                cx.err(
-                    n.line,
-                    format!("{path}[{i}]"),
-                    format!(
-                        "unknown dataset {shown}{hint}; allowed: {}",
-                        DATASETS.join(", ")
+                let allowed = DATASETS.join(", ");
+                let message = match n.as_scalar() {
+                    Some(s) => {
+                        let hint = did_you_mean(&s.to_string(), DATASETS)
+                            .map(|s| format!(" (did you mean `{s}`?)"))
+                            .unwrap_or_default();
+                        format!("unknown dataset `{s}`{hint}; allowed: {allowed}")
+                    }
+                    None => format!(
+                        "expected a dataset name, got {}; allowed: {allowed}",
+                        n.shown()
                     ),
-                );
+                };
+                cx.err(n.line, format!("{path}[{i}]"), message);
             }
         }
     }
@@ -257,7 +262,7 @@ pub(super) fn parse_seeds(node: &Node, path: &str, cx: &mut Ctx) -> Option<Vec<u
             _ => cx.err(
                 n.line,
                 format!("{path}[{i}]"),
-                format!("expected an integer ≥ 0, got {}", n.describe()),
+                format!("expected an integer ≥ 0, got {}", n.shown()),
             ),
         }
     }
@@ -265,17 +270,36 @@ pub(super) fn parse_seeds(node: &Node, path: &str, cx: &mut Ctx) -> Option<Vec<u
 }
 
 pub(super) fn parse_model(node: &Node, path: &str, cx: &mut Ctx) -> Option<StgcnConfigSpec> {
-    if let Some(s) = node.as_str() {
-        return match s.parse::<Preset>() {
+    const CHANNELS: &str = "{channels: [[1, c_t, c_out], [c_out, c_t, c_out2]]}";
+    if let Some(s) = node.as_scalar() {
+        let text = s.to_string();
+        return match text.parse::<Preset>() {
             Ok(p) => Some(StgcnConfigSpec::Preset(p)),
-            Err(e) => {
-                cx.err(node.line, path, e);
+            Err(_) => {
+                let hint = did_you_mean(&text, &["teacher", "base", "student"])
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                cx.err(
+                    node.line,
+                    path,
+                    format!(
+                        "unknown model `{text}`{hint}; allowed: the presets teacher, base, \
+                         student, or {CHANNELS}"
+                    ),
+                );
                 None
             }
         };
     }
     let Some(map) = node.as_map() else {
-        cx.err(node.line, path, "expected a preset (teacher, base, student) or {channels: [[1, c_t, c_out], [c_out, c_t, c_out2]]}");
+        cx.err(
+            node.line,
+            path,
+            format!(
+                "expected a preset (teacher, base, student) or {CHANNELS}, got {}",
+                node.shown()
+            ),
+        );
         return None;
     };
     let mut channels = None;
@@ -359,7 +383,10 @@ pub(super) fn parse_run_keys(
                     "expected a name of letters, digits, '-', '_' or '.'",
                 ),
             },
-            "model" => raw.model = parse_model(v, &p, cx).map(|m| (m, v.line)),
+            "model" => {
+                raw.model_given = true;
+                raw.model = parse_model(v, &p, cx).map(|m| (m, v.line));
+            }
             "teacher" if !is_defaults => match v.as_str() {
                 Some(s) => raw.teacher = Some((s.to_string(), v.line)),
                 None => cx.err(v.line, &p, "expected the label of another run"),
@@ -455,7 +482,7 @@ pub(super) fn parse_split_days(data: &Node, cx: &mut Ctx) -> HashMap<DatasetName
                         (Err(_), _) => cx.err(
                             *dl,
                             &p,
-                            format!("unknown dataset; allowed: {}", DATASETS.join(", ")),
+                            format!("unknown dataset `{d}`; allowed: {}", DATASETS.join(", ")),
                         ),
                         _ => cx.err(days.line, &p, "expected [train, val, test] days, each ≥ 1"),
                     }

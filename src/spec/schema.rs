@@ -171,6 +171,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "data",
     "search",
     "executor",
+    "mean_check",
 ];
 pub(super) const DATASETS: &[&str] = &["pemsd7", "pemsd8"];
 pub(super) const DISTS: &[&str] = &["uniform", "log_uniform", "choice"];
@@ -235,6 +236,8 @@ pub(super) struct RawRun {
     pub(super) line: usize,
     pub(super) path: String,
     pub(super) model: Option<(StgcnConfigSpec, usize)>,
+    /// A `model` key was written (even one whose value was refused, already reported).
+    pub(super) model_given: bool,
     pub(super) teacher: Option<(String, usize)>,
     /// Label of the run this one prunes, and its line.
     pub(super) base: Option<(String, usize)>,

@@ -284,12 +284,26 @@ pub(super) fn parse_search(node: &Node, cx: &mut Ctx) -> Option<SearchSpec> {
                 Some("grid") => spec.sampler = Sampler::Grid,
                 Some("random") => spec.sampler = Sampler::Random,
                 Some("tpe") => spec.sampler = Sampler::Tpe,
-                _ => bad(
-                    cx,
-                    v.line,
-                    &p,
-                    format!("expected grid, random or tpe, got {}", v.describe()),
-                ),
+                _ => {
+                    const SAMPLERS: &[&str] = &["grid", "random", "tpe"];
+                    let message = match v.as_scalar() {
+                        Some(s) => {
+                            let hint = did_you_mean(&s.to_string(), SAMPLERS)
+                                .map(|s| format!(" (did you mean `{s}`?)"))
+                                .unwrap_or_default();
+                            format!(
+                                "unknown sampler `{s}`{hint}; allowed: {}",
+                                SAMPLERS.join(", ")
+                            )
+                        }
+                        None => format!(
+                            "expected a sampler, got {}; allowed: {}",
+                            v.shown(),
+                            SAMPLERS.join(", ")
+                        ),
+                    };
+                    bad(cx, v.line, &p, message)
+                }
             },
             "trials" => match v.as_i64() {
                 Some(n) if n >= 1 => {
@@ -300,7 +314,7 @@ pub(super) fn parse_search(node: &Node, cx: &mut Ctx) -> Option<SearchSpec> {
                     cx,
                     v.line,
                     &p,
-                    format!("expected a number of trials ≥ 1, got {}", v.describe()),
+                    format!("expected a number of trials ≥ 1, got {}", v.shown()),
                 ),
             },
             "seed" => match v.as_i64() {
@@ -309,7 +323,7 @@ pub(super) fn parse_search(node: &Node, cx: &mut Ctx) -> Option<SearchSpec> {
                     cx,
                     v.line,
                     &p,
-                    format!("expected a seed ≥ 0, got {}", v.describe()),
+                    format!("expected a seed ≥ 0, got {}", v.shown()),
                 ),
             },
             "objective" => match v.as_str().and_then(Metric::parse) {
@@ -321,7 +335,7 @@ pub(super) fn parse_search(node: &Node, cx: &mut Ctx) -> Option<SearchSpec> {
                     format!(
                         "expected one of {}, got {}",
                         Metric::NAMES.join(", "),
-                        v.describe()
+                        v.shown()
                     ),
                 ),
             },
@@ -332,7 +346,7 @@ pub(super) fn parse_search(node: &Node, cx: &mut Ctx) -> Option<SearchSpec> {
                     cx,
                     v.line,
                     &p,
-                    format!("expected minimize or maximize, got {}", v.describe()),
+                    format!("expected minimize or maximize, got {}", v.shown()),
                 ),
             },
             "pruner" => {
@@ -399,7 +413,7 @@ fn parse_pruner(node: &Node, path: &str, cx: &mut Ctx) -> Option<Pruner> {
             cx.err(
                 kind.line,
                 format!("{path}.kind"),
-                format!("expected {kinds}, got {}", kind.describe()),
+                format!("expected {kinds}, got {}", kind.shown()),
             );
             return None;
         }
@@ -415,7 +429,7 @@ fn parse_pruner(node: &Node, path: &str, cx: &mut Ctx) -> Option<Pruner> {
                 cx.err(
                     v.line,
                     &p,
-                    format!("expected a whole number ≥ 0, got {}", v.describe()),
+                    format!("expected a whole number ≥ 0, got {}", v.shown()),
                 );
                 continue;
             }

@@ -196,6 +196,82 @@ fn malformed_files_give_the_right_line_and_message() {
 }
 
 #[test]
+fn bad_values_are_named_with_what_is_allowed() {
+    let head = "name: x\ndatasets: [pemsd7]\nruns:\n";
+    // The one error of a file, in full (`exp.yaml:LINE: PATH: MESSAGE`).
+    let only_error = |text: &str| {
+        let errs = parse(text).expect_err("file should be rejected");
+        assert_eq!(errs.errors.len(), 1, "one error only:\n{errs}");
+        errs.to_string()
+    };
+    // A mapping given as a dataset: what was given, and the datasets allowed.
+    let e =
+        only_error("name: x\ndatasets: [pemsd7, {a: 1}]\nruns:\n  - {label: a, model: teacher}\n");
+    assert!(
+        e.contains("exp.yaml:2:")
+            && e.contains("datasets[1]")
+            && e.contains("expected a dataset name, got a mapping `{a: 1}`")
+            && e.contains("allowed: pemsd7, pemsd8")
+            && !e.contains("unknown dataset a mapping"),
+        "{e}"
+    );
+    let e = only_error("name: x\ndatasets: {a: 1}\nruns:\n  - {label: a, model: teacher}\n");
+    assert!(
+        e.contains("got a mapping `{a: 1}`") && e.contains("allowed: pemsd7, pemsd8"),
+        "{e}"
+    );
+    // An unknown model: one error naming the value and the presets, no "missing `model`".
+    let e = only_error(&format!("{head}  - {{label: a, model: teachr}}\n"));
+    assert!(
+        e.contains("exp.yaml:4:")
+            && e.contains("model")
+            && e.contains("unknown model `teachr` (did you mean `teacher`?)")
+            && e.contains("teacher, base, student")
+            && !e.contains("missing"),
+        "{e}"
+    );
+    let e = only_error(&format!(
+        "name: x\ndatasets: [pemsd7]\ndefaults: {{model: big}}\nruns:\n  - {{label: a}}\n"
+    ));
+    assert!(
+        e.contains("unknown model `big`") && !e.contains("missing"),
+        "{e}"
+    );
+    // A misspelt sampler: the value and the choices.
+    let run = "  - {label: s, model: student, lr: {log_uniform: [1.0e-4, 1.0e-2]}}\n";
+    let e = only_error(&format!(
+        "{head}{run}search: {{sampler: tpee, trials: 3}}\n"
+    ));
+    assert!(
+        e.contains("exp.yaml:5:")
+            && e.contains("search.sampler")
+            && e.contains("unknown sampler `tpee` (did you mean `tpe`?)")
+            && e.contains("allowed: grid, random, tpe")
+            && !e.contains("got a string"),
+        "{e}"
+    );
+    // A value of the wrong type or out of range: the value and what is allowed.
+    let e = only_error(&format!(
+        "{head}  - {{label: a, model: teacher, epochs: many}}\n"
+    ));
+    assert!(
+        e.contains("epochs") && e.contains("got `many`") && e.contains("an integer"),
+        "{e}"
+    );
+    let e = only_error(&format!(
+        "{head}  - {{label: a, model: teacher, optimizer: sgd}}\n"
+    ));
+    assert!(
+        e.contains("`sgd`") && e.contains("allowed: adam, rmsprop"),
+        "{e}"
+    );
+    let e = only_error(&format!(
+        "{head}  - {{label: a, model: teacher, seeds: [-1]}}\n"
+    ));
+    assert!(e.contains("seeds[0]") && e.contains("got `-1`"), "{e}");
+}
+
+#[test]
 fn all_problems_are_reported_at_once() {
     let text = "name: x\ndatasets: [pemsd7]\nruns:\n  - {label: a, model: teacher, epochs: 0}\n  - {label: b, model: student, lr: -1, optimiser: adam}\n";
     let errs = parse(text).unwrap_err();
@@ -251,7 +327,11 @@ fn a_search_block_makes_studies_and_its_mistakes_are_named() {
     expect_error(
         &format!("{head}{run}search: {{sampler: bayes, trials: 3}}\n"),
         6,
-        &["search.sampler", "grid, random or tpe"],
+        &[
+            "search.sampler",
+            "unknown sampler `bayes`",
+            "allowed: grid, random, tpe",
+        ],
     );
     expect_error(
         &format!("{head}{run}search: {{sampler: tpe}}\n"),
@@ -323,6 +403,40 @@ fn an_executor_block_sets_where_runs_go_and_the_command_line_overrides_it() {
     assert_eq!(m.slurm.time.as_deref(), Some("30"));
     assert_eq!(m.slurm.partition.as_deref(), Some("gpu"));
     assert_eq!(m.slurm.extra, ["--constraint=a100", "--constraint=h100"]);
+}
+
+#[test]
+fn retries_and_the_mean_check_are_settings_of_the_sweep_not_of_the_runs() {
+    let plain = parse(TABLE4).unwrap();
+    assert_eq!(plain.executor.retries, None);
+    assert!(plain.mean_check, "on unless the file turns it off");
+    let e = parse(&format!(
+        "{TABLE4}executor:\n  retries: 0\nmean_check: false\n"
+    ))
+    .unwrap();
+    assert_eq!(e.executor.retries, Some(0));
+    assert!(!e.mean_check);
+    let configs = |e: &Experiment| e.runs.iter().map(|r| r.config.clone()).collect::<Vec<_>>();
+    assert_eq!(configs(&e), configs(&plain), "in no run's configuration");
+    let cli = ExecutorSpec {
+        retries: Some(5),
+        ..Default::default()
+    };
+    assert_eq!(e.executor.overridden_by(&cli).retries, Some(5));
+    assert_eq!(
+        e.executor.overridden_by(&ExecutorSpec::default()).retries,
+        Some(0)
+    );
+    expect_error(
+        &format!("{TABLE4}executor:\n  retries: -1\n"),
+        16,
+        &["executor.retries", "≥ 0"],
+    );
+    expect_error(
+        &format!("{TABLE4}mean_check: maybe\n"),
+        15,
+        &["mean_check", "true or false"],
+    );
 }
 
 #[test]

@@ -88,14 +88,41 @@ impl Node {
         }
     }
 
-    /// The node for a message: a scalar's value in backticks, else what it is.
+    /// The node for a message: a scalar's value in backticks, else what it is and how it was
+    /// written (`a mapping `{a: 1}``), shortened when long.
     pub fn shown(&self) -> String {
         match &self.kind {
             Kind::Scalar(Scalar::Str(s)) => format!("`{s}`"),
             Kind::Scalar(Scalar::Int(i)) => format!("`{i}`"),
             Kind::Scalar(Scalar::Float(f)) => format!("`{f}`"),
             Kind::Scalar(Scalar::Bool(b)) => format!("`{b}`"),
-            _ => self.describe().to_string(),
+            Kind::Scalar(Scalar::Null) => "null".to_string(),
+            Kind::Seq(_) | Kind::Map(_) => {
+                const MAX: usize = 40;
+                let mut text = self.flow();
+                if text.chars().count() > MAX {
+                    text = text.chars().take(MAX - 1).collect::<String>() + "…";
+                }
+                format!("{} `{text}`", self.describe())
+            }
+        }
+    }
+
+    /// The node in YAML's one-line flow style: `{a: 1, b: [x, y]}`.
+    fn flow(&self) -> String {
+        match &self.kind {
+            Kind::Scalar(s) => s.to_string(),
+            Kind::Seq(items) => {
+                let items: Vec<String> = items.iter().map(Node::flow).collect();
+                format!("[{}]", items.join(", "))
+            }
+            Kind::Map(entries) => {
+                let entries: Vec<String> = entries
+                    .iter()
+                    .map(|(k, _, v)| format!("{k}: {}", v.flow()))
+                    .collect();
+                format!("{{{}}}", entries.join(", "))
+            }
         }
     }
 
