@@ -324,6 +324,66 @@ fn table1_table3_and_generic_layouts_match_golden_files() {
     }
 }
 
+/// Every CSV file a report writes reads back (quoted fields, line breaks in them) into records
+/// of as many fields as its header.
+#[test]
+fn every_csv_file_has_as_many_fields_in_each_record_as_its_header() {
+    let check = |name: &str, text: &str| {
+        let records = report::render::read_csv(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(records.len() >= 2, "{name}: no records\n{text}");
+        let header = records[0].len();
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(
+                r.len(),
+                header,
+                "{name}, record {i}: {r:?} against the header {:?}",
+                records[0]
+            );
+        }
+    };
+    let dir = tmp("csv-fields");
+    let (exp, p, store) = build_store(&dir);
+    let out = dir.join("reports");
+    report::write_plan_reports(&exp, &p, &store, &data_dir(), &out, &options(&Format::ALL))
+        .unwrap();
+    let csvs: Vec<(String, Vec<u8>)> = tree(&out)
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".csv"))
+        .collect();
+    let names: Vec<&str> = csvs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "table4-claims.csv",
+            "table4-pareto.csv",
+            "table4-runs.csv",
+            "table4.csv"
+        ]
+    );
+    for (name, bytes) in &csvs {
+        check(name, std::str::from_utf8(bytes).unwrap());
+    }
+    // The other layouts' tables (networks, attention) from the same store.
+    let s = Store::open(&store).unwrap();
+    let data = report::collect(&exp, &p, Some(&s)).unwrap();
+    let mut suffixes = Vec::new();
+    for name in ["table1", "table3", "quickstart"] {
+        let mut d = data.clone();
+        d.name = name.into();
+        let r = report::build_report(&d, "0.0.0", COMMIT);
+        for (suffix, text) in report::render_csv(&r) {
+            check(&format!("{name}{suffix}.csv"), &text);
+            suffixes.push(suffix);
+        }
+    }
+    for s in ["-networks", "-attention", "-pareto", "-runs", ""] {
+        assert!(
+            suffixes.iter().any(|x| x == s),
+            "no {s}.csv in {suffixes:?}"
+        );
+    }
+}
+
 fn render_markdown_bytes(r: &report::Report) -> Vec<u8> {
     report::render_markdown(r).into_bytes()
 }

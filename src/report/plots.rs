@@ -60,6 +60,30 @@ fn tick(v: &f64) -> String {
     }
 }
 
+/// Tick labels for a logarithmic axis over `range`: 1, 2 and 5 times the powers of ten when it
+/// spans at most two decades, else the powers of ten only. Plotters puts key points at every
+/// multiple of a decade (20000, 30000, …, 90000), whose labels would run into each other where
+/// a decade is narrow.
+fn log_tick(range: (f64, f64)) -> impl Fn(&f64) -> String {
+    let mantissas: &'static [f64] = if range.1 / range.0 <= 100.0 {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0]
+    };
+    move |v: &f64| {
+        let e = v.log10().floor();
+        if !e.is_finite() {
+            return String::new();
+        }
+        // The key point, rounded off its float noise: a mantissa of this decade or the next.
+        [e, e + 1.0]
+            .iter()
+            .flat_map(|&e| mantissas.iter().map(move |&m| m * 10f64.powf(e)))
+            .find(|k| (v - k).abs() <= 1e-6 * k)
+            .map_or(String::new(), |k| tick(&k))
+    }
+}
+
 /// A range around finite values, padded by 5 % (1 around a single value).
 fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
@@ -219,9 +243,10 @@ fn line_panel(
         .y_label_area_size(52);
     let (lo, hi) = extent(|q| q.1);
     if p.log_y && lo.is_finite() && lo > 0.0 && hi / lo >= 10.0 {
+        // From just under a power of ten, so that plotters labels the lowest decade too.
+        let range = (decade_below(lo), hi * 1.2);
         let mut chart = builder
-            // From just under a power of ten, so that plotters labels the lowest decade too.
-            .build_cartesian_2d(x0..x1, (decade_below(lo)..hi * 1.2).log_scale())
+            .build_cartesian_2d(x0..x1, (range.0..range.1).log_scale())
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -229,7 +254,7 @@ fn line_panel(
             .y_desc(format!("{} (log scale)", p.y_desc))
             .x_labels(x_labels)
             .x_label_formatter(x_fmt)
-            .y_label_formatter(&tick)
+            .y_label_formatter(&log_tick(range))
             .light_line_style(WHITE)
             .draw()
             .map_err(err)?;
@@ -394,6 +419,7 @@ fn draw_trade_off<'a, X>(
         Cartesian2d<X, plotters::coord::types::RangedCoordf64>,
     >,
     x_desc: &str,
+    x_fmt: &dyn Fn(&f64) -> String,
     y_desc: &str,
     points: &[TradeOff],
 ) -> Result<(), String>
@@ -404,7 +430,7 @@ where
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(y_desc)
-        .x_label_formatter(&tick)
+        .x_label_formatter(x_fmt)
         .y_label_formatter(&tick)
         .light_line_style(WHITE)
         .draw()
@@ -473,15 +499,16 @@ pub fn pareto_svg(title: &str, y_desc: &str, panels: &[TradeOffPanel]) -> Result
                 .x_label_area_size(36)
                 .y_label_area_size(52);
             if p.log_x && lo.is_finite() && hi / lo >= 10.0 {
+                let range = (decade_below(lo), hi * 1.3);
                 let mut chart = builder
-                    .build_cartesian_2d((decade_below(lo)..hi * 1.3).log_scale(), y0..y1)
+                    .build_cartesian_2d((range.0..range.1).log_scale(), y0..y1)
                     .map_err(err)?;
                 let x_desc = format!("{} (log scale)", p.x_desc);
-                draw_trade_off(&mut chart, &x_desc, y_desc, &pts)?;
+                draw_trade_off(&mut chart, &x_desc, &log_tick(range), y_desc, &pts)?;
             } else {
                 let (x0, x1) = span(pts.iter().map(|q| q.x));
                 let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?;
-                draw_trade_off(&mut chart, p.x_desc, y_desc, &pts)?;
+                draw_trade_off(&mut chart, p.x_desc, &tick, y_desc, &pts)?;
             }
         }
         root.present().map_err(err)?;
@@ -567,6 +594,81 @@ mod tests {
         .unwrap();
         assert_eq!(a, again);
         assert!(a.contains("(log scale)") && a.contains("W/O KD") && a.contains("<polyline"));
+    }
+
+    /// The numbers an SVG prints (its `<text>` elements that parse as numbers).
+    fn numeric_labels(svg: &str) -> Vec<f64> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let inner = t.split_once('>')?.1.split_once("</text>")?.0;
+                inner.trim().parse::<f64>().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn log_axes_label_few_enough_ticks_not_to_collide() {
+        // Sizes from 9,000 to 330,000 (the paper's students and teacher): the axis spans
+        // 1,000 to 430,000, where plotters puts a key point at every multiple of each decade.
+        let pts: Vec<TradeOff> = [9_000.0, 30_000.0, 45_000.0, 70_000.0, 330_000.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| TradeOff {
+                name: format!("m{i}"),
+                colour: i,
+                x,
+                y: 2.0 + i as f64 * 0.1,
+                front: i == 0,
+            })
+            .collect();
+        let panel = TradeOffPanel {
+            title: "size",
+            x_desc: "parameters",
+            points: &pts,
+            log_x: true,
+        };
+        let svg = pareto_svg("front", "MAE (mph)", &[panel]).unwrap();
+        let big: Vec<f64> = numeric_labels(&svg)
+            .into_iter()
+            .filter(|&v| v >= 100.0)
+            .collect();
+        assert_eq!(big, [1_000.0, 10_000.0, 100_000.0], "{svg}");
+        // The training loss of the curves chart spans more than a decade: a log y axis (the
+        // MAE panel beside it is linear). Over more than two decades, labelled at its decades
+        // only; over fewer, at 1, 2 and 5 times them.
+        let loss = lines();
+        let mae: Vec<Line> = loss
+            .iter()
+            .map(|l| Line {
+                points: l.points.iter().map(|&(e, y)| (e, 3.0 + y)).collect(),
+                ..l.clone()
+            })
+            .collect();
+        let svg = curves_svg("curves", &loss, &mae).unwrap();
+        assert!(svg.contains("loss (log scale)"));
+        let labels = numeric_labels(&svg);
+        for v in [0.01, 0.1] {
+            assert!(labels.contains(&v), "{v} not in {labels:?}");
+        }
+        for v in [0.02, 0.03, 0.05, 0.2, 0.3, 0.5] {
+            assert!(!labels.contains(&v), "{v} in {labels:?}");
+        }
+        // 1/12 to 1, times 1.25: an axis from 0.1 to 1.5.
+        let loss: Vec<Line> = loss
+            .iter()
+            .map(|l| Line {
+                points: l.points.iter().map(|&(e, y)| (e, 1.25 * y)).collect(),
+                ..l.clone()
+            })
+            .collect();
+        let labels = numeric_labels(&curves_svg("curves", &loss, &mae).unwrap());
+        for v in [0.1, 0.2, 0.5] {
+            assert!(labels.contains(&v), "{v} not in {labels:?}");
+        }
+        for v in [0.3, 0.4, 0.6, 0.7, 0.8, 0.9] {
+            assert!(!labels.contains(&v), "{v} in {labels:?}");
+        }
     }
 
     #[test]

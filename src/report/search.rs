@@ -9,6 +9,7 @@ use crate::data::DatasetName;
 use crate::plan::Plan;
 use crate::report::paper::{dataset_title, kd_hyperparameter};
 use crate::report::plots::{self, TradeOff, TradeOffPanel};
+use crate::report::render::csv_field;
 use crate::schedule::trials::{objective, values_of};
 use crate::search::{Pruner, Space, Value};
 use crate::spec::{RunConfig, Sampler, SearchSpec};
@@ -282,13 +283,13 @@ pub fn search_csv(studies: &[StudyReport]) -> String {
                 let _ = writeln!(
                     s,
                     "{},{},{},{},{},{},{},{},{},{},{},{:.1}",
-                    st.label,
+                    csv_field(&st.label),
                     st.dataset,
                     t.number,
-                    t.hash,
+                    csv_field(&t.hash),
                     t.status,
-                    f,
-                    v,
+                    csv_field(f),
+                    csv_field(v),
                     t.objective.map_or(String::new(), |o| format!("{o:.4}")),
                     t.best_val_mae.map_or(String::new(), |o| format!("{o:.4}")),
                     t.epochs_run,
@@ -364,6 +365,7 @@ pub fn search_svg(st: &StudyReport) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::render::read_csv;
     use crate::search::Pruner;
     use crate::spec::Metric;
 
@@ -433,6 +435,13 @@ mod tests {
         assert!(md.contains("81 % of the time"), "{md}");
         let csv = search_csv(std::slice::from_ref(&st));
         assert_eq!(csv.lines().count(), 5);
+        // Every record has the header's fields, a searched value with a comma included.
+        let mut listed = st.clone();
+        listed.trials[0].values = vec!["[1, 2]".into()];
+        let records = read_csv(&search_csv(&[st.clone(), listed])).unwrap();
+        assert_eq!(records.len(), 9);
+        assert!(records.iter().all(|r| r.len() == records[0].len()));
+        assert_eq!(records[5][6], "[1, 2]");
         assert!(
             csv.contains("student-stcd,pemsd7,2,h2,pruned,alpha1,0.2,,9.0000,4,10,40.0"),
             "{csv}"
