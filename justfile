@@ -5,7 +5,11 @@
 sweep file *args:
     cargo run --release -- sweep {{file}} {{args}}
 
-# The plan of an experiment file without running it.
+# The whole paper (every table, seeds 1-3 where a claim is judged); runs only what the records lack.
+paper *args:
+    cargo run --release -- sweep experiments/paper.yaml {{args}}
+
+# The plan of an experiment file without running it (with the machine time left, estimated).
 plan file:
     cargo run --release -- sweep {{file}} --dry-run
 

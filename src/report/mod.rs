@@ -19,6 +19,7 @@
 pub mod against;
 pub mod collect;
 pub mod diff;
+pub mod estimate;
 pub mod figures;
 pub mod paper;
 pub mod pareto;

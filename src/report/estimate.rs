@@ -1,0 +1,246 @@
+//! Machine time of an experiment: what its finished runs took (their recorded training time) and
+//! what the runs still to do will take, estimated from finished runs of the same kind. Shown by
+//! `stkd sweep FILE --dry-run`; the per-kind breakdown is what BENCHMARKS.md quotes.
+//!
+//! A run's kind is its data set, network, loss, batch size, minibatches per epoch and pruning
+//! schedule. A run still to do is estimated by the mean recorded time of finished runs of its
+//! kind and length (epochs); failing that, of its kind at another length, scaled by epochs (not
+//! for pruning runs, whose length is their schedule); failing that, it has no estimate and is
+//! counted as such. Times are as recorded: a run that shared the machine with another took
+//! longer than it would alone.
+
+use std::collections::BTreeMap;
+
+use std::path::Path;
+
+use crate::plan::Plan;
+use crate::report::against::ResultSet;
+use crate::report::collect::{ReportData, RunEntry};
+use crate::report::ReportError;
+use crate::spec::Experiment;
+use crate::store::Store;
+
+/// Recorded and estimated machine time of an experiment's runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Estimate {
+    /// Finished runs and the sum of their recorded training time (s).
+    pub done: (usize, f64),
+    /// Runs still to do with an estimate, and the estimated sum (s).
+    pub left: (usize, f64),
+    /// Runs still to do without one (no finished run of their kind), by display name.
+    pub unknown: Vec<String>,
+    /// Per kind (e.g. `pemsd7 student stcd batch 50`): finished runs and their seconds, runs
+    /// left and their estimated seconds.
+    pub by_kind: BTreeMap<String, KindTime>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KindTime {
+    pub done: usize,
+    pub done_s: f64,
+    pub left: usize,
+    pub left_s: f64,
+}
+
+/// The kind of a run, without its length.
+fn kind(r: &RunEntry) -> String {
+    let c = &r.config;
+    let t = &c.train;
+    let model = c
+        .preset
+        .map(|p| format!("{p:?}").to_lowercase())
+        .unwrap_or_else(|| format!("{:?}", c.model.channels));
+    let mut k = format!(
+        "{} {model} {} batch {}",
+        c.dataset,
+        c.loss.kind,
+        t.batch_size
+    );
+    if let Some(m) = t.max_steps_per_epoch {
+        k.push_str(&format!(" ({m} minibatches an epoch)"));
+    }
+    if let Some(p) = &c.prune {
+        k.push_str(&format!(
+            " pruned {} {}% ({} fine-tuning epochs)",
+            format!("{:?}", p.method).to_lowercase(),
+            p.target_pct,
+            p.finetune_epochs
+        ));
+    }
+    k
+}
+
+/// The machine time of `plan`'s runs: finished ones from the store at `store` and the records
+/// beside it (what a fresh clone has), the rest estimated.
+pub fn of_plan(exp: &Experiment, plan: &Plan, store: &Path) -> Result<Estimate, ReportError> {
+    let mut known = match Store::open_read_only(store)? {
+        Some(st) => ResultSet::from_store(&st)?,
+        None => ResultSet::default(),
+    };
+    let records = crate::archive::beside(store, crate::archive::RECORDS);
+    if records.is_dir() {
+        known.extend_missing(ResultSet::from_records(&records)?);
+    }
+    let (data, _) = known.join(plan, &exp.name, "", "");
+    Ok(estimate(&data))
+}
+
+/// Estimate the machine time of `data`'s runs (see the module docs).
+pub fn estimate(data: &ReportData) -> Estimate {
+    // Recorded seconds per (kind, epochs).
+    let mut seen: BTreeMap<(String, usize), Vec<f64>> = BTreeMap::new();
+    let mut e = Estimate::default();
+    for r in &data.runs {
+        if let Some(res) = r.done() {
+            seen.entry((kind(r), r.config.train.epochs))
+                .or_default()
+                .push(res.train_seconds);
+            e.done.0 += 1;
+            e.done.1 += res.train_seconds;
+            let k = e.by_kind.entry(kind(r)).or_default();
+            k.done += 1;
+            k.done_s += res.train_seconds;
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    for r in data.runs.iter().filter(|r| r.done().is_none()) {
+        let k = kind(r);
+        let epochs = r.config.train.epochs;
+        let exact = seen.get(&(k.clone(), epochs)).map(|v| mean(v));
+        let scaled = || {
+            if r.config.prune.is_some() {
+                return None;
+            }
+            seen.iter()
+                .find(|((kk, _), _)| *kk == k)
+                .map(|((_, ep), v)| mean(v) * epochs as f64 / (*ep).max(1) as f64)
+        };
+        match exact.or_else(scaled) {
+            Some(s) => {
+                e.left.0 += 1;
+                e.left.1 += s;
+                let kt = e.by_kind.entry(k).or_default();
+                kt.left += 1;
+                kt.left_s += s;
+            }
+            None => e.unknown.push(format!(
+                "{} {}{}",
+                r.label,
+                r.config.dataset,
+                if r.variant.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", r.variant)
+                }
+            )),
+        }
+    }
+    e
+}
+
+/// `12.3 h` / `45 min` / `30 s`.
+pub fn duration(seconds: f64) -> String {
+    if seconds >= 5400.0 {
+        format!("{:.1} h", seconds / 3600.0)
+    } else if seconds >= 90.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{seconds:.0} s")
+    }
+}
+
+impl Estimate {
+    /// The lines `sweep --dry-run` prints.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "machine time: {} finished runs took {} (recorded training time, some of it beside \
+             another run); {} runs left, estimated {}{}",
+            self.done.0,
+            duration(self.done.1),
+            self.left.0 + self.unknown.len(),
+            duration(self.left.1),
+            if self.unknown.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " for {} of them ({} with no finished run of their kind: {})",
+                    self.left.0,
+                    self.unknown.len(),
+                    self.unknown.join(", ")
+                )
+            }
+        )];
+        for (k, t) in &self.by_kind {
+            out.push(format!(
+                "  {k}: {} done in {}{}",
+                t.done,
+                duration(t.done_s),
+                if t.left > 0 {
+                    format!(", {} left ≈ {}", t.left, duration(t.left_s))
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::collect::RunState;
+    use crate::store::RunResult;
+
+    fn data(yaml: &str) -> ReportData {
+        let exp = crate::spec::parse_experiment(yaml, std::path::Path::new("t.yaml")).unwrap();
+        let p = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
+        ReportData {
+            name: "t".into(),
+            description: String::new(),
+            file: "t.yaml".into(),
+            runs: p
+                .jobs
+                .iter()
+                .map(|j| RunEntry::planned(&j.hash, &j.label, &j.variant, j.config.clone(), vec![]))
+                .collect(),
+        }
+    }
+
+    fn finish(d: &mut ReportData, label: &str, seed: u64, seconds: f64) {
+        let r = d
+            .runs
+            .iter_mut()
+            .find(|r| r.label == label && r.seed() == seed)
+            .unwrap();
+        r.state = RunState::Done;
+        r.result = Some(RunResult {
+            train_seconds: seconds,
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn runs_left_are_estimated_from_finished_runs_of_their_kind() {
+        let mut d = data(
+            "name: t\ndatasets: [pemsd7]\ndefaults: {epochs: 10, seeds: [1, 2, 3]}\nruns:\n  \
+             - {label: teacher, model: teacher, seeds: [1]}\n  \
+             - {label: wo, model: student}\n  \
+             - {label: long, model: student, epochs: 20, seeds: [1]}\n  \
+             - {label: stcd, model: student, teacher: teacher, loss: stcd}\n",
+        );
+        finish(&mut d, "teacher", 1, 1000.0);
+        finish(&mut d, "wo", 1, 100.0);
+        finish(&mut d, "wo", 2, 120.0);
+        let e = estimate(&d);
+        assert_eq!(e.done, (3, 1220.0));
+        // wo seed 3: 110 s (mean of its kind); long: 2 × 110 s scaled by epochs; STCD unknown.
+        assert_eq!(e.left.0, 2);
+        assert!((e.left.1 - 330.0).abs() < 1e-9, "{}", e.left.1);
+        assert_eq!(e.unknown.len(), 3);
+        assert!(e.unknown[0].starts_with("stcd pemsd7"));
+        let k = &e.by_kind["pemsd7 student mse batch 50"];
+        assert_eq!((k.done, k.left), (2, 2));
+        assert!(e.lines()[0].contains("3 finished runs took"));
+    }
+}
