@@ -249,6 +249,8 @@ pub fn search_md(s: &mut String, studies: &[StudyReport]) {
             s.push('\n');
         }
         let (trained, saved) = st.machine_time();
+        // `+ 0.0` turns an empty sum's −0 into 0 (printed "0 s", not "-0 s").
+        let (trained, saved) = (trained + 0.0, saved + 0.0);
         let pruned = st
             .trials
             .iter()
