@@ -21,6 +21,8 @@ enum Output {
 #[derive(Default)]
 struct Slot {
     label: String,
+    /// The run's name, as its bar shows it.
+    title: String,
     steps: usize,
     epoch: String,
     bar: Option<ProgressBar>,
@@ -106,6 +108,7 @@ impl Progress {
         };
         self.slots[slot] = Slot {
             label: label.to_string(),
+            title: title.to_string(),
             bar,
             ..Slot::default()
         };
@@ -171,12 +174,26 @@ impl Progress {
                 }
                 Some(folder_wait_text(holder))
             }
+            RunEvent::Resumed { epoch, epochs } => {
+                let note = format!("resumed at epoch {epoch} of {epochs}");
+                if let Some(pb) = &s.bar {
+                    pb.set_prefix(format!("{} ({note})", s.title));
+                }
+                Some(if s.title.is_empty() {
+                    format!("{note} from its checkpoint")
+                } else {
+                    format!("{}: {note} from its checkpoint", s.title)
+                })
+            }
         };
         let Some(text) = line else { return };
         let text = format!("{}{text}", s.label);
         match (&self.out, ev) {
             // On a terminal the bar shows the rest; epoch summaries stay as lines.
-            (Output::Bars(_), RunEvent::EpochEnd { .. } | RunEvent::Testing) => self.println(&text),
+            (
+                Output::Bars(_),
+                RunEvent::EpochEnd { .. } | RunEvent::Testing | RunEvent::Resumed { .. },
+            ) => self.println(&text),
             (Output::Bars(_), _) => {}
             (Output::Lines(_), _) => self.println(&text),
         }
@@ -237,6 +254,13 @@ mod tests {
         );
         p.event(1, &RunEvent::Testing);
         p.event(1, &RunEvent::WaitingForFolder { holder: Some(42) });
+        p.event(
+            1,
+            &RunEvent::Resumed {
+                epoch: 3,
+                epochs: 50,
+            },
+        );
         p.finish(1);
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         let want = "\
@@ -254,6 +278,7 @@ slot 1: step 20/20 loss 0.5000
 slot 1: epoch   1: lr 1.00e-3  train loss 0.25000  val MAE 4.500 mph  (12.3 s)
 slot 1: evaluating the best model on the test split
 slot 1: waiting: the run folder is locked by another worker (process 42)
+slot 1: [cpu] student pemsd7 (ab12): resumed at epoch 3 of 50 from its checkpoint
 ";
         assert_eq!(text, want);
     }

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::DeviceSpec;
 use crate::plan::Plan;
-use crate::store::{ExperimentInfo, NewRun, RunStatus, Store, StoreError};
+use crate::store::{AfterFault, ExperimentInfo, NewRun, RunStatus, Store, StoreError};
 
 /// How often a running run's worker refreshes its heartbeat.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
@@ -69,6 +69,9 @@ pub struct SweepOptions {
     /// On an interruption, leave cluster jobs running (their runs back to pending: a later
     /// sweep re-attaches to them) instead of cancelling them.
     pub detach: bool,
+    /// Infrastructure faults of a run retried from its checkpoint before it fails
+    /// ([`Store::fault`]).
+    pub retries: u32,
 }
 
 /// A progress message a run prints on its stdout, one JSON object per line.
@@ -99,6 +102,12 @@ pub enum RunEvent {
     /// not stopped yet); the run waits for it.
     WaitingForFolder {
         holder: Option<u32>,
+    },
+    /// The run continues from its checkpoint after `epoch` of its `epochs` epochs (an earlier
+    /// attempt was interrupted).
+    Resumed {
+        epoch: usize,
+        epochs: usize,
     },
 }
 
@@ -180,6 +189,49 @@ pub struct RunExit {
     pub signal: Option<i32>,
     /// What the executor knows besides (a cluster job's final state).
     pub detail: Option<String>,
+    /// Whether something outside the run ended it (its process killed by a signal it did not
+    /// raise itself, its cluster node failed, its job preempted): an infrastructure fault,
+    /// retried from the run's checkpoint. A run that ended by itself (an error it raised, a
+    /// crash of its own) is not retried.
+    pub infrastructure: bool,
+}
+
+/// Signals a process raises through its own doing (a crash: bad memory access, abort, illegal
+/// instruction, arithmetic trap): retrying would crash again. Any other signal came from
+/// outside (the OOM killer's or a person's SIGKILL, a SIGTERM).
+const CRASH_SIGNALS: [i32; 7] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGABRT,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+];
+
+/// `SIGKILL` and the like, for messages.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
 }
 
 impl RunExit {
@@ -192,6 +244,7 @@ impl RunExit {
             code: status.code(),
             signal,
             detail: None,
+            infrastructure: signal.is_some_and(|s| !CRASH_SIGNALS.contains(&s)),
         }
     }
 }
@@ -203,7 +256,10 @@ impl std::fmt::Display for RunExit {
         }
         match (self.code, self.signal) {
             (Some(c), _) => write!(f, "exited with code {c}"),
-            (None, Some(s)) => write!(f, "was killed by signal {s}"),
+            (None, Some(s)) => match signal_name(s) {
+                Some(name) => write!(f, "was killed by signal {s} ({name})"),
+                None => write!(f, "was killed by signal {s}"),
+            },
             (None, None) => f.write_str("ended without an exit code"),
         }
     }
@@ -263,6 +319,9 @@ pub struct LocalExecutor {
     pub data_dir: PathBuf,
     /// Threads for each CPU run when several share the CPU (`RAYON_NUM_THREADS`).
     pub cpu_threads: Option<usize>,
+    /// Fail a run worse than predicting the training mean (`run-one` without
+    /// `--no-mean-check`; see [`worker::Assignment::mean_check`]).
+    pub mean_check: bool,
 }
 
 /// A `stkd run-one` child process: its events read from its stdout, the last lines of its
@@ -313,6 +372,7 @@ impl Executor for LocalExecutor {
             .arg(device.to_string())
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .args((!self.mean_check).then_some("--no-mean-check"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -486,12 +546,13 @@ pub fn run_sweep(
         .collect();
     let (tx, rx) = mpsc::channel::<(usize, RunEvent)>();
     let mut ran_now = 0;
+    store.set_retries(opts.retries);
     let mut last_wait_note = Instant::now() - Duration::from_secs(60);
     let mut last_beat = Instant::now();
     loop {
         let interrupted = interrupt.load(Ordering::SeqCst);
         if !interrupted {
-            ran_now += fill_slots(
+            fill_slots(
                 &mut slots,
                 &mut store,
                 plan,
@@ -510,7 +571,7 @@ pub fn run_sweep(
             beat_for_jobs(&slots, &store);
             last_beat = Instant::now();
         }
-        reap(
+        ran_now += reap(
             &mut slots,
             &mut store,
             interrupted,
@@ -639,7 +700,9 @@ fn fill_slots(
     Ok(started)
 }
 
-/// Settles every slot whose run has ended (killing them all first when `interrupted`).
+/// Settles every slot whose run has ended (killing them all first when `interrupted`); returns
+/// how many of them this sweep executed to their end (done, failed or pruned here: not runs
+/// interrupted, retried after a fault, or taken over by another worker).
 fn reap(
     slots: &mut [Slot],
     store: &mut Store,
@@ -647,7 +710,8 @@ fn reap(
     detach: bool,
     interrupt: &AtomicBool,
     on_event: &mut dyn FnMut(SweepEvent),
-) -> Result<(), ScheduleError> {
+) -> Result<usize, ScheduleError> {
+    let mut ended_here = 0;
     for (i, slot) in slots.iter_mut().enumerate() {
         let Some(active) = slot.active.as_mut() else {
             continue;
@@ -674,16 +738,17 @@ fn reap(
         };
         let mut active = slot.active.take().expect("active");
         let interrupted = interrupted || interrupted_too(&status, interrupt);
-        let (final_status, detail) = settle(store, &mut active, status, interrupted)?;
+        let settled = settle(store, &mut active, status, interrupted)?;
+        ended_here += usize::from(settled.ended_here);
         on_event(SweepEvent::Finished {
             slot: i,
             name: &active.name,
             hash: &active.hash,
-            status: final_status,
-            detail: detail.as_deref(),
+            status: settled.status,
+            detail: settled.detail.as_deref(),
         });
     }
-    Ok(())
+    Ok(ended_here)
 }
 
 /// Refreshes the claims of the runs in flight that do not beat for themselves (cluster jobs):
@@ -793,13 +858,41 @@ fn interrupted_too(status: &RunExit, interrupt: &AtomicBool) -> bool {
     interrupt.load(Ordering::SeqCst)
 }
 
-/// Decide what a child's exit means for its run.
+/// What a run's end meant (see [`settle`]).
+struct Settled {
+    /// The run's status now.
+    status: RunStatus,
+    /// Why, when it did not end done.
+    detail: Option<String>,
+    /// Whether this attempt took the run to its end (done, failed or pruned), which makes it
+    /// one execution of this sweep.
+    ended_here: bool,
+}
+
+impl Settled {
+    fn new(status: RunStatus, detail: Option<String>) -> Self {
+        let ended_here = matches!(
+            status,
+            RunStatus::Done | RunStatus::Failed | RunStatus::Pruned
+        );
+        Settled {
+            status,
+            detail,
+            ended_here,
+        }
+    }
+}
+
+/// Decide what a child's exit means for its run: its own outcome (done, pruned, or failed by
+/// an error of its own: not retried), an interruption (back to pending), or an infrastructure
+/// fault (killed from outside, its node lost: back to pending to resume from its checkpoint,
+/// failed past the limit of retries).
 fn settle(
     store: &mut Store,
     active: &mut Active,
     status: RunExit,
     interrupted: bool,
-) -> Result<(RunStatus, Option<String>), StoreError> {
+) -> Result<Settled, StoreError> {
     let row = store.run(&active.hash)?;
     let still_ours = row.as_ref().is_some_and(|r| {
         r.status == RunStatus::Running && r.claimed_by.as_deref() == Some(active.worker.as_str())
@@ -808,50 +901,68 @@ fn settle(
         // The child recorded its own outcome (done, or failed with its error), or its claim was
         // taken over and it stopped.
         let r = row.expect("registered run");
-        if r.status == RunStatus::Running {
-            let by = r.claimed_by.as_deref().unwrap_or("another worker");
-            return Ok((
-                r.status,
-                Some(format!(
+        let by = r.claimed_by.as_deref().unwrap_or("another worker");
+        if r.status == RunStatus::Running || by != active.worker {
+            let now = match r.status {
+                RunStatus::Running => String::new(),
+                s => format!("; the run is {s} now"),
+            };
+            return Ok(Settled {
+                status: r.status,
+                detail: Some(format!(
                     "claim taken over by worker {by} (this worker's heartbeat was over the \
-                     stale limit); this attempt stopped without writing results"
+                     stale limit); this attempt stopped without writing results{now}"
                 )),
-            ));
+                ended_here: false,
+            });
         }
-        return Ok((r.status, r.error));
+        return Ok(Settled::new(r.status, r.error));
     }
     match active.handle.ingest() {
         Some(Ingested::Done(report)) => {
             let rel = format!("{}/{}", crate::archive::RUNS, active.hash);
             store.finish(&active.hash, &active.worker, &report.to_store_result(&rel))?;
-            return Ok((RunStatus::Done, None));
+            return Ok(Settled::new(RunStatus::Done, None));
         }
         Some(Ingested::Pruned(epochs)) => {
             let why = format!("stopped by the search's pruner after epoch {epochs}");
-            return Ok((RunStatus::Pruned, Some(why)));
+            return Ok(Settled::new(RunStatus::Pruned, Some(why)));
         }
-        Some(Ingested::Failed(msg)) if !interrupted => {
+        // An error the run reported is its own, unless its node failed under it.
+        Some(Ingested::Failed(msg)) if !interrupted && !status.infrastructure => {
             store.fail(&active.hash, &active.worker, &msg)?;
-            return Ok((RunStatus::Failed, Some(msg)));
+            return Ok(Settled::new(RunStatus::Failed, Some(msg)));
         }
         _ => {}
     }
     if interrupted {
         store.release(&active.hash, &active.worker)?;
-        return Ok((
+        return Ok(Settled::new(
             RunStatus::Pending,
             Some("interrupted; will run again".into()),
         ));
     }
-    let tail = active.handle.output_tail().join("\n");
     let why = format!("run process {status}");
+    if status.infrastructure {
+        return Ok(match store.fault(&active.hash, &active.worker, &why)? {
+            AfterFault::Retried { fault, limit } => Settled::new(
+                RunStatus::Pending,
+                Some(format!(
+                    "{why}: infrastructure fault {fault} of the {limit} retried; it resumes \
+                     from its checkpoint"
+                )),
+            ),
+            AfterFault::Failed { error } => Settled::new(RunStatus::Failed, Some(error)),
+        });
+    }
+    let tail = active.handle.output_tail().join("\n");
     let msg = if tail.is_empty() {
         why
     } else {
         format!("{why}; last output:\n{tail}")
     };
     store.fail(&active.hash, &active.worker, &msg)?;
-    Ok((RunStatus::Failed, Some(msg)))
+    Ok(Settled::new(RunStatus::Failed, Some(msg)))
 }
 
 /// Keeps a worker's claim alive: a heartbeat every `interval` on its own store connection,
@@ -1109,6 +1220,112 @@ mod tests {
             row.claimed_by.as_deref(),
             Some("w2"),
             "w1 wrote nothing more"
+        );
+    }
+
+    /// A run that has ended as `exit` says, with `ingest` in its folder.
+    struct Ended {
+        exit: RunExit,
+        ingest: Option<Ingested>,
+    }
+
+    impl RunHandle for Ended {
+        fn poll(&mut self) -> std::io::Result<Option<RunExit>> {
+            Ok(Some(self.exit.clone()))
+        }
+        fn kill(&mut self) {}
+        fn output_tail(&self) -> Vec<String> {
+            vec!["its last words".into()]
+        }
+        fn beats_for_itself(&self) -> bool {
+            false
+        }
+        fn ingest(&mut self) -> Option<Ingested> {
+            self.ingest.take()
+        }
+    }
+
+    #[test]
+    fn infrastructure_faults_are_retried_and_a_runs_own_failures_are_not() {
+        let dir = TempDir::new("faults");
+        let path = one_run_store(&dir.0);
+        let mut store = Store::open(&path).unwrap();
+        store.set_retries(1);
+        fn end(
+            store: &mut Store,
+            exit: RunExit,
+            ingest: Option<Ingested>,
+        ) -> (RunStatus, String, bool) {
+            assert!(store.claim("h", "w", "cpu", 60.0).unwrap());
+            let mut active = Active {
+                hash: "h".into(),
+                name: "h".into(),
+                worker: "w".into(),
+                handle: Box::new(Ended {
+                    exit: exit.clone(),
+                    ingest,
+                }),
+            };
+            let s = settle(store, &mut active, exit, false).unwrap();
+            (s.status, s.detail.unwrap_or_default(), s.ended_here)
+        }
+        let own_error = || Some(Ingested::Failed("Slurm job 7: training diverged".into()));
+        // A Slurm node failure: back to pending (its job's last words do not matter).
+        let (status, detail, ended) =
+            end(&mut store, slurm::job_exit("7", "NODE_FAIL"), own_error());
+        assert_eq!((status, ended), (RunStatus::Pending, false), "{detail}");
+        assert_eq!(
+            detail,
+            "run process Slurm job 7 ended NODE_FAIL: infrastructure fault 1 of the 1 \
+             retried; it resumes from its checkpoint"
+        );
+        // The run's own error, a cancellation, a time limit, a crash of its own: failed.
+        let (status, detail, ended) = end(&mut store, slurm::job_exit("8", "FAILED"), own_error());
+        assert_eq!((status, ended), (RunStatus::Failed, true));
+        assert_eq!(detail, "Slurm job 7: training diverged");
+        for (exit, why) in [
+            (
+                slurm::job_exit("9", "CANCELLED"),
+                "Slurm job 9 ended CANCELLED",
+            ),
+            (slurm::job_exit("9", "TIMEOUT"), "Slurm job 9 ended TIMEOUT"),
+            (
+                RunExit {
+                    code: None,
+                    signal: Some(libc::SIGSEGV),
+                    detail: None,
+                    infrastructure: false,
+                },
+                "was killed by signal 11 (SIGSEGV)",
+            ),
+        ] {
+            store.retry_failed(None).unwrap();
+            let (status, detail, _) = end(&mut store, exit, None);
+            assert_eq!(status, RunStatus::Failed, "{detail}");
+            assert!(
+                detail.contains(why) && detail.contains("its last words"),
+                "{detail}"
+            );
+        }
+        assert_eq!(store.faults("h").unwrap().len(), 0, "cleared by the retry");
+        // Preempted twice with a limit of 1: failed with both causes.
+        store.retry_failed(None).unwrap();
+        let (status, _, _) = end(&mut store, slurm::job_exit("10", "PREEMPTED"), None);
+        assert_eq!(status, RunStatus::Pending);
+        let (status, detail, ended) = end(&mut store, slurm::job_exit("11", "PREEMPTED"), None);
+        assert_eq!((status, ended), (RunStatus::Failed, true));
+        assert!(
+            detail.starts_with("gave up after 2 infrastructure faults (1 retry allowed")
+                && detail.contains("attempt 6: run process Slurm job 10 ended PREEMPTED; attempt 7: run process Slurm job 11 ended PREEMPTED"),
+            "{detail}"
+        );
+        // A local run process killed from outside is a fault; by its own crash, not.
+        let of = |signal| RunExit::of(std::os::unix::process::ExitStatusExt::from_raw(signal));
+        assert!(of(libc::SIGKILL).infrastructure && of(libc::SIGTERM).infrastructure);
+        assert!(!of(libc::SIGSEGV).infrastructure && !of(libc::SIGABRT).infrastructure);
+        assert_eq!(
+            of(libc::SIGKILL).to_string(),
+            "was killed by signal 9 (SIGKILL)"
         );
     }
 

@@ -106,6 +106,10 @@ pub(crate) fn data_info(dataset: DatasetName, args: &DataArgs, json: bool) -> Re
             value: format!("{:.4} / {:.4}", info.train_mean, info.train_std),
         },
         Row {
+            field: "val MAE of predicting the train mean (mph)",
+            value: format!("{:.4}", info.val_mae_of_train_mean),
+        },
+        Row {
             field: "windows (train/val/test)",
             value: format!(
                 "{} / {} / {}",

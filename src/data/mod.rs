@@ -276,6 +276,11 @@ pub struct DataInfo {
     pub isolated: usize,
     pub train_mean: f64,
     pub train_std: f64,
+    /// The validation MAE (mph, mean over the predicted steps) of the trivial predictor that
+    /// predicts `train_mean` everywhere ([`Dataset::mean_predictor_mae`]): a run whose best
+    /// validation MAE is worse has learnt nothing.
+    #[serde(default)]
+    pub val_mae_of_train_mean: f64,
     pub windows: WindowCounts,
     pub notes: Vec<String>,
     pub checksum: String,
@@ -533,6 +538,26 @@ impl Dataset {
         }
     }
 
+    /// The MAE (mph) of predicting the training split's mean speed ([`Dataset::mean`]) for
+    /// every predicted step of every window of `split`, mean over the steps as a run's
+    /// validation MAE is: the baseline any trained network must beat. `NaN` for a split without
+    /// windows.
+    pub fn mean_predictor_mae(&self, split: Split) -> f64 {
+        let n = self.nodes;
+        let per_day = self.windows_per_day();
+        let (first_day, days) = self.split_range(split);
+        let mut sum = 0.0;
+        for w in 0..days * per_day {
+            let t0 = (first_day + w / per_day) * self.steps_per_day + w % per_day + self.n_his;
+            let targets = &self.speeds[t0 * n..(t0 + self.n_pred) * n];
+            sum += targets
+                .iter()
+                .map(|&v| (v as f64 - self.mean).abs())
+                .sum::<f64>();
+        }
+        sum / (days * per_day * self.n_pred * n) as f64
+    }
+
     /// Summary for logs and the run store.
     pub fn info(&self) -> DataInfo {
         DataInfo {
@@ -546,6 +571,7 @@ impl Dataset {
             isolated: self.isolated,
             train_mean: self.mean,
             train_std: self.std,
+            val_mae_of_train_mean: self.mean_predictor_mae(Split::Val),
             windows: WindowCounts {
                 train: self.windows(Split::Train),
                 val: self.windows(Split::Val),

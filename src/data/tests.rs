@@ -295,6 +295,20 @@ fn windows_stay_inside_days_and_batches_match_indexing() {
     );
     let json = serde_json::to_string(&info).unwrap();
     assert!(json.contains("\"train_mean\""), "{json}");
+    // The trivial predictor's validation MAE, by hand: |speed − training mean| over every
+    // predicted step of every validation window.
+    let (mut sum, mut count) = (0.0, 0usize);
+    ds.batch(Split::Val, &(0..10).collect::<Vec<_>>(), &mut x, &mut y);
+    for z in &y {
+        sum += (*z as f64 * ds.std).abs();
+        count += 1;
+    }
+    let want = sum / count as f64;
+    assert!(
+        (info.val_mae_of_train_mean - want).abs() < 1e-4 * want,
+        "{info:?} {want}"
+    );
+    assert!(info.val_mae_of_train_mean > 0.0);
 }
 
 #[test]

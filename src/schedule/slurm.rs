@@ -10,9 +10,12 @@
 //! run, a failed dependency skips its dependants at once (Slurm would leave them pending unless
 //! `kill_invalid_depend` is set), and a run finished in an earlier sweep needs no job at all.
 //!
-//! Faults: a job that fails, is cancelled, times out or loses its node ends with Slurm's state,
-//! recorded as the run's error (`--retry-failed` submits it again; it resumes from its last
-//! epoch checkpoint). A requeued job (preemption, `scontrol requeue`) is still in flight: it
+//! Faults: a job whose node failed (`NODE_FAIL`, `BOOT_FAIL`) or that was preempted without a
+//! requeue (`PREEMPTED`) met an infrastructure fault: the run goes back to pending and a new job
+//! resumes it from its last epoch checkpoint, up to the sweep's limit of retries (then it fails
+//! with every cause listed). A job that fails by the run's own error (its `failed.json`), is
+//! cancelled or times out ends with Slurm's state recorded as the run's error, not retried
+//! (`--retry-failed` submits it again; it resumes from its last epoch checkpoint). A requeued job (preemption, `scontrol requeue`) is still in flight: it
 //! starts again and resumes from its checkpoint. Ctrl-C on the sweep cancels its jobs. A sweep
 //! that died while its jobs ran re-attaches to a job still queued or running when it (or
 //! another sweep) claims the run again, instead of submitting a second one.
@@ -60,7 +63,12 @@ pub struct SlurmExecutor {
     pub store: PathBuf,
     pub data_dir: PathBuf,
     pub options: SlurmOptions,
+    /// Fail a run worse than predicting the training mean ([`JobSpec::mean_check`]).
+    pub mean_check: bool,
 }
+
+/// Slurm's final states of a job that something outside the run ended: retried.
+const INFRASTRUCTURE_FAULTS: &[&str] = &["NODE_FAIL", "BOOT_FAIL", "PREEMPTED"];
 
 /// Slurm's states of a job that is not over.
 const IN_FLIGHT: &[&str] = &[
@@ -142,6 +150,7 @@ impl Executor for SlurmExecutor {
             config,
             data_dir: absolute(&self.data_dir),
             judged: pruner.is_some(),
+            mean_check: self.mean_check,
         };
         let json = serde_json::to_string_pretty(&spec).expect("job spec serialises");
         write_atomic(&run_dir.join(JOB_SPEC), &json)?;
@@ -188,6 +197,17 @@ impl Executor for SlurmExecutor {
 
     fn describe(&self) -> String {
         format!("sbatch (stkd at {})", self.exe.display())
+    }
+}
+
+/// How job `job`, over in Slurm's `state`, ended: `COMPLETED` is success; a node failure or a
+/// preemption is an infrastructure fault (retried); any other state is the run's end.
+pub(super) fn job_exit(job: &str, state: &str) -> RunExit {
+    RunExit {
+        code: (state == "COMPLETED").then_some(0),
+        signal: None,
+        detail: Some(format!("Slurm job {job} ended {state}")),
+        infrastructure: INFRASTRUCTURE_FAULTS.contains(&state),
     }
 }
 
@@ -326,12 +346,7 @@ impl RunHandle for SlurmRun {
             None => "ENDED".to_string(),
         };
         self.forward();
-        let ok = state == "COMPLETED";
-        Ok(Some(RunExit {
-            code: ok.then_some(0),
-            signal: None,
-            detail: Some(format!("Slurm job {} ended {state}", self.job)),
-        }))
+        Ok(Some(job_exit(&self.job, &state)))
     }
 
     fn kill(&mut self) {
@@ -362,6 +377,17 @@ impl RunHandle for SlurmRun {
     }
 
     fn ingest(&mut self) -> Option<Ingested> {
+        // The job's error, written after its outcome when the run failed the rule that it
+        // beat predicting the mean (no earlier attempt's error is left: removed on submission).
+        if let Ok(failure) = std::fs::read(self.run_dir.join(FAILURE)) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&failure) {
+                return Some(Ingested::Failed(format!(
+                    "Slurm job {}: {}",
+                    self.job,
+                    v["error"].as_str().unwrap_or("failed")
+                )));
+            }
+        }
         // A trial that finished before its cancellation took effect is done, not pruned.
         let outcome = self.run_dir.join(crate::exec::OUTCOME_FILE);
         if let Ok(text) = std::fs::read(&outcome) {
@@ -377,12 +403,6 @@ impl RunHandle for SlurmRun {
                 }
             }
         }
-        let failure = std::fs::read(self.run_dir.join(FAILURE)).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&failure).ok()?;
-        Some(Ingested::Failed(format!(
-            "Slurm job {}: {}",
-            self.job,
-            v["error"].as_str().unwrap_or("failed")
-        )))
+        None
     }
 }

@@ -26,6 +26,9 @@ pub struct Assignment {
     pub worker: String,
     pub device: DeviceSpec,
     pub data_dir: PathBuf,
+    /// Fail the run when its best validation MAE is worse than predicting the training mean
+    /// everywhere ([`check_beats_mean`]); off for deliberate experiments.
+    pub mean_check: bool,
 }
 
 /// Why a worker could not execute its run (the run is recorded as failed when it got as far as
@@ -56,6 +59,75 @@ pub enum WorkerError {
     /// `pruned` with its curve.
     #[error("trial stopped by the search's pruner after epoch {epoch}")]
     Pruned { epoch: usize },
+    #[error(
+        "worse than predicting the mean: best validation MAE {val_mae:.3} mph, against \
+         {mean_mae:.3} mph for the training split's mean speed ({mean:.2} mph) predicted \
+         everywhere on the validation split; `mean_check: false` in the experiment file (or \
+         `stkd sweep --no-mean-check`) keeps such a run for a deliberate experiment"
+    )]
+    WorseThanMean {
+        val_mae: f64,
+        mean_mae: f64,
+        mean: f64,
+    },
+}
+
+/// The result sanity rule: a run whose best validation MAE is worse than the trivial
+/// predictor's on the same split (the training split's mean speed predicted everywhere,
+/// [`Dataset::mean_predictor_mae`]) has learnt nothing and fails, with both numbers.
+pub fn check_beats_mean(report: &RunReport, data: &Dataset) -> Result<(), WorkerError> {
+    let val_mae = report.outcome.val.mean_mae();
+    let mean_mae = data.mean_predictor_mae(crate::data::Split::Val);
+    if val_mae > mean_mae {
+        return Err(WorkerError::WorseThanMean {
+            val_mae,
+            mean_mae,
+            mean: data.mean,
+        });
+    }
+    Ok(())
+}
+
+/// Notes, from a run's first event, that it continues an interrupted attempt from its
+/// checkpoint: [`RunEvent::Resumed`] before the event (an epoch after the first, or testing
+/// with no epoch left).
+struct ResumeNote {
+    seen: bool,
+    /// The run's epochs when known without running it (not for a pruning run, whose schedule
+    /// sets them).
+    epochs: Option<usize>,
+}
+
+impl ResumeNote {
+    fn of(cfg: &RunConfig) -> Self {
+        ResumeNote {
+            seen: false,
+            epochs: cfg.prune.is_none().then_some(cfg.train.epochs),
+        }
+    }
+
+    fn note(&mut self, e: &Event) -> Option<RunEvent> {
+        if self.seen {
+            return None;
+        }
+        match *e {
+            Event::EpochStart { epoch, epochs, .. } => {
+                self.seen = true;
+                (epoch > 1).then_some(RunEvent::Resumed {
+                    epoch: epoch - 1,
+                    epochs,
+                })
+            }
+            Event::Testing => {
+                self.seen = true;
+                self.epochs.map(|epochs| RunEvent::Resumed {
+                    epoch: epochs,
+                    epochs,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The pruner of the search a run is a trial of, judging each epoch against the other trials'
@@ -217,7 +289,11 @@ pub fn run_claimed(
             base_dir: cfg.base.as_ref().map(|b| runs_dir.join(b)),
             data_dir: a.data_dir.clone(),
         };
+        let mut resumed = ResumeNote::of(&cfg);
         let mut on_event = |e: Event| {
+            if let Some(note) = resumed.note(&e) {
+                emit(note);
+            }
             if let (Event::EpochEnd { curve, stop, .. }, Some(p)) = (&e, pruner.as_mut()) {
                 let rows: Vec<EpochRow> = curve.iter().map(epoch_row).collect();
                 match p.judge(&rows) {
@@ -230,7 +306,12 @@ pub fn run_claimed(
             emit(RunEvent::from(e))
         };
         let report = execute(&cfg, &data, &paths, &mut on_event)?;
+        // The outcome is kept in the folder either way: a run failed by the rule below is done
+        // at once when re-queued with the rule off.
         exec::write_report(&report, &paths.run_dir)?;
+        if a.mean_check {
+            check_beats_mean(&report, &data)?;
+        }
         Ok(report)
     })();
     drop(heartbeat);
@@ -282,6 +363,13 @@ pub struct JobSpec {
     /// [`Verdict`] (the sweep holds the other trials' curves).
     #[serde(default)]
     pub judged: bool,
+    /// Fail the run when it is worse than predicting the training mean ([`check_beats_mean`]).
+    #[serde(default = "yes")]
+    pub mean_check: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The sweep's verdict on a detached trial's latest epoch, in [`VERDICT`].
@@ -410,7 +498,11 @@ pub fn run_detached(
             data_dir: spec.data_dir.clone(),
         };
         let mut patience = VERDICT_WAIT;
+        let mut resumed = ResumeNote::of(&spec.config);
         let mut on_event = |e: Event| {
+            if let Some(note) = resumed.note(&e) {
+                emit(note);
+            }
             let judged = match &e {
                 Event::EpochEnd { record, stop, .. } if spec.judged => Some((record.epoch, *stop)),
                 _ => None,
@@ -425,6 +517,9 @@ pub fn run_detached(
         };
         let report = execute(&spec.config, &data, &paths, &mut on_event)?;
         exec::write_report(&report, run_dir)?;
+        if spec.mean_check {
+            check_beats_mean(&report, &data)?;
+        }
         Ok(report)
     })();
     drop(beat);

@@ -14,6 +14,7 @@
 //!   account: traffic
 //!   qos: normal
 //!   sbatch_args: ["--constraint=a100"]
+//!   retries: 2               # infrastructure faults of a run retried from its checkpoint
 //! ```
 //!
 //! Where a run executes does not change what it computes: the block is in no run's hash.
@@ -65,6 +66,10 @@ pub struct ExecutorSpec {
     pub kind: Option<ExecutorKind>,
     pub max_jobs: Option<usize>,
     pub slurm: SlurmOptions,
+    /// Infrastructure faults of a run (its process killed by a signal, its heartbeat lost, its
+    /// node failed) retried from its checkpoint before it fails (`--retries`; default
+    /// [`crate::store::DEFAULT_RETRIES`]).
+    pub retries: Option<u32>,
 }
 
 impl ExecutorSpec {
@@ -76,6 +81,7 @@ impl ExecutorSpec {
         ExecutorSpec {
             kind: over.kind.or(self.kind),
             max_jobs: over.max_jobs.or(self.max_jobs),
+            retries: over.retries.or(self.retries),
             slurm: SlurmOptions {
                 partition: pick(&a.partition, &b.partition),
                 time: pick(&a.time, &b.time),
@@ -101,6 +107,7 @@ pub(super) const EXECUTOR_KEYS: &[&str] = &[
     "account",
     "qos",
     "sbatch_args",
+    "retries",
 ];
 
 /// Whether `s` is a time limit in one of Slurm's forms: `minutes`, `minutes:seconds`,
@@ -186,6 +193,14 @@ pub(super) fn parse_executor(node: &Node, cx: &mut Ctx) -> ExecutorSpec {
                     v.line,
                     &p,
                     format!("expected a whole number ≥ 1, got {}", v.shown()),
+                ),
+            },
+            "retries" => match v.as_i64() {
+                Some(n) if (0..=u32::MAX as i64).contains(&n) => spec.retries = Some(n as u32),
+                _ => cx.err(
+                    v.line,
+                    &p,
+                    format!("expected a whole number ≥ 0, got {}", v.shown()),
                 ),
             },
             "time" => {

@@ -229,6 +229,9 @@ pub struct Experiment {
     pub studies: Vec<Study>,
     /// The `executor:` block (empty without one): where a sweep runs the runs by default.
     pub executor: ExecutorSpec,
+    /// `mean_check` (default true): a run whose best validation MAE is worse than predicting
+    /// the training mean everywhere fails. Off for deliberate experiments; in no run's hash.
+    pub mean_check: bool,
 }
 
 /// One problem in an experiment file.
@@ -368,6 +371,20 @@ pub fn parse_experiment(text: &str, file: &Path) -> Result<Experiment, SpecError
         .get("executor")
         .map(|n| parse_executor(n, &mut cx))
         .unwrap_or_default();
+    let mean_check = match root.get("mean_check") {
+        None => true,
+        Some(n) => match n.as_scalar() {
+            Some(Scalar::Bool(b)) => *b,
+            _ => {
+                cx.err(
+                    n.line,
+                    "mean_check",
+                    format!("expected true or false, got {}", n.shown()),
+                );
+                true
+            }
+        },
+    };
     check_runs(&raws, &defaults, root.get("search").is_some(), &mut cx);
     if !cx.errors.is_empty() {
         cx.errors.sort_by_key(|e| e.line);
@@ -394,6 +411,7 @@ pub fn parse_experiment(text: &str, file: &Path) -> Result<Experiment, SpecError
         search,
         studies,
         executor,
+        mean_check,
     })
 }
 

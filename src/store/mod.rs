@@ -55,10 +55,24 @@ pub use error::*;
 use results::*;
 pub use types::*;
 
+/// The oldest schema version read-only commands read: version 3 lacks only the faults of
+/// version 4 and reads as a store where no run had one.
+pub const OLDEST_READABLE_VERSION: i64 = 3;
+
+/// Infrastructure faults of a run retried by default before it fails ([`Store::set_retries`]).
+pub const DEFAULT_RETRIES: u32 = 2;
+
 /// An open store (one SQLite connection). Open one per thread or process.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The file's schema version ([`SCHEMA_VERSION`] unless opened read-only).
+    version: i64,
+    /// Infrastructure faults of a run retried before it fails (see [`Store::fault`]).
+    retries: u32,
+    /// A read-only open's lock that keeps writers from checkpointing into the file while it is
+    /// read as `immutable` (see [`Store::open_read_only`]); dropped after the connection.
+    _guard: Option<std::fs::File>,
 }
 
 impl fmt::Debug for Store {
@@ -109,6 +123,18 @@ fn fill_deps(conn: &Connection, run: &mut RunRow) -> rusqlite::Result<()> {
         .query_map([&run.hash], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(())
+}
+
+fn read_faults(conn: &Connection, hash: &str) -> rusqlite::Result<Vec<FaultRow>> {
+    let mut stmt = conn.prepare_cached(sql::FAULTS_OF)?;
+    let rows = stmt.query_map([hash], |r| {
+        Ok(FaultRow {
+            attempt: r.get(0)?,
+            at: r.get(1)?,
+            cause: r.get(2)?,
+        })
+    })?;
+    rows.collect()
 }
 
 fn read_run(conn: &Connection, hash: &str) -> rusqlite::Result<Option<RunRow>> {
@@ -224,6 +250,59 @@ fn can_retry_immutable(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// `path` with `suffix` appended to its file name (SQLite's `-wal` and `-shm` files).
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Where SQLite's unix VFS locks a database file: readers hold a shared lock on the 510 bytes
+/// from `PENDING_BYTE + 2`; a writer that closes the store last takes them exclusively before it
+/// checkpoints its WAL into the file and deletes the WAL.
+const SQLITE_SHARED_FIRST: i64 = 0x4000_0000 + 2;
+const SQLITE_SHARED_SIZE: i64 = 510;
+
+/// How long a read-only open waits for a writer's exclusive lock (its closing checkpoint, a
+/// moment) before it reads through the WAL instead.
+const READERS_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// A shared lock on SQLite's readers' bytes of `path`, as a reader connection holds it, kept
+/// until the returned file is dropped: while held, no writer checkpoints into the file on
+/// closing. An open-file-description lock, so that it neither replaces nor releases the locks
+/// that SQLite connections of this process hold. `None` where it cannot be taken.
+#[cfg(target_os = "linux")]
+fn hold_readers_lock(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: a plain C struct, for which all-zero bytes are a valid value.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_RDLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = SQLITE_SHARED_FIRST as libc::off_t;
+    lock.l_len = SQLITE_SHARED_SIZE as libc::off_t;
+    let deadline = std::time::Instant::now() + READERS_LOCK_WAIT;
+    loop {
+        // SAFETY: fcntl reads `lock`, which outlives the call, for a descriptor `file` keeps open.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) } == 0 {
+            return Some(file);
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN | libc::EACCES | libc::EINTR)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn hold_readers_lock(_path: &Path) -> Option<std::fs::File> {
+    None
+}
+
 /// `file:` URI of `path` with `immutable=1`, every byte outside the unreserved set escaped.
 fn immutable_uri(path: &Path) -> String {
     let bytes = path.as_os_str().as_encoded_bytes();
@@ -272,6 +351,9 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            version: SCHEMA_VERSION,
+            retries: DEFAULT_RETRIES,
+            _guard: None,
         };
         store.configure()?;
         store.migrate()?;
@@ -283,10 +365,15 @@ impl Store {
     /// sits in a read-only folder. `None` when there is no store yet: no file, or an empty file
     /// without a schema (a store nothing was ever written to).
     ///
-    /// SQLite reads a WAL-mode file through a shared-memory file beside it (`-shm`); where that
-    /// file neither exists nor can be created (a read-only folder after the last writer closed
-    /// the store), the store is read as `immutable`, which is exact because then no process can
-    /// be writing to it.
+    /// Nothing is created beside the file either. SQLite reads a WAL-mode file through a `-wal`
+    /// and a shared-memory `-shm` file beside it, and a reader that finds none creates both and
+    /// leaves them (only a writer removes them). So when no writer has the store open (no
+    /// `-wal` file), the file is read as `immutable` under the shared lock that SQLite's readers
+    /// take, which keeps a writer that opens it meanwhile from checkpointing into it; while a
+    /// writer has it open, through the writer's files. Where the `-shm` file neither exists nor
+    /// can be created (a read-only folder), the store is read as `immutable` too, which is exact
+    /// because then no process can be writing to it. A store of schema version
+    /// [`OLDEST_READABLE_VERSION`] or newer is read.
     pub fn open_read_only(path: &Path) -> Result<Option<Store>, StoreError> {
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
@@ -311,27 +398,35 @@ impl Store {
             });
         }
         let plain = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let first =
-            Connection::open_with_flags(path, plain).and_then(|c| probe(&c).map(|v| (c, v)));
-        let (conn, (version, tables)) = match first {
-            Ok(x) => x,
-            Err(e) if can_retry_immutable(&e) => {
-                let uri = immutable_uri(path);
-                Connection::open_with_flags(&uri, plain | OpenFlags::SQLITE_OPEN_URI)
-                    .and_then(|c| probe(&c).map(|v| (c, v)))
-                    .map_err(|_| e)
-                    .map_err(|cause| StoreError::Sqlite {
-                        path: path.to_path_buf(),
-                        context: open_failure(&cause, "cannot read the store").to_string(),
-                        cause,
-                    })?
-            }
-            Err(cause) => {
-                return Err(StoreError::Sqlite {
-                    path: path.to_path_buf(),
-                    context: open_failure(&cause, "cannot read the store").to_string(),
-                    cause,
-                })
+        let open_immutable = || {
+            let uri = immutable_uri(path);
+            Connection::open_with_flags(&uri, plain | OpenFlags::SQLITE_OPEN_URI)
+                .and_then(|c| probe(&c).map(|v| (c, v)))
+        };
+        let read_failure = |cause: rusqlite::Error| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            context: open_failure(&cause, "cannot read the store").to_string(),
+            cause,
+        };
+        // No writer has the store open when there is no `-wal` file beside it (a writer keeps
+        // one while it has the store open; the last to close removes it), and the readers' lock
+        // keeps a writer that opens it meanwhile from checkpointing into the file until this
+        // store is dropped: the file is read as it is, as `immutable`, and nothing (no `-wal`,
+        // no `-shm`) is created beside it. A writer that opens the store meanwhile writes to
+        // its `-wal` file, which this read does not see: it reads the store as it was.
+        let guard = hold_readers_lock(path).filter(|_| !sidecar(path, "-wal").exists());
+        let (conn, (version, tables)) = if guard.is_some() {
+            open_immutable().map_err(read_failure)?
+        } else {
+            // A writer has (or had, if it crashed) the store open: read through its WAL.
+            let first =
+                Connection::open_with_flags(path, plain).and_then(|c| probe(&c).map(|v| (c, v)));
+            match first {
+                Ok(x) => x,
+                Err(e) if can_retry_immutable(&e) => {
+                    open_immutable().map_err(|_| e).map_err(read_failure)?
+                }
+                Err(cause) => return Err(read_failure(cause)),
             }
         };
         let path = path.to_path_buf();
@@ -349,15 +444,21 @@ impl Store {
                 found: v,
                 known: SCHEMA_VERSION,
             }),
-            v if v < SCHEMA_VERSION => Err(StoreError::TooOld {
+            v if v < OLDEST_READABLE_VERSION => Err(StoreError::TooOld {
                 path,
                 found: v,
                 known: SCHEMA_VERSION,
             }),
-            _ => {
+            version => {
                 conn.busy_timeout(BUSY_TIMEOUT)
                     .ctx(&path, "cannot read the store")?;
-                Ok(Some(Store { conn, path }))
+                Ok(Some(Store {
+                    conn,
+                    path,
+                    version,
+                    retries: DEFAULT_RETRIES,
+                    _guard: guard,
+                }))
             }
         }
     }
@@ -540,7 +641,9 @@ impl Store {
 
     /// Claims one runnable run among `hashes` (any run if `None`), the first in registration
     /// order: a pending run whose dependencies are all done, or a running run whose heartbeat is
-    /// older than `stale_after_s` seconds (an interrupted attempt). The run becomes running,
+    /// older than `stale_after_s` seconds (an interrupted attempt: recorded as an
+    /// infrastructure fault, and a run with more faults than [`Store::set_retries`] allows is
+    /// failed instead, its dependants skipped, and the next runnable run claimed). The run becomes running,
     /// claimed by `worker` on `device`, with heartbeat = started = now and one more attempt;
     /// curves of an earlier attempt are dropped. Atomic across processes. `None` when nothing
     /// is runnable now.
@@ -584,16 +687,45 @@ impl Store {
         let path = self.path.clone();
         let p = path.as_path();
         let ctx = "claiming a run";
+        let limit = self.retries;
         let tx = self.begin()?;
         let t = now();
-        let hash: Option<String> = tx
-            .query_row(sql::CLAIMABLE, params![filter, t - stale_after_s], |r| {
-                r.get(0)
-            })
-            .optional()
-            .ctx(p, ctx)?;
-        let Some(hash) = hash else {
-            return Ok(None); // dropping the transaction rolls it back
+        let hash = loop {
+            let hash: Option<String> = tx
+                .query_row(
+                    sql::CLAIMABLE,
+                    params![filter.clone(), t - stale_after_s],
+                    |r| r.get(0),
+                )
+                .optional()
+                .ctx(p, ctx)?;
+            let Some(hash) = hash else {
+                // Keeps the runs given up below failed.
+                tx.commit().ctx(p, ctx)?;
+                return Ok(None);
+            };
+            let run = read_run(&tx, &hash).ctx(p, ctx)?.expect("claimable run");
+            if run.status != RunStatus::Running {
+                break hash;
+            }
+            // An attempt whose heartbeat went stale: its worker, or its machine, stopped.
+            let cause = format!(
+                "heartbeat lost: worker {} on {} last sent one {:.0} s before (its process or \
+                 machine stopped)",
+                run.claimed_by.as_deref().unwrap_or("?"),
+                run.device.as_deref().unwrap_or("?"),
+                t - run.heartbeat.unwrap_or(0.0)
+            );
+            tx.execute(sql::INSERT_FAULT, params![hash, t, cause])
+                .ctx(p, ctx)?;
+            let faults = read_faults(&tx, &hash).ctx(p, ctx)?;
+            if faults.len() <= limit as usize {
+                break hash;
+            }
+            let error = faults_error(&faults, limit);
+            tx.execute(sql::FAIL_STALE, params![hash, error, t, worker])
+                .ctx(p, ctx)?;
+            propagate_skips(&tx, p)?;
         };
         tx.execute(sql::CLAIM, params![hash, worker, device, t])
             .ctx(p, ctx)?;
@@ -691,6 +823,58 @@ impl Store {
         Ok(skipped)
     }
 
+    /// How many infrastructure faults of a run are retried before it fails (default
+    /// [`DEFAULT_RETRIES`]): [`Store::fault`], and the stale claims of [`Store::claim_next`].
+    pub fn set_retries(&mut self, retries: u32) {
+        self.retries = retries;
+    }
+
+    /// Records an infrastructure fault that ended the claimed attempt of `hash` (`cause`: what
+    /// happened, e.g. its process killed by a signal). Within the limit of
+    /// [`Store::set_retries`] the run goes back to pending (it resumes from its checkpoint);
+    /// past it, it fails with every fault's cause listed and its dependants are skipped. Only
+    /// while `worker` holds the claim.
+    pub fn fault(
+        &mut self,
+        hash: &str,
+        worker: &str,
+        cause: &str,
+    ) -> Result<AfterFault, StoreError> {
+        let limit = self.retries;
+        let path = self.path.clone();
+        let p = path.as_path();
+        let ctx = "recording an infrastructure fault";
+        let tx = self.begin()?;
+        check_claim(&tx, p, hash, worker)?;
+        let t = now();
+        tx.execute(sql::INSERT_FAULT, params![hash, t, cause])
+            .ctx(p, ctx)?;
+        let faults = read_faults(&tx, hash).ctx(p, ctx)?;
+        let after = if faults.len() <= limit as usize {
+            tx.execute(sql::RELEASE, [hash]).ctx(p, ctx)?;
+            AfterFault::Retried {
+                fault: faults.len(),
+                limit,
+            }
+        } else {
+            let error = faults_error(&faults, limit);
+            tx.execute(sql::FAIL, params![hash, error, t]).ctx(p, ctx)?;
+            propagate_skips(&tx, p)?;
+            AfterFault::Failed { error }
+        };
+        tx.commit().ctx(p, ctx)?;
+        Ok(after)
+    }
+
+    /// The infrastructure faults recorded for `hash` since it was last re-queued by
+    /// [`Store::retry_failed`], in order (none in a store older than schema version 4).
+    pub fn faults(&self, hash: &str) -> Result<Vec<FaultRow>, StoreError> {
+        if self.version < 4 {
+            return Ok(Vec::new());
+        }
+        read_faults(&self.conn, hash).ctx(&self.path, "reading a run's faults")
+    }
+
     /// Puts a claimed run back to pending (clean interruption, e.g. Ctrl-C). Only while
     /// `worker` holds the claim. The attempt stays counted.
     pub fn release(&mut self, hash: &str, worker: &str) -> Result<(), StoreError> {
@@ -703,8 +887,8 @@ impl Store {
         tx.commit().ctx(p, ctx)
     }
 
-    /// Puts failed and skipped runs among `hashes` (all if `None`) back to pending, errors
-    /// cleared. A re-queued run whose dependency is still failed or skipped (not re-queued) is
+    /// Puts failed and skipped runs among `hashes` (all if `None`) back to pending, errors and
+    /// infrastructure faults cleared (a fresh limit of retries). A re-queued run whose dependency is still failed or skipped (not re-queued) is
     /// skipped again. Returns how many runs are pending again.
     pub fn retry_failed(&mut self, hashes: Option<&[String]>) -> Result<usize, StoreError> {
         let path = self.path.clone();
@@ -717,6 +901,9 @@ impl Store {
             let rows = stmt.query_map([filter], |r| r.get(0)).ctx(p, ctx)?;
             rows.collect::<rusqlite::Result<_>>().ctx(p, ctx)?
         };
+        for hash in &requeued {
+            tx.execute(sql::CLEAR_FAULTS, [hash]).ctx(p, ctx)?;
+        }
         let reskipped: HashSet<String> = propagate_skips(&tx, p)?.into_iter().collect();
         tx.commit().ctx(p, ctx)?;
         Ok(requeued.iter().filter(|h| !reskipped.contains(*h)).count())

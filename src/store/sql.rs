@@ -2,7 +2,7 @@
 
 /// Ordered schema migrations: entry *i* takes `user_version` from *i* to *i + 1*. Append new
 /// versions; never edit a released one.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 1: the initial schema. Reals that a run may legitimately produce as NaN
 /// (losses, metrics) are nullable: SQLite stores NaN as NULL, read back as NaN.
@@ -124,6 +124,19 @@ CREATE INDEX trials_run ON trials(run_hash);
 /// Version 3: the cluster job (e.g. a Slurm job id) that executes a run's latest attempt.
 const V3: &str = "ALTER TABLE runs ADD COLUMN job TEXT;";
 
+/// Version 4: the infrastructure faults of a run's attempts (its process killed by a signal, its
+/// heartbeat lost, its cluster node failed), each retried from the run's checkpoint up to the
+/// sweep's limit; `attempt` is the run's attempt that the fault ended.
+const V4: &str = "
+CREATE TABLE faults (
+    run_hash TEXT NOT NULL REFERENCES runs(hash),
+    attempt  INTEGER NOT NULL,
+    at       REAL NOT NULL,
+    cause    TEXT NOT NULL
+);
+CREATE INDEX faults_run ON faults(run_hash);
+";
+
 /// Marks a migration that edits the schema's text: after it the schema version is bumped so
 /// that every connection reads the new text.
 pub const SCHEMA_TEXT_EDIT: &str = "writable_schema";
@@ -243,6 +256,17 @@ WHERE r.status = 'pending' AND p.status IN ('failed', 'skipped')
 ORDER BY r.id, d.rowid";
 pub const SKIP: &str = "
 UPDATE runs SET status = 'skipped', error = ?2 WHERE hash = ?1 AND status = 'pending'";
+/// ?1 hash, ?2 now, ?3 cause: a fault of the run's current attempt.
+pub const INSERT_FAULT: &str = "
+INSERT INTO faults (run_hash, attempt, at, cause) SELECT hash, attempts, ?2, ?3 FROM runs WHERE hash = ?1";
+pub const FAULTS_OF: &str =
+    "SELECT attempt, at, cause FROM faults WHERE run_hash = ?1 ORDER BY rowid";
+pub const CLEAR_FAULTS: &str = "DELETE FROM faults WHERE run_hash = ?1";
+/// ?1 hash, ?2 error, ?3 now, ?4 the worker that gave the run up (over its limit of faults,
+/// found with a lost heartbeat): its former worker no longer holds the claim.
+pub const FAIL_STALE: &str = "
+UPDATE runs SET status = 'failed', error = ?2, finished = ?3, heartbeat = ?3, claimed_by = ?4
+WHERE hash = ?1";
 pub const STATUS_OF: &str = "SELECT status FROM runs WHERE hash = ?1";
 
 /// Result tables a run's attempt writes, cleared before each write of a result.

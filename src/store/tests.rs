@@ -125,7 +125,7 @@ fn open_creates_schema_and_reopen_keeps_data() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(v, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let mode: String = store
         .conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -695,4 +695,118 @@ fn a_version_1_store_migrates_with_its_runs() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(ok, "ok");
+}
+
+#[test]
+fn infrastructure_faults_are_retried_up_to_the_limit_then_fail_with_every_cause() {
+    let db = TempDb::new("faults");
+    let mut store = Store::open(&db.0).unwrap();
+    store
+        .register(&exp("e"), &[new_run("a", &[]), new_run("kid", &["a"])])
+        .unwrap();
+    store.set_retries(2);
+    for k in 1..=2 {
+        assert!(store.claim("a", "w", "cpu", 60.0).unwrap());
+        let after = store.fault("a", "w", &format!("killed {k}")).unwrap();
+        assert_eq!(after, AfterFault::Retried { fault: k, limit: 2 });
+        assert_eq!(status(&store, "a"), RunStatus::Pending);
+    }
+    assert!(
+        store.fault("a", "w", "again").is_err(),
+        "only the claim's holder records a fault"
+    );
+    // The third: a lost heartbeat, found by another worker's claim, which gives the run up.
+    assert!(store.claim("a", "dead", "cpu", 60.0).unwrap());
+    store
+        .conn
+        .execute(
+            "UPDATE runs SET heartbeat = ?1 WHERE hash = 'a'",
+            [now() - 600.0],
+        )
+        .unwrap();
+    assert!(store
+        .claim_next(None, "new", "cpu", 60.0)
+        .unwrap()
+        .is_none());
+    let row = store.run("a").unwrap().unwrap();
+    assert_eq!(
+        (row.status, row.attempts, row.claimed_by.as_deref()),
+        (RunStatus::Failed, 3, Some("new"))
+    );
+    let error = row.error.unwrap();
+    assert!(
+        error.starts_with("gave up after 3 infrastructure faults (2 retries allowed")
+            && error.contains("attempt 1: killed 1; attempt 2: killed 2; attempt 3: heartbeat lost: worker dead on cpu"),
+        "{error}"
+    );
+    assert_eq!(status(&store, "kid"), RunStatus::Skipped);
+    let faults = store.faults("a").unwrap();
+    let attempts: Vec<u32> = faults.iter().map(|f| f.attempt).collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    assert!(
+        store.heartbeat("a", "dead").is_err(),
+        "the dead worker stops"
+    );
+    // Re-queued by hand: a fresh limit.
+    assert_eq!(store.retry_failed(None).unwrap(), 2);
+    assert!(store.faults("a").unwrap().is_empty());
+    // Within the limit, a stale claim is one more fault and the run is claimed again.
+    assert!(store.claim("a", "dead", "cpu", 60.0).unwrap());
+    store
+        .conn
+        .execute(
+            "UPDATE runs SET heartbeat = ?1 WHERE hash = 'a'",
+            [now() - 600.0],
+        )
+        .unwrap();
+    let r = store.claim_next(None, "new", "cpu", 60.0).unwrap().unwrap();
+    assert_eq!((r.hash.as_str(), r.attempts), ("a", 5));
+    assert_eq!(store.faults("a").unwrap()[0].attempt, 4);
+    // Over the limit after a fault of the claim's holder: failed, dependants skipped.
+    store.set_retries(0);
+    match store.fault("a", "new", "killed").unwrap() {
+        AfterFault::Failed { error } => assert!(
+            error.starts_with("gave up after 2 infrastructure faults (0 retries allowed"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(status(&store, "a"), RunStatus::Failed);
+    assert_eq!(status(&store, "kid"), RunStatus::Skipped);
+}
+
+#[test]
+fn a_version_3_store_is_read_as_one_without_faults() {
+    let db = TempDb::new("v3");
+    {
+        std::fs::create_dir_all(db.0.parent().unwrap()).unwrap();
+        let conn = Connection::open(&db.0).unwrap();
+        for m in &sql::MIGRATIONS[..3] {
+            conn.execute_batch(m).unwrap();
+            if m.contains(sql::SCHEMA_TEXT_EDIT) {
+                let v: i64 = conn
+                    .query_row("PRAGMA schema_version", [], |r| r.get(0))
+                    .unwrap();
+                conn.pragma_update(None, "schema_version", v + 1).unwrap();
+            }
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute(
+            "INSERT INTO runs (hash, label, dataset, config_json, status, created) VALUES ('old', 'l', 'pemsd7', '{}', 'done', 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let ro = Store::open_read_only(&db.0).unwrap().unwrap();
+    assert_eq!(status(&ro, "old"), RunStatus::Done);
+    assert!(ro.faults("old").unwrap().is_empty());
+    drop(ro);
+    // A sweep upgrades it.
+    let store = Store::open(&db.0).unwrap();
+    assert!(store.faults("old").unwrap().is_empty());
+    let version: i64 = store
+        .conn
+        .query_row(sql::USER_VERSION, [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
 }

@@ -213,3 +213,41 @@ pub struct TrialRow {
     pub values_json: String,
     pub status: RunStatus,
 }
+
+/// One infrastructure fault of a run: something outside the run ended one of its attempts (its
+/// process killed by a signal, its heartbeat lost, its cluster node failed). Such attempts are
+/// retried from the run's checkpoint up to a limit ([`Store::fault`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRow {
+    /// The attempt the fault ended (1-based, as [`RunRow::attempts`] counts them).
+    pub attempt: u32,
+    /// Unix seconds when it was recorded.
+    pub at: f64,
+    pub cause: String,
+}
+
+/// What became of a run after an infrastructure fault ([`Store::fault`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterFault {
+    /// Back to pending, to resume from its checkpoint: this was fault `fault` of the `limit`
+    /// retried.
+    Retried { fault: usize, limit: u32 },
+    /// Over the limit: failed with `error`, which lists every fault's cause.
+    Failed { error: String },
+}
+
+/// The error of a run given up after `faults` (more than `limit`): every cause, one per attempt.
+pub fn faults_error(faults: &[FaultRow], limit: u32) -> String {
+    let causes: Vec<String> = faults
+        .iter()
+        .map(|f| format!("attempt {}: {}", f.attempt, f.cause))
+        .collect();
+    format!(
+        "gave up after {} infrastructure faults ({limit} retr{} allowed; more with \
+         `executor: {{retries: N}}` or `stkd sweep --retries N`, or re-queue it with \
+         --retry-failed): {}",
+        faults.len(),
+        if limit == 1 { "y" } else { "ies" },
+        causes.join("; ")
+    )
+}
