@@ -547,6 +547,7 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
         summary.ran_now,
         args.store.display()
     );
+    print_closing_table(&exp, &plan, &args.store)?;
     if summary.interrupted {
         let sig = match signal.load(Ordering::SeqCst) {
             0 => signal_hook::consts::SIGINT,
@@ -700,6 +701,43 @@ fn signal_name(sig: i32) -> &'static str {
         signal_hook::consts::SIGHUP => "SIGHUP",
         _ => "a signal",
     }
+}
+
+/// The runs of the sweep with their results (`stkd::report::summary`), on standard output.
+fn print_closing_table(
+    exp: &stkd::spec::Experiment,
+    plan: &stkd::plan::Plan,
+    store: &Path,
+) -> Result<()> {
+    let st = Store::open_read_only(store)?;
+    let data = stkd::report::collect(exp, plan, st.as_ref())?;
+    #[derive(Tabled)]
+    struct Row {
+        run: String,
+        status: String,
+        #[tabled(rename = "MAE 15 / 30 / 45 min")]
+        mae: String,
+        #[tabled(rename = "RMSE 15 / 30 / 45 min")]
+        rmse: String,
+        #[tabled(rename = "training")]
+        train: String,
+    }
+    let rows: Vec<Row> = stkd::report::summary::run_lines(&data)
+        .into_iter()
+        .map(|l| Row {
+            run: l.run,
+            status: l.state,
+            mae: stkd::report::summary::three(&l.mae),
+            rmse: stkd::report::summary::three(&l.rmse),
+            train: l
+                .train_seconds
+                .map_or(String::new(), stkd::report::estimate::duration),
+        })
+        .collect();
+    if !rows.is_empty() {
+        println!("{}", terminal_table(rows));
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]

@@ -27,6 +27,7 @@ pub mod plots;
 pub mod render;
 pub mod search;
 pub mod stats;
+pub mod summary;
 pub mod tables;
 pub mod tsne;
 pub mod verdicts;
