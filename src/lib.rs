@@ -15,6 +15,7 @@ pub mod distill;
 pub mod divergence;
 pub mod exec;
 pub mod kernels;
+pub mod latency;
 pub mod model;
 pub mod plan;
 pub mod progress;

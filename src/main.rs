@@ -24,7 +24,7 @@ use stkd::store::{RunStatus, Store};
 use stkd::train::{Event, OptimizerKind, TrainConfig};
 
 mod cli;
-use cli::{bench::*, info::*, run::*, store::*, sweep::*};
+use cli::{bench::*, info::*, retime::*, run::*, store::*, sweep::*};
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +65,10 @@ enum Cmd {
     /// Write the paper's tables (Markdown/CSV, beside the paper's values) and plots for an
     /// experiment file from the store.
     Report(ReportArgs),
+    /// Time the finished runs' networks again, alone (no other run computing): median and
+    /// interquartile range per network shape, written into each run's record (`latency.json`),
+    /// where the reports read them.
+    Retime(RetimeArgs),
     /// Results as files to commit: export runs' records beside the store, import them into it.
     Store {
         #[command(subcommand)]
@@ -153,6 +157,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Sweep(args) => sweep_cmd(&args),
         Cmd::Status(args) => status_cmd(&args),
         Cmd::Report(args) => report_cmd(&args),
+        Cmd::Retime(args) => {
+            check_device(args.device)?;
+            with_backend!(args.device, B, dev => retime_cmd::<B>(&args, dev))
+        }
         Cmd::Store { cmd } => store_cmd(&cmd),
         Cmd::RunOne(args) => run_one_cmd(&args),
         Cmd::WarmUp(args) => {

@@ -86,6 +86,8 @@ pub struct RunEntry {
     pub finished: Option<f64>,
     /// Everything a done run stored.
     pub result: Option<RunResult>,
+    /// Its test time re-timed alone (`stkd retime`, [`crate::latency`]), if it was.
+    pub latency: Option<crate::latency::Latency>,
 }
 
 impl RunEntry {
@@ -108,6 +110,7 @@ impl RunEntry {
             device: None,
             finished: None,
             result: None,
+            latency: None,
         }
     }
 
@@ -131,6 +134,11 @@ impl RunEntry {
 
     pub fn seed(&self) -> u64 {
         self.config.train.seed
+    }
+
+    /// The re-timed test time of a done run.
+    pub fn latency(&self) -> Option<&crate::latency::Latency> {
+        self.done().and(self.latency.as_ref())
     }
 
     /// The stored result of a done run.
@@ -192,4 +200,14 @@ pub fn collect(
         file: exp.file.display().to_string(),
         runs,
     })
+}
+
+/// Gives each done run of `data` its re-timed test time from beside the store `store`
+/// ([`crate::latency::read`]: its record's `latency.json`, else its run folder's).
+pub fn attach_latency(data: &mut ReportData, store: &std::path::Path) {
+    for r in &mut data.runs {
+        if r.state == RunState::Done {
+            r.latency = crate::latency::read(store, &r.hash);
+        }
+    }
 }

@@ -8,6 +8,9 @@
 //!   other names get a generic table), which runs make which row (by loss and model preset),
 //!   mean ± sample std over seeds. Pure data, no I/O.
 //! - [`paper`]: the paper's values (`paper/*.csv`, embedded).
+//! - [`timing`]: which test time a run shows (re-timed alone by `stkd retime`, or recorded
+//!   during training: not a measurement) and latency against FLOPs; [`table1_claims`]: Table
+//!   1's §4.1 claims judged.
 //! - [`render`]: Markdown and CSV text; [`figures`], [`plots`], [`tsne`]: the SVG figures.
 //!
 //! Output, for an experiment named `table4` in `out_dir`: `table4.md`, `table4.csv` (metrics,
@@ -28,7 +31,9 @@ pub mod render;
 pub mod search;
 pub mod stats;
 pub mod summary;
+pub mod table1_claims;
 pub mod tables;
+pub mod timing;
 pub mod tsne;
 pub mod verdicts;
 
@@ -298,7 +303,8 @@ pub fn write_plan_reports(
 ) -> Result<Vec<PathBuf>, ReportError> {
     // Read-only: a report never creates, migrates or writes the store.
     let st = Store::open_read_only(store)?;
-    let data = collect(exp, plan, st.as_ref())?;
+    let mut data = collect(exp, plan, st.as_ref())?;
+    collect::attach_latency(&mut data, store);
     let studies = search::collect_search(plan, st.as_ref())?;
     drop(st);
     let mut report = build_report(&data, VERSION, &opts.commit);

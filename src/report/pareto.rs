@@ -13,6 +13,7 @@ use crate::data::DatasetName;
 use super::collect::ReportData;
 use super::paper::HORIZONS;
 use super::tables::{datasets, hyperparameters, model_name, prune_info};
+use super::timing::{TimeKind, Timed};
 
 /// The horizon (minutes) of the MAE on the charts unless `--pareto-horizon` says otherwise.
 pub const DEFAULT_HORIZON: u32 = 15;
@@ -28,11 +29,20 @@ pub struct Point {
     /// What decides it: loss weights, pruning method and share, epochs, seed.
     pub config: String,
     pub parameters: u64,
-    /// Mean test time of one batch (ms) and where it was measured.
+    /// FLOPs per sample of the network it ends with.
+    pub flops: u64,
+    /// Test time of one batch (ms) and where it was measured: the median re-timed alone
+    /// where the run was re-timed, else the figure recorded at the end of its training.
     pub latency_ms: Option<f64>,
     pub device: String,
     /// Windows in the measured batch.
     pub batch: Option<u32>,
+    /// Which of the two figures `latency_ms` is.
+    pub latency_kind: TimeKind,
+    /// First and third quartile (ms) of a re-timed figure.
+    pub latency_iqr_ms: Option<(f64, f64)>,
+    /// Timed repetitions behind the figure.
+    pub latency_runs: Option<usize>,
     pub mae: f64,
     /// Not dominated in (parameters, MAE).
     pub front_size: bool,
@@ -44,6 +54,9 @@ pub struct Point {
 pub struct ParetoBlock {
     pub dataset: DatasetName,
     pub points: Vec<Point>,
+    /// Networks whose latency order contradicts their FLOPs order
+    /// ([`super::timing::flops_order_line`]).
+    pub flops_order: Option<String>,
 }
 
 /// The Pareto section of a report.
@@ -87,21 +100,21 @@ fn describe(r: &super::collect::RunEntry) -> String {
     parts.join(" · ")
 }
 
-/// One latency per network size and device: the median of the runs' measurements. A
-/// prediction's time does not depend on the weights, so runs of one architecture differ only by
-/// when (and beside what) they were timed; the front should not rank that noise.
+/// One latency per network size, device and kind of figure: the median of the runs'
+/// figures. A prediction's time does not depend on the weights, so runs of one architecture
+/// differ only by when (and beside what) they were timed; the front should not rank that noise.
+/// (Re-timed runs of one shape already share one figure.)
 fn shared_latency(points: &mut [Point]) {
-    let mut groups: std::collections::BTreeMap<(u64, String), Vec<f64>> = Default::default();
+    type Key = (u64, String, TimeKind);
+    let key = |p: &Point| -> Key { (p.parameters, p.device.clone(), p.latency_kind) };
+    let mut groups: std::collections::BTreeMap<Key, Vec<f64>> = Default::default();
     for p in points.iter() {
         if let Some(l) = p.latency_ms {
-            groups
-                .entry((p.parameters, p.device.clone()))
-                .or_default()
-                .push(l);
+            groups.entry(key(p)).or_default().push(l);
         }
     }
     for p in points.iter_mut() {
-        if let Some(v) = groups.get_mut(&(p.parameters, p.device.clone())) {
+        if let Some(v) = groups.get_mut(&key(p)) {
             if p.latency_ms.is_some() {
                 v.sort_by(f64::total_cmp);
                 let m = v.len();
@@ -113,6 +126,50 @@ fn shared_latency(points: &mut [Point]) {
             }
         }
     }
+}
+
+/// The front in (latency, MAE). Where any run was re-timed alone, only such figures rank: one
+/// taken beside other work says nothing against a measurement.
+fn latency_front(points: &[Point]) -> Vec<bool> {
+    let measured = points.iter().any(|p| p.latency_kind.is_measurement());
+    front(points, |p| {
+        p.latency_ms
+            .filter(|_| !measured || p.latency_kind.is_measurement())
+    })
+}
+
+/// One [`Timed`] per network (parameters, FLOPs, device and kind of figure) among `points`,
+/// named by its models and size, largest first.
+fn architectures(points: &[Point]) -> Vec<Timed> {
+    type Key = (std::cmp::Reverse<u64>, u64, String, TimeKind);
+    let mut groups: std::collections::BTreeMap<Key, (Vec<String>, &Point)> = Default::default();
+    for p in points.iter().filter(|p| p.latency_ms.is_some()) {
+        let key = (
+            std::cmp::Reverse(p.flops),
+            p.parameters,
+            p.device.clone(),
+            p.latency_kind,
+        );
+        let e = groups.entry(key).or_insert_with(|| (Vec::new(), p));
+        if !e.0.contains(&p.model) {
+            e.0.push(p.model.clone());
+        }
+    }
+    groups
+        .into_values()
+        .map(|(models, p)| Timed {
+            name: format!(
+                "{} ({} parameters)",
+                models.join(" / "),
+                super::render::thousands(p.parameters)
+            ),
+            flops: p.flops,
+            seconds: p.latency_ms.unwrap_or(f64::NAN) / 1e3,
+            iqr: p.latency_iqr_ms.map(|(a, b)| (a / 1e3, b / 1e3)),
+            kind: p.latency_kind,
+            device: p.device.clone(),
+        })
+        .collect()
 }
 
 /// The Pareto data of `data` at `horizon` minutes (15, 30 or 45); `None` when fewer than two
@@ -130,6 +187,7 @@ pub fn pareto(data: &ReportData, horizon: u32) -> Option<Pareto> {
                 let res = r.done()?;
                 let mae = super::tables::metric_of(r, 1, h)?;
                 let profile = res.profile.as_ref();
+                let retimed = r.latency();
                 let parameters = res
                     .pruning
                     .as_ref()
@@ -143,9 +201,28 @@ pub fn pareto(data: &ReportData, horizon: u32) -> Option<Pareto> {
                     hash: r.hash.clone(),
                     config: describe(r),
                     parameters,
-                    latency_ms: profile.and_then(|p| p.test_time_s).map(|s| s * 1e3),
-                    device: profile.map(|p| p.device.clone()).unwrap_or_default(),
-                    batch: profile.and_then(|p| p.test_time_batch),
+                    flops: profile
+                        .map(|p| p.flops)
+                        .filter(|&f| f > 0)
+                        .unwrap_or_else(|| r.config.model.flops_per_sample()),
+                    latency_ms: match retimed {
+                        Some(l) => Some(l.median_s * 1e3),
+                        None => profile.and_then(|p| p.test_time_s).map(|s| s * 1e3),
+                    },
+                    device: match retimed {
+                        Some(l) => l.device.clone(),
+                        None => profile.map(|p| p.device.clone()).unwrap_or_default(),
+                    },
+                    batch: match retimed {
+                        Some(l) => Some(l.batch as u32),
+                        None => profile.and_then(|p| p.test_time_batch),
+                    },
+                    latency_kind: TimeKind::of(retimed),
+                    latency_iqr_ms: retimed.map(|l| (l.q1_s * 1e3, l.q3_s * 1e3)),
+                    latency_runs: match retimed {
+                        Some(l) => Some(l.runs),
+                        None => profile.and_then(|p| p.test_time_runs).map(|n| n as usize),
+                    },
                     mae,
                     front_size: false,
                     front_latency: false,
@@ -154,7 +231,7 @@ pub fn pareto(data: &ReportData, horizon: u32) -> Option<Pareto> {
             .collect();
         shared_latency(&mut points);
         let sizes = front(&points, |p| Some(p.parameters as f64));
-        let lats = front(&points, |p| p.latency_ms);
+        let lats = latency_front(&points);
         for (p, (s, l)) in points.iter_mut().zip(sizes.into_iter().zip(lats)) {
             p.front_size = s;
             p.front_latency = l;
@@ -166,7 +243,12 @@ pub fn pareto(data: &ReportData, horizon: u32) -> Option<Pareto> {
             v.len() >= 2
         };
         if distinct(&|p| Some(p.parameters as f64)) || distinct(&|p| p.latency_ms) {
-            blocks.push(ParetoBlock { dataset: d, points });
+            let flops_order = super::timing::flops_order_line(&architectures(&points));
+            blocks.push(ParetoBlock {
+                dataset: d,
+                points,
+                flops_order,
+            });
         }
     }
     (!blocks.is_empty()).then_some(Pareto { horizon, blocks })
@@ -183,9 +265,13 @@ mod tests {
             hash: String::new(),
             config: String::new(),
             parameters: params,
+            flops: params * 10,
             latency_ms: lat,
             device: "cpu".into(),
             batch: Some(100),
+            latency_kind: TimeKind::Recorded,
+            latency_iqr_ms: None,
+            latency_runs: None,
             mae,
             front_size: false,
             front_latency: false,
@@ -207,6 +293,45 @@ mod tests {
         // Only the error decides among them now.
         let f = front(&pts, |q| q.latency_ms);
         assert_eq!(f, vec![false, true, false, true, false]);
+    }
+
+    #[test]
+    fn figures_re_timed_alone_rank_without_the_recorded_ones() {
+        let alone = |params, lat, mae| Point {
+            latency_kind: TimeKind::Alone,
+            latency_iqr_ms: Some((lat - 1.0, lat + 1.0)),
+            ..p(params, Some(lat), mae)
+        };
+        let pts = vec![
+            alone(300, 3000.0, 2.2),
+            alone(50, 900.0, 2.3),
+            p(10, Some(100.0), 2.5), // recorded beside other work: not on the latency front
+        ];
+        assert_eq!(latency_front(&pts), vec![true, true, false]);
+        // Without any re-timed figure the recorded ones rank.
+        let pts = vec![p(300, Some(3000.0), 2.2), p(10, Some(100.0), 2.5)];
+        assert_eq!(latency_front(&pts), vec![true, true]);
+        // A base model recorded slower than the teacher is flagged, marked as no measurement.
+        let named = |m: &str, params, lat, mae| Point {
+            model: m.into(),
+            ..p(params, Some(lat), mae)
+        };
+        let pts = vec![
+            named("Teacher", 300, 16_700.0, 2.2),
+            named("Base Model", 50, 20_500.0, 2.3),
+            named("Pruned W/O KD", 50, 20_400.0, 2.4),
+        ];
+        let arch = architectures(&pts);
+        assert_eq!(arch.len(), 2);
+        assert_eq!(arch[0].flops, 3000);
+        let line = crate::report::timing::flops_order_line(&arch).unwrap();
+        assert!(
+            line.contains(
+                "Base Model / Pruned W/O KD (50 parameters) is slower than Teacher (300 \
+                 parameters) although it has 6.0× fewer FLOPs: 20.500 s against 16.700 s"
+            ) && line.contains("not a measurement"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::report::tables::{
     RunCounts, RunLine, Section, Stat, Unfinished,
 };
 use crate::report::stats::{Comparison, Test};
+use crate::report::timing::latency_text;
 use crate::report::verdicts::{cell_name, Cell, CellOutcome, Claim, Source, Verdict};
 
 // ---------------------------------------------------------------------------------------------
@@ -156,6 +157,7 @@ pub fn render_markdown(r: &Report) -> String {
     figures_md(&mut s, &r.figures);
     runs_md(&mut s, &r.runs);
     verdicts_md(&mut s, &r.verdicts);
+    crate::report::table1_claims::claims_md(&mut s, &r.table1_claims);
     s
 }
 
@@ -169,10 +171,14 @@ fn pareto_md(s: &mut String, p: &Pareto) {
     let _ = writeln!(
         s,
         "Runs that no other run of the same data set beats on both error and size (**size**) or \
-         on both error and measured latency (**latency**; test time of one batch on the device \
-         it was measured on; runs of one network size and device share the median of their \
-         measurements, since a prediction's time does not depend on the weights). Every finished run is in the report's `-pareto.csv` file and on the chart \
-         under Figures.\n"
+         on both error and latency (**latency**: test time of one batch on the device it was \
+         measured on). A run re-timed alone (`stkd retime`) shows the median [first–third \
+         quartile] of R repetitions; a run that was not shows the figure recorded at the end of \
+         its training, marked: it was timed with other work running (not a measurement). Where \
+         a data set has runs re-timed alone, only those rank on the latency front. Runs of one \
+         network size and device share the median of their figures, since a prediction's time \
+         does not depend on the weights. Every finished run is in the report's `-pareto.csv` \
+         file and on the chart under Figures.\n"
     );
     for b in &p.blocks {
         let _ = writeln!(s, "### {}\n", dataset_title(b.dataset));
@@ -198,9 +204,21 @@ fn pareto_md(s: &mut String, p: &Pareto) {
                 (true, false) => "size",
                 _ => "latency",
             };
-            let latency = match (q.latency_ms, q.batch) {
-                (Some(l), Some(b)) => format!("{} ({}, batch {b})", fixed(l, 2), q.device),
-                (Some(l), None) => format!("{} ({})", fixed(l, 2), q.device),
+            let setup = match q.batch {
+                Some(b) => format!("{}, batch {b}", q.device),
+                None => q.device.clone(),
+            };
+            let mark = q.latency_kind.mark();
+            let latency = match (q.latency_ms, q.latency_iqr_ms) {
+                (Some(l), Some((a, b))) => format!(
+                    "{} [{}–{}], R = {} ({setup}){}{mark}",
+                    fixed(l, 2),
+                    fixed(a, 2),
+                    fixed(b, 2),
+                    q.latency_runs.unwrap_or(0),
+                    if mark.is_empty() { "" } else { ", " }
+                ),
+                (Some(l), None) => format!("{} ({setup}), {mark}", fixed(l, 2)),
                 _ => "—".into(),
             };
             let _ = writeln!(
@@ -224,6 +242,9 @@ fn pareto_md(s: &mut String, p: &Pareto) {
             "\n{dominated} of {} finished runs are dominated on both.\n",
             b.points.len()
         );
+        if let Some(line) = &b.flops_order {
+            let _ = writeln!(s, "{line}\n");
+        }
     }
 }
 
@@ -244,6 +265,11 @@ pub fn pareto_csv(p: &Pareto) -> String {
             "mae",
             "front_size",
             "front_latency",
+            "flops",
+            "latency_kind",
+            "latency_q1_ms",
+            "latency_q3_ms",
+            "latency_runs",
         ]
         .map(String::from),
     );
@@ -263,6 +289,11 @@ pub fn pareto_csv(p: &Pareto) -> String {
                 fixed(q.mae, CSV_DECIMALS),
                 q.front_size.to_string(),
                 q.front_latency.to_string(),
+                q.flops.to_string(),
+                q.latency_kind.as_str().to_string(),
+                opt(q.latency_iqr_ms.map(|x| x.0), CSV_DECIMALS),
+                opt(q.latency_iqr_ms.map(|x| x.1), CSV_DECIMALS),
+                q.latency_runs.map_or(String::new(), |n| n.to_string()),
             ]));
         }
     }
@@ -629,9 +660,13 @@ fn networks_md(s: &mut String, t: &NetworksTable) {
     let _ = writeln!(
         s,
         "Each network has an **ours** line and a **paper** line. Parameters: ours as trained \
-         (equal to the architecture's count). Test time: ours is the mean wall time of the full \
-         9-step prediction of one batch of test windows (batch and device under the table), \
-         mean ± std over seeds; the paper's is the average of 100 trials on a GTX 1080. FLOPs: \
+         (equal to the architecture's count). Test time: ours is the wall time of the full \
+         9-step prediction of one batch of test windows, re-timed alone (`stkd retime`: no \
+         other run computing, one warm-up, then R timed repetitions; median [first–third \
+         quartile], R; device and batch under the table); a network not re-timed shows the \
+         figure recorded at the end of its training (mean ± std over seeds), marked: it was \
+         timed with other work running (not a measurement). The paper's is the average of 100 \
+         trials on a GTX 1080. FLOPs: \
          ours counts 2 × the multiply–accumulates of one forward step (12 input steps → 1 output \
          step) for one sample: temporal and graph convolutions, bottleneck residual projections \
          and the output layer, not the elementwise work (biases, gates, activations, LayerNorm). \
@@ -647,9 +682,12 @@ fn networks_md(s: &mut String, t: &NetworksTable) {
         );
         let _ = writeln!(s, "|:--|:--|:--|--:|:--|--:|--:|--:|");
         for r in &b.rows {
-            let time = match r.test_time {
-                Some(st) => stat_text(&st, 3),
-                None => "—".into(),
+            let kind = r.test_time_kind;
+            let time = match (&r.latency, r.test_time) {
+                (Some(l), _) if kind.is_measurement() => latency_text(l, 1.0, 3),
+                (Some(l), _) => format!("{}, {}", latency_text(l, 1.0, 3), kind.mark()),
+                (None, Some(st)) => format!("{}, {}", stat_text(&st, 3), kind.mark()),
+                (None, None) => "—".into(),
             };
             let _ = writeln!(
                 s,
@@ -679,8 +717,24 @@ fn networks_md(s: &mut String, t: &NetworksTable) {
         let setups: Vec<String> = b
             .rows
             .iter()
-            .filter(|r| !r.test_time_setup.is_empty())
-            .map(|r| format!("{}: {}", r.model, r.test_time_setup))
+            .filter_map(|r| match &r.latency {
+                Some(l) => Some(format!(
+                    "{}: {} on {} ({} threads), batch {}, build {}",
+                    r.model,
+                    r.test_time_kind.as_str(),
+                    l.device,
+                    l.threads,
+                    l.batch,
+                    l.commit
+                )),
+                None if !r.test_time_setup.is_empty() => Some(format!(
+                    "{}: {} ({})",
+                    r.model,
+                    r.test_time_setup,
+                    r.test_time_kind.as_str()
+                )),
+                None => None,
+            })
             .collect();
         if !setups.is_empty() {
             let _ = writeln!(
@@ -690,6 +744,9 @@ fn networks_md(s: &mut String, t: &NetworksTable) {
                  runs of the same shape share that measurement.\n",
                 setups.join("; ")
             );
+        }
+        if let Some(line) = &b.flops_order {
+            let _ = writeln!(s, "{line}\n");
         }
     }
 }
@@ -980,12 +1037,23 @@ pub fn networks_csv(t: &NetworksTable) -> String {
             "paper_flops_as_reported",
             "flops_pct_teacher",
             "paper_flops_pct_teacher",
+            "test_time_kind",
+            "latency_median_s",
+            "latency_q1_s",
+            "latency_q3_s",
+            "latency_runs",
+            "latency_batch",
+            "latency_device",
+            "latency_threads",
+            "latency_commit",
+            "latency_alone",
         ]
         .map(String::from),
     );
     for b in &t.blocks {
         for r in &b.rows {
             let p = r.paper.as_ref();
+            let l = r.latency.as_ref();
             s.push_str(&csv_line(&[
                 b.dataset.to_string(),
                 r.model.clone(),
@@ -1003,6 +1071,16 @@ pub fn networks_csv(t: &NetworksTable) -> String {
                 p.map_or(String::new(), |p| p.flops.to_string()),
                 fixed(r.flops_pct_teacher, CSV_DECIMALS),
                 opt(r.paper_flops_pct_teacher, CSV_DECIMALS),
+                r.test_time_kind.as_str().to_string(),
+                opt(l.map(|l| l.median_s), CSV_DECIMALS),
+                opt(l.map(|l| l.q1_s), CSV_DECIMALS),
+                opt(l.map(|l| l.q3_s), CSV_DECIMALS),
+                l.map_or(String::new(), |l| l.runs.to_string()),
+                l.map_or(String::new(), |l| l.batch.to_string()),
+                l.map_or(String::new(), |l| l.device.clone()),
+                l.map_or(String::new(), |l| l.threads.to_string()),
+                l.map_or(String::new(), |l| l.commit.clone()),
+                l.map_or(String::new(), |l| l.alone.to_string()),
             ]));
         }
     }
@@ -1106,6 +1184,18 @@ pub fn render_csv(r: &Report) -> Vec<(String, String)> {
     }
     if !r.verdicts.is_empty() {
         out.push(("-claims".into(), verdicts_csv(&r.verdicts)));
+    }
+    if !r.table1_claims.is_empty() {
+        // Table 1 has no claims of the other kind; should it get some, they keep the name.
+        let suffix = if r.verdicts.is_empty() {
+            "-claims"
+        } else {
+            "-table1-claims"
+        };
+        out.push((
+            suffix.into(),
+            crate::report::table1_claims::claims_csv(&r.table1_claims),
+        ));
     }
     if !r.search.is_empty() {
         out.push((

@@ -564,10 +564,15 @@ pub struct NetworkRow {
     pub flops: u64,
     /// Our FLOPs relative to the teacher architecture on the same graph (%).
     pub flops_pct_teacher: f64,
-    /// Mean wall time of the full 9-step prediction of one test batch (s), over seeds.
+    /// Mean wall time of the full 9-step prediction of one test batch (s), over seeds, as
+    /// recorded at the end of training (beside other work: not a measurement).
     pub test_time: Option<Stat>,
     /// Batch sizes and devices of those measurements, e.g. `batch 1140, cpu`.
     pub test_time_setup: String,
+    /// The network re-timed (`stkd retime`; runs of one shape share it), if it was.
+    pub latency: Option<crate::latency::Latency>,
+    /// Which of the two figures the table shows.
+    pub test_time_kind: crate::report::timing::TimeKind,
     pub paper: Option<paper::Network>,
     pub paper_flops_pct_teacher: Option<f64>,
 }
@@ -576,6 +581,9 @@ pub struct NetworkRow {
 pub struct NetworksBlock {
     pub dataset: DatasetName,
     pub rows: Vec<NetworkRow>,
+    /// The networks whose latency order contradicts their FLOPs order
+    /// ([`crate::report::timing::flops_order_line`]); `None` with fewer than two timed.
+    pub flops_order: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -629,6 +637,7 @@ pub fn networks_table(data: &ReportData) -> NetworksTable {
                         .collect();
                     setup.sort();
                     let flops = cfg.flops_per_sample();
+                    let latency = g.done().find_map(|r| r.latency().cloned());
                     let paper = paper_all
                         .iter()
                         .find(|n| n.dataset == d && n.model == g.model)
@@ -652,12 +661,36 @@ pub fn networks_table(data: &ReportData) -> NetworksTable {
                         flops_pct_teacher: 100.0 * flops as f64 / teacher_flops as f64,
                         test_time: stat(&times),
                         test_time_setup: setup.join("; "),
+                        test_time_kind: crate::report::timing::TimeKind::of(latency.as_ref()),
+                        latency,
                         paper,
                         paper_flops_pct_teacher,
                     }
                 })
+                .collect::<Vec<NetworkRow>>();
+            let timed: Vec<crate::report::timing::Timed> = rows
+                .iter()
+                .filter_map(|r| {
+                    let (seconds, iqr, device) = match (&r.latency, r.test_time) {
+                        (Some(l), _) => (l.median_s, Some((l.q1_s, l.q3_s)), l.device.clone()),
+                        (None, Some(t)) => (t.mean, None, r.test_time_setup.clone()),
+                        (None, None) => return None,
+                    };
+                    Some(crate::report::timing::Timed {
+                        name: r.model.clone(),
+                        flops: r.flops,
+                        seconds,
+                        iqr,
+                        kind: r.test_time_kind,
+                        device,
+                    })
+                })
                 .collect();
-            NetworksBlock { dataset: d, rows }
+            NetworksBlock {
+                dataset: d,
+                flops_order: crate::report::timing::flops_order_line(&timed),
+                rows,
+            }
         })
         .collect();
     NetworksTable { blocks }
@@ -937,6 +970,8 @@ pub struct Report {
     pub pareto: Option<crate::report::pareto::Pareto>,
     /// The experiment's searches with their trials (empty without a `search:` block).
     pub search: Vec<crate::report::search::StudyReport>,
+    /// Table 1's claims (its §4.1 text) with our verdicts (empty for other experiments).
+    pub table1_claims: Vec<crate::report::table1_claims::Table1Claim>,
 }
 
 /// The tables of a report: the paper table named by the experiment (Table 1 and Table 3 with a
@@ -966,6 +1001,10 @@ pub fn build_report(data: &ReportData, version: &str, commit: &str) -> Report {
         verdicts: table.map_or_else(Vec::new, |t| crate::report::verdicts::verdicts(data, t)),
         pareto: crate::report::pareto::pareto(data, crate::report::pareto::DEFAULT_HORIZON),
         search: Vec::new(),
+        table1_claims: match table {
+            Some(1) => crate::report::table1_claims::claims(data),
+            _ => Vec::new(),
+        },
     }
 }
 
