@@ -17,8 +17,8 @@ use serde::Serialize;
 use super::collect::{ReportData, RunEntry};
 use super::paper::{self, dataset_title, HORIZONS, METRICS};
 use super::render::{fixed, signed};
-use super::tables::{metrics_table, paper_table, MetricsRow, Stat};
 use super::stats::{self, Comparison, Sign};
+use super::tables::{metrics_table, paper_table, MetricsRow, Stat};
 
 /// A metrics row by (data set, model, variant).
 type RowKey = (String, String, String);

@@ -52,9 +52,7 @@ fn kind(r: &RunEntry) -> String {
         .unwrap_or_else(|| format!("{:?}", c.model.channels));
     let mut k = format!(
         "{} {model} {} batch {}",
-        c.dataset,
-        c.loss.kind,
-        t.batch_size
+        c.dataset, c.loss.kind, t.batch_size
     );
     if let Some(m) = t.max_steps_per_epoch {
         k.push_str(&format!(" ({m} minibatches an epoch)"));

@@ -10,11 +10,11 @@ use std::fmt::Write;
 use crate::report::collect::RunState;
 use crate::report::paper::{self, dataset_title, COLUMNS, HORIZONS, METRICS};
 use crate::report::pareto::{Pareto, Point as ParetoPoint};
+use crate::report::stats::{Comparison, Test};
 use crate::report::tables::{
     AttentionTable, Figure, FigureItem, Meta, MetricsRow, MetricsTable, NetworksTable, Report,
     RunCounts, RunLine, Section, Stat, Unfinished,
 };
-use crate::report::stats::{Comparison, Test};
 use crate::report::timing::latency_text;
 use crate::report::verdicts::{cell_name, Cell, CellOutcome, Claim, Source, Verdict};
 
@@ -311,7 +311,12 @@ fn diff_text(c: &Cell) -> String {
             signed(j.diff + j.half_width, 3, true)
         ),
         Comparison::NotJudged { n, diff } => {
-            format!("{} (n = {} vs {}, not judged)", signed(*diff, 3, true), n.0, n.1)
+            format!(
+                "{} (n = {} vs {}, not judged)",
+                signed(*diff, 3, true),
+                n.0,
+                n.1
+            )
         }
         Comparison::Empty => "—".into(),
     };
@@ -444,7 +449,9 @@ pub fn verdicts_csv(verdicts: &[Verdict]) -> String {
                 opt(lo, CSV_DECIMALS),
                 opt(hi, CSV_DECIMALS),
                 opt(c.paper_diff, CSV_DECIMALS),
-                c.seeds_to_resolve.map(|n| n.to_string()).unwrap_or_default(),
+                c.seeds_to_resolve
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
                 match c.outcome {
                     CellOutcome::Holds => "holds",
                     CellOutcome::Against => "against",
@@ -580,7 +587,14 @@ fn metrics_md(s: &mut String, t: &MetricsTable, report_table: Option<u8>) {
     let mut head = vec!["Model".to_string(), String::new(), "Runs".into()];
     let mut align = vec![":--", ":--", ":--"];
     if t.param_pct {
-        head.push(if t.table == Some(8) { "Pruned %" } else { "Parameter %" }.into());
+        head.push(
+            if t.table == Some(8) {
+                "Pruned %"
+            } else {
+                "Parameter %"
+            }
+            .into(),
+        );
         align.push("--:");
     }
     head.extend(metric_headers());
@@ -638,7 +652,8 @@ fn metrics_md(s: &mut String, t: &MetricsTable, report_table: Option<u8>) {
             );
         }
         _ => {}
-    }}
+    }
+}
 
 fn unfinished_md(s: &mut String, list: &[Unfinished]) {
     if list.is_empty() {

@@ -62,7 +62,10 @@ pub enum Comparison {
     Judged(Judged),
     /// A side has fewer than two values: the number on each side, and the plain difference of
     /// means (printed, never judged).
-    NotJudged { n: (usize, usize), diff: f64 },
+    NotJudged {
+        n: (usize, usize),
+        diff: f64,
+    },
     /// A side has no value at all.
     Empty,
 }
@@ -373,7 +376,11 @@ mod tests {
         // Welch: se = sqrt(0.09/3 + 0.09/3), df = 4 (equal variances and sizes).
         assert!(close(w.se, 0.06f64.sqrt(), 1e-12));
         assert!(close(w.df, 4.0, 1e-12));
-        assert!(close(w.half_width, 2.776_445_105_197_793 * 0.06f64.sqrt(), 1e-9));
+        assert!(close(
+            w.half_width,
+            2.776_445_105_197_793 * 0.06f64.sqrt(),
+            1e-9
+        ));
     }
 
     #[test]

@@ -101,6 +101,9 @@ mod tests {
         assert_eq!(three(&l[0].mae), "3.000 / 6.000 / 9.000");
         assert_eq!(three(&l[0].rmse), "6.000 / 12.000 / 18.000");
         assert_eq!(l[0].train_seconds, Some(12.5));
-        assert_eq!((l[1].state.as_str(), three(&l[1].mae)), ("not started", "—".into()));
+        assert_eq!(
+            (l[1].state.as_str(), three(&l[1].mae)),
+            ("not started", "—".into())
+        );
     }
 }

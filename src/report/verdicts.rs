@@ -246,7 +246,12 @@ pub fn claims(table: u8) -> Vec<Claim> {
                  rate)?",
             );
             let mut v = Vec::new();
-            for w in ["Student W/O KD", "Student RD-L2", "Student RD-KL", "Student SKD"] {
+            for w in [
+                "Student W/O KD",
+                "Student RD-L2",
+                "Student RD-KL",
+                "Student SKD",
+            ] {
                 v.push(d7.claim(stcd(), side(w)));
             }
             for w in ["Student RD-L2", "Student RD-KL", "Student SKD"] {
@@ -277,7 +282,12 @@ pub fn claims(table: u8) -> Vec<Claim> {
             .cells(&ALL_METRICS, &SHORT)
             .on(Pemsd8);
             let mut v = Vec::new();
-            for w in ["Student W/O KD", "Student ORD", "Student TCD", "Student SCD"] {
+            for w in [
+                "Student W/O KD",
+                "Student ORD",
+                "Student TCD",
+                "Student SCD",
+            ] {
                 v.push(d7.claim(stcd(), side(w)));
             }
             for w in ["Student ORD", "Student TCD", "Student SCD"] {
@@ -532,10 +542,7 @@ fn to_settle(side: &Side, runs: &[&RunEntry]) -> String {
     if open.is_empty() {
         format!("{done} seed of {name}; add seeds to its run")
     } else {
-        format!(
-            "{done} seed of {name}; settled by {}",
-            open.join(", ")
-        )
+        format!("{done} seed of {name}; settled by {}", open.join(", "))
     }
 }
 
@@ -631,8 +638,7 @@ pub fn verdicts(data: &ReportData, table: u8) -> Vec<Verdict> {
                     Outcome::NotJudged(why.join("; "))
                 } else if cells.iter().any(|x| x.outcome == CellOutcome::Against) {
                     Outcome::DoesNotHold
-                } else if !cells.is_empty()
-                    && cells.iter().all(|x| x.outcome == CellOutcome::Holds)
+                } else if !cells.is_empty() && cells.iter().all(|x| x.outcome == CellOutcome::Holds)
                 {
                     Outcome::Holds
                 } else {
@@ -751,7 +757,11 @@ mod tests {
         // A difference inside the per-seed jitter: within noise, with the paper's difference and
         // the seeds it would take.
         let v = first(&table4(5, "[1, 2, 3]", |l, s| {
-            (if l == "stcd" { 3.0 + 0.01 * (s as f64 - 2.0) } else { 3.0 }) + seed(s)
+            (if l == "stcd" {
+                3.0 + 0.01 * (s as f64 - 2.0)
+            } else {
+                3.0
+            }) + seed(s)
         }));
         assert_eq!(v.outcome, Outcome::WithinNoise);
         assert_eq!(v.counts(), (0, 0, 4));
@@ -783,7 +793,11 @@ mod tests {
         assert!(v.cells.iter().all(|c| c.outcome == CellOutcome::NotJudged));
         // Seeds 2 and 3 planned but not finished: they are named.
         let mut data = table4(5, "[1, 2, 3]", |l, _| if l == "stcd" { 2.5 } else { 3.0 });
-        for r in data.runs.iter_mut().filter(|r| r.label == "stcd" && r.seed() > 1) {
+        for r in data
+            .runs
+            .iter_mut()
+            .filter(|r| r.label == "stcd" && r.seed() > 1)
+        {
             r.state = crate::report::collect::RunState::Pending;
         }
         let v = first(&data);
@@ -888,7 +902,9 @@ mod tests {
             .iter()
             .any(|c| c.except == vec![(DatasetName::Pemsd7, 0)] && c.metrics.len() == 3));
         assert!(claims(5).iter().all(|c| c.metrics.contains(&MAPE)));
-        assert!(claims(8).iter().all(|c| c.metrics.len() == 3 && c.horizons.len() == 3));
+        assert!(claims(8)
+            .iter()
+            .all(|c| c.metrics.len() == 3 && c.horizons.len() == 3));
         assert_eq!(
             claims(7)
                 .iter()
