@@ -358,7 +358,10 @@ fn verdicts_md(s: &mut String, verdicts: &[Verdict]) {
          paper's difference at the spread measured here. A cell whose interval lies below zero \
          **holds**, above zero is **against** the claim, else **within noise**; a claim holds \
          when every cell holds and does not hold when any cell is against it. A side with a \
-         single seed is **not judged**. Both sides must be trained alike (optimiser steps, \
+         single seed is **not judged**. Each cell is a 95 % interval on its own: over a claim of 9 cells, \
+         one cell beyond noise in either direction by chance alone is likely (about 1 − 0.95⁹ ≈ \
+         37 % when nothing differs), so a verdict resting on one cell is weak evidence; read the \
+         counts. Both sides must be trained alike (optimiser steps, \
          batch, learning-rate schedule, optimiser, pruning schedule); where the claimed-worse \
          model was trained several ways, its runs trained as the claimed-better ones are used, \
          else the claim is **not comparable**.\n"

@@ -404,10 +404,19 @@ fn metrics_row(g: &Group, table: Option<u8>) -> MetricsRow {
     // Table 8's rows are pruning levels ([I-10]): the share removed, which is what its paper
     // rows are matched by and what the report prints.
     let param_pct = match table {
-        Some(8) => param_pct.map(|s| Stat {
-            mean: 100.0 - s.mean,
-            ..s
-        }),
+        // Only the base model and its pruned runs have a pruning level (the teacher has none).
+        Some(8)
+            if g
+                .runs
+                .iter()
+                .all(|r| is_pruned(r) || r.config.preset == Some(Preset::Base)) =>
+        {
+            param_pct.map(|s| Stat {
+                mean: 100.0 - s.mean,
+                ..s
+            })
+        }
+        Some(8) => None,
         _ => param_pct,
     };
     MetricsRow {
