@@ -322,6 +322,11 @@ fn diff_text(c: &Cell) -> String {
     };
     if let Some(p) = c.paper_diff {
         t.push_str(&format!(" (paper {}", signed(p, 3, true)));
+        if let Comparison::Judged(j) = &c.comparison {
+            if (p - j.diff).abs() > j.half_width {
+                t.push_str(", outside our interval");
+            }
+        }
         if c.outcome == CellOutcome::WithinNoise {
             match c.seeds_to_resolve {
                 Some(n) => t.push_str(&format!("; {n} seeds would resolve it")),
@@ -354,7 +359,8 @@ fn verdicts_md(s: &mut String, verdicts: &[Verdict]) {
          the difference of our means (claimed better − claimed worse, in the metric's unit; \
          negative agrees with the claim), its 95 % interval (Student's t over the per-seed \
          differences when both sides hold the same seeds, Welch's t otherwise), the paper's own \
-         difference and, for a cell within noise, how many seeds per side would resolve the \
+         difference (\"outside our interval\" when our data exclude a difference of the paper's \
+         size) and, for a cell within noise, how many seeds per side would resolve the \
          paper's difference at the spread measured here. A cell whose interval lies below zero \
          **holds**, above zero is **against** the claim, else **within noise**; a claim holds \
          when every cell holds and does not hold when any cell is against it. A side with a \
