@@ -17,23 +17,6 @@ use common::*;
 /// twice, short enough to finish soon after.
 const RUN: &str = "  - {label: long, model: student, epochs: 40}\n";
 
-/// `stkd status FILE --json` as JSON.
-fn status_json(file: &Path, store: &Path) -> serde_json::Value {
-    let out = stkd(&[
-        "status",
-        file.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Sends `signal` (e.g. `KILL`) to process `pid`.
 fn signal(pid: u32, signal: &str) {
     let ok = std::process::Command::new("kill")

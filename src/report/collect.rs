@@ -166,6 +166,32 @@ impl ReportData {
     pub fn run(&self, hash: &str) -> Option<&RunEntry> {
         self.runs.iter().find(|r| r.hash == hash)
     }
+
+    /// Tests: every run of the experiment `yaml` planned (data checksums made up), none run.
+    #[cfg(test)]
+    pub fn planned_for_tests(yaml: &str) -> ReportData {
+        let exp = crate::spec::parse_experiment(yaml, std::path::Path::new("t.yaml")).unwrap();
+        let p = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
+        let runs = p
+            .jobs
+            .iter()
+            .map(|j| {
+                RunEntry::planned(
+                    &j.hash,
+                    &j.label,
+                    &j.variant,
+                    j.config.clone(),
+                    j.deps.clone(),
+                )
+            })
+            .collect();
+        ReportData {
+            name: exp.name.clone(),
+            description: String::new(),
+            file: "t.yaml".into(),
+            runs,
+        }
+    }
 }
 
 /// Joins the plan of `exp` with the store (`None`: no store yet, every run is not started).

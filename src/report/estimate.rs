@@ -121,16 +121,7 @@ pub fn estimate(data: &ReportData) -> Estimate {
                 kt.left += 1;
                 kt.left_s += s;
             }
-            None => e.unknown.push(format!(
-                "{} {}{}",
-                r.label,
-                r.config.dataset,
-                if r.variant.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", r.variant)
-                }
-            )),
+            None => e.unknown.push(r.display_name()),
         }
     }
     e
@@ -191,18 +182,7 @@ mod tests {
     use crate::store::RunResult;
 
     fn data(yaml: &str) -> ReportData {
-        let exp = crate::spec::parse_experiment(yaml, std::path::Path::new("t.yaml")).unwrap();
-        let p = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
-        ReportData {
-            name: "t".into(),
-            description: String::new(),
-            file: "t.yaml".into(),
-            runs: p
-                .jobs
-                .iter()
-                .map(|j| RunEntry::planned(&j.hash, &j.label, &j.variant, j.config.clone(), vec![]))
-                .collect(),
-        }
+        ReportData::planned_for_tests(yaml)
     }
 
     fn finish(d: &mut ReportData, label: &str, seed: u64, seconds: f64) {

@@ -27,16 +27,7 @@ pub fn run_lines(data: &ReportData) -> Vec<RunLine> {
         .map(|r| {
             let at = |m: usize| -> [Option<f64>; 3] { [0, 1, 2].map(|h| metric_of(r, m, h)) };
             RunLine {
-                run: format!(
-                    "{} {}{}",
-                    r.label,
-                    r.config.dataset,
-                    if r.variant.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" [{}]", r.variant)
-                    }
-                ),
+                run: r.display_name(),
                 state: r.state.to_string(),
                 mae: at(MAE),
                 rmse: at(RMSE),
@@ -60,22 +51,15 @@ pub fn three(v: &[Option<f64>; 3]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::collect::{RunEntry, RunState};
+    use crate::report::collect::RunState;
     use crate::store::{MetricRow, RunResult};
 
     #[test]
     fn lines_carry_state_metrics_and_time() {
-        let exp = crate::spec::parse_experiment(
+        let mut data = ReportData::planned_for_tests(
             "name: t\ndatasets: [pemsd7]\nruns:\n  - {label: a, model: student}\n  - {label: b, model: student, lr: 0.01}\n",
-            std::path::Path::new("t.yaml"),
-        )
-        .unwrap();
-        let p = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
-        let mut runs: Vec<RunEntry> = p
-            .jobs
-            .iter()
-            .map(|j| RunEntry::planned(&j.hash, &j.label, &j.variant, j.config.clone(), vec![]))
-            .collect();
+        );
+        let runs = &mut data.runs;
         runs[0].state = RunState::Done;
         runs[0].result = Some(RunResult {
             metrics: (1..=9)
@@ -90,12 +74,6 @@ mod tests {
             train_seconds: 12.5,
             ..Default::default()
         });
-        let data = ReportData {
-            name: "t".into(),
-            description: String::new(),
-            file: "t.yaml".into(),
-            runs,
-        };
         let l = run_lines(&data);
         assert_eq!(l[0].run, "a pemsd7");
         assert_eq!(three(&l[0].mae), "3.000 / 6.000 / 9.000");

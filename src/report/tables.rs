@@ -406,8 +406,7 @@ fn metrics_row(g: &Group, table: Option<u8>) -> MetricsRow {
     let param_pct = match table {
         // Only the base model and its pruned runs have a pruning level (the teacher has none).
         Some(8)
-            if g
-                .runs
+            if g.runs
                 .iter()
                 .all(|r| is_pruned(r) || r.config.preset == Some(Preset::Base)) =>
         {
@@ -1051,30 +1050,12 @@ mod tests {
 
     /// Entries of a small experiment, every run done with a plain result.
     fn entries(yaml: &str) -> ReportData {
-        let exp = crate::spec::parse_experiment(yaml, std::path::Path::new("t.yaml")).unwrap();
-        let p = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
-        let runs = p
-            .jobs
-            .iter()
-            .map(|j| {
-                let mut e = RunEntry::planned(
-                    &j.hash,
-                    &j.label,
-                    &j.variant,
-                    j.config.clone(),
-                    j.deps.clone(),
-                );
-                e.state = RunState::Done;
-                e.result = Some(crate::store::RunResult::default());
-                e
-            })
-            .collect();
-        ReportData {
-            name: exp.name.clone(),
-            description: String::new(),
-            file: "t.yaml".into(),
-            runs,
+        let mut d = ReportData::planned_for_tests(yaml);
+        for e in d.runs.iter_mut() {
+            e.state = RunState::Done;
+            e.result = Some(crate::store::RunResult::default());
         }
+        d
     }
 
     #[test]

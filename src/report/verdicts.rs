@@ -712,37 +712,25 @@ mod tests {
     fn done_runs(yaml: &str, mae: impl Fn(&str, u64) -> f64) -> ReportData {
         use crate::report::collect::RunState;
         use crate::store::{MetricRow, RunResult};
-        let exp = crate::spec::parse_experiment(yaml, std::path::Path::new("t.yaml")).unwrap();
-        let p = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
-        let runs = p
-            .jobs
-            .iter()
-            .map(|j| {
-                let mut e =
-                    RunEntry::planned(&j.hash, &j.label, &j.variant, j.config.clone(), vec![]);
-                e.state = RunState::Done;
-                let v = mae(&j.label, j.config.train.seed);
-                e.result = Some(RunResult {
-                    metrics: (1..=9)
-                        .map(|step| MetricRow {
-                            split: "test".into(),
-                            step,
-                            mape: v,
-                            mae: v,
-                            rmse: v,
-                        })
-                        .collect(),
-                    ..Default::default()
-                });
-                e
-            })
-            .collect();
-        ReportData {
-            name: "table4".into(),
-            description: String::new(),
-            file: "t.yaml".into(),
-            runs,
+        let mut data = ReportData::planned_for_tests(yaml);
+        for e in data.runs.iter_mut() {
+            e.state = RunState::Done;
+            let v = mae(&e.label, e.config.train.seed);
+            e.result = Some(RunResult {
+                metrics: (1..=9)
+                    .map(|step| MetricRow {
+                        split: "test".into(),
+                        step,
+                        mape: v,
+                        mae: v,
+                        rmse: v,
+                    })
+                    .collect(),
+                ..Default::default()
+            });
         }
+        data.name = "table4".into();
+        data
     }
 
     fn first(data: &ReportData) -> Verdict {

@@ -78,7 +78,8 @@ pub struct StatusRow {
     pub error: Option<String>,
 }
 
-pub fn status_rows(file: &Path, store: &Path) -> Vec<StatusRow> {
+/// `stkd status FILE --json` as JSON.
+pub fn status_json(file: &Path, store: &Path) -> serde_json::Value {
     let out = stkd(&[
         "status",
         file.to_str().unwrap(),
@@ -91,7 +92,11 @@ pub fn status_rows(file: &Path, store: &Path) -> Vec<StatusRow> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn status_rows(file: &Path, store: &Path) -> Vec<StatusRow> {
+    let v = status_json(file, store);
     v.as_array()
         .unwrap()
         .iter()

@@ -32,25 +32,17 @@ fn table1() -> ReportData {
     let yaml = "name: table1\ndatasets: [pemsd7, pemsd8]\nruns:\n  \
                 - {label: teacher, model: teacher}\n  - {label: base, model: base}\n  \
                 - {label: student, model: student}\n";
-    let exp = crate::spec::parse_experiment(yaml, std::path::Path::new("t.yaml")).unwrap();
-    let p = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
-    let runs = p
-        .jobs
-        .iter()
-        .map(|j| {
-            let mut e = RunEntry::planned(
-                &j.hash,
-                &j.label,
-                &j.variant,
-                j.config.clone(),
-                j.deps.clone(),
-            );
+    let mut data = ReportData::planned_for_tests(yaml);
+    data.runs = data
+        .runs
+        .into_iter()
+        .map(|mut e| {
             e.state = RunState::Done;
             let mut result = crate::store::RunResult::default();
             result.profile = Some(crate::store::Profile {
-                parameters: j.config.model.param_count() as u64,
-                flops: j.config.model.flops_per_sample(),
-                test_time_s: Some(if j.label == "student" { 2.8 } else { 16.7 }),
+                parameters: e.config.model.param_count() as u64,
+                flops: e.config.model.flops_per_sample(),
+                test_time_s: Some(if e.label == "student" { 2.8 } else { 16.7 }),
                 test_time_runs: Some(1),
                 test_time_batch: Some(1140),
                 device: "cpu".into(),
@@ -59,12 +51,7 @@ fn table1() -> ReportData {
             e
         })
         .collect();
-    ReportData {
-        name: "table1".into(),
-        description: String::new(),
-        file: "t.yaml".into(),
-        runs,
-    }
+    data
 }
 
 fn latency(median: f64, alone: bool) -> Latency {
