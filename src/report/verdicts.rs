@@ -534,6 +534,9 @@ pub fn budget(run: &RunEntry) -> String {
 /// The paper's value of `side` in Table `table` on `d` at (metric, horizon); Table 8's rows are
 /// matched by the share pruned ([I-10]).
 fn paper_value(table: u8, d: DatasetName, s: &Side, m: usize, h: usize) -> Option<f64> {
+    if s.label.is_some() {
+        return None; // a side of ours (the tuned baseline): the paper has no such row
+    }
     paper::metrics_of(table, d)
         .into_iter()
         .find(|r| {
