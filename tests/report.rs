@@ -875,11 +875,17 @@ fn report_against_a_git_revision_reads_its_committed_records() {
                 .to_string()
         })
         .collect();
-    assert_eq!(
-        moved,
-        3 * datasets.len() as u64,
-        "the MAE cells of each W/O KD row: {s}"
-    );
+    // Table 4 has several W/O KD rows per data set (the plain student, SKD's control, the tuned
+    // one): the three MAE cells of each row moved.
+    let wo_rows = v["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["rows"].as_array().unwrap())
+        .filter(|r| r["model"] == "Student W/O KD")
+        .count() as u64;
+    assert!(wo_rows >= datasets.len() as u64, "{v}");
+    assert_eq!(moved, 3 * wo_rows, "the MAE cells of each W/O KD row: {s}");
     assert_eq!(s["better"], 0);
     assert!(
         v["before"].as_str().unwrap().starts_with("git HEAD ("),
