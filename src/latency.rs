@@ -24,13 +24,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::{beside, RECORDS, RUNS};
 use crate::backend::DeviceSpec;
-use crate::data::{Dataset, DatasetName, Split};
+use crate::data::{Dataset, DatasetName};
 use crate::exec::{ExecError, RunReport, OUTCOME_FILE};
 use crate::model::{GraphKernel, StgcnConfig};
 use crate::plan::Plan;
 use crate::spec::RunConfig;
 use crate::store::{RunStatus, Store, StoreError};
-use crate::train::{self, Batcher, TrainError};
+use crate::train::{self, TrainError};
 
 /// The file a re-timed run's folder and record get.
 pub const LATENCY_FILE: &str = "latency.json";
@@ -638,17 +638,7 @@ pub fn retime_with<B: Backend>(
             });
         }
         let g = GraphKernel::<B>::new(&d.cheb, d.nodes, device);
-        let split = if d.windows(Split::Test) > 0 {
-            Split::Test
-        } else {
-            Split::Train
-        };
-        let b = BATCH.min(d.windows(split)).max(1);
-        let idx: Vec<usize> = (0..b).collect();
-        let x = Batcher::default()
-            .batch::<B>(d, split, &idx, device)
-            .x
-            .reshape([b, d.n_his, d.nodes]);
+        let (x, b) = train::timing_batch::<B>(d, BATCH, device);
         let mut predict = || {
             let p = model.predict(x.clone(), &g, d.n_pred);
             let _ = p.into_data(); // waits for asynchronous backends

@@ -588,16 +588,14 @@ pub fn evaluate<B: Backend>(
 /// Mean wall time of the `H`-step prediction for a batch of up to `batch` test windows over
 /// `runs` runs (after one warm-up run). With `runs = None`, picks the count that keeps the whole
 /// measurement near `budget_s` seconds (at least 1, at most 100); if the warm-up run alone takes
-/// half the budget it is reported as the single run.
-pub fn measure_test_time<B: Backend>(
-    model: &Stgcn<B>,
-    g: &GraphKernel<B>,
+
+/// The input every test timing predicts from: the first `batch` test windows (training windows
+/// where a split has no test windows), `[b, n_his, N]`, and `b`.
+pub fn timing_batch<B: Backend>(
     data: &Dataset,
     batch: usize,
-    runs: Option<usize>,
-    budget_s: f64,
     device: &B::Device,
-) -> TestTime {
+) -> (Tensor<B, 3>, usize) {
     let split = if data.windows(Split::Test) > 0 {
         Split::Test
     } else {
@@ -609,6 +607,19 @@ pub fn measure_test_time<B: Backend>(
         .batch::<B>(data, split, &idx, device)
         .x
         .reshape([b, data.n_his, data.nodes]);
+    (x, b)
+}
+/// half the budget it is reported as the single run.
+pub fn measure_test_time<B: Backend>(
+    model: &Stgcn<B>,
+    g: &GraphKernel<B>,
+    data: &Dataset,
+    batch: usize,
+    runs: Option<usize>,
+    budget_s: f64,
+    device: &B::Device,
+) -> TestTime {
+    let (x, b) = timing_batch::<B>(data, batch, device);
     let once = || {
         let t = Instant::now();
         let p = model.predict(x.clone(), g, data.n_pred);

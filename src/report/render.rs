@@ -963,7 +963,7 @@ pub fn read_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
     Ok(records)
 }
 
-fn csv_line(fields: &[String]) -> String {
+pub(crate) fn csv_line(fields: &[String]) -> String {
     let mut l = fields
         .iter()
         .map(|f| csv_field(f))

@@ -20,7 +20,7 @@ use crate::model::{Preset, StgcnConfig};
 
 use super::collect::{ReportData, RunEntry};
 use super::paper::{self, dataset_title};
-use super::render::{cell, csv_field, fixed, thousands};
+use super::render::{cell, csv_line, fixed, thousands};
 use super::tables::{datasets, is_pruned};
 use super::timing::{latency_text, TimeKind};
 
@@ -436,13 +436,7 @@ pub fn claims_csv(claims: &[Table1Claim]) -> String {
     ];
     let line = |fields: Vec<String>| {
         assert_eq!(fields.len(), header.len(), "one field per column");
-        let mut l = fields
-            .iter()
-            .map(|f| csv_field(f))
-            .collect::<Vec<_>>()
-            .join(",");
-        l.push('\n');
-        l
+        csv_line(&fields)
     };
     let mut out = line(header.iter().map(|h| h.to_string()).collect());
     let num = |x: Option<f64>| x.map_or(String::new(), |v| fixed(v, 6));
