@@ -13,6 +13,8 @@ pub type Cpu = burn::backend::Autodiff<CpuInner>;
 #[cfg(feature = "cuda")]
 pub type CudaInner = burn::backend::Cuda;
 #[cfg(feature = "cuda")]
+pub use burn::backend::cuda::CudaDevice;
+#[cfg(feature = "cuda")]
 pub type CudaAd = burn::backend::Autodiff<CudaInner>;
 
 /// Keep freed memory in the process instead of returning it to the kernel after every tensor.
@@ -300,4 +302,30 @@ mod tests {
         assert!(e.contains("cuda:999"), "{e}");
         assert!(check_device(DeviceSpec::Cpu).is_ok());
     }
+}
+
+/// Runs `$body` with `$B` bound to the autodiff backend of `$device` (a [`DeviceSpec`]) and
+/// `$dev` to its device: the one place a device becomes a backend type. A CUDA device without
+/// the `cuda` feature is unreachable after [`check_device`].
+#[macro_export]
+macro_rules! with_backend {
+    ($device:expr, $B:ident, $dev:ident => $body:expr) => {{
+        match $device {
+            $crate::backend::DeviceSpec::Cpu => {
+                type $B = $crate::backend::Cpu;
+                let $dev = Default::default();
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            $crate::backend::DeviceSpec::Cuda(i) => {
+                type $B = $crate::backend::CudaAd;
+                let $dev = $crate::backend::CudaDevice::new(i);
+                $body
+            }
+            #[cfg(not(feature = "cuda"))]
+            $crate::backend::DeviceSpec::Cuda(_) => {
+                unreachable!("check_device rejects CUDA without the feature")
+            }
+        }
+    }};
 }

@@ -332,6 +332,11 @@ pub struct RetimeOptions {
     /// stopped ones do not count.
     pub processes: bool,
     pub device: DeviceSpec,
+    /// Time only the shapes some run still lacks a measurement of (a sweep's timing phase):
+    /// a run that has one keeps it, and a figure of the same shape already measured alone on
+    /// this device and thread count (another run's, or any record's beside the store) is
+    /// given to the runs that lack one instead of timing the shape again.
+    pub only_missing: bool,
 }
 
 /// A finished run to re-time.
@@ -537,6 +542,15 @@ pub enum RetimeEvent<'a> {
         shapes: usize,
         group: &'a ShapeGroup,
     },
+    /// It was not timed: a figure of the same shape measured earlier (`latency`) was written
+    /// into the files of its `runs` that lacked one ([`RetimeOptions::only_missing`]).
+    Reused {
+        index: usize,
+        shapes: usize,
+        group: &'a ShapeGroup,
+        latency: &'a Latency,
+        runs: usize,
+    },
     /// It was timed and its runs' files written.
     Done {
         index: usize,
@@ -551,9 +565,59 @@ pub enum RetimeEvent<'a> {
 pub struct RetimeSummary {
     /// Each shape with its figure, in the plan's order.
     pub timed: Vec<(ShapeGroup, Latency)>,
+    /// With [`RetimeOptions::only_missing`]: shapes given a figure measured earlier.
+    pub reused: Vec<(ShapeGroup, Latency)>,
+    /// With [`RetimeOptions::only_missing`]: shapes whose runs all had a measurement.
+    pub kept: usize,
     pub skipped: Vec<Skipped>,
     /// Every file written, sorted.
     pub written: Vec<PathBuf>,
+}
+
+/// Writes `latency` as [`LATENCY_FILE`] into every folder of `targets` (pretty JSON, fixed
+/// key order, written whole then renamed), adding the paths to `written`.
+fn write_latency(
+    latency: &Latency,
+    targets: &[&Target],
+    written: &mut Vec<PathBuf>,
+) -> Result<(), RetimeError> {
+    let mut json = serde_json::to_string_pretty(latency).expect("latency serialises");
+    json.push('\n');
+    for t in targets {
+        for dir in &t.write_to {
+            let path = dir.join(LATENCY_FILE);
+            let tmp = dir.join(format!("{LATENCY_FILE}.tmp"));
+            std::fs::write(&tmp, &json)
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(io(&path))?;
+            written.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// A [`LATENCY_FILE`] read back (`None` when missing or unreadable).
+fn read_file(path: &Path) -> Option<Latency> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Every figure measured alone (with the minimum of repetitions) in the records and run
+/// folders beside `store`, in folder-name order, records first.
+pub fn measured_figures(store: &Path) -> Vec<Latency> {
+    let mut out = Vec::new();
+    for folder in [RECORDS, RUNS] {
+        let Ok(entries) = std::fs::read_dir(beside(store, folder)) else {
+            continue;
+        };
+        let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        dirs.sort();
+        out.extend(
+            dirs.iter()
+                .filter_map(|d| read_file(&d.join(LATENCY_FILE)))
+                .filter(Latency::is_measurement),
+        );
+    }
+    out
 }
 
 /// Re-time every finished run of `plans` on `device` (see the module documentation): refuses
@@ -608,7 +672,11 @@ pub fn retime_with<B: Backend>(
         }
         Ok(alone)
     };
-    check(&opts.store)?;
+    if !opts.only_missing {
+        // Refuse before anything else; a timing phase finds out whether it has to time at all
+        // first (each shape is checked before it is timed either way).
+        check(&opts.store)?;
+    }
     let plan = plan_retime(plans, &opts.store)?;
     let shapes = plan.groups.len();
     let mut data: BTreeMap<(DatasetName, String), Dataset> = BTreeMap::new();
@@ -616,18 +684,71 @@ pub fn retime_with<B: Backend>(
         skipped: plan.skipped.clone(),
         ..Default::default()
     };
+    let threads = rayon::current_num_threads();
+    let device_name = opts.device.to_string();
+    // A figure this run of `retime` could have taken itself: alone, enough repetitions, same
+    // device and thread count.
+    let fits = |l: &Latency| l.is_measurement() && l.device == device_name && l.threads == threads;
+    let known = match opts.only_missing {
+        true => measured_figures(&opts.store),
+        false => Vec::new(),
+    };
     for (index, group) in plan.groups.iter().enumerate() {
-        on_event(RetimeEvent::Start {
-            index,
-            shapes,
-            group,
-        });
+        let missing: Vec<&Target> = match opts.only_missing {
+            true => group
+                .runs
+                .iter()
+                .filter(|t| {
+                    !t.write_to
+                        .iter()
+                        .all(|d| read_file(&d.join(LATENCY_FILE)).is_some_and(|l| fits(&l)))
+                })
+                .collect(),
+            false => group.runs.iter().collect(),
+        };
+        if missing.is_empty() {
+            summary.kept += 1;
+            continue;
+        }
         let first = &group.runs[0];
         let key = (group.dataset, format!("{:?}", group.split_days));
         if !data.contains_key(&key) {
             data.insert(key.clone(), load(&first.config)?);
         }
         let d = &data[&key];
+        if opts.only_missing {
+            let batch = BATCH.min(train::timing_split_windows(d)).max(1);
+            let same_shape = |l: &Latency| {
+                fits(l)
+                    && l.dataset == group.dataset
+                    && l.network == group.network
+                    && l.batch == batch
+            };
+            let earlier = group
+                .runs
+                .iter()
+                .flat_map(|t| &t.write_to)
+                .filter_map(|d| read_file(&d.join(LATENCY_FILE)))
+                .chain(known.iter().cloned())
+                .find(same_shape);
+            if let Some(latency) = earlier {
+                write_latency(&latency, &missing, &mut summary.written)?;
+                on_event(RetimeEvent::Reused {
+                    index,
+                    shapes,
+                    group,
+                    latency: &latency,
+                    runs: missing.len(),
+                });
+                summary.reused.push((group.clone(), latency));
+                continue;
+            }
+        }
+        on_event(RetimeEvent::Start {
+            index,
+            shapes,
+            group,
+        });
         let (model, network) = train::load_model::<B>(&first.model_dir, device)?;
         if network.nodes != d.nodes {
             return Err(RetimeError::Nodes {
@@ -670,18 +791,7 @@ pub fn retime_with<B: Backend>(
             timed_run: first.hash.clone(),
             samples_s: samples,
         };
-        let mut json = serde_json::to_string_pretty(&latency).expect("latency serialises");
-        json.push('\n');
-        for t in &group.runs {
-            for dir in &t.write_to {
-                let path = dir.join(LATENCY_FILE);
-                let tmp = dir.join(format!("{LATENCY_FILE}.tmp"));
-                std::fs::write(&tmp, &json)
-                    .and_then(|_| std::fs::rename(&tmp, &path))
-                    .map_err(io(&path))?;
-                summary.written.push(path);
-            }
-        }
+        write_latency(&latency, &missing, &mut summary.written)?;
         on_event(RetimeEvent::Done {
             index,
             shapes,

@@ -2,7 +2,8 @@
 //! experiment-sweep runner (Izadi, Safayani, Mirzaei).
 //!
 //! Modules follow the data flow of a sweep: [`spec`] (YAML → validated runs) → [`plan`] (run
-//! graph keyed by content hash) → [`schedule`] (device slots, child processes, resume) →
+//! graph keyed by content hash) → [`sweep`] (one call: executor, warm-up, timing phase) →
+//! [`schedule`] (device slots, child processes, resume) →
 //! [`exec`] (one run: [`data`] → [`model`] → [`train`] with the [`distill`] losses) → [`store`]
 //! (SQLite). [`backend`] picks the burn backend and device.
 
@@ -27,5 +28,6 @@ pub mod schedule;
 pub mod search;
 pub mod spec;
 pub mod store;
+pub mod sweep;
 pub mod train;
 pub mod warmup;

@@ -22,6 +22,7 @@ use stkd::schedule::{self, LocalExecutor, RunEvent, SweepEvent, SweepOptions};
 use stkd::spec::RunConfig;
 use stkd::store::{RunStatus, Store};
 use stkd::train::{Event, OptimizerKind, TrainConfig};
+use stkd::with_backend;
 
 mod cli;
 use cli::{bench::*, info::*, retime::*, run::*, store::*, sweep::*};
@@ -169,28 +170,6 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
 }
-
-/// Run `$body` with `$B` bound to the autodiff backend of `$device` and `$dev` to its device.
-macro_rules! with_backend {
-    ($device:expr, $B:ident, $dev:ident => $body:expr) => {{
-        match $device {
-            DeviceSpec::Cpu => {
-                type $B = stkd::backend::Cpu;
-                let $dev = Default::default();
-                $body
-            }
-            #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(i) => {
-                type $B = stkd::backend::CudaAd;
-                let $dev = burn::backend::cuda::CudaDevice::new(i);
-                $body
-            }
-            #[cfg(not(feature = "cuda"))]
-            DeviceSpec::Cuda(_) => unreachable!("check_device rejects CUDA without the feature"),
-        }
-    }};
-}
-use with_backend;
 
 /// A table for the terminal: one header rule, no rules between rows (a plan of 44 runs stays
 /// 48 lines).

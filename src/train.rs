@@ -132,6 +132,9 @@ pub enum TrainError {
     /// A listener of the progress events asked the run to stop (a search's pruner).
     #[error("stopped after epoch {epoch} (asked to stop early)")]
     Stopped { epoch: usize },
+    /// A listener asked the run to stop at once, mid-epoch (its worker lost the claim on it).
+    #[error("stopped at step {step} of epoch {epoch} (asked to stop at once)")]
+    Abandoned { epoch: usize, step: usize },
 }
 
 /// MAPE (%), MAE and RMSE of one predicted step on de-normalised speeds.
@@ -225,10 +228,13 @@ pub enum Event<'a> {
         epochs: usize,
         steps: usize,
     },
+    /// A minibatch's optimiser step is done. A listener may set `stop` to end the run at once
+    /// ([`TrainError::Abandoned`]): a worker that lost its claim on the run does so.
     Step {
         epoch: usize,
         step: usize,
         loss: f64,
+        stop: &'a std::cell::Cell<bool>,
     },
     Evaluating {
         epoch: usize,
@@ -585,9 +591,20 @@ pub fn evaluate<B: Backend>(
     }
 }
 
-/// Mean wall time of the `H`-step prediction for a batch of up to `batch` test windows over
-/// `runs` runs (after one warm-up run). With `runs = None`, picks the count that keeps the whole
-/// measurement near `budget_s` seconds (at least 1, at most 100); if the warm-up run alone takes
+/// The split every test timing predicts from: the test split, or the training split where the
+/// test split has no windows.
+fn timing_split(data: &Dataset) -> Split {
+    if data.windows(Split::Test) > 0 {
+        Split::Test
+    } else {
+        Split::Train
+    }
+}
+
+/// Windows of the split test timings predict from ([`timing_batch`] takes at most this many).
+pub fn timing_split_windows(data: &Dataset) -> usize {
+    data.windows(timing_split(data))
+}
 
 /// The input every test timing predicts from: the first `batch` test windows (training windows
 /// where a split has no test windows), `[b, n_his, N]`, and `b`.
@@ -596,11 +613,7 @@ pub fn timing_batch<B: Backend>(
     batch: usize,
     device: &B::Device,
 ) -> (Tensor<B, 3>, usize) {
-    let split = if data.windows(Split::Test) > 0 {
-        Split::Test
-    } else {
-        Split::Train
-    };
+    let split = timing_split(data);
     let b = batch.min(data.windows(split)).max(1);
     let idx: Vec<usize> = (0..b).collect();
     let x = Batcher::default()
@@ -609,6 +622,9 @@ pub fn timing_batch<B: Backend>(
         .reshape([b, data.n_his, data.nodes]);
     (x, b)
 }
+/// Mean wall time of the `H`-step prediction for a batch of up to `batch` test windows over
+/// `runs` runs (after one warm-up run). With `runs = None`, picks the count that keeps the whole
+/// measurement near `budget_s` seconds (at least 1, at most 100); if the warm-up run alone takes
 /// half the budget it is reported as the single run.
 pub fn measure_test_time<B: Backend>(
     model: &Stgcn<B>,

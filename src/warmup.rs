@@ -21,6 +21,16 @@ use burn::optim::{AdamConfig, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+/// One line of `stkd warm-up`'s output (JSON): a kind of run whose kernels are compiled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmedUp {
+    /// Its position among the kinds given on stdin.
+    pub index: usize,
+    /// [`WarmShape::describe`].
+    pub shape: String,
+    pub seconds: f64,
+}
+
 /// What one kind of run computes, as far as compiled kernels go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WarmShape {

@@ -20,6 +20,10 @@ pub(crate) struct RetimeArgs {
     /// Time even while the store shows runs computing (recorded as not measured alone).
     #[arg(long)]
     pub(crate) force: bool,
+    /// Only runs without a measurement (what a sweep's timing phase does): a figure of the
+    /// same shape measured alone earlier, on this device and thread count, is reused.
+    #[arg(long)]
+    pub(crate) missing: bool,
     /// List the shapes and runs and estimate the time from the recorded test times; time
     /// nothing, write nothing.
     #[arg(long)]
@@ -89,6 +93,7 @@ pub(crate) fn retime_cmd<B: AutodiffBackend>(args: &RetimeArgs, device: B::Devic
         force: args.force,
         processes: true,
         device: args.device,
+        only_missing: args.missing,
     };
     let stopped: Vec<String> = latency::other_processes()
         .into_iter()
@@ -101,42 +106,22 @@ pub(crate) fn retime_cmd<B: AutodiffBackend>(args: &RetimeArgs, device: B::Devic
             stopped.join("; ")
         );
     }
-    let summary = latency::retime::<B::InnerBackend>(&plans, &opts, &device, &mut |e| match e {
-        RetimeEvent::Start {
-            index,
-            shapes,
-            group,
-        } => {
-            if index == 0 {
-                eprintln!(
-                    "Timing alone: while this runs, no other process may load the machine (no \
-                     sweep, build, test or benchmark); the store is checked for running runs \
-                     before and after each shape, other work is not visible to it. {} \
-                     repetitions per shape after {} warm-up, {} threads.",
-                    args.runs,
-                    latency::WARM_UP_RUNS,
-                    rayon::current_num_threads()
-                );
-            }
+    let summary = latency::retime::<B::InnerBackend>(&plans, &opts, &device, &mut |e| {
+        if let RetimeEvent::Start { index: 0, .. } = e {
             eprintln!(
-                "[{}/{shapes}] {} ({} runs)…",
-                index + 1,
-                group.describe(),
-                group.runs.len()
-            )
+                "Timing alone: while this runs, no other process may load the machine (no \
+                 sweep, build, test or benchmark); the store is checked for running runs \
+                 before and after each shape, other work is not visible to it. {} \
+                 repetitions per shape after {} warm-up, {} threads.",
+                args.runs,
+                latency::WARM_UP_RUNS,
+                rayon::current_num_threads()
+            );
         }
-        RetimeEvent::Done { latency: l, .. } => eprintln!(
-            "        median {:.4} s, IQR {:.4}–{:.4} s (R = {}, batch {}){}",
-            l.median_s,
-            l.q1_s,
-            l.q3_s,
-            l.runs,
-            l.batch,
-            if l.alone { "" } else { ", not alone" }
-        ),
+        eprintln!("{}", event_line(&e));
     })?;
     println!("shape\truns\tmedian_s\tq1_s\tq3_s\tR\tbatch\tdevice\tthreads\talone");
-    for (g, l) in &summary.timed {
+    for (g, l) in summary.timed.iter().chain(&summary.reused) {
         println!(
             "{}\t{}\t{:.6}\t{:.6}\t{:.6}\t{}\t{}\t{}\t{}\t{}",
             g.describe(),
@@ -160,4 +145,45 @@ pub(crate) fn retime_cmd<B: AutodiffBackend>(args: &RetimeArgs, device: B::Devic
         latency::LATENCY_FILE
     );
     Ok(())
+}
+
+/// A re-timing event as one line of text (for `retime` and a sweep's timing phase).
+pub(crate) fn event_line(e: &RetimeEvent) -> String {
+    match e {
+        RetimeEvent::Start {
+            index,
+            shapes,
+            group,
+        } => format!(
+            "[{}/{shapes}] {} ({} runs)…",
+            index + 1,
+            group.describe(),
+            group.runs.len()
+        ),
+        RetimeEvent::Reused {
+            index,
+            shapes,
+            group,
+            latency: l,
+            runs,
+        } => format!(
+            "[{}/{shapes}] {}: {runs} run(s) given the figure measured alone for run {} \
+             (median {:.4} s, R = {}, build {})",
+            index + 1,
+            group.describe(),
+            l.timed_run,
+            l.median_s,
+            l.runs,
+            l.commit
+        ),
+        RetimeEvent::Done { latency: l, .. } => format!(
+            "        median {:.4} s, IQR {:.4}–{:.4} s (R = {}, batch {}){}",
+            l.median_s,
+            l.q1_s,
+            l.q3_s,
+            l.runs,
+            l.batch,
+            if l.alone { "" } else { ", not alone" }
+        ),
+    }
 }

@@ -996,9 +996,7 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
             eprintln!(
                 "error: worker {worker} lost its claim on run {lost_hash}: {e}; stopping \
                  without writing results"
-            );
-            // From the heartbeat's thread: the only way to stop the training at once.
-            std::process::exit(schedule::EXIT_LOST_CLAIM);
+            )
         },
     );
     pruned_is_success(&args.hash, outcome)
@@ -1014,6 +1012,9 @@ fn pruned_is_success(
         Err(e @ schedule::worker::WorkerError::Pruned { .. }) => {
             eprintln!("run {hash}: {e}");
             Ok(())
+        }
+        Err(schedule::worker::WorkerError::LostClaim { .. }) => {
+            Err(Exit(schedule::EXIT_LOST_CLAIM).into())
         }
         Err(e) => Err(e.into()),
     }

@@ -62,6 +62,7 @@ fn options(store: &Path, runs: usize) -> RetimeOptions {
         force: false,
         processes: false,
         device: DeviceSpec::Cpu,
+        only_missing: false,
     }
 }
 
@@ -308,4 +309,110 @@ fn stkd_workloads_are_told_from_other_processes() {
         stat_fields("12 (stkd run-one) S 7 12 12 0").unwrap()[..2],
         ["S", "7"]
     );
+}
+
+/// A sweep's timing phase ([`RetimeOptions::only_missing`]): times what no run has measured,
+/// keeps every measurement there is, gives a shape's earlier measurement to runs that lack
+/// one, and is not refused beside live runs when there is nothing to time.
+#[test]
+fn the_timing_phase_times_only_what_lacks_a_measurement() {
+    let (dir, store, plan) = setup("missing");
+    let opts = RetimeOptions {
+        only_missing: true,
+        ..options(&store, MIN_RUNS)
+    };
+    let starts = std::cell::Cell::new(0);
+    let time = |opts: &RetimeOptions| {
+        retime_with::<CpuInner>(
+            std::slice::from_ref(&plan),
+            opts,
+            &Default::default(),
+            &mut |_| Ok(data()),
+            &mut fake_clock(),
+            &mut |e| {
+                if let RetimeEvent::Start { .. } = e {
+                    starts.set(starts.get() + 1);
+                }
+            },
+        )
+    };
+    let first = time(&opts).unwrap();
+    assert_eq!(
+        (first.timed.len(), first.reused.len(), first.kept),
+        (2, 0, 0)
+    );
+    assert!(first.timed.iter().all(|(_, l)| l.is_measurement()));
+    let bytes = files(&first.written);
+    // Everything measured: nothing timed, nothing written, even beside a live run.
+    let base = plan.jobs.iter().find(|j| j.label == "base").unwrap();
+    let mut st = Store::open(&store).unwrap();
+    assert!(st.claim(&base.hash, "other", "cpu", 60.0).unwrap());
+    let again = time(&opts).unwrap();
+    assert_eq!(
+        (again.timed.len(), again.reused.len(), again.kept),
+        (0, 0, 2)
+    );
+    assert!(again.written.is_empty());
+    assert_eq!(
+        files(&first.written),
+        bytes,
+        "measurements are kept as they are"
+    );
+    // One student lost its figure: it gets the other student's (same shape), untimed.
+    let students: Vec<String> = first.timed[0]
+        .0
+        .runs
+        .iter()
+        .map(|t| t.hash.clone())
+        .collect();
+    let file = |hash: &str| beside(&store, RECORDS).join(hash).join(LATENCY_FILE);
+    std::fs::remove_file(file(&students[1])).unwrap();
+    let reused = time(&opts).unwrap();
+    assert_eq!(
+        (reused.timed.len(), reused.reused.len(), reused.kept),
+        (0, 1, 1)
+    );
+    assert_eq!(reused.written, [file(&students[1])]);
+    assert_eq!(
+        std::fs::read(file(&students[1])).unwrap(),
+        std::fs::read(file(&students[0])).unwrap()
+    );
+    // Neither student has one, but a record of another experiment holds the shape's
+    // measurement: both get it.
+    let elsewhere = beside(&store, RECORDS).join("0000other");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::rename(file(&students[0]), elsewhere.join(LATENCY_FILE)).unwrap();
+    std::fs::remove_file(file(&students[1])).unwrap();
+    let known = time(&opts).unwrap();
+    assert_eq!((known.timed.len(), known.reused.len()), (0, 1));
+    assert_eq!(known.written.len(), 2);
+    // A quick look (too few repetitions) is no measurement: the shape is timed again, and
+    // that needs the machine alone.
+    let quick = RetimeOptions {
+        allow_few: true,
+        ..options(&store, 3)
+    };
+    std::fs::remove_file(elsewhere.join(LATENCY_FILE)).unwrap();
+    for s in &students {
+        std::fs::remove_file(file(s)).unwrap();
+    }
+    // (The quick look re-times the teacher too: neither shape has a measurement now.)
+    run(
+        &plan,
+        &RetimeOptions {
+            force: true,
+            ..quick
+        },
+    )
+    .unwrap();
+    assert!(matches!(time(&opts), Err(RetimeError::Busy { .. })));
+    st.fail(&base.hash, "other", "test").unwrap();
+    let starts_before = starts.get();
+    let timed = time(&opts).unwrap();
+    assert_eq!(
+        (timed.timed.len(), timed.reused.len(), timed.kept),
+        (2, 0, 0)
+    );
+    assert_eq!(starts.get(), starts_before + 2);
+    let _ = std::fs::remove_dir_all(&dir);
 }

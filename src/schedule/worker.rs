@@ -5,6 +5,7 @@
 //! touches other runs or the store beyond its own row.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::archive::RUNS;
 use crate::backend::DeviceSpec;
@@ -59,6 +60,10 @@ pub enum WorkerError {
     /// `pruned` with its curve.
     #[error("trial stopped by the search's pruner after epoch {epoch}")]
     Pruned { epoch: usize },
+    /// The heartbeat found the run claimed by another worker: this one stopped without
+    /// writing results.
+    #[error("lost the claim on the run ({detail}); stopped without writing results")]
+    LostClaim { detail: String },
     #[error(
         "worse than predicting the mean: best validation MAE {val_mae:.3} mph, against \
          {mean_mae:.3} mph for the training split's mean speed ({mean:.2} mph) predicted \
@@ -233,16 +238,17 @@ impl<F> Execute for F where
 }
 
 /// Runs the claimed run of `a`: `execute` computes it (on the backend of `a.device`) and
-/// reports its events, each of which also goes to `emit`; `on_lost` is called from the
-/// heartbeat's thread when the claim is no longer this worker's, and must stop the run at once
-/// (the run is another worker's now: nothing may be written). Returns the run's report once
-/// the store has it as done; an error once the store has it as failed (or when the run was
-/// not this worker's to execute).
+/// reports its events, each of which also goes to `emit`. When the heartbeat finds the claim
+/// no longer this worker's (another worker took the run over), `on_lost` is told from the
+/// heartbeat's thread and the training stops at its next minibatch (a flag its step events
+/// carry); nothing more is written to the store and the result is [`WorkerError::LostClaim`].
+/// Returns the run's report once the store has it as done; an error once the store has it as
+/// failed (or when the run was not this worker's to execute).
 pub fn run_claimed(
     a: &Assignment,
     execute: impl Execute,
     mut emit: impl FnMut(RunEvent),
-    on_lost: impl FnOnce(StoreError) + Send + 'static,
+    on_lost: impl FnOnce(&StoreError) + Send + 'static,
 ) -> Result<RunReport, WorkerError> {
     let mut store = Store::open(&a.store)?;
     let row = store.run(&a.hash)?.ok_or_else(|| WorkerError::UnknownRun {
@@ -258,13 +264,26 @@ pub fn run_claimed(
     }
     let runs_dir = crate::archive::beside(&a.store, RUNS);
     let run_dir = runs_dir.join(&a.hash);
-    let heartbeat = Heartbeat::start(
-        &a.store,
-        &a.hash,
-        &a.worker,
-        super::HEARTBEAT_INTERVAL,
-        on_lost,
-    )?;
+    let lost: Arc<Mutex<Option<StoreError>>> = Arc::default();
+    let heartbeat = {
+        let lost = lost.clone();
+        Heartbeat::start(
+            &a.store,
+            &a.hash,
+            &a.worker,
+            super::HEARTBEAT_INTERVAL,
+            move |e| {
+                on_lost(&e);
+                *lost.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+            },
+        )?
+    };
+    let lost_claim = || {
+        lost.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(ToString::to_string)
+    };
     // One writer per run folder: wait while a worker that lost this run has not stopped yet.
     let lock = RunFolderLock::acquire(&run_dir, FOLDER_LOCK_TIMEOUT, |holder| {
         emit(RunEvent::WaitingForFolder { holder })
@@ -291,6 +310,11 @@ pub fn run_claimed(
         };
         let mut resumed = ResumeNote::of(&cfg);
         let mut on_event = |e: Event| {
+            if let Event::Step { stop, .. } = &e {
+                if lost_claim().is_some() {
+                    stop.set(true);
+                }
+            }
             if let Some(note) = resumed.note(&e) {
                 emit(note);
             }
@@ -305,7 +329,13 @@ pub fn run_claimed(
             }
             emit(RunEvent::from(e))
         };
-        let report = execute(&cfg, &data, &paths, &mut on_event)?;
+        let report = execute(&cfg, &data, &paths, &mut on_event);
+        if let Some(detail) = lost_claim() {
+            // The run is another worker's now: neither its outcome nor a failure is ours to
+            // write.
+            return Err(WorkerError::LostClaim { detail });
+        }
+        let report = report?;
         // The outcome is kept in the folder either way: a run failed by the rule below is done
         // at once when re-queued with the rule off.
         exec::write_report(&report, &paths.run_dir)?;
@@ -316,6 +346,9 @@ pub fn run_claimed(
     })();
     drop(heartbeat);
     let _lock = lock; // held until the store has the outcome
+    if let Err(e @ WorkerError::LostClaim { .. }) = result {
+        return Err(e);
+    }
     match result {
         Ok(report) => {
             let rel = format!("{RUNS}/{}", a.hash);

@@ -161,6 +161,7 @@ impl<'a, B: AutodiffBackend> Fit<'a, B> {
             steps: n,
         });
         let mut loss_sum = 0.0;
+        let stop = std::cell::Cell::new(false);
         for (i, idx) in self.order.chunks(self.cfg.batch_size).take(n).enumerate() {
             let batch = self
                 .batcher
@@ -180,7 +181,11 @@ impl<'a, B: AutodiffBackend> Fit<'a, B> {
                 epoch,
                 step: i + 1,
                 loss: loss as f64,
+                stop: &stop,
             });
+            if stop.get() {
+                return Err(TrainError::Abandoned { epoch, step: i + 1 }.into());
+            }
         }
         on_event(Event::Evaluating { epoch });
         let run = EpochRun {
