@@ -744,6 +744,10 @@ pub fn retime_with<B: Backend>(
                 continue;
             }
         }
+        if opts.only_missing {
+            // Refused before it is announced (the check is repeated just before the timing).
+            check(&opts.store)?;
+        }
         on_event(RetimeEvent::Start {
             index,
             shapes,

@@ -3,8 +3,6 @@
 
 // The imports below serve the subcommand modules too (`use crate::*` in each of `cli/`).
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::AutodiffBackend;
@@ -18,7 +16,7 @@ use stkd::data::{DataConfig, Dataset, DatasetName};
 use stkd::distill::{LossConfig, LossKind, Norm, Reduction};
 use stkd::exec::{self, RunPaths, RunReport};
 use stkd::model::{Preset, StgcnConfig};
-use stkd::schedule::{self, LocalExecutor, RunEvent, SweepEvent, SweepOptions};
+use stkd::schedule::{self, RunEvent, SweepEvent};
 use stkd::spec::RunConfig;
 use stkd::store::{RunStatus, Store};
 use stkd::train::{Event, OptimizerKind, TrainConfig};

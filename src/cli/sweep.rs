@@ -82,6 +82,11 @@ pub(crate) struct SweepArgs {
     /// start with warm caches: `auto` does it for a CUDA device with the local executor.
     #[arg(long, value_enum, default_value_t = WarmUp::Auto)]
     pub(crate) warm_up: WarmUp,
+    /// Skip the timing phase at the sweep's end (every finished network's test time measured
+    /// alone, R = 20, into its run's `latency.json`; shapes measured before are not timed
+    /// again). `stkd retime FILE --missing` does it later.
+    #[arg(long)]
+    pub(crate) no_timing: bool,
 }
 
 /// When `sweep` prepares a device's kernel caches before its runs (see [`stkd::warmup`]).
@@ -90,6 +95,16 @@ pub(crate) enum WarmUp {
     Auto,
     Always,
     Never,
+}
+
+impl From<WarmUp> for stkd::sweep::WarmUp {
+    fn from(w: WarmUp) -> Self {
+        match w {
+            WarmUp::Auto => stkd::sweep::WarmUp::Auto,
+            WarmUp::Always => stkd::sweep::WarmUp::Always,
+            WarmUp::Never => stkd::sweep::WarmUp::Never,
+        }
+    }
 }
 
 /// `stkd warm-up`: the process a sweep starts to prepare a device's kernel caches.
@@ -330,6 +345,7 @@ pub(crate) fn print_plan(plan: &stkd::plan::Plan, store: &Path, json: bool) -> R
 pub(crate) struct SweepDisplay {
     progress: stkd::progress::Progress,
     main: Option<ProgressBar>,
+    warm: Option<ProgressBar>,
 }
 
 impl SweepDisplay {
@@ -337,6 +353,64 @@ impl SweepDisplay {
         SweepDisplay {
             progress: stkd::progress::Progress::for_stderr(slots),
             main: None,
+            warm: None,
+        }
+    }
+
+    fn notice(&mut self, n: stkd::sweep::Notice) {
+        use stkd::sweep::Notice;
+        match n {
+            Notice::Schedule(ev) => self.on(ev),
+            Notice::WarmUpStarted { device, kinds } => {
+                self.progress.println(&format!(
+                    "preparing {device}'s kernel caches for {kinds} kind(s) of run before \
+                     starting them"
+                ));
+                self.warm = self
+                    .progress
+                    .overall("warm-up [{bar:30}] {pos}/{len} {msg}", kinds, 0);
+            }
+            Notice::WarmedUp { line, kinds } => match &self.warm {
+                Some(pb) => {
+                    pb.set_message(line.shape);
+                    pb.inc(1);
+                }
+                None => self.progress.println(&format!(
+                    "warm-up {}/{kinds}: {} ({:.1} s)",
+                    line.index + 1,
+                    line.shape,
+                    line.seconds
+                )),
+            },
+            Notice::WarmUpEnded { outcome } => {
+                if let Some(pb) = self.warm.take() {
+                    pb.finish_and_clear();
+                }
+                self.progress.println(&match outcome {
+                    Ok((seconds, cache)) => format!(
+                        "kernel caches ready in {seconds:.1} s{}",
+                        cache.map_or(String::new(), |(d, n)| format!(
+                            " (cache {}, {n} files)",
+                            d.display()
+                        ))
+                    ),
+                    Err(why) => format!("warning: {why}; each run compiles its own kernels"),
+                });
+            }
+            Notice::TimingStarted { device, threads } => {
+                if let Some(main) = self.main.take() {
+                    main.finish_and_clear();
+                }
+                self.progress.println(&format!(
+                    "timing phase: each finished network's test time measured alone on \
+                     {device} ({threads} threads, R = {}), unless measured before",
+                    stkd::latency::DEFAULT_RUNS
+                ))
+            }
+            Notice::Timing(e) => self.progress.println(&super::retime::event_line(&e)),
+            Notice::TimingSkipped { why } => self
+                .progress
+                .println(&format!("timing phase skipped: {why}")),
         }
     }
 
@@ -452,89 +526,28 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
         }
         return Ok(());
     }
-    for d in &args.devices {
-        check_device(*d)?;
-    }
-    // Ctrl-C, SIGTERM (Slurm, systemd, container runtimes, shutdown) and SIGHUP (a closed
-    // terminal) all stop the sweep the same way: children stopped, their runs back to pending,
-    // exit code 128 + the signal's number.
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let signal = Arc::new(AtomicUsize::new(0));
-    for sig in STOP_SIGNALS {
-        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
-            .and_then(|_| signal_hook::flag::register(sig, interrupt.clone()))
-            .with_context(|| format!("installing the handler of {}", signal_name(sig)))?;
-    }
-    let cpu_slots = args
-        .devices
-        .iter()
-        .filter(|d| **d == DeviceSpec::Cpu)
-        .count()
-        * args.per_device.max(1);
-    let exe = std::env::current_exe().context("locating the stkd binary")?;
-    let placement = exp.executor.overridden_by(&args.executor_spec());
-    let slurm = placement.kind == Some(ExecutorKind::Slurm);
-    let mean_check = exp.mean_check && !args.no_mean_check;
-    let executor: Box<dyn schedule::Executor> = if slurm {
-        Box::new(schedule::slurm::SlurmExecutor {
-            exe,
-            store: args.store.clone(),
-            data_dir: args.data_dir.clone(),
-            options: placement.slurm.clone(),
-            mean_check,
-        })
-    } else {
-        Box::new(LocalExecutor {
-            exe,
-            store: args.store.clone(),
-            data_dir: args.data_dir.clone(),
-            cpu_threads: (cpu_slots > 1).then(|| (rayon::current_num_threads() / cpu_slots).max(1)),
-            mean_check,
-        })
-    };
-    // On a cluster the slots are jobs in flight, each on the device its job is given.
-    let (devices, per_device) = if slurm {
-        (
-            vec![args.devices[0]],
-            placement.max_jobs.unwrap_or(4).max(1),
-        )
-    } else {
-        (args.devices.clone(), args.per_device.max(1))
-    };
-    let warm = match args.warm_up {
-        WarmUp::Never => None,
-        WarmUp::Always => Some(devices[0]),
-        WarmUp::Auto => devices
-            .iter()
-            .find(|d| !slurm && **d != DeviceSpec::Cpu)
-            .copied(),
-    };
-    if let Some(device) = warm {
-        prepare_caches(&plan, &args.store, device)?;
-    }
-    let opts = SweepOptions {
+    let request = stkd::sweep::SweepRequest {
+        file: args.file.clone(),
         store: args.store.clone(),
-        devices: devices.clone(),
-        per_device,
+        data_dir: args.data_dir.clone(),
+        devices: args.devices.clone(),
+        per_device: args.per_device,
         retry_failed: args.retry_failed,
         stale_after_s: args.stale_after,
-        data_dir: args.data_dir.clone(),
+        executor: args.executor_spec(),
+        no_mean_check: args.no_mean_check,
         detach: args.detach,
-        retries: placement.retries.unwrap_or(stkd::store::DEFAULT_RETRIES),
+        warm_up: args.warm_up.into(),
+        timing: !args.no_timing,
+        exe: std::env::current_exe().context("locating the stkd binary")?,
     };
-    let mut display = SweepDisplay::new(devices.len() * per_device);
-    let summary = schedule::run_sweep(
-        &plan,
-        &args.file,
-        &exp.text,
-        &opts,
-        executor.as_ref(),
-        &interrupt,
-        &mut |ev| display.on(ev),
-    )?;
+    let signals = stkd::sweep::StopSignals::install()?;
+    let mut display = SweepDisplay::new(args.devices.len() * args.per_device.max(1));
+    let outcome = stkd::sweep::run(&request, &exp, &plan, &signals, &mut |n| display.notice(n))?;
     if let Some(main) = &display.main {
         main.finish_and_clear();
     }
+    let summary = &outcome.summary;
     eprintln!(
         "{}: {} runs: {} done, {} failed, {} skipped, {} pruned, {} not finished; {} executed now (store {})",
         plan.name,
@@ -548,15 +561,11 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
         args.store.display()
     );
     print_closing_table(&exp, &plan, &args.store)?;
-    if summary.interrupted {
-        let sig = match signal.load(Ordering::SeqCst) {
-            0 => signal_hook::consts::SIGINT,
-            s => s as i32,
-        };
+    if let Some(sig) = outcome.signal {
         eprintln!(
             "interrupted by {}: unfinished runs went back to pending; run the same command to \
              resume",
-            signal_name(sig)
+            stkd::sweep::stop_signal_name(sig)
         );
         return Err(Exit(128 + sig).into());
     }
@@ -570,104 +579,6 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
     Ok(())
 }
 
-/// Compiles, in one `stkd warm-up` process on `device`, the kernels of every kind of run of
-/// `plan` not yet done, so the runs started next find them in the caches. A failed warm-up is
-/// reported and the sweep goes on (each run then compiles what it needs itself).
-fn prepare_caches(plan: &stkd::plan::Plan, store: &Path, device: DeviceSpec) -> Result<()> {
-    use std::io::{BufRead, Write};
-    let finished = if store.exists() {
-        let store = Store::open(store)?;
-        let mut finished = std::collections::HashSet::new();
-        for job in &plan.jobs {
-            if let Some(row) = store.run(&job.hash)? {
-                if matches!(row.status, RunStatus::Done | RunStatus::Pruned) {
-                    finished.insert(job.hash.clone());
-                }
-            }
-        }
-        finished
-    } else {
-        Default::default()
-    };
-    let shapes = stkd::warmup::shapes(&plan.jobs, |j| !finished.contains(&j.hash));
-    if shapes.is_empty() {
-        return Ok(());
-    }
-    let mut progress = stkd::progress::Progress::for_stderr(0);
-    progress.println(&format!(
-        "preparing {device}'s kernel caches for {} kind(s) of run before starting them",
-        shapes.len()
-    ));
-    let bar = progress.overall("warm-up [{bar:30}] {pos}/{len} {msg}", shapes.len(), 0);
-    let started = std::time::Instant::now();
-    let exe = std::env::current_exe().context("locating the stkd binary")?;
-    let mut child = std::process::Command::new(exe)
-        .args(["warm-up", "--device", &device.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("starting the warm-up process")?;
-    let input = serde_json::to_vec(&shapes)?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(&input)
-        .context("writing the warm-up's shapes")?;
-    let stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
-    for line in stdout.lines().map_while(Result::ok) {
-        let Ok(done) = serde_json::from_str::<WarmedUp>(&line) else {
-            continue;
-        };
-        match &bar {
-            Some(pb) => {
-                pb.set_message(done.shape);
-                pb.inc(1);
-            }
-            None => progress.println(&format!(
-                "warm-up {}/{}: {} ({:.1} s)",
-                done.index + 1,
-                shapes.len(),
-                done.shape,
-                done.seconds
-            )),
-        }
-    }
-    let status = child.wait().context("waiting for the warm-up process")?;
-    if let Some(pb) = bar {
-        pb.finish_and_clear();
-    }
-    if status.success() {
-        let cache = stkd::backend::gpu_cache_dir()
-            .map(|d| {
-                format!(
-                    " (cache {}, {} files)",
-                    d.display(),
-                    stkd::backend::gpu_cache_files()
-                )
-            })
-            .unwrap_or_default();
-        progress.println(&format!(
-            "kernel caches ready in {:.1} s{cache}",
-            started.elapsed().as_secs_f64()
-        ));
-    } else {
-        progress.println(&format!(
-            "warning: the warm-up on {device} ended with {status}; each run compiles its own \
-             kernels"
-        ));
-    }
-    Ok(())
-}
-
-/// One line of `stkd warm-up`'s output: a kind of run whose kernels are compiled.
-#[derive(Serialize, serde::Deserialize)]
-struct WarmedUp {
-    index: usize,
-    shape: String,
-    seconds: f64,
-}
-
 /// `stkd warm-up`: reads the shapes (JSON) on stdin, runs each once on the device and prints a
 /// [`WarmedUp`] line after each.
 pub(crate) fn warm_up_cmd<B: AutodiffBackend>(device: B::Device) -> Result<()> {
@@ -677,7 +588,7 @@ pub(crate) fn warm_up_cmd<B: AutodiffBackend>(device: B::Device) -> Result<()> {
         let t = std::time::Instant::now();
         stkd::warmup::warm_up::<B>(shape, &device)
             .with_context(|| format!("warming up {}", shape.describe()))?;
-        let line = WarmedUp {
+        let line = stkd::warmup::WarmedUp {
             index,
             shape: shape.describe(),
             seconds: t.elapsed().as_secs_f64(),
@@ -685,22 +596,6 @@ pub(crate) fn warm_up_cmd<B: AutodiffBackend>(device: B::Device) -> Result<()> {
         println!("{}", serde_json::to_string(&line)?);
     }
     Ok(())
-}
-
-/// The signals that stop a sweep cleanly.
-const STOP_SIGNALS: [i32; 3] = [
-    signal_hook::consts::SIGINT,
-    signal_hook::consts::SIGTERM,
-    signal_hook::consts::SIGHUP,
-];
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        signal_hook::consts::SIGINT => "SIGINT (Ctrl-C)",
-        signal_hook::consts::SIGTERM => "SIGTERM",
-        signal_hook::consts::SIGHUP => "SIGHUP",
-        _ => "a signal",
-    }
 }
 
 /// The runs of the sweep with their results (`stkd::report::summary`), on standard output.
