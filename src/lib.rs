@@ -27,6 +27,7 @@ pub mod rng;
 pub mod schedule;
 pub mod search;
 pub mod spec;
+pub mod status;
 pub mod store;
 pub mod sweep;
 pub mod train;

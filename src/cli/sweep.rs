@@ -635,23 +635,6 @@ fn print_closing_table(
     Ok(())
 }
 
-#[derive(Serialize)]
-pub(crate) struct StatusRow {
-    pub(crate) run: String,
-    pub(crate) dataset: String,
-    pub(crate) status: String,
-    pub(crate) hash: String,
-    pub(crate) device: Option<String>,
-    /// The cluster job of the latest attempt (Slurm job id) and, while it runs, its state.
-    pub(crate) job: Option<String>,
-    pub(crate) slurm_state: Option<String>,
-    pub(crate) attempts: u32,
-    /// Infrastructure faults that ended attempts (each retried from the checkpoint), in order.
-    pub(crate) faults: Vec<stkd::store::FaultRow>,
-    pub(crate) test_mae_15min: Option<f64>,
-    pub(crate) error: Option<String>,
-}
-
 /// Exit status of `report --against … --fail-on-regression` when a cell got worse beyond noise.
 pub(crate) const EXIT_REGRESSION: i32 = 3;
 
@@ -699,79 +682,17 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
             args.store.display()
         );
     }
-    let run = |hash: &str| -> Result<Option<stkd::store::RunRow>> {
-        Ok(match &store {
-            Some(s) => s.run(hash)?,
-            None => None,
-        })
-    };
-    let rows: Vec<(String, String, Option<stkd::store::RunRow>)> = match &args.file {
+    let out = match &args.file {
         Some(file) => {
             let exp = load_experiment(file)?;
             let plan = plan_experiment(&exp, &args.data_dir)?;
-            let mut rows: Vec<_> = plan
-                .jobs
-                .iter()
-                .map(|j| Ok((j.display_name(), j.hash.clone(), run(&j.hash)?)))
-                .collect::<Result<_>>()?;
-            // The trials of its searches proposed so far, in their order.
-            if let Some(s) = &store {
-                for st in &plan.studies {
-                    for t in s.trials(&st.key)? {
-                        let row = s.run(&t.hash)?;
-                        let name = row.as_ref().map_or(t.hash.clone(), |r| r.label.clone());
-                        rows.push((name, t.hash, row));
-                    }
-                }
-            }
-            rows
+            stkd::status::of_experiment(&exp, &plan, store.as_ref())?
         }
         None => match &store {
-            Some(s) => s
-                .runs(None)?
-                .into_iter()
-                .map(|r| (r.label.clone(), r.hash.clone(), Some(r)))
-                .collect(),
+            Some(s) => stkd::status::of_store(s)?,
             None => Vec::new(),
         },
     };
-    let mut out = Vec::new();
-    for (name, hash, row) in rows {
-        let mae15 = match (&row, &store) {
-            (Some(r), Some(store)) if r.status == RunStatus::Done => {
-                store.result(&hash)?.and_then(|res| {
-                    res.metrics
-                        .iter()
-                        .find(|m| m.split == "test" && m.step == 3)
-                        .map(|m| m.mae)
-                })
-            }
-            _ => None,
-        };
-        let faults = match (&row, &store) {
-            (Some(_), Some(store)) => store.faults(&hash)?,
-            _ => Vec::new(),
-        };
-        out.push(StatusRow {
-            run: name,
-            dataset: row.as_ref().map_or(String::new(), |r| r.dataset.clone()),
-            status: row
-                .as_ref()
-                .map_or("not registered".into(), |r| r.status.to_string()),
-            hash,
-            device: row.as_ref().and_then(|r| r.device.clone()),
-            job: row.as_ref().and_then(|r| r.job.clone()),
-            slurm_state: row
-                .as_ref()
-                .filter(|r| r.status == RunStatus::Running)
-                .and_then(|r| r.job.as_deref())
-                .and_then(|j| schedule::slurm::job_state(j).ok().flatten()),
-            attempts: row.as_ref().map_or(0, |r| r.attempts),
-            faults,
-            test_mae_15min: mae15,
-            error: row.and_then(|r| r.error),
-        });
-    }
     if args.json {
         return print_json(&out);
     }
@@ -815,7 +736,8 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
         })
         .collect();
     println!("{}", terminal_table(table));
-    let faulted: Vec<&StatusRow> = out.iter().filter(|r| !r.faults.is_empty()).collect();
+    let faulted: Vec<&stkd::status::StatusRow> =
+        out.iter().filter(|r| !r.faults.is_empty()).collect();
     if !faulted.is_empty() {
         println!("infrastructure faults (each attempt retried from the run's checkpoint):");
         for r in faulted {

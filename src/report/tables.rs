@@ -9,6 +9,7 @@ use crate::distill::LossKind;
 use crate::model::{Preset, StgcnConfig};
 use crate::report::collect::{ReportData, RunEntry, RunState};
 use crate::report::paper::{self, COLUMNS, HORIZONS};
+use crate::store::RunResult;
 
 /// Mean and sample standard deviation (n − 1) of one value over a group's finished runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -335,9 +336,14 @@ pub struct MetricsTable {
 
 /// Test-split value of metric `m` at horizon index `h` of a finished run.
 pub fn metric_of(run: &RunEntry, m: usize, h: usize) -> Option<f64> {
+    test_metric(run.done()?, m, h)
+}
+
+/// Test-split value of metric `m` (0 MAPE, 1 MAE, 2 RMSE) at horizon index `h` (15, 30, 45
+/// min) of a result.
+pub fn test_metric(result: &RunResult, m: usize, h: usize) -> Option<f64> {
     let step = HORIZONS[h] / 5;
-    let row = run
-        .done()?
+    let row = result
         .metrics
         .iter()
         .find(|r| r.split == "test" && r.step == step)?;
