@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, Parser, Subcommand};
-use indicatif::ProgressBar;
 use serde::Serialize;
 use tabled::{Table, Tabled};
 
@@ -16,9 +15,9 @@ use stkd::data::{DataConfig, Dataset, DatasetName};
 use stkd::distill::{LossConfig, LossKind, Norm, Reduction};
 use stkd::exec::{self, RunPaths, RunReport};
 use stkd::model::{Preset, StgcnConfig};
-use stkd::schedule::{self, RunEvent, SweepEvent};
+use stkd::schedule::{self, RunEvent};
 use stkd::spec::RunConfig;
-use stkd::store::{RunStatus, Store};
+use stkd::store::Store;
 use stkd::train::{Event, OptimizerKind, TrainConfig};
 use stkd::with_backend;
 

@@ -115,3 +115,15 @@ pub fn of_store(store: &Store) -> Result<Vec<StatusRow>, StoreError> {
         .map(|r| row_of(Some(store), r.label.clone(), r.hash.clone(), Some(r)))
         .collect()
 }
+
+/// What the store at `store` has of each of `hashes` (`None` for a run it does not know, and
+/// for every run when there is no store yet), read without creating or writing anything.
+pub fn stored_rows(
+    store: &std::path::Path,
+    hashes: &[String],
+) -> Result<Vec<Option<RunRow>>, StoreError> {
+    let Some(s) = Store::open_read_only(store)? else {
+        return Ok(vec![None; hashes.len()]);
+    };
+    hashes.iter().map(|h| s.run(h)).collect()
+}

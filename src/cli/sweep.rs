@@ -1,7 +1,23 @@
 //! `stkd sweep`, `status` and `report` arguments, and the hidden `run-one` that executes one run of a sweep.
 
-use crate::*;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use burn::tensor::backend::AutodiffBackend;
+use clap::Args;
+use indicatif::ProgressBar;
+use serde::Serialize;
+use tabled::Tabled;
+
+use crate::{print_json, terminal_table, Exit};
+use stkd::backend::DeviceSpec;
+use stkd::data::DatasetName;
+use stkd::exec::{self, RunReport};
+use stkd::schedule::{self, RunEvent, SweepEvent};
+use stkd::spec::RunConfig;
 use stkd::spec::{is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions};
+use stkd::store::{RunStatus, Store};
+use stkd::with_backend;
 
 #[derive(Args)]
 pub(crate) struct SweepArgs {
@@ -231,18 +247,6 @@ pub(crate) fn plan_experiment(
     Ok(stkd::plan::plan_in(exp, data_dir)?)
 }
 
-/// Run statuses of `hashes` in an existing store (none if there is no store yet), read
-/// without writing anything.
-pub(crate) fn statuses(
-    store: &Path,
-    hashes: &[String],
-) -> Result<Vec<Option<stkd::store::RunRow>>> {
-    let Some(s) = Store::open_read_only(store)? else {
-        return Ok(vec![None; hashes.len()]);
-    };
-    hashes.iter().map(|h| Ok(s.run(h)?)).collect()
-}
-
 #[derive(Serialize)]
 pub(crate) struct PlannedRow<'a> {
     pub(crate) hash: &'a str,
@@ -256,7 +260,7 @@ pub(crate) struct PlannedRow<'a> {
 
 pub(crate) fn print_plan(plan: &stkd::plan::Plan, store: &Path, json: bool) -> Result<()> {
     let hashes: Vec<String> = plan.jobs.iter().map(|j| j.hash.clone()).collect();
-    let rows = statuses(store, &hashes)?;
+    let rows = stkd::status::stored_rows(store, &hashes)?;
     let name_of = |h: &str| {
         plan.jobs
             .iter()
@@ -752,22 +756,6 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
     Ok(())
 }
 
-/// Ask the kernel to kill this process when its parent (the sweep) dies, so that after a
-/// `kill -9` of the sweep no orphan keeps a run's heartbeat alive.
-pub(crate) fn die_with_parent() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a signal number for this process.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-    }
-}
-
 pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
     if args.detached {
         // A cluster job: no parent to die with, no store.
@@ -786,7 +774,7 @@ pub(crate) fn run_one_cmd(args: &RunOneArgs) -> Result<()> {
         );
         return pruned_is_success(&args.hash, outcome);
     }
-    die_with_parent();
+    schedule::worker::die_with_parent();
     let assignment = schedule::worker::Assignment {
         store: args.store.clone(),
         hash: args.hash.clone(),

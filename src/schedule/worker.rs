@@ -571,3 +571,19 @@ pub fn run_detached(
     drop(lock);
     result
 }
+
+/// Asks the kernel to kill this process when its parent (the sweep) dies, so that after a
+/// `kill -9` of the sweep no orphan keeps a run's heartbeat alive (Linux; elsewhere nothing).
+pub fn die_with_parent() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a signal number for this process.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
+}
