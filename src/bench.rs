@@ -229,6 +229,7 @@ impl<B: AutodiffBackend> StcdFixture<B> {
                 student_f: &fs,
                 teacher_y: Some(yt),
                 teacher_f: Some(&ft),
+                teacher_tcd: None,
             },
         )
         .expect("valid STCD configuration")

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::DeviceSpec;
 use crate::data::{DataConfig, Dataset, DatasetName, Split};
+use crate::distill::cache::{self, CacheError, Tap, TeacherCache};
 use crate::distill::{skd_grads, LossKind};
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::prune::{prune_model, Granularity, PruneError};
@@ -79,6 +80,8 @@ pub enum ExecError {
     },
     #[error("{path}: {detail}")]
     Io { path: PathBuf, detail: String },
+    #[error(transparent)]
+    TeacherCache(#[from] CacheError),
 }
 
 /// Load the dataset a run config asks for.
@@ -120,6 +123,8 @@ pub fn execute<B: AutodiffBackend>(
         let g_t = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
         let cached = (!kind.needs_features())
             .then(|| TeacherOutputs::compute(&teacher, &g_t, data, cfg.train.batch_size, device));
+        let features = feature_cache(paths, kind, &teacher, &g_t, data, cfg, device)?;
+        let mut cache_failed = false;
         let result = train::train_with_loss::<B, _>(
             data,
             &cfg.model,
@@ -128,32 +133,43 @@ pub fn execute<B: AutodiffBackend>(
             Some(&paths.run_dir),
             on_event,
             |m, b, g, tally| {
-                // The teacher's forward, unless its outputs were computed before training.
-                let fresh = cached
-                    .is_none()
+                // What the loss reads of the teacher from its cache; on a read error the
+                // teacher's forward instead (the same values).
+                let from_cache = features.as_ref().filter(|_| !cache_failed).and_then(|c| {
+                    c.batch::<B::InnerBackend>(&b.idx, device)
+                        .map_err(|e| {
+                            eprintln!("warning: {e}; computing the teacher at every step instead");
+                            cache_failed = true;
+                        })
+                        .ok()
+                });
+                // The teacher's forward, unless what the loss reads was computed before.
+                let fresh = (cached.is_none() && from_cache.is_none())
                     .then(|| teacher.forward_features(b.x.clone().inner(), &g_t));
+                let (teacher_y, teacher_f, teacher_tcd) = match (&from_cache, &fresh, &cached) {
+                    (Some(c), _, _) => (c.y.clone(), Some(&c.features), c.tcd.as_deref()),
+                    (None, Some((yt, ft)), _) => (yt.clone(), Some(ft), None),
+                    (None, None, Some(c)) => (c.batch(&b.idx, device), None, None),
+                    (None, None, None) => unreachable!("computed when not cached"),
+                };
                 if kind == LossKind::Skd {
                     // SKD with gradient revision needs the gradient of each term separately.
-                    let (yt, ft) = fresh.as_ref().expect("SKD reads features: never cached");
-                    let step = skd_grads(m, &cfg.loss, b.y1.clone(), yt, ft, |m| {
+                    let ft = teacher_f.expect("SKD reads features: from the forward or the cache");
+                    let step = skd_grads(m, &cfg.loss, b.y1.clone(), &teacher_y, ft, |m| {
                         m.forward_features(b.x.clone(), g)
                     })
                     .expect("loss configuration validated before training");
                     return (step.grads, step.loss as f32);
                 }
-                let (teacher_y, teacher_f) = match (&fresh, &cached) {
-                    (Some((yt, ft)), _) => (yt.clone(), Some(ft)),
-                    (None, Some(c)) => (c.batch(&b.idx, device), None),
-                    (None, None) => unreachable!("computed when not cached"),
-                };
                 let student = m.forward_features(b.x.clone(), g);
-                train::kd_step(
+                train::kd_step_given(
                     &cfg.loss,
                     m,
                     b.y1.clone(),
                     student,
                     teacher_y,
                     teacher_f,
+                    teacher_tcd,
                     tally,
                 )
                 .expect("loss configuration validated before training")
@@ -361,6 +377,55 @@ pub fn test_time_once(
         let _ = std::fs::remove_file(&tmp);
     }
     t
+}
+
+/// The teacher cache of a run whose loss reads the teacher's hidden features
+/// ([`crate::distill::cache`]), in the teacher's run folder: opened, or built by one teacher
+/// pass. `None` when the loss reads no features, the teacher has no identity, or the cache is
+/// off (`STKD_TEACHER_CACHE=off`).
+fn feature_cache<B: Backend>(
+    paths: &RunPaths,
+    kind: LossKind,
+    teacher: &Stgcn<B>,
+    g: &GraphKernel<B>,
+    data: &Dataset,
+    cfg: &RunConfig,
+    device: &B::Device,
+) -> Result<Option<TeacherCache>, ExecError> {
+    let taps = Tap::of(kind);
+    let Some(dir) = paths.teacher_dir.as_ref() else {
+        return Ok(None);
+    };
+    let Some(identity) = checkpoint_identity(dir).filter(|_| !taps.is_empty() && cache::enabled())
+    else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let at = dir.join(cache::CACHE_DIR);
+    let c = TeacherCache::open_or_build(
+        &at,
+        &identity,
+        taps,
+        teacher,
+        g,
+        data,
+        cfg.train.batch_size,
+        device,
+    )?;
+    if !c.built.is_empty() {
+        eprintln!(
+            "teacher cache: built {} in {:.1} s ({:.2} GB in {})",
+            c.built
+                .iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            started.elapsed().as_secs_f64(),
+            c.bytes() as f64 / 1e9,
+            at.display()
+        );
+    }
+    Ok(Some(c))
 }
 
 /// The teacher's one-step predictions for every training window, computed once before a

@@ -391,6 +391,24 @@ pub fn kd_step<B: AutodiffBackend>(
     teacher_f: Option<&crate::model::Features<B::InnerBackend>>,
     tally: &mut LossTally,
 ) -> Result<(GradientsParams, f32), crate::distill::DistillError> {
+    kd_step_given(
+        loss, model, target, student, teacher_y, teacher_f, None, tally,
+    )
+}
+
+/// [`kd_step`] with the teacher's side of TCD already computed (`teacher_tcd`, from the
+/// teacher cache, [`crate::distill::cache`]).
+#[allow(clippy::too_many_arguments)]
+pub fn kd_step_given<B: AutodiffBackend>(
+    loss: &crate::distill::LossConfig,
+    model: &Stgcn<B>,
+    target: Tensor<B, 4>,
+    student: (Tensor<B, 4>, crate::model::Features<B>),
+    teacher_y: Tensor<B::InnerBackend, 4>,
+    teacher_f: Option<&crate::model::Features<B::InnerBackend>>,
+    teacher_tcd: Option<&[Vec<f32>]>,
+    tally: &mut LossTally,
+) -> Result<(GradientsParams, f32), crate::distill::DistillError> {
     let out = crate::distill::kd_loss(
         loss,
         &crate::distill::KdInputs {
@@ -399,6 +417,7 @@ pub fn kd_step<B: AutodiffBackend>(
             student_f: &student.1,
             teacher_y: Some(teacher_y),
             teacher_f,
+            teacher_tcd,
         },
     )?;
     tally.picks += out.ord_picks;

@@ -35,6 +35,7 @@
 //! - SKD structural term: mean of smooth-L1 (β = 1) over all `B·P²` entries of the normalised
 //!   `P × P` distance matrices (`P = T'·N`), as `F.smooth_l1_loss` on the full matrices does.
 
+pub mod cache;
 mod pairwise;
 mod skd;
 
@@ -48,7 +49,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Features;
 
-pub use pairwise::{scd_layer, skd_structural, tcd_layer, LayerKernel, PairSum};
+pub use pairwise::{
+    scd_layer, skd_structural, tcd_layer, tcd_layer_given, tcd_teacher, tcd_teacher_len,
+    LayerKernel, PairSum,
+};
 pub use skd::{skd_grads, skd_revised_grads, Revision, SkdStep};
 
 /// The losses compared in the paper (Tables 2, 4, 5).
@@ -317,6 +321,9 @@ pub struct KdInputs<'a, B: AutodiffBackend> {
     pub student_f: &'a Features<B>,
     pub teacher_y: Option<Tensor<B::InnerBackend, 4>>,
     pub teacher_f: Option<&'a Features<B::InnerBackend>>,
+    /// The teacher's side of TCD already computed ([`tcd_teacher`] of each temporal layer, in
+    /// order: a [`cache`] of it): then `teacher_f`'s temporal layers are not read.
+    pub teacher_tcd: Option<&'a [Vec<f32>]>,
 }
 
 /// A loss to minimise, and ORD's teacher picks for Table 3.
@@ -592,11 +599,27 @@ impl PairAxis {
     }
 }
 
+/// The teacher's side of a feature term: its layers, or (TCD) its pair distances per layer.
+#[derive(Clone, Copy)]
+enum TeacherLayers<'a, BT: Backend> {
+    Features(&'a [Tensor<BT, 4>]),
+    TcdDistances(&'a [Vec<f32>]),
+}
+
+impl<BT: Backend> TeacherLayers<'_, BT> {
+    fn len(&self) -> usize {
+        match self {
+            TeacherLayers::Features(f) => f.len(),
+            TeacherLayers::TcdDistances(d) => d.len(),
+        }
+    }
+}
+
 /// Mean over layers of the per-layer mean pair penalty, with the gradient injected.
 fn pairwise_loss<B: Backend, BT: Backend>(
     axis: PairAxis,
     student: &[Tensor<B, 4>],
-    teacher: &[Tensor<BT, 4>],
+    teacher: TeacherLayers<'_, BT>,
     norm: Norm,
 ) -> Result<Tensor<B, 1>, DistillError> {
     let what = axis.name();
@@ -613,14 +636,8 @@ fn pairwise_loss<B: Backend, BT: Backend>(
     let layers = student.len() as f64;
     let mut value = 0f64;
     let mut total: Option<Tensor<B, 1>> = None;
-    for (l, (fs, ft)) in student.iter().zip(teacher).enumerate() {
+    for (l, fs) in student.iter().enumerate() {
         let [b, t, n, cs] = fs.dims();
-        let [bt, tt, nt, ct] = ft.dims();
-        same_dims(
-            &format!("{what} layer {l} [B, T, N]"),
-            &[b, t, n],
-            &[bt, tt, nt],
-        )?;
         let count = (b * axis.pairs(t, n)) as f64;
         let scale = if count > 0.0 {
             1.0 / (layers * count)
@@ -628,11 +645,12 @@ fn pairwise_loss<B: Backend, BT: Backend>(
             0.0
         };
         let dims = [b, t, n, cs];
-        let sum = with_host(ft, |th| {
-            with_host(fs, |s| {
+        // The kernel on the student's host copy, with the gradient injected when asked.
+        let mut apply =
+            |s: &[f32], run: &mut dyn FnMut(&[f32], Option<(&mut [f32], f32)>) -> PairSum| -> f64 {
                 if grad {
                     let mut g = vec![0f32; s.len()];
-                    let r = kernel(s, th, dims, ct, norm, Some((&mut g, scale as f32)));
+                    let r = run(s, Some((&mut g, scale as f32)));
                     let term = surrogate(fs, g);
                     total = Some(match total.take() {
                         Some(acc) => acc + term,
@@ -640,10 +658,37 @@ fn pairwise_loss<B: Backend, BT: Backend>(
                     });
                     r.sum
                 } else {
-                    kernel(s, th, dims, ct, norm, None).sum
+                    run(s, None).sum
                 }
-            })
-        });
+            };
+        let sum = match teacher {
+            TeacherLayers::Features(f) => {
+                let ft = &f[l];
+                let [bt, tt, nt, ct] = ft.dims();
+                same_dims(
+                    &format!("{what} layer {l} [B, T, N]"),
+                    &[b, t, n],
+                    &[bt, tt, nt],
+                )?;
+                with_host(ft, |th| {
+                    with_host(fs, |s| {
+                        apply(s, &mut |s, g| kernel(s, th, dims, ct, norm, g))
+                    })
+                })
+            }
+            TeacherLayers::TcdDistances(d) => {
+                let dt = &d[l];
+                if dt.len() != b * tcd_teacher_len(t, n) {
+                    return Err(DistillError::Shape(format!(
+                        "{what} layer {l}: {} teacher distances for [B, T, N] = [{b}, {t}, {n}]",
+                        dt.len()
+                    )));
+                }
+                with_host(fs, |s| {
+                    apply(s, &mut |s, g| tcd_layer_given(s, dt, dims, norm, g))
+                })
+            }
+        };
         value += sum * scale;
     }
     Ok(match total {
@@ -660,7 +705,12 @@ pub fn tcd_loss<B: Backend, BT: Backend>(
     teacher: &[Tensor<BT, 4>],
     norm: Norm,
 ) -> Result<Tensor<B, 1>, DistillError> {
-    pairwise_loss(PairAxis::Time, student, teacher, norm)
+    pairwise_loss(
+        PairAxis::Time,
+        student,
+        TeacherLayers::Features(teacher),
+        norm,
+    )
 }
 
 /// SCD, Eqs. 9–10: `SCD_btij = mean_c |F_btic − F_btjc|` over node pairs `j > i`;
@@ -671,7 +721,12 @@ pub fn scd_loss<B: Backend, BT: Backend>(
     teacher: &[Tensor<BT, 4>],
     norm: Norm,
 ) -> Result<Tensor<B, 1>, DistillError> {
-    pairwise_loss(PairAxis::Node, student, teacher, norm)
+    pairwise_loss(
+        PairAxis::Node,
+        student,
+        TeacherLayers::Features(teacher),
+        norm,
+    )
 }
 
 /// `ORD + w_scd·L_SCD + w_tcd·L_TCD`; a feature term with weight 0 is not computed.
@@ -683,6 +738,7 @@ fn ord_with_features<B: Backend, BT: Backend>(
     target: Tensor<B, 4>,
     student_f: &Features<B>,
     teacher_f: &Features<BT>,
+    teacher_tcd: Option<&[Vec<f32>]>,
     w_scd: f64,
     w_tcd: f64,
 ) -> Result<(Tensor<B, 1>, OrdStats), DistillError> {
@@ -698,8 +754,13 @@ fn ord_with_features<B: Backend, BT: Backend>(
         loss = loss + scd_loss(&student_f.spatial, &teacher_f.spatial, cfg.norm)?.mul_scalar(w_scd);
     }
     if w_tcd != 0.0 {
-        loss =
-            loss + tcd_loss(&student_f.temporal, &teacher_f.temporal, cfg.norm)?.mul_scalar(w_tcd);
+        let teacher = match teacher_tcd {
+            Some(d) => TeacherLayers::TcdDistances(d),
+            None => TeacherLayers::Features(&teacher_f.temporal),
+        };
+        loss = loss
+            + pairwise_loss(PairAxis::Time, &student_f.temporal, teacher, cfg.norm)?
+                .mul_scalar(w_tcd);
     }
     Ok((loss, stats))
 }
@@ -722,6 +783,7 @@ pub fn stcd_loss<B: Backend, BT: Backend>(
         target,
         student_f,
         teacher_f,
+        None,
         a3 * a2,
         a3 * (1.0 - a2),
     )
@@ -853,6 +915,7 @@ pub fn kd_loss<B: AutodiffBackend>(
                 target,
                 inp.student_f,
                 teacher_f()?,
+                inp.teacher_tcd,
                 w_scd,
                 w_tcd,
             )?)

@@ -347,15 +347,67 @@ fn l1(a: &[f32], b: &[f32]) -> f32 {
     hsum(&acc) + tail
 }
 
-/// One TCD sample, row-major: student `s` `[t][n][cs]`, teacher `th` `[t][n][ct]`, gradient `g`
-/// `[t][n][cs]`. Rows of one (time, node) are contiguous, so no transpose is needed.
+/// The teacher side of one TCD sample, row-major `th` `[t][n][ct]`: `TCD^t_nij = mean_c |F_inc −
+/// F_jnc|` for every pair of time steps `i < j` (`i` outer, `j` inner) and node `n` (innermost),
+/// into `out` (`t(t−1)/2 · n` values).
+#[inline(always)]
+fn tcd_teacher_sample_impl(th: &[f32], ct: usize, t: usize, n: usize, out: &mut [f32]) {
+    let inv_t = 1.0 / ct as f32;
+    let lt = n * ct;
+    let mut at = 0;
+    for i in 0..t {
+        for j in i + 1..t {
+            let (ti, tj) = (&th[i * lt..(i + 1) * lt], &th[j * lt..(j + 1) * lt]);
+            for k in 0..n {
+                out[at + k] = l1(&ti[k * ct..(k + 1) * ct], &tj[k * ct..(k + 1) * ct]) * inv_t;
+            }
+            at += n;
+        }
+    }
+}
+
+crate::kernels::vectorized! {
+    fn tcd_teacher_sample(th: &[f32], ct: usize, t: usize, n: usize, out: &mut [f32]) {
+        tcd_teacher_sample_impl(th, ct, t, n, out)
+    }
+}
+
+/// Values per sample of [`tcd_teacher`] for a layer of `t` time steps and `n` nodes.
+pub fn tcd_teacher_len(t: usize, n: usize) -> usize {
+    t * t.saturating_sub(1) / 2 * n
+}
+
+/// The teacher side of TCD for one temporal layer `[b, t, n, ct]` (row-major): per sample, the
+/// [`tcd_teacher_len`] distances `TCD^t_bnij` that [`tcd_layer_given`] compares the student's
+/// with. A sample's values depend on that sample alone, so they can be computed once per
+/// training window and kept ([`crate::distill::cache`]).
+pub fn tcd_teacher(teacher: &[f32], [b, t, n]: [usize; 3], ct: usize) -> Vec<f32> {
+    assert_eq!(teacher.len(), b * t * n * ct, "teacher shape");
+    let per = tcd_teacher_len(t, n);
+    let mut out = vec![0f32; b * per];
+    if per > 0 {
+        out.par_chunks_mut(per).enumerate().for_each(|(bi, o)| {
+            tcd_teacher_sample(
+                &teacher[bi * t * n * ct..(bi + 1) * t * n * ct],
+                ct,
+                t,
+                n,
+                o,
+            )
+        });
+    }
+    out
+}
+
+/// One TCD sample, row-major: student `s` `[t][n][cs]`, the teacher's distances `dt` (one sample
+/// of [`tcd_teacher`]), gradient `g` `[t][n][cs]`. Rows of one (time, node) are contiguous, so no
+/// transpose is needed.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn tcd_sample_impl(
     s: &[f32],
     cs: usize,
-    th: &[f32],
-    ct: usize,
+    dt: &[f32],
     t: usize,
     n: usize,
     norm: Norm,
@@ -363,17 +415,17 @@ fn tcd_sample_impl(
     g: &mut [f32],
     grad: bool,
 ) -> f64 {
-    let (inv_s, inv_t) = (1.0 / cs as f32, 1.0 / ct as f32);
+    let inv_s = 1.0 / cs as f32;
     let gscale = scale * inv_s;
-    let (ls, lt) = (n * cs, n * ct);
+    let ls = n * cs;
     let mut total = 0f64;
+    let mut at = 0;
     for i in 0..t {
         for j in i + 1..t {
             let (si, sj) = (&s[i * ls..(i + 1) * ls], &s[j * ls..(j + 1) * ls]);
-            let (ti, tj) = (&th[i * lt..(i + 1) * lt], &th[j * lt..(j + 1) * lt]);
             let mut pair_sum = 0f32;
             for k in 0..n {
-                let dt = l1(&ti[k * ct..(k + 1) * ct], &tj[k * ct..(k + 1) * ct]) * inv_t;
+                let dt = dt[at + k];
                 let (a, b) = (&si[k * cs..(k + 1) * cs], &sj[k * cs..(k + 1) * cs]);
                 let ds = l1(a, b) * inv_s;
                 let (v, dv) = phi(norm, ds - dt);
@@ -390,6 +442,7 @@ fn tcd_sample_impl(
                     }
                 }
             }
+            at += n;
             total += pair_sum as f64;
         }
     }
@@ -400,8 +453,7 @@ crate::kernels::vectorized! {
     fn tcd_sample(
         s: &[f32],
         cs: usize,
-        th: &[f32],
-        ct: usize,
+        dt: &[f32],
         t: usize,
         n: usize,
         norm: Norm,
@@ -409,7 +461,7 @@ crate::kernels::vectorized! {
         g: &mut [f32],
         grad: bool,
     ) -> f64 {
-        tcd_sample_impl(s, cs, th, ct, t, n, norm, scale, g, grad)
+        tcd_sample_impl(s, cs, dt, t, n, norm, scale, g, grad)
     }
 }
 
@@ -417,7 +469,8 @@ crate::kernels::vectorized! {
 /// TCD^t_bnij)` with `TCD_bnij = mean_c |F_binc − F_bjnc|` over pairs of time steps.
 ///
 /// `student` is `[b, t, n, cs]`, `teacher` `[b, t, n, ct]` (row-major). If `grad` is given it
-/// is overwritten with `scale · ∂sum/∂student` (`sign(0) = 0`).
+/// is overwritten with `scale · ∂sum/∂student` (`sign(0) = 0`). The teacher's distances are
+/// [`tcd_teacher`]'s, then [`tcd_layer_given`].
 pub fn tcd_layer(
     student: &[f32],
     teacher: &[f32],
@@ -426,8 +479,23 @@ pub fn tcd_layer(
     norm: Norm,
     grad: Option<(&mut [f32], f32)>,
 ) -> PairSum {
-    assert_eq!(student.len(), b * t * n * cs, "student shape");
     assert_eq!(teacher.len(), b * t * n * ct, "teacher shape");
+    let dt = tcd_teacher(teacher, [b, t, n], ct);
+    tcd_layer_given(student, &dt, [b, t, n, cs], norm, grad)
+}
+
+/// [`tcd_layer`] from the teacher's distances `dt` ([`tcd_teacher`]: `b ·`
+/// [`tcd_teacher_len`] values) instead of its features.
+pub fn tcd_layer_given(
+    student: &[f32],
+    dt: &[f32],
+    [b, t, n, cs]: [usize; 4],
+    norm: Norm,
+    grad: Option<(&mut [f32], f32)>,
+) -> PairSum {
+    assert_eq!(student.len(), b * t * n * cs, "student shape");
+    let per = tcd_teacher_len(t, n);
+    assert_eq!(dt.len(), b * per, "teacher distances");
     let pairs = (b * n * t * t.saturating_sub(1) / 2) as u64;
     if b == 0 || n == 0 || t < 2 {
         if let Some((g, _)) = grad {
@@ -435,18 +503,18 @@ pub fn tcd_layer(
         }
         return PairSum { sum: 0.0, pairs };
     }
-    let (ls, lt) = (t * n * cs, t * n * ct);
+    let ls = t * n * cs;
     let run = |bi: usize, gout: Option<(&mut [f32], f32)>| -> f64 {
-        let (xs, xt) = (
+        let (xs, d) = (
             &student[bi * ls..(bi + 1) * ls],
-            &teacher[bi * lt..(bi + 1) * lt],
+            &dt[bi * per..(bi + 1) * per],
         );
         match gout {
             Some((gchunk, scale)) => {
                 gchunk.fill(0.0);
-                tcd_sample(xs, cs, xt, ct, t, n, norm, scale, gchunk, true)
+                tcd_sample(xs, cs, d, t, n, norm, scale, gchunk, true)
             }
-            None => tcd_sample(xs, cs, xt, ct, t, n, norm, 0.0, &mut [], false),
+            None => tcd_sample(xs, cs, d, t, n, norm, 0.0, &mut [], false),
         }
     };
     let sums: Vec<f64> = match grad {

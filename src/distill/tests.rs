@@ -487,6 +487,7 @@ fn kd_loss_composes_the_terms() {
         student_f: &fs,
         teacher_y: teacher.then(|| y::<CpuInner>(&yt, b)),
         teacher_f: teacher.then_some(&ft),
+        teacher_tcd: None,
     };
     let cfg = |kind| LossConfig {
         beta: 0.3,
@@ -728,4 +729,58 @@ fn bench_pairwise_paper_size() {
     crate::backend::tune_allocator(); // as the CLI does
     let r = bench_pairwise(50, 228, 5);
     println!("{r:#?}");
+}
+
+/// The teacher's TCD distances given (as the teacher cache gives them) instead of its temporal
+/// features: the same loss, bit for bit, for every loss with a TCD term.
+#[test]
+fn tcd_from_the_teachers_distances_equals_tcd_from_its_features() {
+    let (b, n) = (3, 7);
+    let fs = features::<Cpu>(1, b, n, Preset::Student.channels());
+    let ft = features::<CpuInner>(2, b, n, Preset::Teacher.channels());
+    let mut rng = Rng::new(3, 3);
+    let mut r =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| rng.next_f64() as f32 - 0.5).collect() };
+    let (ys, yt, tg) = (r(b * n), r(b * n), r(b * n));
+    let dists: Vec<Vec<f32>> = ft
+        .temporal
+        .iter()
+        .map(|t| {
+            let [bb, tt, nn, c] = t.dims();
+            tcd_teacher(&crate::distill::host(t), [bb, tt, nn], c)
+        })
+        .collect();
+    let without_temporal = Features {
+        temporal: Vec::new(),
+        spatial: ft.spatial.clone(),
+        last_block: ft.last_block.clone(),
+    };
+    for kind in [LossKind::Tcd, LossKind::Stcd] {
+        let cfg = LossConfig {
+            alpha1: 0.4,
+            alpha2: 0.25,
+            alpha3: 0.6,
+            ..LossConfig::new(kind)
+        };
+        let loss = |teacher_f: &Features<CpuInner>, teacher_tcd: Option<&[Vec<f32>]>| {
+            let out = kd_loss(
+                &cfg,
+                &KdInputs::<Cpu> {
+                    target: y(&tg, b),
+                    student_y: y(&ys, b),
+                    student_f: &fs,
+                    teacher_y: Some(y::<CpuInner>(&yt, b)),
+                    teacher_f: Some(teacher_f),
+                    teacher_tcd,
+                },
+            )
+            .unwrap();
+            val(out.loss).to_bits()
+        };
+        assert_eq!(
+            loss(&ft, None),
+            loss(&without_temporal, Some(&dists)),
+            "{kind}"
+        );
+    }
 }

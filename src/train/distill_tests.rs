@@ -57,6 +57,7 @@ fn skd_grads_match_autodiff_of_the_weighted_sum_and_revise_consistently() {
         student_f: &fs,
         teacher_y: Some(ty.clone()),
         teacher_f: Some(&tf),
+        teacher_tcd: None,
     };
     let l = kd_loss(&cfg, &inp).unwrap().loss;
     assert!(close(val(l.clone()), step.loss, 1e-5));
@@ -139,6 +140,7 @@ fn short_stcd_distillation_lowers_the_student_loss() {
                 student_f: &fs,
                 teacher_y: Some(eval_ty.clone()),
                 teacher_f: Some(&eval_tf),
+                teacher_tcd: None,
             },
         )
         .unwrap();
@@ -161,6 +163,7 @@ fn short_stcd_distillation_lowers_the_student_loss() {
                 student_f: &fs,
                 teacher_y: Some(ty),
                 teacher_f: Some(&tf),
+                teacher_tcd: None,
             },
         )
         .unwrap();
