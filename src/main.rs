@@ -15,13 +15,11 @@ use tabled::{Table, Tabled};
 
 use stkd::backend::{check_device, DeviceSpec};
 use stkd::data::{DataConfig, Dataset, DatasetName};
-use stkd::distill::{LossConfig, LossKind, Norm, Reduction};
-use stkd::exec::{self, RunPaths, RunReport};
+use stkd::exec::{self, RunReport};
 use stkd::model::{Preset, StgcnConfig};
 use stkd::schedule::{self, LocalExecutor, RunEvent, SweepEvent, SweepOptions};
 use stkd::spec::RunConfig;
 use stkd::store::{RunStatus, Store};
-use stkd::train::{Event, OptimizerKind, TrainConfig};
 
 mod cli;
 use cli::{bench::*, info::*, retime::*, run::*, store::*, sweep::*};

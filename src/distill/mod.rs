@@ -309,6 +309,42 @@ impl LossConfig {
     }
 }
 
+/// The hyperparameters a run sets for its loss; those left `None` keep [`LossConfig::new`]'s
+/// defaults. Every front end (experiment file, `stkd train`, `stkd prune`) gives its settings
+/// this way and [`LossSettings::config`] makes the loss.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LossSettings {
+    pub beta: Option<f64>,
+    pub alpha: Option<f64>,
+    pub alpha1: Option<f64>,
+    pub alpha2: Option<f64>,
+    pub alpha3: Option<f64>,
+    pub tau: Option<f64>,
+    pub norm: Option<Norm>,
+    pub ord_reduction: Option<Reduction>,
+    pub gradient_revision: Option<bool>,
+}
+
+impl LossSettings {
+    /// Loss `kind` with these settings over its defaults, [`LossConfig::canonical`].
+    pub fn config(&self, kind: LossKind) -> LossConfig {
+        let d = LossConfig::new(kind);
+        LossConfig {
+            kind,
+            beta: self.beta.unwrap_or(d.beta),
+            alpha: self.alpha.unwrap_or(d.alpha),
+            alpha1: self.alpha1.unwrap_or(d.alpha1),
+            alpha2: self.alpha2.unwrap_or(d.alpha2),
+            alpha3: self.alpha3.unwrap_or(d.alpha3),
+            tau: self.tau.unwrap_or(d.tau),
+            norm: self.norm.unwrap_or(d.norm),
+            ord_reduction: self.ord_reduction.unwrap_or(d.ord_reduction),
+            gradient_revision: self.gradient_revision.unwrap_or(d.gradient_revision),
+        }
+        .canonical()
+    }
+}
+
 /// Student side (with autodiff) and teacher side (constants, no gradient) of one minibatch.
 pub struct KdInputs<'a, B: AutodiffBackend> {
     /// `[B, 1, N, 1]` z-scored one-step target.
