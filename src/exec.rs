@@ -13,12 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::DeviceSpec;
 use crate::data::{DataConfig, Dataset, DatasetName, Split};
-use crate::distill::{skd_grads, LossKind};
+use crate::distill::LossKind;
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::prune::{prune_model, Granularity, PruneError};
 use crate::resume::ResumeDir;
 use crate::spec::RunConfig;
-use crate::train::{self, Batcher, Event, TestTime, TrainError, TrainOutcome};
+use crate::train::{
+    self, Batcher, Event, Forward, TeacherStep, TestTime, TrainError, TrainOutcome,
+};
 
 /// Where a run reads and writes files.
 #[derive(Debug, Clone)]
@@ -132,28 +134,24 @@ pub fn execute<B: AutodiffBackend>(
                 let fresh = cached
                     .is_none()
                     .then(|| teacher.forward_features(b.x.clone().inner(), &g_t));
-                if kind == LossKind::Skd {
-                    // SKD with gradient revision needs the gradient of each term separately.
-                    let (yt, ft) = fresh.as_ref().expect("SKD reads features: never cached");
-                    let step = skd_grads(m, &cfg.loss, b.y1.clone(), yt, ft, |m| {
-                        m.forward_features(b.x.clone(), g)
-                    })
-                    .expect("loss configuration validated before training");
-                    return (step.grads, step.loss as f32);
-                }
-                let (teacher_y, teacher_f) = match (&fresh, &cached) {
-                    (Some((yt, ft)), _) => (yt.clone(), Some(ft)),
-                    (None, Some(c)) => (c.batch(&b.idx, device), None),
+                let teacher_step = match (&fresh, &cached) {
+                    (Some((y, f)), _) => TeacherStep {
+                        y: y.clone(),
+                        features: Some(f),
+                    },
+                    (None, Some(c)) => TeacherStep {
+                        y: c.batch(&b.idx, device),
+                        features: None,
+                    },
                     (None, None) => unreachable!("computed when not cached"),
                 };
-                let student = m.forward_features(b.x.clone(), g);
-                train::kd_step(
+                let student = Forward { x: &b.x, g };
+                train::loss_step(
                     &cfg.loss,
                     m,
                     b.y1.clone(),
-                    student,
-                    teacher_y,
-                    teacher_f,
+                    Some(teacher_step),
+                    &student,
                     tally,
                 )
                 .expect("loss configuration validated before training")
