@@ -121,25 +121,12 @@ pub fn is_pruned(run: &RunEntry) -> bool {
     prune_info(run).is_some()
 }
 
-fn loss_title(k: LossKind) -> &'static str {
-    match k {
-        LossKind::Mse => "W/O KD",
-        LossKind::RdL2 => "RD-L2",
-        LossKind::RdKl => "RD-KL",
-        LossKind::Skd => "SKD",
-        LossKind::Ord => "ORD",
-        LossKind::Tcd => "TCD",
-        LossKind::Scd => "SCD",
-        LossKind::Stcd => "STCD",
-    }
-}
-
 /// The paper's name of the model a run trains, from its model preset and loss (Tables 2, 4, 5,
 /// 7, 8 names: `Teacher`, `Student W/O KD`, `Student STCD`, `Base Model`, `Pruned W STCD`, …).
 /// Runs with custom channels are named by their label.
 pub fn model_name(run: &RunEntry, table: Option<u8>) -> String {
     let kind = run.config.loss.kind;
-    let k = loss_title(kind);
+    let k = kind.title();
     if let Some(p) = prune_info(run) {
         let plain = match p.method.as_deref() {
             Some(m) => m == "taylor",
