@@ -47,7 +47,7 @@
 //!    and KD fine-tuning, the GPU warm-up).
 //! 3. Its hyperparameters: which of [`LossConfig`]'s it reads in [`LossConfig::canonical`] (a
 //!    run's hash must not change with one it does not read), and how reports print them
-//!    (`report::tables::hyperparameters`, exhaustive). A new hyperparameter is a field of
+//!    (`report::runs::hyperparameters`, exhaustive). A new hyperparameter is a field of
 //!    [`LossConfig`] and of [`LossSettings`], an entry of the experiment file's field table
 //!    (`spec/schema.rs`, read in `spec/expand.rs`) and a flag of `stkd train` (`cli/run.rs`).
 
