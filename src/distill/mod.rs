@@ -275,7 +275,7 @@ impl LossConfig {
     /// The same loss with every hyperparameter it does not read reset to its default, so that
     /// two configurations that train identically also compare (and hash) equal.
     pub fn canonical(&self) -> Self {
-        use LossKind::*;
+        use LossKind::{Mse, RdKl, RdL2, Scd, Skd, Stcd, Tcd};
         let d = LossConfig::new(self.kind);
         let k = self.kind;
         let uses = |kinds: &[LossKind]| kinds.contains(&k);
