@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 use crate::backend::DeviceSpec;
 use crate::data::{DataConfig, Dataset, DatasetName, Split};
 use crate::distill::cache::{self, CacheError, Tap, TeacherCache};
-use crate::distill::{skd_grads, LossKind};
+use crate::distill::LossKind;
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::prune::{prune_model, Granularity, PruneError};
 use crate::resume::ResumeDir;
 use crate::spec::RunConfig;
-use crate::train::{self, Batcher, Event, TestTime, TrainError, TrainOutcome};
+use crate::train::{
+    self, Batcher, Event, Forward, TeacherStep, TestTime, TrainError, TrainOutcome,
+};
 
 /// Where a run reads and writes files.
 #[derive(Debug, Clone)]
@@ -146,30 +148,31 @@ pub fn execute<B: AutodiffBackend>(
                 // The teacher's forward, unless what the loss reads was computed before.
                 let fresh = (cached.is_none() && from_cache.is_none())
                     .then(|| teacher.forward_features(b.x.clone().inner(), &g_t));
-                let (teacher_y, teacher_f, teacher_tcd) = match (&from_cache, &fresh, &cached) {
-                    (Some(c), _, _) => (c.y.clone(), Some(&c.features), c.tcd.as_deref()),
-                    (None, Some((yt, ft)), _) => (yt.clone(), Some(ft), None),
-                    (None, None, Some(c)) => (c.batch(&b.idx, device), None, None),
+                let teacher_step = match (&from_cache, &fresh, &cached) {
+                    (Some(c), _, _) => TeacherStep {
+                        y: c.y.clone(),
+                        features: Some(&c.features),
+                        tcd: c.tcd.as_deref(),
+                    },
+                    (None, Some((y, f)), _) => TeacherStep {
+                        y: y.clone(),
+                        features: Some(f),
+                        tcd: None,
+                    },
+                    (None, None, Some(c)) => TeacherStep {
+                        y: c.batch(&b.idx, device),
+                        features: None,
+                        tcd: None,
+                    },
                     (None, None, None) => unreachable!("computed when not cached"),
                 };
-                if kind == LossKind::Skd {
-                    // SKD with gradient revision needs the gradient of each term separately.
-                    let ft = teacher_f.expect("SKD reads features: from the forward or the cache");
-                    let step = skd_grads(m, &cfg.loss, b.y1.clone(), &teacher_y, ft, |m| {
-                        m.forward_features(b.x.clone(), g)
-                    })
-                    .expect("loss configuration validated before training");
-                    return (step.grads, step.loss as f32);
-                }
-                let student = m.forward_features(b.x.clone(), g);
-                train::kd_step_given(
+                let student = Forward { x: &b.x, g };
+                train::loss_step(
                     &cfg.loss,
                     m,
                     b.y1.clone(),
-                    student,
-                    teacher_y,
-                    teacher_f,
-                    teacher_tcd,
+                    Some(teacher_step),
+                    &student,
                     tally,
                 )
                 .expect("loss configuration validated before training")

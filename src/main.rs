@@ -1,28 +1,24 @@
 //! The `stkd` command line: a thin layer that turns arguments into library calls and shows
 //! progress.
 
-// The imports below serve the subcommand modules too (`use crate::*` in each of `cli/`).
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context, Result};
-use burn::tensor::backend::AutodiffBackend;
-use clap::{Args, Parser, Subcommand};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 use serde::Serialize;
 use tabled::{Table, Tabled};
 
-use stkd::backend::{check_device, DeviceSpec};
-use stkd::data::{DataConfig, Dataset, DatasetName};
-use stkd::distill::{LossConfig, LossKind, Norm, Reduction};
-use stkd::exec::{self, RunPaths, RunReport};
-use stkd::model::{Preset, StgcnConfig};
-use stkd::schedule::{self, RunEvent};
-use stkd::spec::RunConfig;
-use stkd::store::Store;
-use stkd::train::{Event, OptimizerKind, TrainConfig};
+use stkd::backend::check_device;
 use stkd::with_backend;
 
 mod cli;
-use cli::{bench::*, info::*, retime::*, run::*, store::*, sweep::*};
+use cli::bench::{bench_cmd, device_check_cmd, BenchArgs, DeviceCheckArgs};
+use cli::info::{data_info, model_summary, DataCmd, ModelCmd};
+use cli::retime::{retime_cmd, RetimeArgs};
+use cli::run::{prune_cmd, train_cmd, PruneArgs, TrainArgs};
+use cli::store::{store_cmd, StoreCmd};
+use cli::sweep::{
+    report_cmd, run_one_cmd, status_cmd, sweep_cmd, warm_up_cmd, ReportArgs, RunOneArgs,
+    StatusArgs, SweepArgs, WarmUpArgs,
+};
 
 #[derive(Parser)]
 #[command(

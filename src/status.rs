@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::plan::Plan;
 use crate::report::collect::collect;
-use crate::report::tables::test_metric;
+use crate::report::runs::test_metric;
 use crate::schedule::slurm::job_state;
 use crate::spec::Experiment;
 use crate::store::{FaultRow, RunRow, RunStatus, Store, StoreError};

@@ -13,14 +13,16 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Split};
-use crate::distill::mse_loss;
+use crate::distill::{LossConfig, LossKind};
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::resume::{
     param_ids, positional, with_param_ids, Checkpoint, IdMap, ResumeDir, ResumeError, Snapshot,
 };
 
 mod fit;
+mod step;
 pub(crate) use fit::{Best, Fit};
+pub use step::{loss_step, Forward, StudentForward, TeacherStep};
 
 /// Optimiser of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -365,7 +367,18 @@ pub fn train<B: AutodiffBackend>(
         device,
         checkpoint,
         on_event,
-        |m, b, g, _| backward_step(mse_loss(m.forward(b.x.clone(), g), b.y1.clone()), m),
+        |m, b, g, tally| {
+            let student = Forward { x: &b.x, g };
+            loss_step(
+                &LossConfig::new(LossKind::Mse),
+                m,
+                b.y1.clone(),
+                None,
+                &student,
+                tally,
+            )
+            .expect("the plain loss has nothing to validate")
+        },
     )
 }
 
@@ -376,53 +389,6 @@ pub fn backward_step<B: AutodiffBackend>(
 ) -> (GradientsParams, f32) {
     let value: f32 = loss.clone().into_scalar().elem();
     (GradientsParams::from_grads(loss.backward(), model), value)
-}
-
-/// Gradients and value of one distillation step (the run's loss, Eq. 13 for STCD): [`kd_loss`]
-/// of the student's outputs and features against the teacher's, its ORD picks added to
-/// `tally`, then the backward pass. Shared by distillation runs and pruning (KDIS importance,
-/// KD fine-tuning).
-pub fn kd_step<B: AutodiffBackend>(
-    loss: &crate::distill::LossConfig,
-    model: &Stgcn<B>,
-    target: Tensor<B, 4>,
-    student: (Tensor<B, 4>, crate::model::Features<B>),
-    teacher_y: Tensor<B::InnerBackend, 4>,
-    teacher_f: Option<&crate::model::Features<B::InnerBackend>>,
-    tally: &mut LossTally,
-) -> Result<(GradientsParams, f32), crate::distill::DistillError> {
-    kd_step_given(
-        loss, model, target, student, teacher_y, teacher_f, None, tally,
-    )
-}
-
-/// [`kd_step`] with the teacher's side of TCD already computed (`teacher_tcd`, from the
-/// teacher cache, [`crate::distill::cache`]).
-#[allow(clippy::too_many_arguments)]
-pub fn kd_step_given<B: AutodiffBackend>(
-    loss: &crate::distill::LossConfig,
-    model: &Stgcn<B>,
-    target: Tensor<B, 4>,
-    student: (Tensor<B, 4>, crate::model::Features<B>),
-    teacher_y: Tensor<B::InnerBackend, 4>,
-    teacher_f: Option<&crate::model::Features<B::InnerBackend>>,
-    teacher_tcd: Option<&[Vec<f32>]>,
-    tally: &mut LossTally,
-) -> Result<(GradientsParams, f32), crate::distill::DistillError> {
-    let out = crate::distill::kd_loss(
-        loss,
-        &crate::distill::KdInputs {
-            target,
-            student_y: student.0,
-            student_f: &student.1,
-            teacher_y: Some(teacher_y),
-            teacher_f,
-            teacher_tcd,
-        },
-    )?;
-    tally.picks += out.ord_picks;
-    tally.elements += out.ord_elements;
-    Ok(backward_step(out.loss, model))
 }
 
 /// What a per-epoch checkpoint of [`train_with_loss`] holds besides the weights (`model`, the
@@ -745,6 +711,7 @@ mod distill_tests;
 mod tests {
     use super::*;
     use crate::backend::{Cpu, CpuInner};
+    use crate::distill::mse_loss;
     use crate::model::Preset;
 
     fn tiny() -> Dataset {

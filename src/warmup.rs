@@ -12,10 +12,11 @@
 //! (they compile when a pruning run first reaches them).
 
 use crate::bench::{random_cheb, random_tensor};
-use crate::distill::{LossConfig, LossKind};
+use crate::distill::LossConfig;
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::plan::Job;
 use crate::rng::Rng;
+use crate::train::{loss_step, Forward, TeacherStep};
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
@@ -113,34 +114,28 @@ pub fn warm_up<B: AutodiffBackend>(
     let mut model = Stgcn::<B>::new(&shape.model, 1, device)?;
     let x = random_tensor::<B, 4>(&mut rng, [shape.batch_size, m, n, 1], device);
     let y = random_tensor::<B, 4>(&mut rng, [shape.batch_size, 1, n, 1], device);
-    let grads = match &shape.teacher {
-        None => {
-            let loss = crate::distill::mse_loss(model.forward(x, &g), y);
-            crate::train::backward_step(loss, &model).0
-        }
-        Some(t) => {
-            let teacher = Stgcn::<B::InnerBackend>::new(t, 2, device)?;
-            let (yt, ft) = teacher.forward_features(x.clone().inner(), &g_inner);
-            if shape.loss.kind == LossKind::Skd {
-                crate::distill::skd_grads(&model, &shape.loss, y, &yt, &ft, |s| {
-                    s.forward_features(x.clone(), &g)
-                })?
-                .grads
-            } else {
-                let features = shape.loss.kind.needs_features().then_some(&ft);
-                crate::train::kd_step(
-                    &shape.loss,
-                    &model,
-                    y,
-                    model.forward_features(x, &g),
-                    yt,
-                    features,
-                    &mut Default::default(),
-                )?
-                .0
-            }
-        }
-    };
+    let teacher = shape
+        .teacher
+        .as_ref()
+        .map(|t| Stgcn::<B::InnerBackend>::new(t, 2, device))
+        .transpose()?;
+    let teacher_out = teacher
+        .as_ref()
+        .map(|t| t.forward_features(x.clone().inner(), &g_inner));
+    let teacher_step = teacher_out.as_ref().map(|(y, f)| TeacherStep {
+        y: y.clone(),
+        features: shape.loss.kind.needs_features().then_some(f),
+        tcd: None,
+    });
+    let student = Forward { x: &x, g: &g };
+    let (grads, _) = loss_step(
+        &shape.loss,
+        &model,
+        y,
+        teacher_step,
+        &student,
+        &mut Default::default(),
+    )?;
     model = AdamConfig::new()
         .init::<B, Stgcn<B>>()
         .step(1e-3, model, grads);
@@ -167,6 +162,7 @@ pub enum WarmUpError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distill::LossKind;
     use crate::spec::RunConfig;
 
     fn job(hash: &str, cfg: RunConfig) -> Job {

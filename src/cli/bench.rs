@@ -1,6 +1,14 @@
 //! `stkd bench` and `stkd device-check`.
 
-use crate::*;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use burn::tensor::backend::AutodiffBackend;
+use clap::Args;
+use tabled::Tabled;
+
+use crate::{print_json, terminal_table};
+use stkd::backend::DeviceSpec;
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {

@@ -1,6 +1,15 @@
 //! `stkd data info` and `stkd model summary`.
 
-use crate::*;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use tabled::Tabled;
+
+use crate::{print_json, terminal_table};
+use stkd::data::{DataConfig, Dataset, DatasetName};
+use stkd::model::{Preset, StgcnConfig};
 
 #[derive(Subcommand)]
 pub(crate) enum DataCmd {

@@ -1,6 +1,12 @@
 //! `stkd retime`: time every finished run's network again, alone (see `stkd::latency`).
 
-use crate::*;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use burn::tensor::backend::AutodiffBackend;
+use clap::Args;
+
+use stkd::backend::DeviceSpec;
 
 use super::sweep::{load_experiment, plan_experiment};
 use stkd::latency::{self, RetimeEvent, RetimeOptions};

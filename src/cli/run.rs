@@ -1,6 +1,23 @@
 //! `stkd train` and `stkd prune`: one ad-hoc run, its progress and its printed outcome.
 
-use crate::*;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use burn::tensor::backend::AutodiffBackend;
+use clap::Args;
+use tabled::Tabled;
+
+use stkd::backend::DeviceSpec;
+use stkd::data::{Dataset, DatasetName};
+use stkd::distill::{LossKind, LossSettings, Norm, Reduction};
+use stkd::exec::{self, RunPaths, RunReport};
+use stkd::model::{Preset, StgcnConfig};
+use stkd::schedule::RunEvent;
+use stkd::spec::{Network, RunConfig, RunSettings};
+use stkd::train::{Event, OptimizerKind, TrainConfig};
+
+use super::info::DataArgs;
+use crate::{print_json, terminal_table};
 
 /// Options every ad-hoc run takes (`train` and `prune`).
 #[derive(Args)]
@@ -31,9 +48,10 @@ pub(crate) struct RunOpts {
 }
 
 impl RunOpts {
-    /// The training settings of a run of `epochs` epochs, validated.
-    fn train_config(&self, epochs: usize) -> Result<TrainConfig> {
-        let train = TrainConfig {
+    /// The training settings of a run of `epochs` epochs (validated with the run's
+    /// configuration: [`check_flags`]).
+    fn train_config(&self, epochs: usize) -> TrainConfig {
+        TrainConfig {
             epochs,
             batch_size: self.batch_size,
             lr: self.lr,
@@ -41,9 +59,7 @@ impl RunOpts {
             seed: self.seed,
             max_steps_per_epoch: self.max_steps_per_epoch,
             ..TrainConfig::default()
-        };
-        train.validate()?;
-        Ok(train)
+        }
     }
 }
 
@@ -103,46 +119,42 @@ pub(crate) fn parse_norm(v: &Option<String>) -> Result<Option<Norm>> {
 
 /// The run configuration an ad-hoc `stkd train` describes.
 pub(crate) fn train_config(args: &TrainArgs) -> Result<RunConfig> {
-    let mut loss = LossConfig::new(args.loss);
-    let set = |slot: &mut f64, v: Option<f64>| {
-        if let Some(v) = v {
-            *slot = v;
-        }
-    };
-    set(&mut loss.beta, args.beta);
-    set(&mut loss.alpha, args.alpha);
-    set(&mut loss.alpha1, args.alpha1);
-    set(&mut loss.alpha2, args.alpha2);
-    set(&mut loss.alpha3, args.alpha3);
-    set(&mut loss.tau, args.tau);
-    if let Some(n) = parse_norm(&args.norm)? {
-        loss.norm = n;
-    }
-    match args.ord_reduction.as_deref() {
-        None => {}
-        Some("mean") => loss.ord_reduction = Reduction::Mean,
-        Some("sum") => loss.ord_reduction = Reduction::Sum,
+    let ord_reduction = match args.ord_reduction.as_deref() {
+        None => None,
+        Some("mean") => Some(Reduction::Mean),
+        Some("sum") => Some(Reduction::Sum),
         Some(o) => anyhow::bail!("--ord-reduction {o}: allowed mean or sum"),
-    }
-    loss.gradient_revision = !args.no_gradient_revision;
-    let split_days = args.run.data.split_days()?;
-    let train = args.run.train_config(args.epochs)?;
-    let cfg = RunConfig {
+    };
+    let cfg = RunConfig::new(RunSettings {
         dataset: args.dataset,
-        split_days,
-        preset: Some(args.model),
-        model: StgcnConfig::new(args.model.channels(), args.dataset.nodes(), 12),
-        train,
-        loss: loss.canonical(),
+        split_days: args.run.data.split_days()?,
+        network: Network::New {
+            preset: Some(args.model),
+            channels: args.model.channels(),
+            dropout: 0.0,
+        },
+        train: args.run.train_config(args.epochs),
+        loss: args.loss,
+        loss_settings: LossSettings {
+            beta: args.beta,
+            alpha: args.alpha,
+            alpha1: args.alpha1,
+            alpha2: args.alpha2,
+            alpha3: args.alpha3,
+            tau: args.tau,
+            norm: parse_norm(&args.norm)?,
+            ord_reduction,
+            gradient_revision: Some(!args.no_gradient_revision),
+        },
+        test_runs: args.test_runs,
+        prune: None,
         teacher: args
             .teacher
             .as_deref()
             .map(|t| checkpoint_of("--teacher", t))
             .transpose()?,
-        test_runs: args.test_runs,
-        prune: None,
         base: None,
-    };
+    });
     check_flags(&cfg)?;
     Ok(cfg)
 }
@@ -159,6 +171,7 @@ fn checkpoint_of(flag: &str, dir: &Path) -> Result<String> {
 
 /// [`RunConfig::problems`] in the command line's terms: each with the flag that sets it.
 fn check_flags(cfg: &RunConfig) -> Result<()> {
+    cfg.train.validate()?;
     let problems = cfg.problems();
     if problems.is_empty() {
         return Ok(());
@@ -377,38 +390,40 @@ pub(crate) fn prune_config(args: &PruneArgs) -> Result<RunConfig> {
     })?;
     let model: StgcnConfig =
         serde_json::from_str(&json).context("reading the base's model.json")?;
-    let mut loss = LossConfig::new(LossKind::Mse);
-    if pc.uses_teacher() {
-        loss = LossConfig::new(args.loss);
-        for (slot, v) in [
-            (&mut loss.alpha1, args.alpha1),
-            (&mut loss.alpha2, args.alpha2),
-            (&mut loss.alpha3, args.alpha3),
-        ] {
-            if let Some(v) = v {
-                *slot = v;
-            }
-        }
-    }
-    let train = args.run.train_config(pc.finetune_epochs.max(1))?;
-    let cfg = RunConfig {
+    // The distillation loss only where pruning reads one (KDIS, KD fine-tuning).
+    let (loss, loss_settings) = if pc.uses_teacher() {
+        let settings = LossSettings {
+            alpha1: args.alpha1,
+            alpha2: args.alpha2,
+            alpha3: args.alpha3,
+            ..LossSettings::default()
+        };
+        (args.loss, settings)
+    } else {
+        (LossKind::Mse, LossSettings::default())
+    };
+    let cfg = RunConfig::new(RunSettings {
         dataset: args.dataset,
         split_days: args.run.data.split_days()?,
-        preset: Preset::ALL
-            .into_iter()
-            .find(|p| p.channels() == model.channels),
-        model,
-        train,
-        loss: loss.canonical(),
+        network: Network::Trained {
+            preset: Preset::ALL
+                .into_iter()
+                .find(|p| p.channels() == model.channels),
+            model,
+        },
+        // The epochs are the fine-tuning epochs ([`RunConfig::new`]).
+        train: args.run.train_config(pc.finetune_epochs),
+        loss,
+        loss_settings,
+        test_runs: args.test_runs,
         teacher: args
             .teacher
             .as_deref()
             .map(|t| checkpoint_of("--teacher", t))
             .transpose()?,
-        test_runs: args.test_runs,
         prune: Some(pc),
         base: Some(checkpoint_of("--base", &args.base)?),
-    };
+    });
     check_flags(&cfg)?;
     Ok(cfg)
 }

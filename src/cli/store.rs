@@ -1,7 +1,13 @@
 //! `stkd store export` and `stkd store import`: results as committed files (see
 //! `stkd::archive`).
 
-use crate::*;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use stkd::schedule;
+use stkd::store::Store;
 
 use super::sweep::{load_experiment, plan_experiment};
 

@@ -34,6 +34,22 @@
 //!   divided further by `N`. The task term is averaged over `b, i` as everywhere. No `τ²` factor.
 //! - SKD structural term: mean of smooth-L1 (β = 1) over all `B·P²` entries of the normalised
 //!   `P × P` distance matrices (`P = T'·N`), as `F.smooth_l1_loss` on the full matrices does.
+//!
+//! Adding a loss:
+//! 1. One line in the `loss_kinds!` list below: the variant, its canonical name (experiment
+//!    files, `--loss`, stored records), its title in the paper's tables, any aliases. The enum,
+//!    [`LossKind::ALL`], [`LossKind::NAMES`] (the experiment file's allowed values), parsing,
+//!    serde and the titles come from that line; `every_loss_kind_parses_back_and_has_a_title`
+//!    checks them.
+//! 2. Its value in [`kd_loss`] (an exhaustive `match`: the compiler points there), and whether
+//!    it reads features or contains ORD ([`LossKind::needs_features`], [`LossKind::uses_ord`]).
+//!    [`crate::train::loss_step`] then trains with it in every run kind (plain, pruning's KDIS
+//!    and KD fine-tuning, the GPU warm-up).
+//! 3. Its hyperparameters: which of [`LossConfig`]'s it reads in [`LossConfig::canonical`] (a
+//!    run's hash must not change with one it does not read), and how reports print them
+//!    (`report::runs::hyperparameters`, exhaustive). A new hyperparameter is a field of
+//!    [`LossConfig`] and of [`LossSettings`], an entry of the experiment file's field table
+//!    (`spec/schema.rs`, read in `spec/expand.rs`) and a flag of `stkd train` (`cli/run.rs`).
 
 pub mod cache;
 mod pairwise;
@@ -55,55 +71,85 @@ pub use pairwise::{
 };
 pub use skd::{skd_grads, skd_revised_grads, Revision, SkdStep};
 
-/// The losses compared in the paper (Tables 2, 4, 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossKind {
+/// Declares [`LossKind`] from one list: each variant with its canonical name (configs,
+/// experiment files, stored records, `--loss`), its title in the paper's tables and the other
+/// names it is read under. The enum, [`LossKind::ALL`], [`LossKind::NAMES`], [`LossKind::name`],
+/// [`LossKind::title`], parsing and serde all come from the list, so a new loss is one line
+/// here (see the module docs).
+macro_rules! loss_kinds {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $name:literal, $title:literal $(, aliases [$($alias:literal),+])?;
+    )+) => {
+        /// The losses compared in the paper (Tables 2, 4, 5).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum LossKind {
+            $(
+                $(#[$doc])*
+                #[serde(rename = $name $($(, alias = $alias)+)?)]
+                $variant,
+            )+
+        }
+
+        impl LossKind {
+            /// Every loss, in the order of the list.
+            pub const ALL: [LossKind; [$(LossKind::$variant),+].len()] = [$(LossKind::$variant),+];
+
+            /// Every loss's canonical name, in the order of [`LossKind::ALL`].
+            pub const NAMES: [&'static str; LossKind::ALL.len()] = [$($name),+];
+
+            /// Canonical name (as in configs and reports).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(LossKind::$variant => $name,)+
+                }
+            }
+
+            /// The paper's name of the loss in its tables (`W/O KD`, `RD-L2`, `STCD`, …).
+            pub fn title(self) -> &'static str {
+                match self {
+                    $(LossKind::$variant => $title,)+
+                }
+            }
+
+            /// The loss a normalised name (lower case, `-` for `_`) or alias names.
+            fn from_name(name: &str) -> Option<LossKind> {
+                match name {
+                    $($name $($(| $alias)+)? => Some(LossKind::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// The other names the loss is read under (`wo-kd` for `mse`).
+            pub fn aliases(self) -> &'static [&'static str] {
+                match self {
+                    $(LossKind::$variant => &[$($($alias),+)?],)+
+                }
+            }
+        }
+    };
+}
+
+loss_kinds! {
     /// W/O KD: `mean (ys − T)²`.
-    #[serde(alias = "wo-kd")]
-    Mse,
+    Mse = "mse", "W/O KD", aliases ["wo-kd", "w/o-kd"];
     /// RD-L2, Eq. 3.
-    RdL2,
+    RdL2 = "rd-l2", "RD-L2";
     /// RD-KL, Eqs. 1–2 (softmax over nodes, spec [I-7]).
-    RdKl,
+    RdKl = "rd-kl", "RD-KL";
     /// SKD (Bian et al.), spec [I-8].
-    Skd,
+    Skd = "skd", "SKD";
     /// ORD, Eqs. 4–6.
-    Ord,
+    Ord = "ord", "ORD";
     /// Ablation: `ORD + α3·L_TCD` (Eqs. 7–8).
-    Tcd,
+    Tcd = "tcd", "TCD";
     /// Ablation: `ORD + α3·L_SCD` (Eqs. 9–10).
-    Scd,
+    Scd = "scd", "SCD";
     /// STCD, Eq. 11.
-    Stcd,
+    Stcd = "stcd", "STCD";
 }
 
 impl LossKind {
-    pub const ALL: [LossKind; 8] = [
-        LossKind::Mse,
-        LossKind::RdL2,
-        LossKind::RdKl,
-        LossKind::Skd,
-        LossKind::Ord,
-        LossKind::Tcd,
-        LossKind::Scd,
-        LossKind::Stcd,
-    ];
-
-    /// Canonical name (as in configs and reports).
-    pub fn name(self) -> &'static str {
-        match self {
-            LossKind::Mse => "mse",
-            LossKind::RdL2 => "rd-l2",
-            LossKind::RdKl => "rd-kl",
-            LossKind::Skd => "skd",
-            LossKind::Ord => "ord",
-            LossKind::Tcd => "tcd",
-            LossKind::Scd => "scd",
-            LossKind::Stcd => "stcd",
-        }
-    }
-
     /// Whether the loss reads a teacher (everything but W/O KD).
     pub fn needs_teacher(self) -> bool {
         self != LossKind::Mse
@@ -132,21 +178,22 @@ impl fmt::Display for LossKind {
     }
 }
 
+impl LossKind {
+    /// `mse (wo-kd), rd-l2, …`: each name with its first alias, for messages.
+    fn expected() -> String {
+        let named = LossKind::ALL.map(|k| match k.aliases().first() {
+            Some(a) => format!("{} ({a})", k.name()),
+            None => k.name().to_string(),
+        });
+        named.join(", ")
+    }
+}
+
 impl FromStr for LossKind {
     type Err = DistillError;
     fn from_str(s: &str) -> Result<Self, DistillError> {
-        let k = s.trim().to_ascii_lowercase().replace('_', "-");
-        match k.as_str() {
-            "mse" | "wo-kd" | "w/o-kd" => Ok(LossKind::Mse),
-            "rd-l2" => Ok(LossKind::RdL2),
-            "rd-kl" => Ok(LossKind::RdKl),
-            "skd" => Ok(LossKind::Skd),
-            "ord" => Ok(LossKind::Ord),
-            "tcd" => Ok(LossKind::Tcd),
-            "scd" => Ok(LossKind::Scd),
-            "stcd" => Ok(LossKind::Stcd),
-            _ => Err(DistillError::UnknownLoss(s.to_string())),
-        }
+        LossKind::from_name(&s.trim().to_ascii_lowercase().replace('_', "-"))
+            .ok_or_else(|| DistillError::UnknownLoss(s.to_string()))
     }
 }
 
@@ -183,9 +230,7 @@ pub enum DistillError {
     MissingTeacher { kind: LossKind, what: &'static str },
     #[error("shape mismatch: {0}")]
     Shape(String),
-    #[error(
-        "unknown loss `{0}`: expected one of mse (wo-kd), rd-l2, rd-kl, skd, ord, tcd, scd, stcd"
-    )]
+    #[error("unknown loss `{0}`: expected one of {}", LossKind::expected())]
     UnknownLoss(String),
 }
 
@@ -234,7 +279,7 @@ impl LossConfig {
     /// The same loss with every hyperparameter it does not read reset to its default, so that
     /// two configurations that train identically also compare (and hash) equal.
     pub fn canonical(&self) -> Self {
-        use LossKind::*;
+        use LossKind::{Mse, RdKl, RdL2, Scd, Skd, Stcd, Tcd};
         let d = LossConfig::new(self.kind);
         let k = self.kind;
         let uses = |kinds: &[LossKind]| kinds.contains(&k);
@@ -310,6 +355,42 @@ impl LossConfig {
             });
         }
         Ok(())
+    }
+}
+
+/// The hyperparameters a run sets for its loss; those left `None` keep [`LossConfig::new`]'s
+/// defaults. Every front end (experiment file, `stkd train`, `stkd prune`) gives its settings
+/// this way and [`LossSettings::config`] makes the loss.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LossSettings {
+    pub beta: Option<f64>,
+    pub alpha: Option<f64>,
+    pub alpha1: Option<f64>,
+    pub alpha2: Option<f64>,
+    pub alpha3: Option<f64>,
+    pub tau: Option<f64>,
+    pub norm: Option<Norm>,
+    pub ord_reduction: Option<Reduction>,
+    pub gradient_revision: Option<bool>,
+}
+
+impl LossSettings {
+    /// Loss `kind` with these settings over its defaults, [`LossConfig::canonical`].
+    pub fn config(&self, kind: LossKind) -> LossConfig {
+        let d = LossConfig::new(kind);
+        LossConfig {
+            kind,
+            beta: self.beta.unwrap_or(d.beta),
+            alpha: self.alpha.unwrap_or(d.alpha),
+            alpha1: self.alpha1.unwrap_or(d.alpha1),
+            alpha2: self.alpha2.unwrap_or(d.alpha2),
+            alpha3: self.alpha3.unwrap_or(d.alpha3),
+            tau: self.tau.unwrap_or(d.tau),
+            norm: self.norm.unwrap_or(d.norm),
+            ord_reduction: self.ord_reduction.unwrap_or(d.ord_reduction),
+            gradient_revision: self.gradient_revision.unwrap_or(d.gradient_revision),
+        }
+        .canonical()
     }
 }
 

@@ -58,6 +58,33 @@ fn loss_kinds_parse_display_and_serde() {
     assert!(LossKind::Stcd.uses_ord() && !LossKind::Skd.uses_ord());
 }
 
+/// What [`LossKind`]'s one list declares holds together: every loss's name, aliases and title
+/// are its own, parse back to it and serialise as its name.
+#[test]
+fn every_loss_kind_parses_back_and_has_a_title() {
+    for (i, k) in LossKind::ALL.into_iter().enumerate() {
+        assert_eq!(LossKind::NAMES[i], k.name());
+        for name in std::iter::once(k.name()).chain(k.aliases().iter().copied()) {
+            assert_eq!(name.parse::<LossKind>().unwrap(), k, "{name}");
+            let json = format!("\"{name}\"");
+            assert_eq!(
+                serde_json::from_str::<LossKind>(&json).unwrap(),
+                k,
+                "{name}"
+            );
+        }
+        assert!(!k.title().is_empty());
+        let others = LossKind::ALL.into_iter().filter(|o| *o != k);
+        assert!(others
+            .clone()
+            .all(|o| o.title() != k.title() && o.name() != k.name()));
+    }
+    assert_eq!(
+        "x".parse::<LossKind>().unwrap_err().to_string(),
+        "unknown loss `x`: expected one of mse (wo-kd), rd-l2, rd-kl, skd, ord, tcd, scd, stcd"
+    );
+}
+
 #[test]
 fn config_defaults_serde_and_validation_messages() {
     let c: LossConfig = serde_json::from_str(r#"{"kind": "stcd", "alpha1": 0.17}"#).unwrap();

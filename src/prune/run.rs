@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::ElementConversion;
+use burn::tensor::{ElementConversion, Tensor};
 
 use super::forward::{
     apply_masks, forward_masked, forward_masked_features, mask_grads, DeviceMasks, Importance,
@@ -24,12 +24,12 @@ use super::{
     PruneSummary,
 };
 use crate::data::{Dataset, Split};
-use crate::distill::{mse_loss, LossConfig};
-use crate::model::{GraphKernel, Stgcn, StgcnConfig};
+use crate::distill::LossConfig;
+use crate::model::{Features, GraphKernel, Stgcn, StgcnConfig};
 use crate::resume::{Checkpoint, ResumeDir};
 use crate::train::{
-    self, backward_step, Batch, Batcher, Best, EpochRecord, Event, Fit, LossTally, Metrics, Opt,
-    TrainConfig, TrainError,
+    loss_step, Batch, Batcher, Best, EpochRecord, Event, Fit, LossTally, Metrics, Opt,
+    StudentForward, TeacherStep, TrainConfig, TrainError,
 };
 
 /// What [`prune_model`] produced.
@@ -106,28 +106,59 @@ impl<B: AutodiffBackend> Loop<'_, B> {
         batch: &Batch<B>,
         kd: bool,
     ) -> Result<(GradientsParams, f32), PruneError> {
+        let student = Masked {
+            x: &batch.x,
+            g: &self.g,
+            view,
+        };
         if !kd {
-            let y = forward_masked(model, batch.x.clone(), &self.g, view);
-            return Ok(backward_step(mse_loss(y, batch.y1.clone()), model));
+            let mut unused = LossTally::default();
+            return Ok(loss_step(
+                self.loss,
+                model,
+                batch.y1.clone(),
+                None,
+                &student,
+                &mut unused,
+            )?);
         }
         let teacher = self.teacher.ok_or(PruneError::NoTeacher {
             loss: self.loss.kind,
         })?;
         let (yt, ft) = teacher.forward_features(batch.x.clone().inner(), &self.g_eval);
-        let student = forward_masked_features(model, batch.x.clone(), &self.g, view);
         let mut tally = LossTally::default();
-        let step = train::kd_step(
+        let step = loss_step(
             self.loss,
             model,
             batch.y1.clone(),
-            student,
-            yt,
-            Some(&ft),
+            Some(TeacherStep {
+                y: yt,
+                features: Some(&ft),
+                tcd: None,
+            }),
+            &student,
             &mut tally,
         )?;
         self.picks += tally.picks;
         self.elements += tally.elements;
         Ok(step)
+    }
+}
+
+/// The student's forward through the pruning masks (`view`; none before the first pruning
+/// step and in fine-tuning).
+struct Masked<'a, B: AutodiffBackend> {
+    x: &'a Tensor<B, 4>,
+    g: &'a GraphKernel<B>,
+    view: Option<&'a MaskedView<B>>,
+}
+
+impl<B: AutodiffBackend> StudentForward<B> for Masked<'_, B> {
+    fn output(&self, model: &Stgcn<B>) -> Tensor<B, 4> {
+        forward_masked(model, self.x.clone(), self.g, self.view)
+    }
+    fn with_features(&self, model: &Stgcn<B>) -> (Tensor<B, 4>, Features<B>) {
+        forward_masked_features(model, self.x.clone(), self.g, self.view)
     }
 }
 

@@ -17,8 +17,9 @@ use serde::Serialize;
 use super::collect::{ReportData, RunEntry};
 use super::paper::{self, dataset_title, HORIZONS, METRICS};
 use super::render::{fixed, signed};
+use super::runs::{model_name, paper_table};
 use super::stats::{self, Comparison, Sign};
-use super::tables::{metrics_table, paper_table, MetricsRow, Stat};
+use super::tables::{metrics_table, MetricsRow, Stat};
 
 /// A metrics row by (data set, model, variant).
 type RowKey = (String, String, String);
@@ -380,7 +381,7 @@ fn row_times(data: &ReportData) -> BTreeMap<RowKey, (Option<f64>, Option<f64>)> 
         let Some(res) = r.done() else { continue };
         let key = (
             r.config.dataset.to_string(),
-            super::tables::model_name(r, table),
+            model_name(r, table),
             r.variant_without_seed(),
         );
         let e = acc.entry(key).or_default();

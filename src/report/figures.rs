@@ -16,7 +16,8 @@ use crate::model::{GraphKernel, Preset, Stgcn};
 use crate::report::collect::{ReportData, RunEntry};
 use crate::report::paper::dataset_title;
 use crate::report::plots::{self, Line, TsnePanel};
-use crate::report::tables::{groups, is_reference, model_name, Figure, FigureItem};
+use crate::report::runs::{datasets, is_pruned, is_reference, model_name};
+use crate::report::tables::{groups, Figure, FigureItem, Group};
 use crate::report::tsne;
 
 /// Points of the prediction plot and samples of the t-SNE (the paper's 50).
@@ -126,7 +127,7 @@ fn curves(w: &mut Writer) -> Result<Figure, super::ReportError> {
     let inp = w.inp;
     let col = colours(inp.data, inp.table);
     let mut items = Vec::new();
-    for d in crate::report::tables::datasets(inp.data) {
+    for d in datasets(inp.data) {
         let (mut train, mut val) = (Vec::new(), Vec::new());
         let rows = groups(&inp.data.runs, |r| model_name(r, inp.table));
         for g in rows.iter().filter(|g| g.dataset == d) {
@@ -370,9 +371,9 @@ fn predictions(w: &mut Writer, models: &mut Models) -> Result<Figure, super::Rep
     let col = colours(inp.data, inp.table);
     let mut items = Vec::new();
     let all = groups(&inp.data.runs, |r| model_name(r, inp.table));
-    for d in crate::report::tables::datasets(inp.data) {
+    for d in datasets(inp.data) {
         let rows: Vec<_> = all.iter().filter(|g| g.dataset == d).collect();
-        let chosen: Vec<(&crate::report::tables::Group, &RunEntry)> = rows
+        let chosen: Vec<(&Group, &RunEntry)> = rows
             .iter()
             .filter_map(|g| plotted(inp.store_dir, &g.runs).map(|r| (*g, r)))
             .collect();
@@ -545,7 +546,7 @@ fn teacher_of<'r>(data: &'r ReportData, store_dir: &Path, run: &RunEntry) -> Opt
             t.config.dataset == run.config.dataset
                 && t.config.preset == Some(Preset::Teacher)
                 && t.config.loss.kind == LossKind::Mse
-                && !crate::report::tables::is_pruned(t)
+                && !is_pruned(t)
                 && has_checkpoint(store_dir, t)
         })
         .min_by_key(|t| (t.seed() != run.seed(), t.seed()))
@@ -555,7 +556,7 @@ fn tsne_figure(w: &mut Writer, models: &mut Models) -> Result<Figure, super::Rep
     let inp = w.inp;
     let mut items = Vec::new();
     let all = groups(&inp.data.runs, |r| model_name(r, inp.table));
-    for d in crate::report::tables::datasets(inp.data) {
+    for d in datasets(inp.data) {
         let students: Vec<_> = all
             .iter()
             .filter(|g| g.dataset == d && !g.runs.iter().all(|r| is_reference(r)))

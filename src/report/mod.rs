@@ -11,7 +11,19 @@
 //! - [`timing`]: which test time a run shows (re-timed alone by `stkd retime`, or recorded
 //!   during training: not a measurement) and latency against FLOPs; [`table1_claims`]: Table
 //!   1's §4.1 claims judged.
+//! - [`runs`]: what every section says about one run (its name in the paper's tables, pruning
+//!   settings, hyperparameters, test metrics), so sections need not import each other.
+//! - [`verdicts`]: the paper's claims judged; [`pareto`]: error against size and latency;
+//!   [`search`]: the experiment's searches.
+//! - [`assembly`]: [`build_report`], the one place that puts the sections into a [`Report`].
 //! - [`render`]: Markdown and CSV text; [`figures`], [`plots`], [`tsne`]: the SVG figures.
+//!
+//! Adding a report section: build it in a module of its own from [`ReportData`] (using
+//! [`runs`] for names and metrics, [`stats`] for comparisons), add it to [`Report`] and to
+//! [`build_report`] in [`assembly`], and render it in [`render`] (`render_markdown` and
+//! `render_csv`); a golden in `tests/golden/` shows the result. A section that is a table of
+//! runs beside the paper's can instead be a [`tables::Section`] variant (rendered through
+//! the same two functions).
 //!
 //! Output, for an experiment named `table4` in `out_dir`: `table4.md`, `table4.csv` (metrics,
 //! long format), `table4-runs.csv` (every run), `table4-networks.csv` / `table4-attention.csv`
@@ -20,6 +32,7 @@
 //! times. The git commit printed at the top changes with the code, on purpose.
 
 pub mod against;
+pub mod assembly;
 pub mod collect;
 pub mod diff;
 pub mod estimate;
@@ -28,6 +41,7 @@ pub mod paper;
 pub mod pareto;
 pub mod plots;
 pub mod render;
+pub mod runs;
 pub mod search;
 pub mod stats;
 pub mod summary;
@@ -45,9 +59,9 @@ use crate::plan::Plan;
 use crate::spec::{Experiment, SpecErrors};
 use crate::store::{Store, StoreError};
 
+pub use assembly::{build_report, Report};
 pub use collect::{collect, ReportData, RunEntry, RunState};
 pub use render::{render_csv, render_markdown};
-pub use tables::{build_report, Report};
 
 /// The `stkd` version printed in reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,7 +12,9 @@ use crate::data::DatasetName;
 
 use super::collect::ReportData;
 use super::paper::HORIZONS;
-use super::tables::{datasets, hyperparameters, model_name, prune_info};
+use super::runs::{
+    datasets, hyperparameters, metric_of, model_name, paper_table, prune_info, short_number,
+};
 use super::timing::{TimeKind, Timed};
 
 /// The horizon (minutes) of the MAE on the charts unless `--pareto-horizon` says otherwise.
@@ -92,7 +94,7 @@ fn describe(r: &super::collect::RunEntry) -> String {
             parts.push(m);
         }
         if let Some(t) = p.target_pct {
-            parts.push(format!("{}% pruned", super::tables::short_number(t)));
+            parts.push(format!("{}% pruned", short_number(t)));
         }
     }
     parts.push(format!("{} epochs", r.config.train.epochs));
@@ -176,7 +178,7 @@ fn architectures(points: &[Point]) -> Vec<Timed> {
 /// finished runs differ in size or latency on any data set (nothing to trade off).
 pub fn pareto(data: &ReportData, horizon: u32) -> Option<Pareto> {
     let h = HORIZONS.iter().position(|&x| x == horizon)?;
-    let table = super::tables::paper_table(&data.name).filter(|t| matches!(t, 2 | 4 | 5 | 7 | 8));
+    let table = paper_table(&data.name).filter(|t| matches!(t, 2 | 4 | 5 | 7 | 8));
     let mut blocks = Vec::new();
     for d in datasets(data) {
         let mut points: Vec<Point> = data
@@ -185,7 +187,7 @@ pub fn pareto(data: &ReportData, horizon: u32) -> Option<Pareto> {
             .filter(|r| r.config.dataset == d)
             .filter_map(|r| {
                 let res = r.done()?;
-                let mae = super::tables::metric_of(r, 1, h)?;
+                let mae = metric_of(r, 1, h)?;
                 let profile = res.profile.as_ref();
                 let retimed = r.latency();
                 let parameters = res

@@ -7,13 +7,15 @@
 
 use std::fmt::Write;
 
+use crate::report::assembly::Report;
 use crate::report::collect::RunState;
 use crate::report::paper::{self, dataset_title, COLUMNS, HORIZONS, METRICS};
 use crate::report::pareto::{Pareto, Point as ParetoPoint};
+use crate::report::runs::short_number;
 use crate::report::stats::{Comparison, Test};
 use crate::report::tables::{
-    AttentionTable, Figure, FigureItem, Meta, MetricsRow, MetricsTable, NetworksTable, Report,
-    RunCounts, RunLine, Section, Stat, Unfinished,
+    AttentionTable, Figure, FigureItem, Meta, MetricsRow, MetricsTable, NetworksTable, RunCounts,
+    RunLine, Section, Stat, Unfinished,
 };
 use crate::report::timing::latency_text;
 use crate::report::verdicts::{cell_name, Cell, CellOutcome, Claim, Source, Verdict};
@@ -873,7 +875,7 @@ fn runs_md(s: &mut String, runs: &[RunLine]) {
             if r.hyper.is_empty() { "—" } else { &r.hyper },
             r.epochs,
             r.batch_size,
-            crate::report::tables::short_number(r.lr),
+            short_number(r.lr),
             r.seed,
             status_text(r, 120),
             r.best_epoch.map_or("—".into(), |e| e.to_string()),
@@ -1178,7 +1180,7 @@ pub fn runs_csv(runs: &[RunLine]) -> String {
             r.hyper.clone(),
             r.epochs.to_string(),
             r.batch_size.to_string(),
-            crate::report::tables::short_number(r.lr),
+            short_number(r.lr),
             r.seed.to_string(),
             r.state.to_string(),
             r.best_epoch.map_or(String::new(), |e| e.to_string()),

@@ -2,7 +2,7 @@
 //! RMSE at 15 / 30 / 45 min and training time, so the numbers need no second command.
 
 use crate::report::collect::ReportData;
-use crate::report::tables::metric_of;
+use crate::report::runs::metric_of;
 
 /// One run of the closing table.
 #[derive(Debug, Clone, PartialEq)]

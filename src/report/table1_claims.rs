@@ -21,7 +21,7 @@ use crate::model::{Preset, StgcnConfig};
 use super::collect::{ReportData, RunEntry};
 use super::paper::{self, dataset_title};
 use super::render::{cell, csv_line, fixed, thousands};
-use super::tables::{datasets, is_pruned};
+use super::runs::{datasets, is_pruned};
 use super::timing::{latency_text, TimeKind};
 
 const SECTION: &str = "§4.1, on Table 1";

@@ -18,8 +18,8 @@
 use crate::data::DatasetName;
 use crate::report::collect::{ReportData, RunEntry};
 use crate::report::paper::{self, HORIZONS};
+use crate::report::runs::{datasets, metric_of, model_name, prune_info};
 use crate::report::stats::{self, Comparison, Judged, Sign, Test};
-use crate::report::tables::{datasets, metric_of, model_name, prune_info};
 
 /// Metric indices of [`paper::METRICS`].
 const MAPE: usize = 0;

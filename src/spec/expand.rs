@@ -285,13 +285,15 @@ impl<'a> Expansion<'a> {
                     .cloned()
                     .chain(combo.iter().cloned())
                     .collect();
-                let mut config = build_config(r, defaults, d, seed, &values, split);
-                let base = r.base.as_ref().and_then(|b| {
-                    let j = self.dep(b, "base", r, d, seed, cx)?;
-                    config.model = self.runs[j].config.model.clone();
-                    config.preset = self.runs[j].config.preset;
-                    Some(j)
+                let base = r
+                    .base
+                    .as_ref()
+                    .and_then(|b| self.dep(b, "base", r, d, seed, cx));
+                let base_network = base.map(|j| Network::Trained {
+                    model: self.runs[j].config.model.clone(),
+                    preset: self.runs[j].config.preset,
                 });
+                let config = build_config(r, defaults, d, seed, &values, split, base_network);
                 check_rules(r, defaults, &config, cx);
                 let teacher = match (&r.teacher, config.distils()) {
                     (Some(t), true) => self.dep(t, "teacher", r, d, seed, cx),
@@ -418,6 +420,9 @@ pub(super) fn pick_dep(
     }
 }
 
+/// The run configuration of `values` (the run's resolved fields) for dataset `d` and `seed`;
+/// `base_network` is the trained network a pruning run prunes (the base run's), when known.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn build_config(
     r: &RawRun,
     defaults: &RawRun,
@@ -425,6 +430,7 @@ pub(super) fn build_config(
     seed: u64,
     values: &[(&str, Val)],
     split_days: Option<[usize; 3]>,
+    base_network: Option<Network>,
 ) -> RunConfig {
     let get = |name: &str| {
         values
@@ -434,29 +440,30 @@ pub(super) fn build_config(
             .map(|(_, v)| v.clone())
     };
     let f = |name: &str, default: f64| get(name).map_or(default, |v| v.f64());
+    let fo = |name: &str| get(name).map(|v| v.f64());
     let u = |name: &str| get(name).map(|v| v.f64() as usize);
     let s = |name: &str| get(name).map(|v| v.text());
-    let kind: LossKind = s("loss").map_or(LossKind::Mse, |v| v.parse().expect("validated loss"));
-    let mut loss = LossConfig::new(kind);
-    loss.beta = f("beta", loss.beta);
-    loss.alpha = f("alpha", loss.alpha);
-    loss.alpha1 = f("alpha1", loss.alpha1);
-    loss.alpha2 = f("alpha2", loss.alpha2);
-    loss.alpha3 = f("alpha3", loss.alpha3);
-    loss.tau = f("tau", loss.tau);
-    if let Some(n) = s("norm") {
-        loss.norm = if n == "abs" { Norm::Abs } else { Norm::Squared };
-    }
-    if let Some(n) = s("ord_reduction") {
-        loss.ord_reduction = if n == "sum" {
-            Reduction::Sum
-        } else {
-            Reduction::Mean
-        };
-    }
-    if let Some(Val::B(b)) = get("gradient_revision") {
-        loss.gradient_revision = b;
-    }
+    let loss = s("loss").map_or(LossKind::Mse, |v| v.parse().expect("validated loss"));
+    let loss_settings = LossSettings {
+        beta: fo("beta"),
+        alpha: fo("alpha"),
+        alpha1: fo("alpha1"),
+        alpha2: fo("alpha2"),
+        alpha3: fo("alpha3"),
+        tau: fo("tau"),
+        norm: s("norm").map(|n| if n == "abs" { Norm::Abs } else { Norm::Squared }),
+        ord_reduction: s("ord_reduction").map(|n| {
+            if n == "sum" {
+                Reduction::Sum
+            } else {
+                Reduction::Mean
+            }
+        }),
+        gradient_revision: match get("gradient_revision") {
+            Some(Val::B(b)) => Some(b),
+            _ => None,
+        },
+    };
     let defaults_train = TrainConfig::default();
     let train = TrainConfig {
         epochs: u("epochs").unwrap_or(defaults_train.epochs),
@@ -471,13 +478,19 @@ pub(super) fn build_config(
         eval_batch: u("eval_batch").unwrap_or(defaults_train.eval_batch),
         max_steps_per_epoch: u("max_steps_per_epoch"),
     };
-    let (preset, channels) = match r.model.as_ref().or(defaults.model.as_ref()).map(|(m, _)| m) {
-        Some(StgcnConfigSpec::Preset(p)) => (Some(*p), p.channels()),
-        Some(StgcnConfigSpec::Channels(c)) => (None, *c),
-        None => (Some(Preset::Teacher), Preset::Teacher.channels()),
-    };
-    let mut model = StgcnConfig::new(channels, d.nodes(), 12);
-    model.dropout = f("dropout", 0.0);
+    let network = base_network.unwrap_or_else(|| {
+        let (preset, channels) = match r.model.as_ref().or(defaults.model.as_ref()).map(|(m, _)| m)
+        {
+            Some(StgcnConfigSpec::Preset(p)) => (Some(*p), p.channels()),
+            Some(StgcnConfigSpec::Channels(c)) => (None, *c),
+            None => (Some(Preset::Teacher), Preset::Teacher.channels()),
+        };
+        Network::New {
+            preset,
+            channels,
+            dropout: f("dropout", 0.0),
+        }
+    });
     let prune = r.base.is_some().then(|| {
         let parsed = |name: &str| s(name).map(|v| v.to_string());
         PruneConfig {
@@ -504,21 +517,16 @@ pub(super) fn build_config(
             }),
         }
     });
-    let mut train = train;
-    if let Some(p) = &prune {
-        // Not read by a pruning run; fixed so that an inherited `epochs` does not split runs.
-        train.epochs = p.finetune_epochs.max(1);
-    }
-    RunConfig {
+    RunConfig::new(RunSettings {
         dataset: d,
         split_days,
-        preset,
-        model,
+        network,
         train,
-        loss: loss.canonical(),
-        teacher: None,
+        loss,
+        loss_settings,
         test_runs: u("test_runs"),
         prune,
+        teacher: None,
         base: None,
-    }
+    })
 }

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetName;
-use crate::distill::{LossConfig, LossKind, Norm, Reduction};
+use crate::distill::{LossConfig, LossKind, LossSettings, Norm, Reduction};
 use crate::model::{Channels, Preset, StgcnConfig};
 use crate::prune::{
     FinetuneLoss, Granularity, Interval, PruneConfig, PruneMethod, StepRule,
@@ -82,6 +82,77 @@ pub struct RunConfig {
     /// Identity (hash) of the base run whose checkpoint is pruned; filled in by the planner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+}
+
+/// The network a run trains.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Network {
+    /// A new network with these channels (of `preset` when it is one of the paper's), on the
+    /// dataset's graph with 12 input steps.
+    New {
+        preset: Option<Preset>,
+        channels: Channels,
+        dropout: f64,
+    },
+    /// A trained network as it is (the base run a pruning run prunes), recorded under `preset`.
+    Trained {
+        model: StgcnConfig,
+        preset: Option<Preset>,
+    },
+}
+
+/// What a run is made of, as every front end (the experiment file's expansion, `stkd train`,
+/// `stkd prune`) resolves it; [`RunConfig::new`] applies the rules they share.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub dataset: DatasetName,
+    pub split_days: Option<[usize; 3]>,
+    pub network: Network,
+    pub train: TrainConfig,
+    pub loss: LossKind,
+    pub loss_settings: LossSettings,
+    pub test_runs: Option<usize>,
+    pub prune: Option<PruneConfig>,
+    pub teacher: Option<String>,
+    pub base: Option<String>,
+}
+
+impl RunConfig {
+    /// The one constructor of a run configuration: the network built on the dataset's graph
+    /// (or taken as trained), the loss made from its settings ([`LossSettings::config`],
+    /// canonical), and for a pruning run `train.epochs` fixed to the fine-tuning epochs (at
+    /// least 1; not read by a pruning run, fixed so that an inherited `epochs` does not split
+    /// runs). Not validated: see [`RunConfig::problems`].
+    pub fn new(s: RunSettings) -> RunConfig {
+        let (preset, model) = match s.network {
+            Network::New {
+                preset,
+                channels,
+                dropout,
+            } => {
+                let mut model = StgcnConfig::new(channels, s.dataset.nodes(), 12);
+                model.dropout = dropout;
+                (preset, model)
+            }
+            Network::Trained { model, preset } => (preset, model),
+        };
+        let mut train = s.train;
+        if let Some(p) = &s.prune {
+            train.epochs = p.finetune_epochs.max(1);
+        }
+        RunConfig {
+            dataset: s.dataset,
+            split_days: s.split_days,
+            preset,
+            model,
+            train,
+            loss: s.loss_settings.config(s.loss),
+            teacher: s.teacher,
+            test_runs: s.test_runs,
+            prune: s.prune,
+            base: s.base,
+        }
+    }
 }
 
 /// A problem of a resolved run configuration: the setting it concerns, as a path into

@@ -58,7 +58,7 @@ pub(super) const POSITIVE: Ty = Ty::Float {
     open_lo: true,
     open_hi: false,
 };
-pub(super) const LOSSES: &[&str] = &["mse", "rd-l2", "rd-kl", "skd", "ord", "tcd", "scd", "stcd"];
+pub(super) const LOSSES: &[&str] = &LossKind::NAMES;
 
 /// Searchable run fields: each may be a value, a grid list, a random distribution, or a
 /// per-dataset mapping of those.

@@ -161,6 +161,7 @@ impl Study {
             self.seed,
             &values,
             b.split_days,
+            None,
         )
     }
 
