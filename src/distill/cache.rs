@@ -183,27 +183,33 @@ impl TapFile {
             .iter()
             .map(|&l| layer_len(self.meta.key.tap, l))
             .collect();
-        let mut out: Vec<Vec<f32>> = lens
-            .iter()
-            .map(|&l| Vec::with_capacity(l * idx.len()))
-            .collect();
-        let mut bytes = vec![0u8; per * 4];
-        for &w in idx {
-            self.file
-                .read_exact_at(&mut bytes, (w * per * 4) as u64)
-                .map_err(io(path))?;
-            let mut at = 0;
+        let mut out: Vec<Vec<f32>> = lens.iter().map(|&l| vec![0f32; l * idx.len()]).collect();
+        for (i, &w) in idx.iter().enumerate() {
+            // Each layer's part of the window's row straight into its place in the batch.
+            let mut offset = (w * per * 4) as u64;
             for (layer, &len) in out.iter_mut().zip(&lens) {
-                layer.extend(
-                    bytes[at * 4..(at + len) * 4]
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                );
-                at += len;
+                let dst = &mut layer[i * len..(i + 1) * len];
+                self.file
+                    .read_exact_at(f32_bytes(dst), offset)
+                    .map_err(io(path))?;
+                offset += (len * 4) as u64;
+            }
+        }
+        if cfg!(target_endian = "big") {
+            for v in out.iter_mut().flatten() {
+                *v = f32::from_bits(u32::from_le(v.to_bits()));
             }
         }
         Ok(out)
     }
+}
+
+/// The bytes of `v`, to read little-endian `f32`s into (byte-swapped after on a big-endian
+/// machine).
+fn f32_bytes(v: &mut [f32]) -> &mut [u8] {
+    // SAFETY: any bit pattern is a valid f32 and u8 has alignment 1; the slice covers exactly
+    // the memory of `v`, which stays borrowed mutably for the returned lifetime.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
 /// What a minibatch gets from the cache: the teacher's prediction, the features its loss reads
