@@ -3,10 +3,11 @@
 //! `stkd sweep FILE --dry-run`; the per-kind breakdown is what BENCHMARKS.md quotes.
 //!
 //! A run's kind is its data set, network, loss, batch size, minibatches per epoch and pruning
-//! schedule. A run still to do is estimated by the mean recorded time of finished runs of its
-//! kind and length (epochs); failing that, of its kind at another length, scaled by epochs (not
-//! for pruning runs, whose length is their schedule); failing that, it has no estimate and is
-//! counted as such. Times are as recorded: a run that shared the machine with another took
+//! schedule. A run still to do is estimated by the mean recorded time of the experiment's
+//! finished runs of its kind and length (epochs); failing that, of its kind at another length,
+//! scaled by epochs (not for pruning runs, whose length is their schedule); failing both, the
+//! same from every finished run of the store and the records (other experiments); failing that,
+//! it has no estimate and is counted as such. Times are as recorded: a run that shared the machine with another took
 //! longer than it would alone.
 
 use std::collections::BTreeMap;
@@ -15,9 +16,9 @@ use std::path::Path;
 
 use crate::plan::Plan;
 use crate::report::against::ResultSet;
-use crate::report::collect::{ReportData, RunEntry};
+use crate::report::collect::ReportData;
 use crate::report::ReportError;
-use crate::spec::Experiment;
+use crate::spec::{Experiment, RunConfig};
 use crate::store::Store;
 
 /// Recorded and estimated machine time of an experiment's runs.
@@ -43,8 +44,7 @@ pub struct KindTime {
 }
 
 /// The kind of a run, without its length.
-fn kind(r: &RunEntry) -> String {
-    let c = &r.config;
+fn kind(c: &RunConfig) -> String {
     let t = &c.train;
     let model = c
         .preset
@@ -80,32 +80,48 @@ pub fn of_plan(exp: &Experiment, plan: &Plan, store: &Path) -> Result<Estimate, 
         known.extend_missing(ResultSet::from_records(&records)?);
     }
     let (data, _) = known.join(plan, &exp.name, "", "");
-    Ok(estimate(&data))
+    let recorded: Vec<(RunConfig, f64)> = known
+        .runs
+        .iter()
+        .map(|r| (r.config.clone(), r.result.train_seconds))
+        .collect();
+    Ok(estimate(&data, &recorded))
 }
 
-/// Estimate the machine time of `data`'s runs (see the module docs).
-pub fn estimate(data: &ReportData) -> Estimate {
-    // Recorded seconds per (kind, epochs).
-    let mut seen: BTreeMap<(String, usize), Vec<f64>> = BTreeMap::new();
+/// Recorded seconds per (kind, epochs).
+type Seen = BTreeMap<(String, usize), Vec<f64>>;
+
+/// Estimate the machine time of `data`'s runs (see the module docs); `recorded`: every finished
+/// run known besides (its configuration and training seconds), for kinds the experiment has not
+/// finished yet.
+pub fn estimate(data: &ReportData, recorded: &[(RunConfig, f64)]) -> Estimate {
+    let mut seen = Seen::new();
+    let mut elsewhere = Seen::new();
+    for (c, s) in recorded {
+        elsewhere
+            .entry((kind(c), c.train.epochs))
+            .or_default()
+            .push(*s);
+    }
     let mut e = Estimate::default();
     for r in &data.runs {
         if let Some(res) = r.done() {
-            seen.entry((kind(r), r.config.train.epochs))
+            seen.entry((kind(&r.config), r.config.train.epochs))
                 .or_default()
                 .push(res.train_seconds);
             e.done.0 += 1;
             e.done.1 += res.train_seconds;
-            let k = e.by_kind.entry(kind(r)).or_default();
+            let k = e.by_kind.entry(kind(&r.config)).or_default();
             k.done += 1;
             k.done_s += res.train_seconds;
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     for r in data.runs.iter().filter(|r| r.done().is_none()) {
-        let k = kind(r);
+        let k = kind(&r.config);
         let epochs = r.config.train.epochs;
-        let exact = seen.get(&(k.clone(), epochs)).map(|v| mean(v));
-        let scaled = || {
+        let exact = |seen: &Seen| seen.get(&(k.clone(), epochs)).map(|v| mean(v));
+        let scaled = |seen: &Seen| {
             if r.config.prune.is_some() {
                 return None;
             }
@@ -113,7 +129,11 @@ pub fn estimate(data: &ReportData) -> Estimate {
                 .find(|((kk, _), _)| *kk == k)
                 .map(|((_, ep), v)| mean(v) * epochs as f64 / (*ep).max(1) as f64)
         };
-        match exact.or_else(scaled) {
+        let guess = exact(&seen)
+            .or_else(|| scaled(&seen))
+            .or_else(|| exact(&elsewhere))
+            .or_else(|| scaled(&elsewhere));
+        match guess {
             Some(s) => {
                 e.left.0 += 1;
                 e.left.1 += s;
@@ -210,7 +230,7 @@ mod tests {
         finish(&mut d, "teacher", 1, 1000.0);
         finish(&mut d, "wo", 1, 100.0);
         finish(&mut d, "wo", 2, 120.0);
-        let e = estimate(&d);
+        let e = estimate(&d, &[]);
         assert_eq!(e.done, (3, 1220.0));
         // wo seed 3: 110 s (mean of its kind); long: 2 × 110 s scaled by epochs; STCD unknown.
         assert_eq!(e.left.0, 2);
@@ -220,5 +240,36 @@ mod tests {
         let k = &e.by_kind["pemsd7 student mse batch 50"];
         assert_eq!((k.done, k.left), (2, 2));
         assert!(e.lines()[0].contains("3 finished runs took"));
+        // STCD's kind recorded by another experiment (one run of 10 epochs, one of 5): the
+        // same length is taken before a scaled one, and only where the experiment has none.
+        let stcd = d
+            .runs
+            .iter()
+            .find(|r| r.label == "stcd")
+            .unwrap()
+            .config
+            .clone();
+        let short = RunConfig {
+            train: crate::train::TrainConfig {
+                epochs: 5,
+                ..stcd.train.clone()
+            },
+            ..stcd.clone()
+        };
+        let wo = d
+            .runs
+            .iter()
+            .find(|r| r.label == "wo")
+            .unwrap()
+            .config
+            .clone();
+        let e = estimate(&d, &[(short, 100.0), (stcd, 700.0), (wo, 9999.0)]);
+        assert_eq!(e.left.0, 5);
+        assert!(
+            (e.left.1 - (330.0 + 3.0 * 700.0)).abs() < 1e-9,
+            "{}",
+            e.left.1
+        );
+        assert!(e.unknown.is_empty());
     }
 }
