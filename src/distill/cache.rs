@@ -257,13 +257,20 @@ impl TeacherCache {
             threads: rayon::current_num_threads(),
             tap,
         };
-        let missing: Vec<Tap> = taps
-            .iter()
-            .copied()
-            .filter(|&t| open_tap(dir, &key(t)).is_none())
-            .collect();
-        if !missing.is_empty() {
-            build(dir, &missing, &key, teacher, g, data, batch_size, device)?;
+        let missing = || -> Vec<Tap> {
+            taps.iter()
+                .copied()
+                .filter(|&t| open_tap(dir, &key(t)).is_none())
+                .collect()
+        };
+        let mut built = missing();
+        if !built.is_empty() {
+            // One builder at a time per folder: a run that waited finds the files built.
+            let _lock = BuildLock::acquire(dir)?;
+            built = missing();
+            if !built.is_empty() {
+                build(dir, &built, &key, teacher, g, data, batch_size, device)?;
+            }
         }
         let taps = taps
             .iter()
@@ -277,7 +284,7 @@ impl TeacherCache {
         Ok(TeacherCache {
             dir: dir.to_path_buf(),
             taps,
-            built: missing,
+            built,
         })
     }
 
@@ -346,6 +353,25 @@ impl TeacherCache {
             features,
             tcd,
         })
+    }
+}
+
+/// An exclusive `flock` on `<dir>/.build.lock`, held while taps are built (released when
+/// dropped, or when the process dies).
+struct BuildLock {
+    _file: File,
+}
+
+impl BuildLock {
+    fn acquire(dir: &Path) -> Result<BuildLock, CacheError> {
+        use std::os::unix::io::AsRawFd;
+        let path = dir.join(".build.lock");
+        let file = File::create(&path).map_err(io(&path))?;
+        // SAFETY: flock on a file descriptor this function owns; blocks until it is ours.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io(&path)(std::io::Error::last_os_error()));
+        }
+        Ok(BuildLock { _file: file })
     }
 }
 

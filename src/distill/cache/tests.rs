@@ -102,3 +102,32 @@ fn each_feature_loss_reads_only_its_taps() {
         assert_eq!(Tap::of(k).is_empty(), !k.needs_features(), "{k}");
     }
 }
+
+/// Two runs starting together on one teacher: one builds, the other waits and reads.
+#[test]
+fn concurrent_runs_build_a_tap_once() {
+    let data = Dataset::synthetic(12, 4, 48, 5);
+    let dev = Default::default();
+    let cfg = StgcnConfig::new(Preset::Teacher.channels(), data.nodes, data.n_his);
+    let teacher = Stgcn::<CpuInner>::new(&cfg, 4, &dev).unwrap();
+    let g = GraphKernel::<CpuInner>::new(&data.cheb, data.nodes, &dev);
+    let dir = std::env::temp_dir().join(format!("stkd-teacher-cache-race-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let taps = [Tap::Outputs, Tap::Spatial];
+    let built: Vec<Vec<Tap>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    TeacherCache::open_or_build(&dir, "t", &taps, &teacher, &g, &data, 16, &dev)
+                        .unwrap()
+                        .built
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut built = built;
+    built.sort_by_key(Vec::len);
+    assert_eq!(built, [vec![], taps.to_vec()]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
