@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 
 use std::path::Path;
 
+use crate::experiment::Experiment;
 use crate::plan::Plan;
 use crate::report::against::ResultSet;
 use crate::report::collect::{ReportData, RunEntry};
 use crate::report::ReportError;
-use crate::spec::Experiment;
 use crate::store::Store;
 
 /// Recorded and estimated machine time of an experiment's runs.

@@ -53,8 +53,8 @@ use schema::{Ctx, RawRun, DATASETS, TOP_KEYS};
 use search::parse_search;
 pub use search::{Metric, Sampler, SearchSpec, Study, TestMetric};
 
-/// Everything one run needs, nothing else: the contract between spec, plan, schedule, train and
-/// store. Hashed (with the data checksum and [`crate::plan::CODE_VERSION`]) for identity.
+/// Everything one run needs, nothing else: the contract between experiment, plan, schedule,
+/// train and store. Hashed (with the data checksum and [`crate::plan::CODE_VERSION`]) for identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     pub dataset: DatasetName,
