@@ -241,7 +241,7 @@ struct TrialRecord {
     number: usize,
     values: serde_json::Value,
     label: String,
-    config: crate::spec::RunConfig,
+    config: crate::experiment::RunConfig,
     data_checksum: String,
     deps: Vec<String>,
     pruned: bool,

@@ -15,10 +15,10 @@ use crate::backend::DeviceSpec;
 use crate::data::{DataConfig, Dataset, DatasetName, Split};
 use crate::distill::cache::{self, CacheError, Tap, TeacherCache};
 use crate::distill::LossKind;
+use crate::experiment::RunConfig;
 use crate::model::{GraphKernel, Stgcn, StgcnConfig};
 use crate::prune::{prune_model, Granularity, PruneError};
 use crate::resume::ResumeDir;
-use crate::spec::RunConfig;
 use crate::train::{
     self, Batcher, Event, Forward, TeacherStep, TestTime, TrainError, TrainOutcome,
 };
@@ -71,7 +71,7 @@ pub enum ExecError {
     #[error(transparent)]
     Prune(#[from] crate::prune::PruneError),
     #[error("invalid run configuration: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Config(Vec<crate::spec::ConfigProblem>),
+    Config(Vec<crate::experiment::ConfigProblem>),
     #[error("loss {loss} needs a teacher checkpoint, but none was given")]
     NoTeacher { loss: LossKind },
     #[error("teacher checkpoint {dir} was trained on {teacher_nodes} nodes, the data has {nodes}")]

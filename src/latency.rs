@@ -26,9 +26,9 @@ use crate::archive::{beside, RECORDS, RUNS};
 use crate::backend::DeviceSpec;
 use crate::data::{Dataset, DatasetName};
 use crate::exec::{ExecError, RunReport, OUTCOME_FILE};
+use crate::experiment::RunConfig;
 use crate::model::{GraphKernel, StgcnConfig};
 use crate::plan::Plan;
-use crate::spec::RunConfig;
 use crate::store::{RunStatus, Store, StoreError};
 use crate::train::{self, TrainError};
 

@@ -1,10 +1,10 @@
 //! stkd: knowledge distillation and pruning of STGCN for traffic prediction, as a declarative
 //! experiment-sweep runner (Izadi, Safayani, Mirzaei).
 //!
-//! Modules follow the data flow of a sweep: [`spec`] (YAML → validated runs) → [`plan`] (run
-//! graph keyed by content hash) → [`sweep`] (one call: executor, warm-up, timing phase) →
-//! [`schedule`] (device slots, child processes, resume) →
-//! [`exec`] (one run: [`data`] → [`model`] → [`train`] with the [`distill`] losses) → [`store`]
+//! Modules follow the data flow of a sweep: [`experiment`] (experiment files: YAML → validated
+//! runs) → [`plan`] (run graph keyed by content hash) → [`sweep`] (one call: executor, warm-up,
+//! timing phase) → [`schedule`] (device slots, child processes, resume) → [`exec`] (one run:
+//! [`data`] → [`model`] → [`train`] with the [`distill`] losses) → [`store`]
 //! (SQLite). [`backend`] picks the burn backend and device.
 
 pub mod archive;
@@ -15,6 +15,7 @@ pub mod digest;
 pub mod distill;
 pub mod divergence;
 pub mod exec;
+pub mod experiment;
 pub mod kernels;
 pub mod latency;
 pub mod model;
@@ -26,7 +27,6 @@ pub mod resume;
 pub mod rng;
 pub mod schedule;
 pub mod search;
-pub mod spec;
 pub mod status;
 pub mod store;
 pub mod sweep;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::data::{DataConfig, DataError, Dataset, DatasetName};
-use crate::spec::{Experiment, RunConfig};
+use crate::experiment::{Experiment, RunConfig};
 
 /// Bump when a code change alters what a run computes (model, data pipeline, training loop,
 /// losses): every run hash changes with it, so old results are not mistaken for new ones.
@@ -56,7 +56,7 @@ pub struct PlannedStudy {
     /// `<experiment>/<label>/<dataset>[/seed=<seed>]`: trials are numbered within it.
     pub key: String,
     #[serde(skip)]
-    pub study: crate::spec::Study,
+    pub study: crate::experiment::Study,
     pub data_checksum: String,
     pub teacher: Option<String>,
     /// The base run's hash and network (a pruning study prunes it).
@@ -197,7 +197,7 @@ mod prune_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::parse_experiment;
+    use crate::experiment::parse_experiment;
     use std::path::Path;
 
     fn plan_of(text: &str) -> Plan {

@@ -13,6 +13,17 @@
 //!   without writing anything, and [`RunFolderLock`] keeps the new worker out of the run's
 //!   folder until the old one has stopped: a run folder is written by one worker at a time.
 //! - [`Executor`] is the seam where a cluster executor (e.g. Slurm job arrays) would plug in.
+//!
+//! Adding an executor: a variant of [`ExecutorKind`](crate::experiment::ExecutorKind) (its name
+//! in `ExecutorKind::NAMES` and `ExecutorKind::parse`) with its `executor:` block keys
+//! (`EXECUTOR_KEYS`, `parse_executor`, a field of `ExecutorSpec` and its rule in
+//! `ExecutorSpec::overridden_by`, all in `experiment/executor.rs`); a type implementing
+//! [`Executor`] (its runs as [`RunHandle`]s) next to `schedule/slurm.rs`; and its construction in
+//! [`crate::sweep`]'s `placement`, which also gives its slots and whether it is a cluster (no
+//! automatic GPU warm-up, no timing phase). The command line lists the kinds in `--executor`'s
+//! values and overrides the block's keys with flags of its own (`cli/sweep.rs`,
+//! `SweepArgs::executor_spec`). A running run's job id is read as a Slurm job by `status`
+//! (`crate::status`, [`slurm::job_state`]).
 
 pub mod slurm;
 pub mod trials;

@@ -5,11 +5,11 @@
 
 use serde::Serialize;
 
+use crate::experiment::Experiment;
 use crate::plan::Plan;
 use crate::report::collect::collect;
 use crate::report::runs::test_metric;
 use crate::schedule::slurm::job_state;
-use crate::spec::Experiment;
 use crate::store::{FaultRow, RunRow, RunStatus, Store, StoreError};
 
 /// One run as `status` lists it.

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::{check_device, DeviceError, DeviceSpec};
+use crate::experiment::{ExecutorKind, ExecutorSpec, Experiment};
 use crate::latency::{self, RetimeEvent, RetimeOptions, RetimeSummary};
 use crate::plan::Plan;
 use crate::schedule::slurm::SlurmExecutor;
 use crate::schedule::{
     self, Executor, LocalExecutor, ScheduleError, SweepEvent, SweepOptions, SweepSummary,
 };
-use crate::spec::{ExecutorKind, ExecutorSpec, Experiment};
 use crate::store::{RunStatus, Store, StoreError, DEFAULT_RETRIES};
 use crate::warmup::{self, WarmedUp};
 

@@ -163,7 +163,7 @@ pub enum WarmUpError {
 mod tests {
     use super::*;
     use crate::distill::LossKind;
-    use crate::spec::RunConfig;
+    use crate::experiment::RunConfig;
 
     fn job(hash: &str, cfg: RunConfig) -> Job {
         Job {

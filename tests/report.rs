@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use stkd::data::DatasetName;
 use stkd::distill::LossKind;
+use stkd::experiment::{parse_experiment, Experiment};
 use stkd::model::{Preset, Stgcn};
 use stkd::plan::{plan, Plan};
 use stkd::report::{self, Format, Options};
-use stkd::spec::{parse_experiment, Experiment};
 use stkd::store::{
     Attention, EpochRow, ExperimentInfo, MetricRow, NewRun, Profile, RunResult, Store,
 };

@@ -11,9 +11,9 @@ use stkd::backend::DeviceSpec;
 use stkd::data::{Dataset, DatasetName};
 use stkd::distill::{LossKind, LossSettings, Norm, Reduction};
 use stkd::exec::{self, RunPaths, RunReport};
+use stkd::experiment::{Network, RunConfig, RunSettings};
 use stkd::model::{Preset, StgcnConfig};
 use stkd::schedule::RunEvent;
-use stkd::spec::{Network, RunConfig, RunSettings};
 use stkd::train::{Event, OptimizerKind, TrainConfig};
 
 use super::info::DataArgs;
@@ -184,7 +184,7 @@ fn check_flags(cfg: &RunConfig) -> Result<()> {
                 "prune" => "--method / --target / --steps / --interval-* / --finetune-*",
                 _ => "--loss (and its weights)",
             };
-            let hint = if p.rule == stkd::spec::Rule::TeacherMissing {
+            let hint = if p.rule == stkd::experiment::Rule::TeacherMissing {
                 " (pass --teacher <run folder of a finished teacher run>)"
             } else {
                 ""

@@ -13,9 +13,9 @@ use crate::{print_json, terminal_table, Exit};
 use stkd::backend::DeviceSpec;
 use stkd::data::DatasetName;
 use stkd::exec::{self, RunReport};
+use stkd::experiment::RunConfig;
+use stkd::experiment::{is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions};
 use stkd::schedule::{self, RunEvent, SweepEvent};
-use stkd::spec::RunConfig;
-use stkd::spec::{is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions};
 use stkd::store::{RunStatus, Store};
 use stkd::with_backend;
 
@@ -233,15 +233,15 @@ fn parse_stale_after(text: &str) -> std::result::Result<f64, String> {
 
 /// Validate an experiment file; on problems print them all and end with exit status 2
 /// (nothing is written anywhere).
-pub(crate) fn load_experiment(file: &Path) -> Result<stkd::spec::Experiment> {
-    stkd::spec::load(file).map_err(|errors| {
+pub(crate) fn load_experiment(file: &Path) -> Result<stkd::experiment::Experiment> {
+    stkd::experiment::load(file).map_err(|errors| {
         eprint!("{errors}");
         Exit(2).into()
     })
 }
 
 pub(crate) fn plan_experiment(
-    exp: &stkd::spec::Experiment,
+    exp: &stkd::experiment::Experiment,
     data_dir: &Path,
 ) -> Result<stkd::plan::Plan> {
     Ok(stkd::plan::plan_in(exp, data_dir)?)
@@ -604,7 +604,7 @@ pub(crate) fn warm_up_cmd<B: AutodiffBackend>(device: B::Device) -> Result<()> {
 
 /// The runs of the sweep with their results (`stkd::report::summary`), on standard output.
 fn print_closing_table(
-    exp: &stkd::spec::Experiment,
+    exp: &stkd::experiment::Experiment,
     plan: &stkd::plan::Plan,
     store: &Path,
 ) -> Result<()> {

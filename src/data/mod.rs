@@ -34,9 +34,11 @@ mod files;
 mod graph;
 mod prepare;
 
-use files::*;
-use graph::*;
-use prepare::*;
+use files::{
+    gunzip, parse_csv, parse_edge_list, read_file, read_pems08_npz, read_verified, utf8,
+    PEMSD7_DISTANCES, PEMSD7_SPEEDS, PEMSD7_STATIONS, PEMSD8_EDGES, PEMSD8_PARTIAL,
+};
+use prepare::{is_missing, prepare, Raw};
 
 /// Five-minute readings per day.
 const STEPS_PER_DAY: usize = 288;

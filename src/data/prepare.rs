@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::*;
+use super::graph::{chebyshev, degrees, gaussian_kernel, scaled_laplacian};
+use super::{DataConfig, DataError, Dataset, DatasetName};
 
 /// Parsed input before preparation.
 pub(super) struct Raw {

@@ -1,3 +1,6 @@
+use super::files::parse_npy_header;
+use super::graph::{chebyshev, gaussian_kernel, scaled_laplacian, sym_eig_max};
+use super::prepare::{default_split, fill_gaps};
 use super::*;
 use std::fs;
 use std::path::Path;

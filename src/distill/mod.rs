@@ -49,7 +49,8 @@
 //!    run's hash must not change with one it does not read), and how reports print them
 //!    (`report::runs::hyperparameters`, exhaustive). A new hyperparameter is a field of
 //!    [`LossConfig`] and of [`LossSettings`], an entry of the experiment file's field table
-//!    (`spec/schema.rs`, read in `spec/expand.rs`) and a flag of `stkd train` (`cli/run.rs`).
+//!    (`experiment/schema.rs`, read in `experiment/expand.rs`) and a flag of `stkd train`
+//!    (`cli/run.rs`).
 
 pub mod cache;
 mod pairwise;

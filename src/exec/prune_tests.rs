@@ -34,7 +34,7 @@ fn a_pruning_run_prunes_fine_tunes_compacts_and_saves() {
             LossKind::Mse
         });
         loss.alpha1 = 0.5;
-        let run = crate::spec::RunConfig {
+        let run = crate::experiment::RunConfig {
             dataset: data.name,
             split_days: None,
             preset: None,
@@ -123,7 +123,7 @@ fn a_pruning_run_prunes_fine_tunes_compacts_and_saves() {
 fn a_missing_base_is_a_clear_error() {
     let data = tiny();
     let c = cfg(Preset::Student.channels(), data.nodes);
-    let run = crate::spec::RunConfig {
+    let run = crate::experiment::RunConfig {
         dataset: data.name,
         split_days: None,
         preset: None,

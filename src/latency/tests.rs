@@ -18,7 +18,7 @@ fn setup(name: &str) -> (PathBuf, PathBuf, Plan) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let store_path = dir.join("stkd.db");
-    let exp = crate::spec::parse_experiment(YAML, Path::new("t.yaml")).unwrap();
+    let exp = crate::experiment::parse_experiment(YAML, Path::new("t.yaml")).unwrap();
     let plan = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
     let mut store = Store::open(&store_path).unwrap();
     crate::schedule::register(&mut store, &plan, Path::new("t.yaml"), YAML).unwrap();
@@ -252,7 +252,7 @@ fn too_few_repetitions_are_refused_unless_allowed() {
 #[test]
 fn the_report_reads_the_re_timed_figure_and_marks_the_recorded_one() {
     let (dir, store, plan) = setup("report");
-    let exp = crate::spec::parse_experiment(YAML, Path::new("t.yaml")).unwrap();
+    let exp = crate::experiment::parse_experiment(YAML, Path::new("t.yaml")).unwrap();
     let collect = || {
         let st = Store::open_read_only(&store).unwrap();
         let mut data = crate::report::collect(&exp, &plan, st.as_ref()).unwrap();

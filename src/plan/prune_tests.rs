@@ -1,8 +1,8 @@
 //! Pruning runs in experiment files: `base`, `prune` and their checks, expansion and plans.
 
 use super::plan;
+use crate::experiment::{parse_experiment, Experiment, SpecErrors};
 use crate::prune::{FinetuneLoss, Granularity, Interval, PruneMethod, StepRule};
-use crate::spec::{parse_experiment, Experiment, SpecErrors};
 use std::path::Path;
 
 fn parse(text: &str) -> Result<Experiment, SpecErrors> {

@@ -46,27 +46,26 @@ pub enum Key {
 impl Key {
     /// Name as in reports, e.g. `block1.temporal1.weight`.
     pub fn name(self) -> String {
-        use Key::*;
         match self {
-            T1Weight(l) => format!("block{}.temporal1.weight", l + 1),
-            T1Bias(l) => format!("block{}.temporal1.bias", l + 1),
-            T1Proj(l) => format!("block{}.temporal1.input_proj", l + 1),
-            SpTheta(l) => format!("block{}.spatial.theta", l + 1),
-            SpBias(l) => format!("block{}.spatial.bias", l + 1),
-            SpProj(l) => format!("block{}.spatial.input_proj", l + 1),
-            T2Weight(l) => format!("block{}.temporal2.weight", l + 1),
-            T2Bias(l) => format!("block{}.temporal2.bias", l + 1),
-            T2Proj(l) => format!("block{}.temporal2.input_proj", l + 1),
-            LnGamma(l) => format!("block{}.norm.gamma", l + 1),
-            LnBeta(l) => format!("block{}.norm.beta", l + 1),
-            OutWeight => "output.temporal.weight".into(),
-            OutBias => "output.temporal.bias".into(),
-            OutLnGamma => "output.norm.gamma".into(),
-            OutLnBeta => "output.norm.beta".into(),
-            SigWeight => "output.sigmoid.weight".into(),
-            SigBias => "output.sigmoid.bias".into(),
-            FcWeight => "output.fc.weight".into(),
-            FcBias => "output.fc.bias".into(),
+            Key::T1Weight(l) => format!("block{}.temporal1.weight", l + 1),
+            Key::T1Bias(l) => format!("block{}.temporal1.bias", l + 1),
+            Key::T1Proj(l) => format!("block{}.temporal1.input_proj", l + 1),
+            Key::SpTheta(l) => format!("block{}.spatial.theta", l + 1),
+            Key::SpBias(l) => format!("block{}.spatial.bias", l + 1),
+            Key::SpProj(l) => format!("block{}.spatial.input_proj", l + 1),
+            Key::T2Weight(l) => format!("block{}.temporal2.weight", l + 1),
+            Key::T2Bias(l) => format!("block{}.temporal2.bias", l + 1),
+            Key::T2Proj(l) => format!("block{}.temporal2.input_proj", l + 1),
+            Key::LnGamma(l) => format!("block{}.norm.gamma", l + 1),
+            Key::LnBeta(l) => format!("block{}.norm.beta", l + 1),
+            Key::OutWeight => "output.temporal.weight".into(),
+            Key::OutBias => "output.temporal.bias".into(),
+            Key::OutLnGamma => "output.norm.gamma".into(),
+            Key::OutLnBeta => "output.norm.beta".into(),
+            Key::SigWeight => "output.sigmoid.weight".into(),
+            Key::SigBias => "output.sigmoid.bias".into(),
+            Key::FcWeight => "output.fc.weight".into(),
+            Key::FcBias => "output.fc.bias".into(),
         }
     }
 

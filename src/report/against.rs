@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::exec::RunReport;
+use crate::experiment::RunConfig;
 use crate::plan::Plan;
-use crate::spec::RunConfig;
 use crate::store::{RunResult, RunStatus, Store};
 
 use super::collect::{ReportData, RunEntry, RunState};

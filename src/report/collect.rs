@@ -4,8 +4,8 @@
 
 use std::fmt;
 
+use crate::experiment::{Experiment, RunConfig};
 use crate::plan::Plan;
-use crate::spec::{Experiment, RunConfig};
 use crate::store::{RunResult, RunStatus, Store, StoreError};
 
 /// Where a planned run stands.
@@ -170,7 +170,8 @@ impl ReportData {
     /// Tests: every run of the experiment `yaml` planned (data checksums made up), none run.
     #[cfg(test)]
     pub fn planned_for_tests(yaml: &str) -> ReportData {
-        let exp = crate::spec::parse_experiment(yaml, std::path::Path::new("t.yaml")).unwrap();
+        let exp =
+            crate::experiment::parse_experiment(yaml, std::path::Path::new("t.yaml")).unwrap();
         let p = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
         let runs = p
             .jobs

@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 
 use std::path::Path;
 
+use crate::experiment::{Experiment, RunConfig};
 use crate::plan::Plan;
 use crate::report::against::ResultSet;
 use crate::report::collect::ReportData;
 use crate::report::ReportError;
-use crate::spec::{Experiment, RunConfig};
 use crate::store::Store;
 
 /// Recorded and estimated machine time of an experiment's runs.

@@ -55,8 +55,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::experiment::{Experiment, SpecErrors};
 use crate::plan::Plan;
-use crate::spec::{Experiment, SpecErrors};
 use crate::store::{Store, StoreError};
 
 pub use assembly::{build_report, Report};
@@ -213,7 +213,7 @@ pub fn write_reports(
     formats: &[Format],
     pareto_horizon: u32,
 ) -> Result<Vec<PathBuf>, ReportError> {
-    let exp = crate::spec::load(experiment_file).map_err(ReportError::Spec)?;
+    let exp = crate::experiment::load(experiment_file).map_err(ReportError::Spec)?;
     let plan = crate::plan::plan_in(&exp, data_dir)?;
     let opts = Options {
         formats: formats.to_vec(),
@@ -234,7 +234,7 @@ pub fn diff_against(
     reference: &str,
 ) -> Result<diff::ReportDiff, ReportError> {
     use against::{Reference, ResultSet};
-    let exp = crate::spec::load(experiment_file).map_err(ReportError::Spec)?;
+    let exp = crate::experiment::load(experiment_file).map_err(ReportError::Spec)?;
     let plan = crate::plan::plan_in(&exp, data_dir)?;
     let records = crate::archive::beside(store, crate::archive::RECORDS);
     let mut now = match Store::open_read_only(store)? {
@@ -260,7 +260,7 @@ pub fn diff_against(
             // The experiment as it was at REF; a file REF lacks plans nothing (all runs added).
             let before_plan = match against::git(folder, &["show", &format!("{commit}:./{name}")]) {
                 Ok(text) => {
-                    let old = crate::spec::parse_experiment(&text, experiment_file)
+                    let old = crate::experiment::parse_experiment(&text, experiment_file)
                         .map_err(ReportError::Spec)?;
                     crate::plan::plan_in(&old, data_dir)?
                 }

@@ -6,13 +6,13 @@
 use std::fmt::Write as _;
 
 use crate::data::DatasetName;
+use crate::experiment::{RunConfig, Sampler, SearchSpec};
 use crate::plan::Plan;
 use crate::report::paper::{dataset_title, kd_hyperparameter};
 use crate::report::plots::{self, TradeOff, TradeOffPanel};
 use crate::report::render::csv_field;
 use crate::schedule::trials::{objective, values_of};
 use crate::search::{Pruner, Space, Value};
-use crate::spec::{RunConfig, Sampler, SearchSpec};
 use crate::store::{RunStatus, Store, StoreError};
 
 /// One trial as reported.
@@ -367,9 +367,9 @@ pub fn search_svg(st: &StudyReport) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::Metric;
     use crate::report::render::read_csv;
     use crate::search::Pruner;
-    use crate::spec::Metric;
 
     fn trial(
         number: usize,

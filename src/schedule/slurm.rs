@@ -31,10 +31,10 @@ use super::{Executor, Ingested, RunEvent, RunExit, RunHandle};
 use crate::archive::{beside, RUNS};
 use crate::backend::DeviceSpec;
 use crate::exec::RunReport;
-use crate::spec::RunConfig;
+use crate::experiment::RunConfig;
 use crate::store::{EpochRow, Store};
 
-pub use crate::spec::SlurmOptions;
+pub use crate::experiment::SlurmOptions;
 
 impl SlurmOptions {
     fn sbatch_args(&self) -> Vec<String> {

@@ -2,10 +2,10 @@
 //! reads the study's trials from the store (its whole state), so a killed search resumes where
 //! it stood and two sweeps on one store share one numbering.
 
+use crate::experiment::{Metric, Sampler, SearchSpec, TestMetric};
 use crate::plan::PlannedStudy;
 use crate::rng::Rng;
 use crate::search::{grid_values, random_values, Tpe, Trial, Value};
-use crate::spec::{Metric, Sampler, SearchSpec, TestMetric};
 use crate::store::{NewRun, RunStatus, Store, StoreError, TrialRow};
 
 /// The objective of a trial, lower is better (negated when the search maximises): a finished

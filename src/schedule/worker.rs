@@ -11,9 +11,9 @@ use crate::archive::RUNS;
 use crate::backend::DeviceSpec;
 use crate::data::Dataset;
 use crate::exec::{self, ExecError, RunPaths, RunReport};
+use crate::experiment::RunConfig;
+use crate::experiment::SearchSpec;
 use crate::search::Pruner;
-use crate::spec::RunConfig;
-use crate::spec::SearchSpec;
 use crate::store::{EpochRow, RunStatus, Store, StoreError};
 use crate::train::{EpochRecord, Event};
 

@@ -1,6 +1,8 @@
 //! What can go wrong with the store; every message starts with the store's path.
 
-use super::*;
+use std::path::{Path, PathBuf};
+
+use super::types::RunStatus;
 
 /// Store errors; every message starts with the store's path.
 #[derive(Debug, thiserror::Error)]

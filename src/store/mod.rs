@@ -27,14 +27,12 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{
-    params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction,
+    TransactionBehavior,
 };
-use serde::{Deserialize, Serialize};
 
 /// Where the store lives unless `--store PATH` says otherwise.
 pub const DEFAULT_PATH: &str = "results/stkd.db";
@@ -51,9 +49,14 @@ mod error;
 mod results;
 mod types;
 
-pub use error::*;
-use results::*;
-pub use types::*;
+use error::Ctx;
+pub use error::StoreError;
+use results::{insert_epoch, read_result, write_result};
+pub use types::{
+    faults_error, AfterFault, Attention, EpochRow, ExperimentInfo, ExperimentRow, FaultRow,
+    MetricRow, NewRun, ParseRunStatusError, Profile, Pruning, RunResult, RunRow, RunStatus,
+    TrialRow,
+};
 
 /// The oldest schema version read-only commands read: version 3 lacks only the faults of
 /// version 4 and reads as a store where no run had one.
@@ -218,17 +221,16 @@ fn file_in_the_way(path: &Path) -> Option<PathBuf> {
 
 /// What to say when SQLite cannot open or set up a store: the hint that fits the error.
 fn open_failure(e: &rusqlite::Error, otherwise: &'static str) -> &'static str {
-    use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {
-        Some(ReadOnly | PermissionDenied) => {
+        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
             "cannot write to the store (the file or its folder is read-only; read-only commands \
              such as `stkd status` still work)"
         }
-        Some(CannotOpen) => {
+        Some(ErrorCode::CannotOpen) => {
             "cannot open the store (is the file or its folder read-only, or not accessible to \
              this user?)"
         }
-        Some(NotADatabase) => "cannot read the store: it is not an SQLite file",
+        Some(ErrorCode::NotADatabase) => "cannot read the store: it is not an SQLite file",
         _ => otherwise,
     }
 }
@@ -243,10 +245,14 @@ fn probe(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
 /// Errors of a plain read-only open that an `immutable` open may avoid (no `-shm` file and no
 /// right to create one).
 fn can_retry_immutable(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode::*;
     matches!(
         e.sqlite_error_code(),
-        Some(CannotOpen | ReadOnly | PermissionDenied | SystemIoFailure)
+        Some(
+            ErrorCode::CannotOpen
+                | ErrorCode::ReadOnly
+                | ErrorCode::PermissionDenied
+                | ErrorCode::SystemIoFailure
+        )
     )
 }
 

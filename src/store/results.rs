@@ -1,6 +1,9 @@
 //! A finished run's result rows: epochs, metrics, profile, attention, pruning, artefacts.
 
-use super::*;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::types::{Attention, EpochRow, MetricRow, Profile, Pruning, RunResult, RunStatus};
+use super::{real, sql};
 
 pub(super) fn insert_epoch(conn: &Connection, hash: &str, e: &EpochRow) -> rusqlite::Result<()> {
     conn.prepare_cached(sql::INSERT_EPOCH)?.execute(params![

@@ -1,6 +1,10 @@
 //! The plain data the store keeps: run states, experiments, runs, results and their parts.
 
-use super::*;
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde::{Deserialize, Serialize};
 
 /// Life cycle of a run: `pending` → `running` → `done` | `failed`; `pending` → `skipped` when a
 /// dependency failed. Written lowercase (Display, FromStr, serde, SQL).

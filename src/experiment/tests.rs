@@ -1,4 +1,5 @@
 use super::*;
+use std::collections::HashSet;
 
 fn parse(text: &str) -> Result<Experiment, SpecErrors> {
     parse_experiment(text, Path::new("exp.yaml"))

@@ -1,7 +1,9 @@
 //! Checks across runs before expansion: unique labels, a model for every run, references to
 //! other runs, dependency cycles, random search sizes, pruning runs' own keys.
 
-use super::*;
+use std::collections::HashMap;
+
+use super::schema::{all_fields, did_you_mean, Choice, Ctx, FieldValue, RawRun};
 
 pub(super) fn field<'a>(
     run: &'a RawRun,

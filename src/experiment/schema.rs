@@ -2,7 +2,13 @@
 //! each level, the parsed values (fixed, per dataset, grid, random) of a run before expansion,
 //! and the error collector.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::data::DatasetName;
+use crate::distill::LossKind;
+use crate::model::{Channels, Preset};
+
+use super::SpecError;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Ty {

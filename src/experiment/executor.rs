@@ -19,7 +19,9 @@
 //!
 //! Where a run executes does not change what it computes: the block is in no run's hash.
 
-use super::*;
+use super::parse::unique_keys;
+use super::schema::Ctx;
+use super::yaml::{Node, Scalar};
 
 /// Where runs execute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,7 +1,16 @@
 //! From YAML nodes to raw runs: scalars checked against their types, value choices, datasets,
 //! seeds, models, a run's keys and its `prune` block. Every problem is collected with its line.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::data::DatasetName;
+use crate::model::{Preset, StgcnConfig};
+
+use super::schema::{
+    did_you_mean, Choice, Ctx, Dist, FieldValue, RawRun, StgcnConfigSpec, Ty, Val, DATASETS, DISTS,
+    FIELDS, PRUNE_FIELDS, RUN_KEYS,
+};
+use super::yaml::{Kind, Node, Scalar};
 
 pub(super) fn scalar_val(node: &Node, ty: Ty, path: &str, cx: &mut Ctx) -> Option<Val> {
     let bad = |cx: &mut Ctx, what: String| {

@@ -2,7 +2,22 @@
 //! [`RunConfig`] and checked with [`RunConfig::problems`]; dependencies picked per dataset and
 //! seed.
 
-use super::*;
+use std::collections::HashMap;
+
+use crate::data::DatasetName;
+use crate::distill::{LossKind, LossSettings, Norm, Reduction};
+use crate::model::Preset;
+use crate::prune::{
+    FinetuneLoss, Granularity, Interval, PruneConfig, PruneMethod, StepRule,
+    DEFAULT_FINETUNE_EPOCHS, DEFAULT_INTERVAL_EPOCHS, DEFAULT_STEPS,
+};
+use crate::rng::Rng;
+use crate::train::TrainConfig;
+
+use super::check::field;
+use super::schema::{all_fields, Choice, Ctx, Dist, RawRun, StgcnConfigSpec, Val};
+use super::search::{study, Sampler, SearchSpec, Study};
+use super::{ConfigProblem, ExpandedRun, Network, Rule, RunConfig, RunSettings};
 
 pub(super) fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

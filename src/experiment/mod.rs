@@ -25,22 +25,17 @@
 
 pub mod yaml;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetName;
-use crate::distill::{LossConfig, LossKind, LossSettings, Norm, Reduction};
+use crate::distill::{LossConfig, LossKind, LossSettings};
 use crate::model::{Channels, Preset, StgcnConfig};
-use crate::prune::{
-    FinetuneLoss, Granularity, Interval, PruneConfig, PruneMethod, StepRule,
-    DEFAULT_FINETUNE_EPOCHS, DEFAULT_INTERVAL_EPOCHS, DEFAULT_STEPS,
-};
-use crate::rng::Rng;
+use crate::prune::PruneConfig;
 use crate::train::TrainConfig;
-use yaml::{Kind, Node, Scalar};
+use yaml::{Node, Scalar};
 
 mod check;
 mod executor;
@@ -49,17 +44,17 @@ mod parse;
 mod schema;
 mod search;
 
-use check::*;
-use executor::*;
+use check::check_runs;
+use executor::parse_executor;
 pub use executor::{is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions};
-use expand::*;
-use parse::*;
-use schema::*;
-use search::*;
+use expand::expand;
+use parse::{parse_datasets, parse_run_keys, parse_runs, parse_split_days};
+use schema::{Ctx, RawRun, DATASETS, TOP_KEYS};
+use search::parse_search;
 pub use search::{Metric, Sampler, SearchSpec, Study, TestMetric};
 
-/// Everything one run needs, nothing else: the contract between spec, plan, schedule, train and
-/// store. Hashed (with the data checksum and [`crate::plan::CODE_VERSION`]) for identity.
+/// Everything one run needs, nothing else: the contract between experiment, plan, schedule,
+/// train and store. Hashed (with the data checksum and [`crate::plan::CODE_VERSION`]) for identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     pub dataset: DatasetName,

@@ -19,8 +19,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::*;
+use crate::data::DatasetName;
 use crate::search::{Pruner, Space, Value};
+
+use super::expand::build_config;
+use super::parse::unique_keys;
+use super::schema::{did_you_mean, Ctx, Dist, RawRun, Val};
+use super::yaml::Node;
+use super::RunConfig;
 
 /// How the trials of a study are proposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
