@@ -61,7 +61,7 @@ pub(crate) struct SweepArgs {
     /// the store, run folders, data and the stkd binary must be on a file system the nodes
     /// share). Default: the file's `executor:` block, else local. Every `--slurm-*` setting
     /// and `--max-jobs` likewise overrides the file's.
-    #[arg(long, value_parser = ["local", "slurm"])]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(ExecutorKind::NAMES))]
     pub(crate) executor: Option<String>,
     /// Slurm: jobs in flight at once (replaces the device slots; default 4).
     #[arg(long)]
