@@ -20,9 +20,9 @@
 //! `ExecutorSpec::overridden_by`, all in `experiment/executor.rs`); a type implementing
 //! [`Executor`] (its runs as [`RunHandle`]s) next to `schedule/slurm.rs`; and its construction in
 //! [`crate::sweep`]'s `placement`, which also gives its slots and whether it is a cluster (no
-//! automatic GPU warm-up, no timing phase). The command line lists the kinds in `--executor`'s
-//! values and overrides the block's keys with flags of its own (`cli/sweep.rs`,
-//! `SweepArgs::executor_spec`). A running run's job id is read as a Slurm job by `status`
+//! automatic GPU warm-up, no timing phase). The command line takes `--executor`'s values from
+//! `ExecutorKind::NAMES` and overrides the block's keys with flags of its own, where it has any
+//! (`cli/sweep.rs`, `SweepArgs::executor_spec`). A running run's job id is read as a Slurm job by `status`
 //! (`crate::status`, [`slurm::job_state`]).
 
 pub mod slurm;
