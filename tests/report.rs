@@ -329,7 +329,7 @@ fn table1_table3_and_generic_layouts_match_golden_files() {
 #[test]
 fn every_csv_file_has_as_many_fields_in_each_record_as_its_header() {
     let check = |name: &str, text: &str| {
-        let records = report::render::read_csv(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let records = report::format::read_csv(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(records.len() >= 2, "{name}: no records\n{text}");
         let header = records[0].len();
         for (i, r) in records.iter().enumerate() {

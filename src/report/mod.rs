@@ -37,6 +37,7 @@ pub mod collect;
 pub mod diff;
 pub mod estimate;
 pub mod figures;
+pub mod format;
 pub mod paper;
 pub mod pareto;
 pub mod plots;

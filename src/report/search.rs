@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 
 use crate::data::DatasetName;
 use crate::plan::Plan;
+use crate::report::format::csv_field;
 use crate::report::paper::{dataset_title, kd_hyperparameter};
 use crate::report::plots::{self, TradeOff, TradeOffPanel};
-use crate::report::render::csv_field;
 use crate::schedule::trials::{objective, values_of};
 use crate::search::{Pruner, Space, Value};
 use crate::spec::{RunConfig, Sampler, SearchSpec};
@@ -367,7 +367,7 @@ pub fn search_svg(st: &StudyReport) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::render::read_csv;
+    use crate::report::format::read_csv;
     use crate::search::Pruner;
     use crate::spec::Metric;
 
