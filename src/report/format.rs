@@ -103,6 +103,15 @@ pub fn cell(text: &str, max: usize) -> String {
     out.replace('|', "\\|")
 }
 
+/// A table row's name in Markdown: `model`, or `model [variant]`.
+pub fn row_name(model: &str, variant: &str) -> String {
+    if variant.is_empty() {
+        cell(model, 200)
+    } else {
+        cell(&format!("{model} [{variant}]"), 200)
+    }
+}
+
 /// `1, 2, 3`.
 pub fn join<T: ToString>(v: &[T]) -> String {
     v.iter().map(T::to_string).collect::<Vec<_>>().join(", ")

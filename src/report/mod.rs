@@ -41,9 +41,9 @@ pub mod format;
 pub mod paper;
 pub mod pareto;
 pub mod plots;
-pub mod render;
 pub mod runs;
 pub mod search;
+pub mod sections;
 pub mod stats;
 pub mod summary;
 pub mod table1_claims;
@@ -60,9 +60,8 @@ use crate::plan::Plan;
 use crate::spec::{Experiment, SpecErrors};
 use crate::store::{Store, StoreError};
 
-pub use assembly::{build_report, Report};
+pub use assembly::{build_report, render_csv, render_markdown, Report};
 pub use collect::{collect, ReportData, RunEntry, RunState};
-pub use render::{render_csv, render_markdown};
 
 /// The `stkd` version printed in reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -322,48 +321,54 @@ pub fn write_plan_reports(
     collect::attach_latency(&mut data, store);
     let studies = search::collect_search(plan, st.as_ref())?;
     drop(st);
-    let mut report = build_report(&data, VERSION, &opts.commit);
-    report.search = studies;
-    if opts.pareto_horizon != pareto::DEFAULT_HORIZON {
-        report.pareto = pareto::pareto(&data, opts.pareto_horizon);
-    }
+    let table = runs::paper_table(&data.name);
+    let pareto = pareto::pareto(&data, opts.pareto_horizon);
     std::fs::create_dir_all(out_dir).map_err(|cause| ReportError::Io {
         path: out_dir.to_path_buf(),
         cause,
     })?;
     let stem = file_stem(&data.name);
-    let mut files = Vec::new();
-    if opts.formats.contains(&Format::Markdown) {
+    let markdown = opts.formats.contains(&Format::Markdown);
+    let (mut figures, mut svgs) = (Vec::new(), Vec::new());
+    if markdown {
         let store_dir = store
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let figs = figures::make_figures(&figures::FigureInputs {
             data: &data,
-            table: report.table,
+            table,
             store_dir,
             data_dir,
             out_dir,
             plots: &stem,
             model_figures: opts.model_figures,
         })?;
-        let mut keep = figs.files;
-        report.figures = figs.figures;
-        if let Some(p) = &report.pareto {
-            let (figure, files) = figures::pareto_figure(p, &data, report.table, out_dir, &stem)?;
-            report.figures.push(figure);
-            keep.extend(files);
+        (figures, svgs) = (figs.figures, figs.files);
+        if let Some(p) = &pareto {
+            let (figure, files) = figures::pareto_figure(p, &data, table, out_dir, &stem)?;
+            figures.push(figure);
+            svgs.extend(files);
         }
-        if report.search.iter().any(|st| !st.trials.is_empty()) {
-            let (figure, files) = figures::search_figure(&report.search, out_dir, &stem)?;
-            report.figures.push(figure);
-            keep.extend(files);
+        if studies.iter().any(|st| !st.trials.is_empty()) {
+            let (figure, files) = figures::search_figure(&studies, out_dir, &stem)?;
+            figures.push(figure);
+            svgs.extend(files);
         }
-        remove_stale_svgs(&out_dir.join(&stem), &keep)?;
+        remove_stale_svgs(&out_dir.join(&stem), &svgs)?;
+    }
+    let extras = assembly::Extras {
+        pareto,
+        search: studies,
+        figures,
+    };
+    let report = assembly::assemble(&data, VERSION, &opts.commit, extras);
+    let mut files = Vec::new();
+    if markdown {
         let md = out_dir.join(format!("{stem}.md"));
         write_file(&md, &render_markdown(&report))?;
         files.push(md);
-        files.extend(keep);
+        files.extend(svgs);
     }
     if opts.formats.contains(&Format::Csv) {
         for (suffix, text) in render_csv(&report) {

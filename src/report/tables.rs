@@ -771,14 +771,6 @@ pub fn meta(data: &ReportData, version: &str, commit: &str) -> Meta {
     }
 }
 
-/// One table of a report.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Section {
-    Metrics(MetricsTable),
-    Networks(NetworksTable),
-    Attention(AttentionTable),
-}
-
 /// A figure (or the reason it is missing) linked from the Markdown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
