@@ -205,6 +205,11 @@ pub fn csv_line(fields: &[String]) -> String {
     l
 }
 
+/// A CSV file's header line.
+pub fn csv_header(names: &[&str]) -> String {
+    csv_line(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+}
+
 /// An optional number, empty when absent.
 pub fn opt(x: Option<f64>, decimals: usize) -> String {
     x.map_or(String::new(), |v| fixed(v, decimals))

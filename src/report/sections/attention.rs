@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::report::format::{csv_line, fixed, opt, row_name, signed, stat_text, CSV_DECIMALS};
+use crate::report::format::{
+    csv_header, csv_line, fixed, opt, row_name, signed, stat_text, CSV_DECIMALS,
+};
 use crate::report::paper::{self, dataset_title};
 use crate::report::tables::{AttentionCell, AttentionTable};
 
@@ -68,20 +70,17 @@ fn attention_md(s: &mut String, t: &AttentionTable) {
 
 /// Table 3, one line per model and data set.
 fn attention_csv(t: &AttentionTable) -> String {
-    let mut s = csv_line(
-        &[
-            "dataset",
-            "model",
-            "variant",
-            "runs",
-            "n",
-            "pct",
-            "std",
-            "paper_pct",
-            "diff",
-        ]
-        .map(String::from),
-    );
+    let mut s = csv_header(&[
+        "dataset",
+        "model",
+        "variant",
+        "runs",
+        "n",
+        "pct",
+        "std",
+        "paper_pct",
+        "diff",
+    ]);
     for r in &t.rows {
         for (d, c) in t.datasets.iter().zip(&r.cells) {
             let diff = match (c.ours, c.paper) {

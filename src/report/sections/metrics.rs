@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::report::format::{
-    cell, csv_line, fixed, opt, row_name, signed, stat_text, CSV_DECIMALS,
+    cell, csv_header, csv_line, fixed, opt, row_name, signed, stat_text, CSV_DECIMALS,
 };
 use crate::report::paper::{self, dataset_title, COLUMNS, HORIZONS, METRICS};
 use crate::report::tables::{MetricsRow, MetricsTable, Unfinished};
@@ -168,26 +168,23 @@ fn unfinished_md(s: &mut String, list: &[Unfinished]) {
 
 /// Long format like `paper/paper_metrics.csv`: one line per model row, metric and horizon.
 fn metrics_csv(t: &MetricsTable) -> String {
-    let mut s = csv_line(
-        &[
-            "dataset",
-            "model",
-            "variant",
-            "runs",
-            "n",
-            "param_pct",
-            "paper_param_pct",
-            "metric",
-            "horizon_min",
-            "mean",
-            "std",
-            "paper",
-            "diff",
-            "paper_table",
-            "best",
-        ]
-        .map(String::from),
-    );
+    let mut s = csv_header(&[
+        "dataset",
+        "model",
+        "variant",
+        "runs",
+        "n",
+        "param_pct",
+        "paper_param_pct",
+        "metric",
+        "horizon_min",
+        "mean",
+        "std",
+        "paper",
+        "diff",
+        "paper_table",
+        "best",
+    ]);
     for b in &t.blocks {
         for r in &b.rows {
             for (m, metric) in METRICS.iter().enumerate() {

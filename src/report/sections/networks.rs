@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::report::format::{csv_line, fixed, opt, row_name, stat_text, thousands, CSV_DECIMALS};
+use crate::report::format::{
+    csv_header, csv_line, fixed, opt, row_name, stat_text, thousands, CSV_DECIMALS,
+};
 use crate::report::paper::{self, dataset_title};
 use crate::report::tables::NetworksTable;
 use crate::report::timing::latency_text;
@@ -122,37 +124,34 @@ fn networks_md(s: &mut String, t: &NetworksTable) {
 
 /// Table 1, one line per network (ours and the paper's side by side).
 fn networks_csv(t: &NetworksTable) -> String {
-    let mut s = csv_line(
-        &[
-            "dataset",
-            "model",
-            "variant",
-            "runs",
-            "channels",
-            "parameters",
-            "paper_parameters",
-            "test_time_s",
-            "test_time_std",
-            "test_time_n",
-            "test_time_setup",
-            "paper_test_time_s",
-            "flops",
-            "paper_flops_as_reported",
-            "flops_pct_teacher",
-            "paper_flops_pct_teacher",
-            "test_time_kind",
-            "latency_median_s",
-            "latency_q1_s",
-            "latency_q3_s",
-            "latency_runs",
-            "latency_batch",
-            "latency_device",
-            "latency_threads",
-            "latency_commit",
-            "latency_alone",
-        ]
-        .map(String::from),
-    );
+    let mut s = csv_header(&[
+        "dataset",
+        "model",
+        "variant",
+        "runs",
+        "channels",
+        "parameters",
+        "paper_parameters",
+        "test_time_s",
+        "test_time_std",
+        "test_time_n",
+        "test_time_setup",
+        "paper_test_time_s",
+        "flops",
+        "paper_flops_as_reported",
+        "flops_pct_teacher",
+        "paper_flops_pct_teacher",
+        "test_time_kind",
+        "latency_median_s",
+        "latency_q1_s",
+        "latency_q3_s",
+        "latency_runs",
+        "latency_batch",
+        "latency_device",
+        "latency_threads",
+        "latency_commit",
+        "latency_alone",
+    ]);
     for b in &t.blocks {
         for r in &b.rows {
             let p = r.paper.as_ref();

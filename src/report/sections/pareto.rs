@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::report::format::{cell, csv_line, fixed, opt, thousands, CSV_DECIMALS};
+use crate::report::format::{cell, csv_header, csv_line, fixed, opt, thousands, CSV_DECIMALS};
 use crate::report::paper::dataset_title;
 use crate::report::pareto::{Pareto, Point};
 
@@ -112,29 +112,26 @@ fn pareto_md(s: &mut String, p: &Pareto) {
 
 /// Every finished run of the Pareto section, one line each.
 fn pareto_csv(p: &Pareto) -> String {
-    let mut out = csv_line(
-        &[
-            "dataset",
-            "run",
-            "model",
-            "configuration",
-            "hash",
-            "parameters",
-            "latency_ms",
-            "device",
-            "latency_batch",
-            "horizon_min",
-            "mae",
-            "front_size",
-            "front_latency",
-            "flops",
-            "latency_kind",
-            "latency_q1_ms",
-            "latency_q3_ms",
-            "latency_runs",
-        ]
-        .map(String::from),
-    );
+    let mut out = csv_header(&[
+        "dataset",
+        "run",
+        "model",
+        "configuration",
+        "hash",
+        "parameters",
+        "latency_ms",
+        "device",
+        "latency_batch",
+        "horizon_min",
+        "mae",
+        "front_size",
+        "front_latency",
+        "flops",
+        "latency_kind",
+        "latency_q1_ms",
+        "latency_q3_ms",
+        "latency_runs",
+    ]);
     for b in &p.blocks {
         for q in &b.points {
             out.push_str(&csv_line(&[

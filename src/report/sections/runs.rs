@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::report::collect::RunState;
-use crate::report::format::{cell, csv_line, duration, opt, utc};
+use crate::report::format::{cell, csv_header, csv_line, duration, opt, utc};
 use crate::report::runs::short_number;
 use crate::report::tables::RunLine;
 
@@ -69,25 +69,22 @@ fn runs_md(s: &mut String, runs: &[RunLine]) {
 
 /// The run ledger.
 fn runs_csv(runs: &[RunLine]) -> String {
-    let mut s = csv_line(
-        &[
-            "run",
-            "model",
-            "loss",
-            "hyperparameters",
-            "epochs",
-            "batch_size",
-            "lr",
-            "seed",
-            "status",
-            "best_epoch",
-            "train_seconds",
-            "finished_utc",
-            "hash",
-            "error",
-        ]
-        .map(String::from),
-    );
+    let mut s = csv_header(&[
+        "run",
+        "model",
+        "loss",
+        "hyperparameters",
+        "epochs",
+        "batch_size",
+        "lr",
+        "seed",
+        "status",
+        "best_epoch",
+        "train_seconds",
+        "finished_utc",
+        "hash",
+        "error",
+    ]);
     for r in runs {
         s.push_str(&csv_line(&[
             r.name.clone(),

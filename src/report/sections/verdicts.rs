@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::report::format::{cell, csv_line, opt, signed, CSV_DECIMALS};
+use crate::report::format::{cell, csv_header, csv_line, opt, signed, CSV_DECIMALS};
 use crate::report::paper::{self, dataset_title};
 use crate::report::stats::{Comparison, Test};
 use crate::report::verdicts::{cell_name, Cell, CellOutcome, Claim, Source, Verdict};
@@ -142,7 +142,7 @@ fn verdicts_csv(verdicts: &[Verdict]) -> String {
         "cell",
         "verdict",
     ];
-    let mut s = csv_line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    let mut s = csv_header(&header);
     for v in verdicts {
         let verdict = v.text();
         let base = |cells: Vec<String>| {
