@@ -1,8 +1,6 @@
 //! Number, time and text formats shared by the report's sections, and CSV text (written and
 //! read back). Pure and deterministic: fixed number formats, times formatted in UTC by hand, no
-//! locale. Imports nothing of the report but [`Stat`], so every module may use it.
-
-use crate::report::tables::Stat;
+//! locale. Imports nothing of the report, so every module may use it.
 
 /// Fixed 3 decimals (the paper's precision); `NaN` / `inf` spelled out; never `-0.000`.
 pub fn fixed(x: f64, decimals: usize) -> String {
@@ -32,14 +30,6 @@ pub fn signed(x: f64, decimals: usize, unicode_minus: bool) -> String {
         format!("+{s}")
     } else {
         s
-    }
-}
-
-/// `5.301 ± 0.012`, or `5.301` for one value.
-pub fn stat_text(s: &Stat, decimals: usize) -> String {
-    match s.std {
-        Some(sd) => format!("{} ± {}", fixed(s.mean, decimals), fixed(sd, decimals)),
-        None => fixed(s.mean, decimals),
     }
 }
 
@@ -254,12 +244,6 @@ mod tests {
         assert_eq!(duration(45.21), "45.2 s");
         assert_eq!(duration(725.0), "12 min 05 s");
         assert_eq!(duration(3725.0), "1 h 02 min");
-        let s = Stat {
-            n: 2,
-            mean: 1.0,
-            std: Some(0.25),
-        };
-        assert_eq!(stat_text(&s, 3), "1.000 ± 0.250");
     }
 
     #[test]

@@ -3,9 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::report::format::{
-    csv_header, csv_line, fixed, opt, row_name, signed, stat_text, CSV_DECIMALS,
-};
+use crate::report::format::{csv_header, csv_line, fixed, opt, row_name, signed, CSV_DECIMALS};
 use crate::report::paper::{self, dataset_title};
 use crate::report::tables::{AttentionCell, AttentionTable};
 
@@ -29,7 +27,7 @@ fn attention_cell(c: &AttentionCell) -> String {
     let Some(st) = c.ours else {
         return c.counts.describe();
     };
-    let mut text = stat_text(&st, 3);
+    let mut text = st.text(3);
     if let (Some(p), true) = (c.paper, st.mean.is_finite()) {
         let _ = write!(text, " ({})", signed(st.mean - p, 3, true));
     }

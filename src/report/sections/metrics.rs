@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::report::format::{
-    cell, csv_header, csv_line, fixed, opt, row_name, signed, stat_text, CSV_DECIMALS,
+    cell, csv_header, csv_line, fixed, opt, row_name, signed, CSV_DECIMALS,
 };
 use crate::report::paper::{self, dataset_title, COLUMNS, HORIZONS, METRICS};
 use crate::report::tables::{MetricsRow, MetricsTable, Unfinished};
@@ -42,7 +42,7 @@ fn ours_cell(r: &MetricsRow, c: usize) -> String {
     let Some(st) = r.ours[c] else {
         return "—".into();
     };
-    let mut text = stat_text(&st, 3);
+    let mut text = st.text(3);
     if r.best[c] {
         text = format!("**{text}**");
     }
@@ -106,7 +106,7 @@ fn metrics_md(s: &mut String, t: &MetricsTable, report_table: Option<u8>) {
                 r.counts.describe(),
             ];
             if t.param_pct {
-                ours.push(r.param_pct.map_or("—".into(), |p| stat_text(&p, 2)));
+                ours.push(r.param_pct.map_or("—".into(), |p| p.text(2)));
             }
             ours.extend((0..COLUMNS).map(|c| ours_cell(r, c)));
             let _ = writeln!(s, "| {} |", ours.join(" | "));

@@ -3,9 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::report::format::{
-    csv_header, csv_line, fixed, opt, row_name, stat_text, thousands, CSV_DECIMALS,
-};
+use crate::report::format::{csv_header, csv_line, fixed, opt, row_name, thousands, CSV_DECIMALS};
 use crate::report::paper::{self, dataset_title};
 use crate::report::tables::NetworksTable;
 use crate::report::timing::latency_text;
@@ -57,7 +55,7 @@ fn networks_md(s: &mut String, t: &NetworksTable) {
             let time = match (&r.latency, r.test_time) {
                 (Some(l), _) if kind.is_measurement() => latency_text(l, 1.0, 3),
                 (Some(l), _) => format!("{}, {}", latency_text(l, 1.0, 3), kind.mark()),
-                (None, Some(st)) => format!("{}, {}", stat_text(&st, 3), kind.mark()),
+                (None, Some(st)) => format!("{}, {}", st.text(3), kind.mark()),
                 (None, None) => "—".into(),
             };
             let _ = writeln!(
