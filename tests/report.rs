@@ -329,7 +329,7 @@ fn table1_table3_and_generic_layouts_match_golden_files() {
 #[test]
 fn every_csv_file_has_as_many_fields_in_each_record_as_its_header() {
     let check = |name: &str, text: &str| {
-        let records = report::render::read_csv(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let records = report::format::read_csv(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(records.len() >= 2, "{name}: no records\n{text}");
         let header = records[0].len();
         for (i, r) in records.iter().enumerate() {
@@ -484,10 +484,7 @@ fn metrics_are_mean_and_sample_std_over_seeds_beside_the_paper() {
     let (exp, p, store) = build_store(&dir);
     let s = Store::open(&store).unwrap();
     let data = report::collect(&exp, &p, Some(&s)).unwrap();
-    let r = report::build_report(&data, "0.0.0", COMMIT);
-    let report::tables::Section::Metrics(t) = &r.sections[0] else {
-        panic!("metrics first");
-    };
+    let t = &report::tables::metrics_table(&data, report::runs::paper_table(&data.name));
     assert_eq!(t.table, Some(4));
     let b7 = &t.blocks[0];
     assert_eq!(b7.dataset, DatasetName::Pemsd7);

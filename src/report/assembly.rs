@@ -1,6 +1,7 @@
-//! The report's assembly: which sections an experiment's report holds ([`build_report`]) and
-//! the [`Report`] they make, ready to render ([`super::render`]). The sections are built by
-//! their own modules ([`super::tables`], [`super::verdicts`], [`super::pareto`],
+//! The report's assembly: which sections an experiment's report holds, in which order
+//! ([`assemble`], [`build_report`]), and the [`Report`] they make: an ordered list of
+//! [`ReportSection`]s, rendered by [`render_markdown`] and [`render_csv`]. The sections' data
+//! are built by their own modules ([`super::tables`], [`super::verdicts`], [`super::pareto`],
 //! [`super::table1_claims`], [`super::search`]), which do not import each other's results:
 //! only this module puts them together.
 
@@ -8,66 +9,123 @@ use super::collect::ReportData;
 use super::pareto::{pareto, Pareto, DEFAULT_HORIZON};
 use super::runs::paper_table;
 use super::search::StudyReport;
-use super::table1_claims::{claims, Table1Claim};
-use super::tables::{
-    attention_table, meta, metrics_table, networks_table, runs_table, Figure, Meta, RunLine,
-    Section,
-};
-use super::verdicts::{verdicts, Verdict};
+use super::sections::attention::Attention;
+use super::sections::figures::Figures;
+use super::sections::header::{Header, SearchLine};
+use super::sections::metrics::Metrics;
+use super::sections::networks::Networks;
+use super::sections::pareto::ParetoFront;
+use super::sections::runs::RunLedger;
+use super::sections::search::Searches;
+use super::sections::table1_claims::Table1Claims;
+use super::sections::verdicts::Claims;
+use super::sections::{CsvFile, ReportSection};
+use super::table1_claims::claims;
+use super::tables::{attention_table, meta, metrics_table, networks_table, runs_table, Figure};
+use super::verdicts::verdicts;
 
-/// Everything a report shows, ready to render.
-#[derive(Debug, Clone, PartialEq)]
+/// Everything a report shows, ready to render: its sections in the Markdown's order.
+#[derive(Debug, Default)]
 pub struct Report {
-    pub name: String,
-    pub description: String,
-    pub file: String,
-    /// The paper table the experiment reproduces.
-    pub table: Option<u8>,
-    pub meta: Meta,
-    pub sections: Vec<Section>,
-    pub runs: Vec<RunLine>,
-    /// Filled by the plotting step (none for CSV-only reports and in pure rendering tests).
-    pub figures: Vec<Figure>,
-    /// The paper's claims for its table and our verdict on each (empty for other experiments).
-    pub verdicts: Vec<Verdict>,
-    /// Error against size and latency with the non-dominated runs (`None`: no trade-off).
+    pub sections: Vec<Box<dyn ReportSection>>,
+}
+
+impl Report {
+    /// Appends a section (rendered after the others, in the Markdown and in the CSV files).
+    pub fn push(&mut self, section: impl ReportSection + 'static) {
+        self.sections.push(Box::new(section));
+    }
+}
+
+/// What a report shows besides what the store's runs give: made by steps with I/O or options
+/// of their own ([`super::write_plan_reports`]).
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Error against size and latency (`None`: no trade-off), at the horizon asked for.
     pub pareto: Option<Pareto>,
     /// The experiment's searches with their trials (empty without a `search:` block).
     pub search: Vec<StudyReport>,
-    /// Table 1's claims (its §4.1 text) with our verdicts (empty for other experiments).
-    pub table1_claims: Vec<Table1Claim>,
+    /// The SVG figures' links (none for CSV-only reports and in pure rendering tests).
+    pub figures: Vec<Figure>,
 }
 
-/// The tables of a report: the paper table named by the experiment (Table 1 and Table 3 with a
-/// metrics table of the same runs beside), or a generic metrics table; always the run ledger.
+/// [`assemble`] with the Pareto section at the default horizon, no searches and no figures.
 pub fn build_report(data: &ReportData, version: &str, commit: &str) -> Report {
-    let table = paper_table(&data.name);
-    let sections = match table {
-        Some(1) => vec![
-            Section::Networks(networks_table(data)),
-            Section::Metrics(metrics_table(data, None)),
-        ],
-        Some(3) => vec![
-            Section::Attention(attention_table(data)),
-            Section::Metrics(metrics_table(data, None)),
-        ],
-        t => vec![Section::Metrics(metrics_table(data, t))],
+    let extras = Extras {
+        pareto: pareto(data, DEFAULT_HORIZON),
+        ..Extras::default()
     };
-    Report {
+    assemble(data, version, commit, extras)
+}
+
+/// The sections of a report, in order: the header; the paper table named by the experiment
+/// (Table 1 and Table 3 with a metrics table of the same runs beside), or a generic metrics
+/// table; the Pareto front, the searches, the figures; always the run ledger; then the paper's
+/// claims on its table, judged.
+pub fn assemble(data: &ReportData, version: &str, commit: &str, extras: Extras) -> Report {
+    let table = paper_table(&data.name);
+    let mut r = Report::default();
+    r.push(Header {
         name: data.name.clone(),
         description: data.description.clone(),
         file: data.file.clone(),
         table,
         meta: meta(data, version, commit),
-        sections,
-        runs: runs_table(data, table),
-        figures: Vec::new(),
-        verdicts: table.map_or_else(Vec::new, |t| verdicts(data, t)),
-        pareto: pareto(data, DEFAULT_HORIZON),
-        search: Vec::new(),
-        table1_claims: match table {
-            Some(1) => claims(data),
-            _ => Vec::new(),
-        },
+        searches: extras.search.iter().map(SearchLine::of).collect(),
+    });
+    match table {
+        Some(1) => r.push(Networks(networks_table(data))),
+        Some(3) => r.push(Attention(attention_table(data))),
+        _ => {}
     }
+    r.push(Metrics {
+        table: metrics_table(data, table.filter(|t| !matches!(t, 1 | 3))),
+        report_table: table,
+    });
+    if let Some(p) = extras.pareto {
+        r.push(ParetoFront(p));
+    }
+    if !extras.search.is_empty() {
+        r.push(Searches(extras.search));
+    }
+    if !extras.figures.is_empty() {
+        r.push(Figures(extras.figures));
+    }
+    r.push(RunLedger(runs_table(data, table)));
+    let verdicts = table.map_or_else(Vec::new, |t| verdicts(data, t));
+    // Table 1 has no claims of the other kind; should it get some, they keep the name.
+    let csv_suffix = if verdicts.is_empty() {
+        "-claims"
+    } else {
+        "-table1-claims"
+    };
+    if !verdicts.is_empty() {
+        r.push(Claims(verdicts));
+    }
+    let table1_claims = match table {
+        Some(1) => claims(data),
+        _ => Vec::new(),
+    };
+    if !table1_claims.is_empty() {
+        r.push(Table1Claims {
+            claims: table1_claims,
+            csv_suffix,
+        });
+    }
+    r
+}
+
+/// The whole Markdown report: its sections' Markdown, in order.
+pub fn render_markdown(r: &Report) -> String {
+    let mut s = String::new();
+    for section in &r.sections {
+        section.markdown(&mut s);
+    }
+    s
+}
+
+/// Every CSV file of a report, its sections' in order: `(file name suffix, text)`, written as
+/// `<name><suffix>.csv` (the metrics table's suffix is empty).
+pub fn render_csv(r: &Report) -> Vec<CsvFile> {
+    r.sections.iter().flat_map(|s| s.csv()).collect()
 }

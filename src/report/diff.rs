@@ -15,8 +15,8 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::collect::{ReportData, RunEntry};
+use super::format::{fixed, signed};
 use super::paper::{self, dataset_title, HORIZONS, METRICS};
-use super::render::{fixed, signed};
 use super::runs::{model_name, paper_table};
 use super::stats::{self, Comparison, Sign};
 use super::tables::{metrics_table, MetricsRow, Stat};

@@ -14,16 +14,25 @@
 //! - [`runs`]: what every section says about one run (its name in the paper's tables, pruning
 //!   settings, hyperparameters, test metrics), so sections need not import each other.
 //! - [`verdicts`]: the paper's claims judged; [`pareto`]: error against size and latency;
-//!   [`search`]: the experiment's searches.
-//! - [`assembly`]: [`build_report`], the one place that puts the sections into a [`Report`].
-//! - [`render`]: Markdown and CSV text; [`figures`], [`plots`], [`tsne`]: the SVG figures.
+//!   [`search`]: the experiment's searches (with their Markdown and CSV, as
+//!   [`table1_claims`]).
+//! - [`sections`]: one type per section of a report (header, paper tables, Pareto front,
+//!   searches, figures, run ledger, claims), each rendering its own Markdown and CSV files
+//!   ([`sections::ReportSection`]); [`format`]: the number, time and CSV formats they share.
+//! - [`assembly`]: [`build_report`] / [`assembly::assemble`], the one place that puts the
+//!   sections, in order, into a [`Report`] (a list of sections); [`render_markdown`] and
+//!   [`render_csv`] render each section in turn. [`figures`], [`plots`], [`tsne`]: the SVG
+//!   figures.
 //!
-//! Adding a report section: build it in a module of its own from [`ReportData`] (using
-//! [`runs`] for names and metrics, [`stats`] for comparisons), add it to [`Report`] and to
-//! [`build_report`] in [`assembly`], and render it in [`render`] (`render_markdown` and
-//! `render_csv`); a golden in `tests/golden/` shows the result. A section that is a table of
-//! runs beside the paper's can instead be a [`tables::Section`] variant (rendered through
-//! the same two functions).
+//! Where a new report section goes: one new type, in a module of its own under `sections/`,
+//! that holds what it shows (built from [`ReportData`], using [`runs`] for names and metrics,
+//! [`stats`] for comparisons, [`format`] for numbers) and implements
+//! [`sections::ReportSection`]: `markdown` appends its Markdown, `csv` returns its CSV files
+//! (`(suffix, text)`, written as `<name><suffix>.csv`; none by default). Then one line in
+//! [`assembly::assemble`], `r.push(MySection { … })`, where it should appear: the Markdown
+//! and the CSV files follow the list's order. Nothing else changes; a golden in
+//! `tests/golden/` shows the result, and the test `a_new_section_is_one_type_and_one_line`
+//! below walks through it.
 //!
 //! Output, for an experiment named `table4` in `out_dir`: `table4.md`, `table4.csv` (metrics,
 //! long format), `table4-runs.csv` (every run), `table4-networks.csv` / `table4-attention.csv`
@@ -37,12 +46,13 @@ pub mod collect;
 pub mod diff;
 pub mod estimate;
 pub mod figures;
+pub mod format;
 pub mod paper;
 pub mod pareto;
 pub mod plots;
-pub mod render;
 pub mod runs;
 pub mod search;
+pub mod sections;
 pub mod stats;
 pub mod summary;
 pub mod table1_claims;
@@ -59,9 +69,8 @@ use crate::experiment::{Experiment, SpecErrors};
 use crate::plan::Plan;
 use crate::store::{Store, StoreError};
 
-pub use assembly::{build_report, Report};
+pub use assembly::{build_report, render_csv, render_markdown, Report};
 pub use collect::{collect, ReportData, RunEntry, RunState};
-pub use render::{render_csv, render_markdown};
 
 /// The `stkd` version printed in reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -321,48 +330,54 @@ pub fn write_plan_reports(
     collect::attach_latency(&mut data, store);
     let studies = search::collect_search(plan, st.as_ref())?;
     drop(st);
-    let mut report = build_report(&data, VERSION, &opts.commit);
-    report.search = studies;
-    if opts.pareto_horizon != pareto::DEFAULT_HORIZON {
-        report.pareto = pareto::pareto(&data, opts.pareto_horizon);
-    }
+    let table = runs::paper_table(&data.name);
+    let pareto = pareto::pareto(&data, opts.pareto_horizon);
     std::fs::create_dir_all(out_dir).map_err(|cause| ReportError::Io {
         path: out_dir.to_path_buf(),
         cause,
     })?;
     let stem = file_stem(&data.name);
-    let mut files = Vec::new();
-    if opts.formats.contains(&Format::Markdown) {
+    let markdown = opts.formats.contains(&Format::Markdown);
+    let (mut figures, mut svgs) = (Vec::new(), Vec::new());
+    if markdown {
         let store_dir = store
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let figs = figures::make_figures(&figures::FigureInputs {
             data: &data,
-            table: report.table,
+            table,
             store_dir,
             data_dir,
             out_dir,
             plots: &stem,
             model_figures: opts.model_figures,
         })?;
-        let mut keep = figs.files;
-        report.figures = figs.figures;
-        if let Some(p) = &report.pareto {
-            let (figure, files) = figures::pareto_figure(p, &data, report.table, out_dir, &stem)?;
-            report.figures.push(figure);
-            keep.extend(files);
+        (figures, svgs) = (figs.figures, figs.files);
+        if let Some(p) = &pareto {
+            let (figure, files) = figures::pareto_figure(p, &data, table, out_dir, &stem)?;
+            figures.push(figure);
+            svgs.extend(files);
         }
-        if report.search.iter().any(|st| !st.trials.is_empty()) {
-            let (figure, files) = figures::search_figure(&report.search, out_dir, &stem)?;
-            report.figures.push(figure);
-            keep.extend(files);
+        if studies.iter().any(|st| !st.trials.is_empty()) {
+            let (figure, files) = figures::search_figure(&studies, out_dir, &stem)?;
+            figures.push(figure);
+            svgs.extend(files);
         }
-        remove_stale_svgs(&out_dir.join(&stem), &keep)?;
+        remove_stale_svgs(&out_dir.join(&stem), &svgs)?;
+    }
+    let extras = assembly::Extras {
+        pareto,
+        search: studies,
+        figures,
+    };
+    let report = assembly::assemble(&data, VERSION, &opts.commit, extras);
+    let mut files = Vec::new();
+    if markdown {
         let md = out_dir.join(format!("{stem}.md"));
         write_file(&md, &render_markdown(&report))?;
         files.push(md);
-        files.extend(keep);
+        files.extend(svgs);
     }
     if opts.formats.contains(&Format::Csv) {
         for (suffix, text) in render_csv(&report) {
@@ -409,6 +424,45 @@ mod tests {
         assert_eq!(file_stem("table4"), "table4");
         assert_eq!(file_stem("a b/c"), "a-b-c");
         assert_eq!(file_stem(""), "report");
+    }
+
+    /// The walk-through of the module docs: a section is one type implementing
+    /// [`sections::ReportSection`], and one line puts it into a report, which then shows it in
+    /// the Markdown and writes its CSV file.
+    #[test]
+    fn a_new_section_is_one_type_and_one_line() {
+        use sections::{CsvFile, ReportSection};
+
+        /// How many runs the experiment plans.
+        #[derive(Debug)]
+        struct RunCount(usize);
+
+        impl ReportSection for RunCount {
+            fn markdown(&self, out: &mut String) {
+                out.push_str(&format!("## Run count\n\nPlanned runs: {}.\n\n", self.0));
+            }
+
+            fn csv(&self) -> Vec<CsvFile> {
+                vec![("-count".into(), format!("runs\n{}\n", self.0))]
+            }
+        }
+
+        let data = ReportData::planned_for_tests(
+            "name: table4\ndatasets: [pemsd7]\nruns:\n  - {label: t, model: teacher}\n",
+        );
+        let mut r = build_report(&data, "0.0.0", "c");
+        let (md, csv) = (render_markdown(&r), render_csv(&r));
+        // The one line `assembly::assemble` would get.
+        r.push(RunCount(data.runs.len()));
+
+        assert_eq!(
+            render_markdown(&r),
+            format!("{md}## Run count\n\nPlanned runs: 1.\n\n")
+        );
+        let mut with = csv.clone();
+        with.push(("-count".into(), "runs\n1\n".into()));
+        assert_eq!(render_csv(&r), with);
+        assert!(csv.iter().any(|(suffix, _)| suffix == "-runs"), "{csv:?}");
     }
 
     #[test]

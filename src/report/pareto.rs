@@ -163,7 +163,7 @@ fn architectures(points: &[Point]) -> Vec<Timed> {
             name: format!(
                 "{} ({} parameters)",
                 models.join(" / "),
-                super::render::thousands(p.parameters)
+                super::format::thousands(p.parameters)
             ),
             flops: p.flops,
             seconds: p.latency_ms.unwrap_or(f64::NAN) / 1e3,

@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 use crate::data::DatasetName;
 use crate::experiment::{RunConfig, Sampler, SearchSpec};
 use crate::plan::Plan;
+use crate::report::format::csv_field;
 use crate::report::paper::{dataset_title, kd_hyperparameter};
 use crate::report::plots::{self, TradeOff, TradeOffPanel};
-use crate::report::render::csv_field;
 use crate::schedule::trials::{objective, values_of};
 use crate::search::{Pruner, Space, Value};
 use crate::store::{RunStatus, Store, StoreError};
@@ -368,7 +368,7 @@ pub fn search_svg(st: &StudyReport) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::experiment::Metric;
-    use crate::report::render::read_csv;
+    use crate::report::format::read_csv;
     use crate::search::Pruner;
 
     fn trial(

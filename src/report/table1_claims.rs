@@ -19,8 +19,8 @@ use crate::latency::Latency;
 use crate::model::{Preset, StgcnConfig};
 
 use super::collect::{ReportData, RunEntry};
+use super::format::{cell, csv_line, fixed, thousands};
 use super::paper::{self, dataset_title};
-use super::render::{cell, csv_line, fixed, thousands};
 use super::runs::{datasets, is_pruned};
 use super::timing::{latency_text, TimeKind};
 

@@ -8,6 +8,7 @@ use crate::data::DatasetName;
 use crate::distill::LossKind;
 use crate::model::{Preset, StgcnConfig};
 use crate::report::collect::{ReportData, RunEntry, RunState};
+use crate::report::format::fixed;
 use crate::report::paper::{self, COLUMNS, HORIZONS};
 use crate::report::runs::{
     datasets, hyperparameters, is_pruned, is_reference, metric_of, model_name, network_name,
@@ -21,6 +22,16 @@ pub struct Stat {
     pub mean: f64,
     /// `None` for a single value.
     pub std: Option<f64>,
+}
+
+impl Stat {
+    /// `5.301 ± 0.012`, or `5.301` for one value.
+    pub fn text(&self, decimals: usize) -> String {
+        match self.std {
+            Some(sd) => format!("{} ± {}", fixed(self.mean, decimals), fixed(sd, decimals)),
+            None => fixed(self.mean, decimals),
+        }
+    }
 }
 
 /// `None` for no values. A NaN (diverged run) makes the mean NaN: it is shown, not hidden.
@@ -771,14 +782,6 @@ pub fn meta(data: &ReportData, version: &str, commit: &str) -> Meta {
     }
 }
 
-/// One table of a report.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Section {
-    Metrics(MetricsTable),
-    Networks(NetworksTable),
-    Attention(AttentionTable),
-}
-
 /// A figure (or the reason it is missing) linked from the Markdown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
@@ -810,6 +813,9 @@ mod tests {
         assert_eq!((s.n, s.mean, s.std), (1, 4.5, None));
         assert!(stat(&[]).is_none());
         assert!(stat(&[1.0, f64::NAN]).unwrap().mean.is_nan());
+        let s = stat(&[0.75, 1.25]).unwrap();
+        assert_eq!(s.text(3), "1.000 ± 0.354");
+        assert_eq!(stat(&[4.5]).unwrap().text(2), "4.50");
     }
 
     /// Entries of a small experiment, every run done with a plain result.

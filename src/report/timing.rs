@@ -9,7 +9,7 @@
 
 use crate::latency::Latency;
 
-use super::render::fixed;
+use super::format::fixed;
 
 /// Where a test time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

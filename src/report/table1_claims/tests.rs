@@ -1,6 +1,6 @@
 use super::*;
 use crate::report::collect::RunState;
-use crate::report::render::read_csv;
+use crate::report::format::read_csv;
 
 #[test]
 fn approximately_means_rounding_to_the_stated_precision() {

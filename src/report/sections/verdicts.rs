@@ -1,0 +1,199 @@
+//! The paper's claims about its table, judged cell by cell ([`crate::report::verdicts`]); CSV
+//! `<name>-claims.csv`, one line per claim and cell.
+
+use std::fmt::Write;
+
+use crate::report::format::{cell, csv_header, csv_line, opt, signed, CSV_DECIMALS};
+use crate::report::paper::{self, dataset_title};
+use crate::report::stats::{Comparison, Test};
+use crate::report::verdicts::{cell_name, Cell, CellOutcome, Claim, Source, Verdict};
+
+use super::{CsvFile, ReportSection};
+
+/// The judged claims of the report's paper table (not empty).
+#[derive(Debug)]
+pub struct Claims(pub Vec<Verdict>);
+
+impl ReportSection for Claims {
+    fn markdown(&self, out: &mut String) {
+        verdicts_md(out, &self.0);
+    }
+
+    fn csv(&self) -> Vec<CsvFile> {
+        vec![("-claims".into(), verdicts_csv(&self.0))]
+    }
+}
+
+/// `−0.123 [−0.250, +0.004]` (the 95 % interval), or `−0.123 (n = 1 vs 3, not judged)`; then
+/// the paper's own difference and, within noise, the seeds that would resolve it.
+fn diff_text(c: &Cell) -> String {
+    let mut t = match &c.comparison {
+        Comparison::Judged(j) => format!(
+            "{} [{}, {}]",
+            signed(j.diff, 3, true),
+            signed(j.diff - j.half_width, 3, true),
+            signed(j.diff + j.half_width, 3, true)
+        ),
+        Comparison::NotJudged { n, diff } => {
+            format!(
+                "{} (n = {} vs {}, not judged)",
+                signed(*diff, 3, true),
+                n.0,
+                n.1
+            )
+        }
+        Comparison::Empty => "—".into(),
+    };
+    if let Some(p) = c.paper_diff {
+        t.push_str(&format!(" (paper {}", signed(p, 3, true)));
+        if let Comparison::Judged(j) = &c.comparison {
+            if (p - j.diff).abs() > j.half_width {
+                t.push_str(", outside our interval");
+            }
+        }
+        if c.outcome == CellOutcome::WithinNoise {
+            match c.seeds_to_resolve {
+                Some(n) => t.push_str(&format!("; {n} seeds would resolve it")),
+                None if p < 0.0 => t.push_str("; not resolvable with 200 seeds"),
+                None => {}
+            }
+        }
+        t.push(')');
+    }
+    t
+}
+
+/// The claim's source: the quoted sentence and its section, or "ours" and why.
+fn source_text(c: &Claim) -> String {
+    match &c.source {
+        Source::Paper { section, quote } => format!("{section}: “{quote}”"),
+        Source::Ours(why) => format!("ours: {why}"),
+    }
+}
+
+fn verdicts_md(s: &mut String, verdicts: &[Verdict]) {
+    if verdicts.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n## The paper's claims\n");
+    let _ = writeln!(
+        s,
+        "Each claim of the paper's text about this table, quoted, over exactly the metrics, \
+         horizons and data sets its sentence names; claims of ours are marked \"ours\". Per cell: \
+         the difference of our means (claimed better − claimed worse, in the metric's unit; \
+         negative agrees with the claim), its 95 % interval (Student's t over the per-seed \
+         differences when both sides hold the same seeds, Welch's t otherwise), the paper's own \
+         difference (\"outside our interval\" when our data exclude a difference of the paper's \
+         size) and, for a cell within noise, how many seeds per side would resolve the \
+         paper's difference at the spread measured here. A cell whose interval lies below zero \
+         **holds**, above zero is **against** the claim, else **within noise**; a claim holds \
+         when every cell holds and does not hold when any cell is against it. A side with a \
+         single seed is **not judged**. Each cell is a 95 % interval on its own: over a claim of 9 cells, \
+         one cell beyond noise in either direction by chance alone is likely (about 1 − 0.95⁹ ≈ \
+         37 % when nothing differs), so a verdict resting on one cell is weak evidence; read the \
+         counts. Both sides must be trained alike (optimiser steps, \
+         batch, learning-rate schedule, optimiser, pruning schedule); where the claimed-worse \
+         model was trained several ways, its runs trained as the claimed-better ones are used, \
+         else the claim is **not comparable**.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| Data set | Claim | Source | Ours: better − worse [95 % interval] | Verdict |"
+    );
+    let _ = writeln!(s, "|:--|:--|:--|:--|:--|");
+    for v in verdicts {
+        let cells: Vec<String> = v
+            .cells
+            .iter()
+            .map(|c| format!("{}: {}", cell_name(c), diff_text(c)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            dataset_title(v.dataset),
+            cell(&v.claim.text, 300),
+            cell(&source_text(&v.claim), 600),
+            if cells.is_empty() {
+                "—".to_string()
+            } else {
+                cells.join("; ")
+            },
+            cell(&v.text(), 400)
+        );
+    }
+}
+
+/// The claims as CSV, one line per (claim, cell); a claim without cells has one line.
+fn verdicts_csv(verdicts: &[Verdict]) -> String {
+    let header = [
+        "dataset",
+        "claim",
+        "source",
+        "metric",
+        "horizon_min",
+        "n_better",
+        "n_worse",
+        "test",
+        "diff",
+        "ci_low",
+        "ci_high",
+        "paper_diff",
+        "seeds_to_resolve",
+        "cell",
+        "verdict",
+    ];
+    let mut s = csv_header(&header);
+    for v in verdicts {
+        let verdict = v.text();
+        let base = |cells: Vec<String>| {
+            let mut row = vec![
+                v.dataset.to_string(),
+                v.claim.text.clone(),
+                source_text(&v.claim),
+            ];
+            row.extend(cells);
+            row.push(verdict.clone());
+            csv_line(&row)
+        };
+        if v.cells.is_empty() {
+            s.push_str(&base(vec![String::new(); header.len() - 4]));
+        }
+        for c in &v.cells {
+            let (n, test, lo, hi) = match &c.comparison {
+                Comparison::Judged(j) => (
+                    (v.seeds.0, v.seeds.1),
+                    match j.test {
+                        Test::Paired => "paired",
+                        Test::Welch => "welch",
+                    },
+                    Some(j.diff - j.half_width),
+                    Some(j.diff + j.half_width),
+                ),
+                Comparison::NotJudged { n, .. } => (*n, "not judged", None, None),
+                Comparison::Empty => ((0, 0), "", None, None),
+            };
+            s.push_str(&base(vec![
+                paper::METRICS[c.metric].to_string(),
+                paper::HORIZONS[c.horizon].to_string(),
+                n.0.to_string(),
+                n.1.to_string(),
+                test.to_string(),
+                opt(c.diff(), CSV_DECIMALS),
+                opt(lo, CSV_DECIMALS),
+                opt(hi, CSV_DECIMALS),
+                opt(c.paper_diff, CSV_DECIMALS),
+                c.seeds_to_resolve
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                match c.outcome {
+                    CellOutcome::Holds => "holds",
+                    CellOutcome::Against => "against",
+                    CellOutcome::WithinNoise => "within noise",
+                    CellOutcome::NotJudged => "not judged",
+                }
+                .to_string(),
+            ]));
+        }
+    }
+    s
+}
