@@ -420,8 +420,8 @@ fn resume_key(model_cfg: &StgcnConfig, cfg: &TrainConfig) -> String {
 
 /// Train with a caller-supplied step of (model, batch, graph, counters) → (gradients, loss
 /// value). Keeps the model with the best validation MAE, evaluates it on the test split, and
-/// saves it to `checkpoint` (a directory) if given. Same seed, same data, same backend and
-/// thread count → same curve and metrics.
+/// saves it to `checkpoint` (a directory) if given. Same seed, same data and same backend →
+/// same curve and metrics, whatever the thread count (`kernels`: fixed partitions of every sum).
 ///
 /// With a `checkpoint` folder the run is resumable: after every epoch the network, the
 /// optimiser's state, the best-validation network and the curve so far are written to
@@ -896,8 +896,7 @@ mod tests {
                     .build()
                     .unwrap();
                 pool.install(|| {
-                    let (m, o) =
-                        train::<Cpu>(&data, &mcfg, &cfg, &dev, None, &mut |_| {}).unwrap();
+                    let (m, o) = train::<Cpu>(&data, &mcfg, &cfg, &dev, None, &mut |_| {}).unwrap();
                     let curve: Vec<_> = o
                         .epochs
                         .iter()
@@ -914,7 +913,11 @@ mod tests {
                     "{preset:?}: weights at {threads} threads differ from 1 thread's"
                 );
                 assert_eq!(other.1, one.1, "{preset:?}: curve at {threads} threads");
-                assert_eq!((&other.2, &other.3), (&one.2, &one.3), "{preset:?}: metrics");
+                assert_eq!(
+                    (&other.2, &other.3),
+                    (&one.2, &one.3),
+                    "{preset:?}: metrics"
+                );
             }
         }
     }

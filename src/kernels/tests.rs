@@ -90,7 +90,15 @@ fn dense_products_give_the_same_bits_at_any_thread_count() {
                 } else {
                     super::Mat::rows(&lhs, k)
                 };
-                super::gemm((m, n, k), &mut dst, n, l, super::Mat::rows(&rhs, n), true, parallel);
+                super::gemm(
+                    (m, n, k),
+                    &mut dst,
+                    n,
+                    l,
+                    super::Mat::rows(&rhs, n),
+                    true,
+                    parallel,
+                );
                 dst
             };
             let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
