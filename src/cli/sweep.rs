@@ -75,6 +75,12 @@ pub(crate) struct SweepArgs {
     /// them; their runs go back to pending and a later `sweep` re-attaches to the jobs.
     #[arg(long)]
     pub(crate) detach: bool,
+    /// Slurm: seconds a job may stay pending for a reason other than its turn in the queue (a
+    /// request no node can meet, a partition's limit, its nodes down) before it is cancelled and
+    /// its run failed with Slurm's reason. Default: the file's `executor: {pending_limit: N}`,
+    /// else 600.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) slurm_pending_limit: Option<u64>,
     /// Slurm: a further `sbatch` argument, as given (repeatable).
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) slurm_arg: Vec<String>,
@@ -412,6 +418,7 @@ impl SweepArgs {
                 account: self.slurm_account.clone(),
                 qos: self.slurm_qos.clone(),
                 extra: self.slurm_arg.clone(),
+                pending_limit_s: self.slurm_pending_limit,
             },
         }
     }
@@ -750,6 +757,8 @@ pub(crate) struct StatusRow {
     /// The cluster job of the latest attempt (Slurm job id) and, while it runs, its state.
     pub(crate) job: Option<String>,
     pub(crate) slurm_state: Option<String>,
+    /// Why Slurm keeps the job pending (`scontrol`'s `Reason`).
+    pub(crate) slurm_reason: Option<String>,
     pub(crate) attempts: u32,
     /// Infrastructure faults that ended attempts (each retried from the checkpoint), in order.
     pub(crate) faults: Vec<stkd::store::FaultRow>,
@@ -857,6 +866,11 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
             (Some(_), Some(store)) => store.faults(&hash)?,
             _ => Vec::new(),
         };
+        let slurm = row
+            .as_ref()
+            .filter(|r| r.status == RunStatus::Running)
+            .and_then(|r| r.job.as_deref())
+            .and_then(|j| schedule::slurm::job_status(j).ok().flatten());
         out.push(StatusRow {
             run: name,
             dataset: row.as_ref().map_or(String::new(), |r| r.dataset.clone()),
@@ -866,11 +880,8 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
             hash,
             device: row.as_ref().and_then(|r| r.device.clone()),
             job: row.as_ref().and_then(|r| r.job.clone()),
-            slurm_state: row
-                .as_ref()
-                .filter(|r| r.status == RunStatus::Running)
-                .and_then(|r| r.job.as_deref())
-                .and_then(|j| schedule::slurm::job_state(j).ok().flatten()),
+            slurm_state: slurm.as_ref().map(|s| s.state.clone()),
+            slurm_reason: slurm.and_then(|s| s.reason),
             attempts: row.as_ref().map_or(0, |r| r.attempts),
             faults,
             test_mae_15min: mae15,
@@ -899,9 +910,10 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
             status: r.status.clone(),
             hash: r.hash.clone(),
             device: r.device.clone().unwrap_or_default(),
-            job: match (&r.job, &r.slurm_state) {
-                (Some(j), Some(s)) => format!("{j} ({s})"),
-                (Some(j), None) => j.clone(),
+            job: match (&r.job, &r.slurm_state, &r.slurm_reason) {
+                (Some(j), Some(s), Some(why)) => format!("{j} ({s}: {why})"),
+                (Some(j), Some(s), None) => format!("{j} ({s})"),
+                (Some(j), None, _) => j.clone(),
                 _ => String::new(),
             },
             attempts: match r.faults.len() {

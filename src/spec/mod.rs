@@ -51,7 +51,9 @@ mod search;
 
 use check::*;
 use executor::*;
-pub use executor::{is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions};
+pub use executor::{
+    is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions, DEFAULT_PENDING_LIMIT_S,
+};
 use expand::*;
 use parse::*;
 use schema::*;
