@@ -213,8 +213,7 @@ impl Progress {
                 | RunEvent::Testing
                 | RunEvent::Resumed { .. }
                 | RunEvent::Queued {
-                    limit_s: Some(_),
-                    ..
+                    limit_s: Some(_), ..
                 },
             ) => self.println(&text),
             (Output::Bars(_), _) => {}
