@@ -174,6 +174,23 @@ impl Progress {
                 }
                 Some(folder_wait_text(holder))
             }
+            RunEvent::Queued {
+                ref job,
+                ref reason,
+                limit_s,
+            } => {
+                let text = match limit_s {
+                    Some(l) => format!(
+                        "Slurm job {job} pending: {reason} (not its turn in the queue; cancelled \
+                         and failed if still so after {l} s)"
+                    ),
+                    None => format!("Slurm job {job} pending: {reason}"),
+                };
+                if let Some(pb) = &s.bar {
+                    pb.set_message(text.clone());
+                }
+                Some(text)
+            }
             RunEvent::Resumed { epoch, epochs } => {
                 let note = format!("resumed at epoch {epoch} of {epochs}");
                 if let Some(pb) = &s.bar {
@@ -192,7 +209,12 @@ impl Progress {
             // On a terminal the bar shows the rest; epoch summaries stay as lines.
             (
                 Output::Bars(_),
-                RunEvent::EpochEnd { .. } | RunEvent::Testing | RunEvent::Resumed { .. },
+                RunEvent::EpochEnd { .. }
+                | RunEvent::Testing
+                | RunEvent::Resumed { .. }
+                | RunEvent::Queued {
+                    limit_s: Some(_), ..
+                },
             ) => self.println(&text),
             (Output::Bars(_), _) => {}
             (Output::Lines(_), _) => self.println(&text),
@@ -261,6 +283,17 @@ mod tests {
                 epochs: 50,
             },
         );
+        for (reason, limit_s) in [("Priority", None), ("BadConstraints", Some(600))] {
+            let (job, reason) = ("17".to_string(), reason.to_string());
+            p.event(
+                1,
+                &RunEvent::Queued {
+                    job,
+                    reason,
+                    limit_s,
+                },
+            );
+        }
         p.finish(1);
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         let want = "\
@@ -279,6 +312,8 @@ slot 1: epoch   1: lr 1.00e-3  train loss 0.25000  val MAE 4.500 mph  (12.3 s)
 slot 1: evaluating the best model on the test split
 slot 1: waiting: the run folder is locked by another worker (process 42)
 slot 1: [cpu] student pemsd7 (ab12): resumed at epoch 3 of 50 from its checkpoint
+slot 1: Slurm job 17 pending: Priority
+slot 1: Slurm job 17 pending: BadConstraints (not its turn in the queue; cancelled and failed if still so after 600 s)
 ";
         assert_eq!(text, want);
     }

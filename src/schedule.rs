@@ -120,6 +120,13 @@ pub enum RunEvent {
         epoch: usize,
         epochs: usize,
     },
+    /// Its cluster job is pending for `reason` (Slurm's); with `limit_s`, a reason other than
+    /// waiting its turn, which fails the run when it lasts that many seconds.
+    Queued {
+        job: String,
+        reason: String,
+        limit_s: Option<u64>,
+    },
 }
 
 impl From<crate::train::Event<'_>> for RunEvent {
@@ -439,11 +446,9 @@ pub enum ScheduleError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
-    #[error("cannot start a run process ({what}): {source}")]
-    Spawn {
-        what: String,
-        source: std::io::Error,
-    },
+    // Not `source`: the message already holds the cause, which `{:#}` would print again.
+    #[error("cannot start a run process ({what}): {cause}")]
+    Spawn { what: String, cause: std::io::Error },
     #[error(
         "stale_after = {seconds} s: allowed a number of seconds of at least {MIN_STALE_AFTER_S} \
          ({MISSED_HEARTBEATS} heartbeat intervals of {} s); less would take live runs for \
@@ -687,10 +692,12 @@ fn fill_slots(
         let handle = match executor.spawn(&run.hash, &worker, slot.device, i, tx.clone()) {
             Ok(h) => h,
             Err(e) => {
-                store.release(&run.hash, &worker)?;
+                // Nothing started (`sbatch` refused the job, the child could not be started):
+                // not an attempt.
+                store.release_unstarted(&run.hash, &worker)?;
                 return Err(ScheduleError::Spawn {
                     what: executor.describe(),
-                    source: e,
+                    cause: e,
                 });
             }
         };
@@ -1254,6 +1261,85 @@ mod tests {
         fn ingest(&mut self) -> Option<Ingested> {
             self.ingest.take()
         }
+    }
+
+    /// An executor whose every submission is refused, as `sbatch` refuses a job no node can
+    /// meet.
+    struct Refusing;
+
+    impl Executor for Refusing {
+        fn spawn(
+            &self,
+            hash: &str,
+            _: &str,
+            _: DeviceSpec,
+            _: usize,
+            _: mpsc::Sender<(usize, RunEvent)>,
+        ) -> std::io::Result<Box<dyn RunHandle>> {
+            Err(std::io::Error::other(format!(
+                "sbatch refused the job of run {hash}: sbatch: error: Batch job submission \
+                 failed: Requested node configuration is not available"
+            )))
+        }
+        fn describe(&self) -> String {
+            "sbatch".into()
+        }
+    }
+
+    #[test]
+    fn a_refused_submission_is_not_an_attempt_and_its_message_is_printed_once() {
+        let dir = TempDir::new("refused");
+        let path = one_run_store(&dir.0);
+        let mut store = Store::open(&path).unwrap();
+        let plan = Plan {
+            name: "e".into(),
+            jobs: Vec::new(),
+            studies: Vec::new(),
+        };
+        let opts = SweepOptions {
+            store: path.clone(),
+            devices: vec![DeviceSpec::Cpu],
+            per_device: 1,
+            retry_failed: false,
+            stale_after_s: 60.0,
+            data_dir: dir.0.clone(),
+            detach: false,
+            retries: 2,
+        };
+        let (tx, _rx) = mpsc::channel();
+        let mut hashes = vec!["h".to_string()];
+        for sweep in 1..=3 {
+            let mut slots = vec![Slot {
+                device: DeviceSpec::Cpu,
+                active: None,
+            }];
+            let e = fill_slots(
+                &mut slots,
+                &mut store,
+                &plan,
+                &mut hashes,
+                &opts,
+                &Refusing,
+                &tx,
+                &mut |_| {},
+            )
+            .unwrap_err();
+            let shown = format!("{:#}", anyhow::Error::from(e));
+            assert_eq!(
+                shown.matches("Requested node configuration").count(),
+                1,
+                "sweep {sweep}: {shown}"
+            );
+            let row = store.run("h").unwrap().unwrap();
+            assert_eq!(
+                (row.status, row.attempts, row.claimed_by),
+                (RunStatus::Pending, 0, None),
+                "sweep {sweep}: back to pending, no attempt counted"
+            );
+        }
+        // A submission that starts is one attempt.
+        assert!(store.claim("h", "w", "cpu", 60.0).unwrap());
+        assert_eq!(store.run("h").unwrap().unwrap().attempts, 1);
     }
 
     #[test]

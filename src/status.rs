@@ -9,7 +9,7 @@ use crate::experiment::Experiment;
 use crate::plan::Plan;
 use crate::report::collect::collect;
 use crate::report::runs::test_metric;
-use crate::schedule::slurm::job_state;
+use crate::schedule::slurm::job_status;
 use crate::store::{FaultRow, RunRow, RunStatus, Store, StoreError};
 
 /// One run as `status` lists it.
@@ -25,6 +25,8 @@ pub struct StatusRow {
     /// The cluster job of the latest attempt (Slurm job id) and, while it runs, its state.
     pub job: Option<String>,
     pub slurm_state: Option<String>,
+    /// Why Slurm keeps the job pending (`scontrol`'s `Reason`).
+    pub slurm_reason: Option<String>,
     pub attempts: u32,
     /// Infrastructure faults that ended attempts (each retried from the checkpoint), in order.
     pub faults: Vec<FaultRow>,
@@ -52,6 +54,12 @@ fn row_of(
         ),
         _ => (None, Vec::new()),
     };
+    // A running run's cluster job: ask Slurm how it stands (and why it waits).
+    let slurm = row
+        .as_ref()
+        .filter(|r| r.status == RunStatus::Running)
+        .and_then(|r| r.job.as_deref())
+        .and_then(|j| job_status(j).ok().flatten());
     Ok(StatusRow {
         run,
         dataset: row.as_ref().map_or(String::new(), |r| r.dataset.clone()),
@@ -60,12 +68,8 @@ fn row_of(
             .map_or("not registered".into(), |r| r.status.to_string()),
         device: row.as_ref().and_then(|r| r.device.clone()),
         job: row.as_ref().and_then(|r| r.job.clone()),
-        // A running run's cluster job: ask Slurm how it stands (why it waits, say).
-        slurm_state: row
-            .as_ref()
-            .filter(|r| r.status == RunStatus::Running)
-            .and_then(|r| r.job.as_deref())
-            .and_then(|j| job_state(j).ok().flatten()),
+        slurm_state: slurm.as_ref().map(|s| s.state.clone()),
+        slurm_reason: slurm.and_then(|s| s.reason),
         attempts: row.as_ref().map_or(0, |r| r.attempts),
         faults,
         test_mae_15min: result.as_ref().and_then(|r| test_metric(r, MAE, 0)),

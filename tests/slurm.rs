@@ -253,6 +253,95 @@ fn a_job_out_of_time_is_recorded_as_such_and_resumes_on_retry() {
     });
 }
 
+#[test]
+#[ignore = "needs a Slurm cluster: .ci/slurm-test"]
+fn an_impossible_job_fails_with_slurms_reason_and_a_refused_one_is_not_an_attempt() {
+    cluster();
+    // More CPUs than any node has: Slurm takes the job and keeps it pending (PartitionConfig
+    // on the CI's cluster). The file's `pending_limit` gives it 8 s once its reason shows.
+    let a = tmp("slurm-impossible");
+    let file = write_exp(
+        &a,
+        "  - {label: huge, model: student, epochs: 1, max_steps_per_epoch: 2}\n\
+         executor: {kind: slurm, cpus: 9999, pending_limit: 8}\n",
+    );
+    let store = a.join("stkd.db");
+    let mut child = sweep_cmd(&file, &store, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = capture_stderr(&mut child);
+    // While it waits, `status` shows the job's state and Slurm's reason.
+    let mut reason = None;
+    wait_for(
+        Duration::from_secs(30),
+        "the pending reason in status",
+        || {
+            // Before the sweep creates the store, `status` has nothing to show.
+            let out = stkd(&[
+                "status",
+                file.to_str().unwrap(),
+                "--store",
+                store.to_str().unwrap(),
+                "--json",
+            ]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            reason = v[0]["slurm_reason"].as_str().map(str::to_string);
+            reason.is_some()
+        },
+    );
+    let reason = reason.unwrap();
+    let v = status_json(&file, &store);
+    assert_eq!(v[0]["slurm_state"], "PENDING", "{v}");
+    let exit = wait_exit(&mut child, Duration::from_secs(60));
+    let err = err.lock().unwrap().clone();
+    assert_eq!(exit.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("pending: {reason} (not its turn in the queue; cancelled and failed if still so after 8 s)")),
+        "the sweep's line shows the reason and the wait:\n{err}"
+    );
+    let row = status_rows(&file, &store).remove(0);
+    let error = row.error.clone().unwrap_or_default();
+    assert!(
+        row.status == "failed"
+            && row.attempts == 1
+            && error.contains("could not start")
+            && error.contains(&format!("with reason {reason}")),
+        "{row:?}"
+    );
+    let job = job_of(&file, &store, &row.hash).expect("its job id");
+    wait_for(Duration::from_secs(30), "the job's cancellation", || {
+        job_state(&job) == "CANCELLED"
+    });
+
+    // A job `sbatch` refuses (more memory than any node has): the sweep stops with sbatch's
+    // message, printed once; the run stays pending with no attempt counted, however often.
+    let b = tmp("slurm-refused");
+    let file = write_exp(
+        &b,
+        "  - {label: greedy, model: student, epochs: 1, max_steps_per_epoch: 2}\n",
+    );
+    let store = b.join("stkd.db");
+    for _ in 0..2 {
+        let out = slurm_sweep(&file, &store, &["--slurm-mem", "100000000G"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert_eq!(err.matches("sbatch refused the job").count(), 1, "{err}");
+        assert_eq!(
+            err.matches("Batch job submission failed").count(),
+            1,
+            "{err}"
+        );
+    }
+    let row = status_rows(&file, &store).remove(0);
+    assert_eq!(
+        (row.status.as_str(), row.attempts),
+        ("pending", 0),
+        "{row:?}"
+    );
+}
+
 /// The sweep `out` ended with status 1 and the file's one run is recorded failed with Slurm's
 /// `state` in its error.
 fn failed_with(out: &std::process::Output, file: &Path, store: &Path, state: &str) -> StatusRow {

@@ -91,6 +91,12 @@ pub(crate) struct SweepArgs {
     /// them; their runs go back to pending and a later `sweep` re-attaches to the jobs.
     #[arg(long)]
     pub(crate) detach: bool,
+    /// Slurm: seconds a job may stay pending for a reason other than its turn in the queue (a
+    /// request no node can meet, a partition's limit, its nodes down) before it is cancelled and
+    /// its run failed with Slurm's reason. Default: the file's `executor: {pending_limit: N}`,
+    /// else 600.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) slurm_pending_limit: Option<u64>,
     /// Slurm: a further `sbatch` argument, as given (repeatable).
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) slurm_arg: Vec<String>,
@@ -490,6 +496,7 @@ impl SweepArgs {
                 account: self.slurm_account.clone(),
                 qos: self.slurm_qos.clone(),
                 extra: self.slurm_arg.clone(),
+                pending_limit_s: self.slurm_pending_limit,
             },
         }
     }
@@ -719,9 +726,10 @@ pub(crate) fn status_cmd(args: &StatusArgs) -> Result<()> {
             status: r.status.clone(),
             hash: r.hash.clone(),
             device: r.device.clone().unwrap_or_default(),
-            job: match (&r.job, &r.slurm_state) {
-                (Some(j), Some(s)) => format!("{j} ({s})"),
-                (Some(j), None) => j.clone(),
+            job: match (&r.job, &r.slurm_state, &r.slurm_reason) {
+                (Some(j), Some(s), Some(why)) => format!("{j} ({s}: {why})"),
+                (Some(j), Some(s), None) => format!("{j} ({s})"),
+                (Some(j), None, _) => j.clone(),
                 _ => String::new(),
             },
             attempts: match r.faults.len() {

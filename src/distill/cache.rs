@@ -18,7 +18,7 @@
 //! window) and `<tap>-<key>.json` (what it holds; written last, so a file without it is
 //! incomplete and is built again). The key is the SHA-256 of the code version, the teacher's
 //! identity (its run hash or the hash of its weights), the data set's checksum, its training
-//! windows and node count, and the kernels' thread count. A minibatch reads its windows' rows (`pread`, the page cache keeps
+//! windows and node count (not the thread count: the kernels' sums do not depend on it). A minibatch reads its windows' rows (`pread`, the page cache keeps
 //! hot files in memory). Delete the folder to reclaim the space; the next run builds it again.
 //! `STKD_TEACHER_CACHE=off` computes the teacher at every step instead (same numbers).
 
@@ -150,9 +150,6 @@ pub struct CacheKey {
     pub data: String,
     pub windows: usize,
     pub nodes: usize,
-    /// Threads of the CPU kernels that computed it (a partition of a reduction may follow the
-    /// thread count).
-    pub threads: usize,
     pub tap: Tap,
 }
 
@@ -254,7 +251,6 @@ impl TeacherCache {
             data: data.checksum.clone(),
             windows: data.windows(Split::Train),
             nodes: data.nodes,
-            threads: rayon::current_num_threads(),
             tap,
         };
         let missing = || -> Vec<Tap> {

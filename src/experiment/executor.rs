@@ -14,6 +14,7 @@
 //!   account: traffic
 //!   qos: normal
 //!   sbatch_args: ["--constraint=a100"]
+//!   pending_limit: 600       # seconds a job may stay pending for a reason other than its turn
 //!   retries: 2               # infrastructure faults of a run retried from its checkpoint
 //! ```
 //!
@@ -60,7 +61,14 @@ pub struct SlurmOptions {
     pub qos: Option<String>,
     /// Further `sbatch` arguments, passed as given.
     pub extra: Vec<String>,
+    /// Seconds a job may stay pending for a reason other than waiting its turn (a request no
+    /// node can meet, a partition's limit, nodes down) before it is cancelled and its run
+    /// failed with Slurm's reason (default [`DEFAULT_PENDING_LIMIT_S`]).
+    pub pending_limit_s: Option<u64>,
 }
+
+/// Default of [`SlurmOptions::pending_limit_s`]: ten minutes.
+pub const DEFAULT_PENDING_LIMIT_S: u64 = 600;
 
 /// The `executor:` block, or the command line's settings (`None`: not given).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,6 +101,7 @@ impl ExecutorSpec {
                 account: pick(&a.account, &b.account),
                 qos: pick(&a.qos, &b.qos),
                 extra: a.extra.iter().chain(&b.extra).cloned().collect(),
+                pending_limit_s: b.pending_limit_s.or(a.pending_limit_s),
             },
         }
     }
@@ -110,6 +119,7 @@ pub(super) const EXECUTOR_KEYS: &[&str] = &[
     "qos",
     "sbatch_args",
     "retries",
+    "pending_limit",
 ];
 
 /// Whether `s` is a time limit in one of Slurm's forms: `minutes`, `minutes:seconds`,
@@ -195,6 +205,17 @@ pub(super) fn parse_executor(node: &Node, cx: &mut Ctx) -> ExecutorSpec {
                     v.line,
                     &p,
                     format!("expected a whole number ≥ 1, got {}", v.shown()),
+                ),
+            },
+            "pending_limit" => match v.as_i64() {
+                Some(n) if n >= 1 => spec.slurm.pending_limit_s = Some(n as u64),
+                _ => cx.err(
+                    v.line,
+                    &p,
+                    format!(
+                        "expected a whole number of seconds ≥ 1 (e.g. 600), got {}",
+                        v.shown()
+                    ),
                 ),
             },
             "retries" => match v.as_i64() {

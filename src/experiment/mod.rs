@@ -46,7 +46,9 @@ mod search;
 
 use check::check_runs;
 use executor::parse_executor;
-pub use executor::{is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions};
+pub use executor::{
+    is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions, DEFAULT_PENDING_LIMIT_S,
+};
 use expand::expand;
 use parse::{parse_datasets, parse_run_keys, parse_runs, parse_split_days};
 use schema::{Ctx, RawRun, DATASETS, TOP_KEYS};

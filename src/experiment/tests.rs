@@ -407,6 +407,44 @@ fn an_executor_block_sets_where_runs_go_and_the_command_line_overrides_it() {
 }
 
 #[test]
+fn a_slurm_pending_limit_is_set_in_the_executor_block_and_overridden_by_the_command_line() {
+    let plain = parse(TABLE4).unwrap();
+    assert_eq!(
+        plain.executor.slurm.pending_limit_s, None,
+        "the default applies"
+    );
+    let e = parse(&format!("{TABLE4}executor:\n  pending_limit: 90\n")).unwrap();
+    assert_eq!(e.executor.slurm.pending_limit_s, Some(90));
+    let configs = |e: &Experiment| e.runs.iter().map(|r| r.config.clone()).collect::<Vec<_>>();
+    assert_eq!(configs(&e), configs(&plain), "in no run's configuration");
+    let cli = ExecutorSpec {
+        slurm: SlurmOptions {
+            pending_limit_s: Some(30),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert_eq!(
+        e.executor.overridden_by(&cli).slurm.pending_limit_s,
+        Some(30)
+    );
+    assert_eq!(
+        e.executor
+            .overridden_by(&ExecutorSpec::default())
+            .slurm
+            .pending_limit_s,
+        Some(90)
+    );
+    for bad in ["0", "-5", "ten", "1.5"] {
+        expect_error(
+            &format!("{TABLE4}executor:\n  pending_limit: {bad}\n"),
+            16,
+            &["executor.pending_limit", "seconds ≥ 1", bad],
+        );
+    }
+}
+
+#[test]
 fn retries_and_the_mean_check_are_settings_of_the_sweep_not_of_the_runs() {
     let plain = parse(TABLE4).unwrap();
     assert_eq!(plain.executor.retries, None);

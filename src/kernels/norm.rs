@@ -86,10 +86,19 @@ vectorized! {
     }
 }
 
-/// Rows per parallel task: a few tasks per thread, whole rows each.
+/// Rows per parallel task: whole rows, in [`TASKS`] tasks. The tasks' partial sums of `dγ` and
+/// `dβ` are added in a fixed tree ([`sum_parts`]), so the rows a task gets decide the bits of
+/// the gradients: they are fixed by the shape alone, never by the thread count (a run's numbers
+/// must not depend on how many threads computed them). Four tasks is the partition the code
+/// chose at 1 thread before, so the runs recorded at 1 thread (`--per-device 2`, most of the
+/// committed records) keep their bits; on more than 4 threads this backward pass does not use
+/// them all.
 fn rows_per_task(rows: usize) -> usize {
-    rows.div_ceil(4 * rayon::current_num_threads()).max(1)
+    rows.div_ceil(TASKS).max(1)
 }
+
+/// Tasks of [`layer_norm_backward`]; see [`rows_per_task`].
+const TASKS: usize = 4;
 
 /// `(x − μ) / √(σ² + ε) · γ + β` for each row of `row` values (`μ`, biased `σ²` over the row;
 /// `ε` inside the square root, as STGCN's `layer_norm`). With `save`, also each row's `μ` and

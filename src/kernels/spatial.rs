@@ -199,12 +199,24 @@ vectorized! {
 }
 
 /// How slabs are grouped: `(slabs per group, whether products use the pool themselves)`.
+///
+/// The groups decide the bits of the weight gradients (a partial sum per group, added in a fixed
+/// tree), so their size is a function of the shape alone: about 256 columns per graph product,
+/// and at least [`MIN_GROUPS`] groups. Whether the products use the pool (when there are fewer
+/// groups than threads) follows the thread count: that changes which thread computes a value,
+/// not the value (`gemm` gives the same bits either way: `kernels::tests`).
 fn grouping(slabs: usize, c: usize) -> (usize, bool) {
-    let threads = rayon::current_num_threads().max(2);
-    // About 256 columns per graph product, and at least one group per thread.
-    let group = (256 / c).clamp(1, slabs.div_ceil(threads).max(1));
-    (group, slabs.div_ceil(group) < threads)
+    let group = (256 / c).clamp(1, slabs.div_ceil(MIN_GROUPS).max(1));
+    (
+        group,
+        slabs.div_ceil(group) < rayon::current_num_threads().max(2),
+    )
 }
+
+/// The fewest groups [`grouping`] forms (when there are that many slabs): the grouping the code
+/// chose at 1 and 2 threads before it stopped following the thread count, so runs recorded there
+/// keep their bits.
+const MIN_GROUPS: usize = 2;
 
 /// Chebyshev graph convolution of `x` (`[B, T, N, c_in]`) → `[B, T, N, c_out]`:
 /// `relu(Σ_k T_kᵀ x θ_k + b + x_in)` for every slab. With `save`, also returns the graph

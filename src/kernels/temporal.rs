@@ -67,7 +67,9 @@ impl TemporalArgs<'_> {
     }
 }
 
-/// Samples in parallel when there are enough of them; else the products themselves.
+/// Samples in parallel when there are enough of them; else the products themselves. The choice
+/// follows the thread count, but not the bits: the weight gradients are summed per sample either
+/// way, and `gemm` gives the same bits with and without the pool (`kernels::tests`).
 fn by_sample(b: usize) -> bool {
     b >= rayon::current_num_threads().max(2)
 }

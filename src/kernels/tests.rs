@@ -59,3 +59,61 @@ fn partial_sums_add_up_in_a_fixed_tree_whatever_the_scheduling() {
         }
     }
 }
+
+/// The dense products give the same bits whatever the pool's size and whether they use it:
+/// `gemm` splits its work between threads by blocks of output values, and each value's sum runs
+/// over the terms in the same order (blocks of the inner dimension fixed by the shape). So the
+/// kernels may let a product use the pool or not without changing a run's numbers. Shapes of the
+/// teacher's and the student's layers on PeMSD7's graph (228 nodes), both operand layouts.
+#[test]
+fn dense_products_give_the_same_bits_at_any_thread_count() {
+    let value = |i: usize| ((i * 7919 % 1013) as f32 - 506.0) * 1e-3 + (i % 7) as f32 * 1e-7;
+    let shapes = [
+        (2280, 64, 64),
+        (2280, 128, 32),
+        (456, 1280, 228),
+        (456, 8, 228),
+        (64, 128, 2280),
+        (32, 64, 9120),
+        (912, 32, 96),
+        (228, 3, 1140),
+    ];
+    for (m, n, k) in shapes {
+        let lhs: Vec<f32> = (0..m * k).map(value).collect();
+        let rhs: Vec<f32> = (0..k * n).map(|i| value(i + 17)).collect();
+        let start: Vec<f32> = (0..m * n).map(|i| value(i + 3)).collect();
+        for transposed in [false, true] {
+            let product = |parallel: bool| {
+                let mut dst = start.clone();
+                let l = if transposed {
+                    super::Mat::t(&lhs, m)
+                } else {
+                    super::Mat::rows(&lhs, k)
+                };
+                super::gemm(
+                    (m, n, k),
+                    &mut dst,
+                    n,
+                    l,
+                    super::Mat::rows(&rhs, n),
+                    true,
+                    parallel,
+                );
+                dst
+            };
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            let want = bits(product(false));
+            for threads in [1, 2, 3, 4] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = bits(pool.install(|| product(true)));
+                assert!(
+                    got == want,
+                    "({m}, {n}, {k}), transposed {transposed}: {threads} threads differ"
+                );
+            }
+        }
+    }
+}

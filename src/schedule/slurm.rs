@@ -19,6 +19,15 @@
 //! starts again and resumes from its checkpoint. Ctrl-C on the sweep cancels its jobs. A sweep
 //! that died while its jobs ran re-attaches to a job still queued or running when it (or
 //! another sweep) claims the run again, instead of submitting a second one.
+//!
+//! A pending job's reason (`scontrol`'s `Reason`) is shown on the run's line and by `stkd
+//! status`. Waiting its turn (`Priority`, `Resources`, a dependency, a limit of the user's or
+//! account's running jobs: [`waits_its_turn`]) is a queue's ordinary business and has no limit;
+//! any other reason (a request no node can meet, a partition's limit, the nodes it needs down or
+//! drained, a held job) that lasts [`SlurmOptions::pending_limit_s`] seconds without a break
+//! cancels the job and fails the run with Slurm's reason: a run that can never start does not
+//! leave the sweep waiting silently. A submission that `sbatch` refuses is not an attempt: the
+//! run goes back to pending as it was, and the sweep stops with `sbatch`'s message.
 
 use std::io::{BufRead, Read, Seek};
 use std::path::{Path, PathBuf};
@@ -56,6 +65,13 @@ impl SlurmOptions {
     }
 }
 
+impl SlurmExecutor {
+    fn pending_limit(&self) -> Duration {
+        let s = self.options.pending_limit_s;
+        Duration::from_secs(s.unwrap_or(crate::experiment::DEFAULT_PENDING_LIMIT_S))
+    }
+}
+
 /// Submits runs as Slurm jobs (see the module's documentation).
 pub struct SlurmExecutor {
     /// The `stkd` binary the nodes run (on the shared file system, or installed alike).
@@ -86,6 +102,63 @@ const IN_FLIGHT: &[&str] = &[
     "STOPPED",
 ];
 
+/// Reasons of a pending job that is waiting its turn: no limit on how long (see the module's
+/// documentation). Limits on a user's, account's or QoS's jobs in all (`…Grp…`, `…PerUser`,
+/// `…PerAccount`) clear as other jobs end; limits on one job (`…PerJob…`, `…MaxWall…`) do not.
+pub fn waits_its_turn(reason: &str) -> bool {
+    const QUEUE: &[&str] = &[
+        "None",
+        "Priority",
+        "Resources",
+        "Dependency",
+        "BeginTime",
+        "JobArrayTaskLimit",
+        "Licenses",
+        "Prolog",
+        "Reservation",
+        "Cleaning",
+        "Scheduling",
+        "PowerUpNodeNotAvail",
+    ];
+    // `ReqNodeNotAvail,_UnavailableNodes:n1` and the like: the reason is the first word.
+    let base = reason.split([',', ' ']).next().unwrap_or(reason);
+    QUEUE.contains(&base)
+        || ((base.starts_with("Assoc") || base.starts_with("QOS"))
+            && (base.contains("Grp") || base.ends_with("PerUser") || base.ends_with("PerAccount")))
+}
+
+/// A job as `scontrol show job -o` shows it: its state and, while it is pending, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStatus {
+    pub state: String,
+    /// `Reason`, `None` when Slurm gives none (`Reason=None`).
+    pub reason: Option<String>,
+}
+
+impl JobStatus {
+    /// From one line of `scontrol show job <id> -o`.
+    pub fn parse(line: &str) -> Option<JobStatus> {
+        let field = |key: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .map(str::to_string)
+        };
+        Some(JobStatus {
+            state: field("JobState=")?,
+            reason: field("Reason=").filter(|r| r != "None" && r != "(null)"),
+        })
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            Some(r) => write!(f, "{}: {r}", self.state),
+            None => f.write_str(&self.state),
+        }
+    }
+}
+
 /// How often a job's state is asked of `scontrol`.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
@@ -95,17 +168,18 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// `scontrol show job <id>`'s `JobState`, `None` when Slurm no longer knows the job.
 pub fn job_state(job: &str) -> std::io::Result<Option<String>> {
+    Ok(job_status(job)?.map(|s| s.state))
+}
+
+/// `scontrol show job <id>`'s `JobState` and `Reason`, `None` when Slurm no longer knows the job.
+pub fn job_status(job: &str) -> std::io::Result<Option<JobStatus>> {
     let out = Command::new("scontrol")
         .args(["show", "job", job, "-o"])
         .output()?;
     if !out.status.success() {
         return Ok(None);
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("JobState="))
-        .map(str::to_string))
+    Ok(JobStatus::parse(&String::from_utf8_lossy(&out.stdout)))
 }
 
 fn io_other(msg: String) -> std::io::Error {
@@ -137,7 +211,8 @@ impl Executor for SlurmExecutor {
         if let Some(job) = &row.job {
             if job_state(job)?.is_some_and(|s| IN_FLIGHT.contains(&s.as_str())) {
                 store.set_job(hash, worker, job).map_err(err)?;
-                let run = SlurmRun::new(job.clone(), run_dir, slot, events, pruner);
+                let run = SlurmRun::new(job.clone(), run_dir, slot, events, pruner)
+                    .pending_limit(self.pending_limit());
                 return Ok(Box::new(run));
             }
         }
@@ -178,7 +253,7 @@ impl Executor for SlurmExecutor {
             .output()?;
         if !out.status.success() {
             return Err(io_other(format!(
-                "sbatch failed: {}",
+                "sbatch refused the job of run {hash}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
@@ -192,7 +267,8 @@ impl Executor for SlurmExecutor {
             return Err(io_other("sbatch printed no job id".into()));
         }
         store.set_job(hash, worker, &job).map_err(err)?;
-        Ok(Box::new(SlurmRun::new(job, run_dir, slot, events, pruner)))
+        let run = SlurmRun::new(job, run_dir, slot, events, pruner);
+        Ok(Box::new(run.pending_limit(self.pending_limit())))
     }
 
     fn describe(&self) -> String {
@@ -224,6 +300,12 @@ struct SlurmRun {
     cancelled: bool,
     /// The search's pruner when the run is a trial of one.
     pruner: Option<TrialPruner>,
+    /// How long the job may stay pending for a reason other than its turn.
+    pending_limit: Duration,
+    /// The pending reason last shown, and since when the job has been pending for reasons
+    /// other than its turn (without a break).
+    reason: Option<String>,
+    stuck_since: Option<Instant>,
 }
 
 impl SlurmRun {
@@ -244,7 +326,55 @@ impl SlurmRun {
             tail: Vec::new(),
             cancelled: false,
             pruner,
+            pending_limit: Duration::from_secs(crate::experiment::DEFAULT_PENDING_LIMIT_S),
+            reason: None,
+            stuck_since: None,
         }
+    }
+
+    fn pending_limit(mut self, limit: Duration) -> Self {
+        self.pending_limit = limit;
+        self
+    }
+
+    /// The job is in `status` at `now`: shows a new pending reason on the run's line, and
+    /// returns why the job must be given up when it has been pending past the limit for
+    /// reasons other than its turn.
+    fn watch(&mut self, status: &JobStatus, now: Instant) -> Option<String> {
+        let pending = status.state == "PENDING";
+        let reason = status.reason.clone().filter(|_| pending);
+        let stuck = reason.as_deref().is_some_and(|r| !waits_its_turn(r));
+        if !stuck {
+            self.stuck_since = None;
+        }
+        let since = match stuck {
+            true => Some(*self.stuck_since.get_or_insert(now)),
+            false => None,
+        };
+        if reason != self.reason {
+            self.reason = reason.clone();
+            if let Some(reason) = reason {
+                let limit_s = stuck.then(|| self.pending_limit.as_secs());
+                let ev = RunEvent::Queued {
+                    job: self.job.clone(),
+                    reason,
+                    limit_s,
+                };
+                let _ = self.events.send((self.slot, ev));
+            }
+        }
+        let waited = now.duration_since(since?);
+        (waited >= self.pending_limit).then(|| {
+            format!(
+                "Slurm job {} could not start: pending for {} s with reason {} (not its turn \
+                 in the queue; the limit is {} s: executor `pending_limit`, \
+                 --slurm-pending-limit); cancelled",
+                self.job,
+                waited.as_secs(),
+                self.reason.as_deref().unwrap_or("?"),
+                self.pending_limit.as_secs()
+            )
+        })
     }
 
     fn output_file(&self) -> PathBuf {
@@ -338,10 +468,24 @@ impl RunHandle for SlurmRun {
         }
         self.last_poll = Some(Instant::now());
         self.forward();
-        let state = job_state(&self.job)?;
-        let state = match state {
-            Some(s) if IN_FLIGHT.contains(&s.as_str()) => return Ok(None),
-            Some(s) => s,
+        let state = match job_status(&self.job)? {
+            Some(s) if IN_FLIGHT.contains(&s.state.as_str()) => {
+                if let Some(why) = self.watch(&s, Instant::now()) {
+                    self.kill();
+                    if !self.cancelled {
+                        // Not cancelled (it may have started meanwhile): asked again next time.
+                        return Ok(None);
+                    }
+                    return Ok(Some(RunExit {
+                        code: None,
+                        signal: None,
+                        detail: Some(why),
+                        infrastructure: false,
+                    }));
+                }
+                return Ok(None);
+            }
+            Some(s) => s.state,
             // Slurm forgot the job (older than `MinJobAge`): its folder tells how it ended.
             None => "ENDED".to_string(),
         };
@@ -404,5 +548,144 @@ impl RunHandle for SlurmRun {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as `scontrol show job <id> -o` prints them (Slurm 22–23), shortened.
+    const PENDING_IMPOSSIBLE: &str =
+        "JobId=12 JobName=stkd-ab12cd34 UserId=root(0) GroupId=root(0) \
+        Priority=1 Nice=0 Account=(null) QOS=(null) JobState=PENDING \
+        Reason=ReqNodeNotAvail,_UnavailableNodes:node1 Dependency=(null) Requeue=1 Restarts=0 \
+        BatchFlag=1 RunTime=00:00:00 TimeLimit=UNLIMITED NumCPUs=999 ReqB:S:C:T=0:0:*:*";
+    const RUNNING: &str = "JobId=13 JobName=stkd-ff00 JobState=RUNNING Reason=None \
+        Dependency=(null) RunTime=00:00:07";
+
+    #[test]
+    fn a_jobs_state_and_pending_reason_are_read_from_scontrol() {
+        let s = JobStatus::parse(PENDING_IMPOSSIBLE).unwrap();
+        assert_eq!(s.state, "PENDING");
+        assert_eq!(
+            s.reason.as_deref(),
+            Some("ReqNodeNotAvail,_UnavailableNodes:node1")
+        );
+        assert_eq!(
+            s.to_string(),
+            "PENDING: ReqNodeNotAvail,_UnavailableNodes:node1"
+        );
+        // What Slurm 22 shows for more CPUs than any node has (`.ci/slurm-test`'s cluster).
+        let cpus = "JobId=1 JobName=wrap JobState=PENDING Reason=PartitionConfig Dependency=(null)";
+        let s = JobStatus::parse(cpus).unwrap();
+        assert_eq!(s.to_string(), "PENDING: PartitionConfig");
+        assert!(!waits_its_turn(s.reason.as_deref().unwrap()));
+        let s = JobStatus::parse(RUNNING).unwrap();
+        assert_eq!((s.state.as_str(), s.reason), ("RUNNING", None));
+        assert_eq!(
+            JobStatus::parse("slurm_load_jobs error: Invalid job id"),
+            None
+        );
+        // A pending job's `Reason=` precedes `Dependency=`: neither is taken for the other.
+        let dep = "JobId=3 JobState=PENDING Reason=Dependency Dependency=afterok:2_*(unfulfilled)";
+        let s = JobStatus::parse(dep).unwrap();
+        assert_eq!(s.reason.as_deref(), Some("Dependency"));
+    }
+
+    #[test]
+    fn waiting_its_turn_is_told_from_a_job_that_cannot_start() {
+        for r in [
+            "None",
+            "Priority",
+            "Resources",
+            "Dependency",
+            "BeginTime",
+            "QOSGrpCpuLimit",
+            "AssocGrpNodeLimit",
+            "QOSMaxJobsPerUser",
+            "AssocMaxJobsPerAccount",
+        ] {
+            assert!(waits_its_turn(r), "{r}");
+        }
+        for r in [
+            "ReqNodeNotAvail,_UnavailableNodes:node1",
+            "NodeDown",
+            "BadConstraints",
+            "PartitionConfig",
+            "PartitionNodeLimit",
+            "PartitionTimeLimit",
+            "PartitionDown",
+            "JobHeldAdmin",
+            "JobHeldUser",
+            "QOSMaxCpuPerJobLimit",
+            "AssocMaxWallDurationPerJobLimit",
+            "InvalidAccount",
+            "DependencyNeverSatisfied",
+        ] {
+            assert!(!waits_its_turn(r), "{r}");
+        }
+    }
+
+    #[test]
+    fn a_job_pending_past_the_limit_for_a_reason_other_than_its_turn_is_given_up() {
+        let (tx, rx) = mpsc::channel();
+        let dir = std::env::temp_dir();
+        let mut run =
+            SlurmRun::new("12".into(), dir, 3, tx, None).pending_limit(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let status = |state: &str, reason: Option<&str>| JobStatus {
+            state: state.into(),
+            reason: reason.map(str::to_string),
+        };
+        // Waiting its turn: shown once, never given up.
+        assert_eq!(run.watch(&status("PENDING", Some("Priority")), at(0)), None);
+        assert_eq!(
+            run.watch(&status("PENDING", Some("Priority")), at(5000)),
+            None
+        );
+        // Cannot start: shown with the limit; the clock runs from the first sight of it.
+        let stuck = status("PENDING", Some("BadConstraints"));
+        assert_eq!(run.watch(&stuck, at(5010)), None);
+        assert_eq!(run.watch(&stuck, at(5069)), None);
+        // Back in the queue (an administrator fixed the node): the clock starts again.
+        assert_eq!(
+            run.watch(&status("PENDING", Some("Resources")), at(5070)),
+            None
+        );
+        assert_eq!(run.watch(&stuck, at(5080)), None);
+        assert_eq!(run.watch(&stuck, at(5139)), None);
+        let why = run.watch(&stuck, at(5140)).expect("given up after 60 s");
+        assert!(
+            why.contains("Slurm job 12 could not start")
+                && why.contains("pending for 60 s with reason BadConstraints")
+                && why.contains("the limit is 60 s"),
+            "{why}"
+        );
+        // A running job is never given up.
+        assert_eq!(run.watch(&status("RUNNING", None), at(9000)), None);
+        let shown: Vec<_> = rx
+            .try_iter()
+            .map(|(slot, ev)| match ev {
+                RunEvent::Queued {
+                    job,
+                    reason,
+                    limit_s,
+                } => (slot, job, reason, limit_s),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let ev = |r: &str, l: Option<u64>| (3, "12".to_string(), r.to_string(), l);
+        assert_eq!(
+            shown,
+            [
+                ev("Priority", None),
+                ev("BadConstraints", Some(60)),
+                ev("Resources", None),
+                ev("BadConstraints", Some(60)),
+            ],
+            "each new reason once, on the run's line"
+        );
     }
 }

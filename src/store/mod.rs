@@ -893,6 +893,20 @@ impl Store {
         tx.commit().ctx(p, ctx)
     }
 
+    /// Puts a claimed run whose attempt never started (its cluster job refused by `sbatch`, its
+    /// process not started) back to pending, and takes back the attempt its claim counted. Only
+    /// while `worker` holds the claim.
+    pub fn release_unstarted(&mut self, hash: &str, worker: &str) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let p = path.as_path();
+        let ctx = "releasing a run that did not start";
+        let tx = self.begin()?;
+        check_claim(&tx, p, hash, worker)?;
+        tx.execute(sql::RELEASE, [hash]).ctx(p, ctx)?;
+        tx.execute(sql::UNCOUNT_ATTEMPT, [hash]).ctx(p, ctx)?;
+        tx.commit().ctx(p, ctx)
+    }
+
     /// Puts failed and skipped runs among `hashes` (all if `None`) back to pending, errors and
     /// infrastructure faults cleared (a fresh limit of retries). A re-queued run whose dependency is still failed or skipped (not re-queued) is
     /// skipped again. Returns how many runs are pending again.

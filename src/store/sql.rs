@@ -228,6 +228,9 @@ WHERE hash = ?1";
 pub const CLAIM_HOLDER: &str = "SELECT status, claimed_by FROM runs WHERE hash = ?1";
 pub const HEARTBEAT: &str = "
 UPDATE runs SET heartbeat = ?3 WHERE hash = ?1 AND status = 'running' AND claimed_by = ?2";
+/// ?1 hash: the claim's attempt did not start.
+pub const UNCOUNT_ATTEMPT: &str =
+    "UPDATE runs SET attempts = attempts - 1 WHERE hash = ?1 AND attempts > 0";
 pub const RELEASE: &str = "
 UPDATE runs SET status = 'pending', claimed_by = NULL, device = NULL, heartbeat = NULL,
                 started = NULL

@@ -79,7 +79,6 @@ fn cached_taps_equal_the_per_batch_forward_bit_for_bit() {
         data: data.checksum.clone(),
         windows,
         nodes: data.nodes,
-        threads: rayon::current_num_threads(),
         tap: Tap::Outputs,
     };
     std::fs::remove_file(file_stem(&dir, &key).with_extension("json")).unwrap();
