@@ -51,6 +51,8 @@
 //!    [`LossConfig`] and of [`LossSettings`], an entry of the experiment file's field table
 //!    (`experiment/schema.rs`, read in `experiment/expand.rs`) and a flag of `stkd train`
 //!    (`cli/run.rs`).
+//! 4. If it reads the teacher's hidden features: which of them the teacher cache keeps for it
+//!    ([`cache::Tap::of`]; `each_feature_loss_reads_only_its_taps` fails until it is there).
 
 pub mod cache;
 mod pairwise;
