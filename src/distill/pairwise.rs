@@ -21,7 +21,8 @@
 //! group writes only its own slice of the gradient and returns its own loss sum, and the sums are
 //! added in group order, so the results are deterministic for any thread count.
 
-use rayon::prelude::*;
+use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
+use rayon::slice::ParallelSliceMut;
 
 use super::Norm;
 

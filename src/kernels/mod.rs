@@ -27,7 +27,7 @@ use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
+use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;

@@ -3,7 +3,11 @@
 //! fixed palette; colours follow the model's row in the report.
 
 use plotters::coord::Shift;
-use plotters::prelude::*;
+use plotters::prelude::{
+    Cartesian2d, ChartBuilder, ChartContext, Circle, Color, DrawingArea, IntoDrawingArea,
+    IntoLogRange, LineSeries, PathElement, RGBColor, Ranged, SVGBackend, SeriesLabelPosition,
+    BLACK, WHITE,
+};
 
 /// Tableau-10: distinguishable, colour-blind friendlier than the primaries.
 pub const PALETTE: [(u8, u8, u8); 10] = [
