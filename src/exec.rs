@@ -236,10 +236,18 @@ fn execute_prune<B: AutodiffBackend>(
         .then(|| load_teacher::<B::InnerBackend>(paths, cfg.loss.kind, data, device))
         .transpose()?;
     let base_inner = base.valid();
+    let cache = match &teacher {
+        Some(t) => {
+            let g_t = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
+            feature_cache(paths, cfg.loss.kind, t, &g_t, data, cfg, device)?
+        }
+        None => None,
+    };
     let out = prune_model::<B>(
         base,
         &base_cfg,
         teacher.as_ref(),
+        cache.as_ref(),
         data,
         &cfg.train,
         &cfg.loss,

@@ -1,7 +1,8 @@
 //! The teacher cache (`stkd::distill::cache`) on a small slice of the real data (PeMSD8's four
-//! available days, 2/1/1): every feature-based student (TCD, SCD, STCD, SKD) ends with the same
-//! curve, weights and metrics, bit for bit, whether its teacher's side comes from the cache or
-//! from a teacher forward at every step (`STKD_TEACHER_CACHE=off`).
+//! available days, 2/1/1): every feature-based student (TCD, SCD, STCD, SKD) and a KDIS pruning
+//! run (STCD importance and fine-tuning) end with the same curve, weights and metrics, bit for
+//! bit, whether the teacher's side comes from the cache or from a teacher forward at every step
+//! (`STKD_TEACHER_CACHE=off`).
 
 mod common;
 use common::*;
@@ -10,7 +11,9 @@ const RUNS: &str = "  - {label: teacher, model: teacher, max_steps_per_epoch: 6}
                     - {label: tcd, model: student, teacher: teacher, loss: tcd, epochs: 2, max_steps_per_epoch: 8}\n  \
                     - {label: scd, model: student, teacher: teacher, loss: scd, epochs: 2, max_steps_per_epoch: 8}\n  \
                     - {label: stcd, model: student, teacher: teacher, loss: stcd, epochs: 2, max_steps_per_epoch: 8}\n  \
-                    - {label: skd, model: student, teacher: teacher, loss: skd, epochs: 2, max_steps_per_epoch: 8}\n";
+                    - {label: skd, model: student, teacher: teacher, loss: skd, epochs: 2, max_steps_per_epoch: 8}\n  \
+                    - {label: base, model: base, max_steps_per_epoch: 6}\n  \
+                    - {label: kdis, base: base, teacher: teacher, loss: stcd, max_steps_per_epoch: 6, prune: {method: kdis, granularity: channel, target: 50, steps: 2, interval_epochs: 1, finetune_epochs: 1}}\n";
 
 /// A run's outcome without its wall times (`seconds` anywhere, the test time) and its folder.
 fn outcome(dir: &std::path::Path, hash: &str) -> serde_json::Value {

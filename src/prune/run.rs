@@ -24,6 +24,7 @@ use super::{
     PruneSummary,
 };
 use crate::data::{Dataset, Split};
+use crate::distill::cache::TeacherCache;
 use crate::distill::LossConfig;
 use crate::model::{Features, GraphKernel, Stgcn, StgcnConfig};
 use crate::resume::{Checkpoint, ResumeDir};
@@ -90,6 +91,9 @@ struct Loop<'a, B: AutodiffBackend> {
     loss: &'a LossConfig,
     device: &'a B::Device,
     teacher: Option<&'a Stgcn<B::InnerBackend>>,
+    /// What the loss reads of the teacher, computed once ([`TeacherCache`]); the teacher's
+    /// forward at every step without it (or after a read error).
+    cache: Option<&'a TeacherCache>,
     g: GraphKernel<B>,
     g_eval: GraphKernel<B::InnerBackend>,
     picks: u64,
@@ -125,17 +129,36 @@ impl<B: AutodiffBackend> Loop<'_, B> {
         let teacher = self.teacher.ok_or(PruneError::NoTeacher {
             loss: self.loss.kind,
         })?;
-        let (yt, ft) = teacher.forward_features(batch.x.clone().inner(), &self.g_eval);
+        let cached = self.cache.and_then(|c| {
+            c.batch::<B::InnerBackend>(&batch.idx, self.device)
+                .map_err(|e| {
+                    eprintln!("warning: {e}; computing the teacher at every step instead");
+                    self.cache = None;
+                })
+                .ok()
+        });
+        let fresh = cached
+            .is_none()
+            .then(|| teacher.forward_features(batch.x.clone().inner(), &self.g_eval));
+        let teacher_step = match (&cached, &fresh) {
+            (Some(c), _) => TeacherStep {
+                y: c.y.clone(),
+                features: Some(&c.features),
+                tcd: c.tcd.as_deref(),
+            },
+            (None, Some((yt, ft))) => TeacherStep {
+                y: yt.clone(),
+                features: Some(ft),
+                tcd: None,
+            },
+            (None, None) => unreachable!("computed when not cached"),
+        };
         let mut tally = LossTally::default();
         let step = loss_step(
             self.loss,
             model,
             batch.y1.clone(),
-            Some(TeacherStep {
-                y: yt,
-                features: Some(&ft),
-                tcd: None,
-            }),
+            Some(teacher_step),
             &student,
             &mut tally,
         )?;
@@ -341,7 +364,8 @@ impl<'a, B: AutodiffBackend> Pruning<'a, B> {
 
 /// Prune `base` (its configuration `base_cfg`) as `pc` says, training with `train`'s optimiser,
 /// batch size and learning-rate schedule (epochs counted across both phases); `loss` is the
-/// distillation loss of KDIS importance and of KD fine-tuning, against `teacher`.
+/// distillation loss of KDIS importance and of KD fine-tuning, against `teacher` (what the loss
+/// reads of it from `teacher_cache` where given: the same values).
 ///
 /// With `resume`, a checkpoint is written after every epoch of both phases (network, optimiser,
 /// channel or element masks, the importance accumulated since the last pruning step, the
@@ -352,6 +376,7 @@ pub fn prune_model<B: AutodiffBackend>(
     base: Stgcn<B>,
     base_cfg: &StgcnConfig,
     teacher: Option<&Stgcn<B::InnerBackend>>,
+    teacher_cache: Option<&TeacherCache>,
     data: &Dataset,
     train: &TrainConfig,
     loss: &LossConfig,
@@ -372,6 +397,7 @@ pub fn prune_model<B: AutodiffBackend>(
         loss,
         device,
         teacher,
+        cache: teacher_cache,
         g: GraphKernel::new(&data.cheb, data.nodes, device),
         g_eval: GraphKernel::new(&data.cheb, data.nodes, device),
         picks: 0,

@@ -552,6 +552,7 @@ fn a_pruning_run_stopped_in_either_phase_resumes_with_the_uninterrupted_result()
                 base,
                 &base_cfg,
                 Some(&teacher),
+                None,
                 &data,
                 &train_cfg,
                 &loss,
