@@ -229,6 +229,13 @@ fn placement(req: &SweepRequest, exp: &Experiment) -> Placement {
     }
 }
 
+/// Runs at once: the local executor's device slots times runs per device, or the jobs a
+/// cluster keeps in flight (what a display needs a line for).
+pub fn slots(req: &SweepRequest, exp: &Experiment) -> usize {
+    let p = placement(req, exp);
+    p.devices.len() * p.per_device
+}
+
 /// Runs the sweep of `exp` (planned as `plan`): registers its runs, executes every one not yet
 /// done, then times the finished networks alone (unless `req.timing` is off, the sweep was
 /// interrupted or ran on a cluster). Stops early, leaving unfinished runs pending, when one of
@@ -399,4 +406,60 @@ fn prepare_caches(
         }),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(
+        executor: ExecutorSpec,
+        devices: Vec<DeviceSpec>,
+        per_device: usize,
+    ) -> SweepRequest {
+        SweepRequest {
+            file: PathBuf::from("t.yaml"),
+            store: PathBuf::from("stkd.db"),
+            data_dir: PathBuf::from("data"),
+            devices,
+            per_device,
+            retry_failed: false,
+            stale_after_s: 60.0,
+            executor,
+            no_mean_check: false,
+            detach: false,
+            warm_up: WarmUp::Never,
+            timing: true,
+            exe: PathBuf::from("stkd"),
+        }
+    }
+
+    /// The display gets a line per run at once: device slots locally, jobs in flight on a
+    /// cluster (from the file, else the command line, else the default).
+    #[test]
+    fn slots_follow_the_placement() {
+        let yaml = "name: t\ndatasets: [pemsd7]\nruns:\n  - {label: a, model: student}\n";
+        let exp = crate::experiment::parse_experiment(yaml, Path::new("t.yaml")).unwrap();
+        let local = request(ExecutorSpec::default(), vec![DeviceSpec::Cpu], 2);
+        assert_eq!(slots(&local, &exp), 2);
+        let gpus = request(
+            ExecutorSpec::default(),
+            vec![DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)],
+            3,
+        );
+        assert_eq!(slots(&gpus, &exp), 6);
+        let slurm = ExecutorSpec {
+            kind: Some(ExecutorKind::Slurm),
+            ..ExecutorSpec::default()
+        };
+        assert_eq!(
+            slots(&request(slurm.clone(), vec![DeviceSpec::Cpu], 1), &exp),
+            DEFAULT_MAX_JOBS
+        );
+        let three = ExecutorSpec {
+            max_jobs: Some(3),
+            ..slurm
+        };
+        assert_eq!(slots(&request(three, vec![DeviceSpec::Cpu], 1), &exp), 3);
+    }
 }

@@ -553,7 +553,7 @@ pub(crate) fn sweep_cmd(args: &SweepArgs) -> Result<()> {
         exe: std::env::current_exe().context("locating the stkd binary")?,
     };
     let signals = stkd::sweep::StopSignals::install()?;
-    let mut display = SweepDisplay::new(args.devices.len() * args.per_device.max(1));
+    let mut display = SweepDisplay::new(stkd::sweep::slots(&request, &exp));
     let outcome = stkd::sweep::run(&request, &exp, &plan, &signals, &mut |n| display.notice(n))?;
     if let Some(main) = &display.main {
         main.finish_and_clear();
