@@ -123,9 +123,11 @@ pub fn execute<B: AutodiffBackend>(
     let (best, outcome) = if kind.needs_teacher() {
         let teacher = load_teacher::<B::InnerBackend>(paths, kind, data, device)?;
         let g_t = GraphKernel::<B::InnerBackend>::new(&data.cheb, data.nodes, device);
-        let cached = (!kind.needs_features())
-            .then(|| TeacherOutputs::compute(&teacher, &g_t, data, cfg.train.batch_size, device));
         let features = feature_cache(paths, kind, &teacher, &g_t, data, cfg, device)?;
+        // Without the cache, a loss that reads only the teacher's outputs gets them computed
+        // once, in memory.
+        let cached = (features.is_none() && !kind.needs_features())
+            .then(|| TeacherOutputs::compute(&teacher, &g_t, data, cfg.train.batch_size, device));
         let mut cache_failed = false;
         let result = train::train_with_loss::<B, _>(
             data,
@@ -151,7 +153,7 @@ pub fn execute<B: AutodiffBackend>(
                 let teacher_step = match (&from_cache, &fresh, &cached) {
                     (Some(c), _, _) => TeacherStep {
                         y: c.y.clone(),
-                        features: Some(&c.features),
+                        features: kind.needs_features().then_some(&c.features),
                         tcd: c.tcd.as_deref(),
                     },
                     (None, Some((y, f)), _) => TeacherStep {
@@ -390,10 +392,9 @@ pub fn test_time_once(
     t
 }
 
-/// The teacher cache of a run whose loss reads the teacher's hidden features
-/// ([`crate::distill::cache`]), in the teacher's run folder: opened, or built by one teacher
-/// pass. `None` when the loss reads no features, the teacher has no identity, or the cache is
-/// off (`STKD_TEACHER_CACHE=off`).
+/// The teacher cache of a run whose loss reads the teacher ([`crate::distill::cache`]), in the
+/// teacher's run folder: opened, or built by one teacher pass. `None` when the loss reads no
+/// teacher, the teacher has no identity, or the cache is off (`STKD_TEACHER_CACHE=off`).
 fn feature_cache<B: Backend>(
     paths: &RunPaths,
     kind: LossKind,
@@ -440,8 +441,8 @@ fn feature_cache<B: Backend>(
 }
 
 /// The teacher's one-step predictions for every training window, computed once before a
-/// distillation run whose loss reads nothing else of the teacher (RD-L2, RD-KL, ORD): the
-/// teacher's forward leaves the training loop. Computed in consecutive batches of the run's
+/// distillation run whose loss reads nothing else of the teacher (RD-L2, RD-KL, ORD) when the
+/// teacher cache is off or unavailable: the teacher's forward leaves the training loop. Computed in consecutive batches of the run's
 /// batch size with the same forward as per-step teaching, so the values are those the loop
 /// would compute (each window's output does not depend on its batch-mates; tested).
 pub struct TeacherOutputs {

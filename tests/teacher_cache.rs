@@ -1,6 +1,6 @@
 //! The teacher cache (`stkd::distill::cache`) on a small slice of the real data (PeMSD8's four
-//! available days, 2/1/1): every feature-based student (TCD, SCD, STCD, SKD) and a KDIS pruning
-//! run (STCD importance and fine-tuning) end with the same curve, weights and metrics, bit for
+//! available days, 2/1/1): a response-based student (ORD), every feature-based one (TCD, SCD,
+//! STCD, SKD) and a KDIS pruning run (STCD importance and fine-tuning) end with the same curve, weights and metrics, bit for
 //! bit, whether the teacher's side comes from the cache or from a teacher forward at every step
 //! (`STKD_TEACHER_CACHE=off`).
 
@@ -8,6 +8,7 @@ mod common;
 use common::*;
 
 const RUNS: &str = "  - {label: teacher, model: teacher, max_steps_per_epoch: 6}\n  \
+                    - {label: ord, model: student, teacher: teacher, loss: ord, epochs: 2, max_steps_per_epoch: 8}\n  \
                     - {label: tcd, model: student, teacher: teacher, loss: tcd, epochs: 2, max_steps_per_epoch: 8}\n  \
                     - {label: scd, model: student, teacher: teacher, loss: scd, epochs: 2, max_steps_per_epoch: 8}\n  \
                     - {label: stcd, model: student, teacher: teacher, loss: stcd, epochs: 2, max_steps_per_epoch: 8}\n  \

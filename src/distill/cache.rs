@@ -9,7 +9,7 @@
 //!
 //! | tap | what | losses | PeMSD7 (9,112 windows) |
 //! |---|---|---|---|
-//! | `outputs` | one-step predictions `[N]` | TCD, SCD, STCD, SKD | 8 MB |
+//! | `outputs` | one-step predictions `[N]` | every loss with a teacher | 8 MB |
 //! | `tcd` | TCD's teacher distances `TCD^t_bnij` of the 4 temporal layers (94 pairs × N) | TCD, STCD | 0.78 GB |
 //! | `spatial` | the 2 spatial layers' features `[T, N, 32]` (SCD's pairs `N²/2` per step would be larger than the features) | SCD, STCD | 4.3 GB |
 //! | `last-block` | the last ST-Conv block's output `[4, N, 128]` | SKD | 4.3 GB |
@@ -65,14 +65,15 @@ impl Tap {
         }
     }
 
-    /// The taps a loss reads; none for losses without hidden features (their outputs are kept
-    /// in memory by [`crate::exec::TeacherOutputs`]).
+    /// The taps a loss reads: the outputs for every loss with a teacher, and the features the
+    /// feature-based ones compare; none without a teacher.
     pub fn of(kind: LossKind) -> &'static [Tap] {
         match kind {
             LossKind::Tcd => &[Tap::Outputs, Tap::Tcd],
             LossKind::Scd => &[Tap::Outputs, Tap::Spatial],
             LossKind::Stcd => &[Tap::Outputs, Tap::Tcd, Tap::Spatial],
             LossKind::Skd => &[Tap::Outputs, Tap::LastBlock],
+            k if k.needs_teacher() => &[Tap::Outputs],
             _ => &[],
         }
     }

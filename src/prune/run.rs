@@ -143,7 +143,7 @@ impl<B: AutodiffBackend> Loop<'_, B> {
         let teacher_step = match (&cached, &fresh) {
             (Some(c), _) => TeacherStep {
                 y: c.y.clone(),
-                features: Some(&c.features),
+                features: self.loss.kind.needs_features().then_some(&c.features),
                 tcd: c.tcd.as_deref(),
             },
             (None, Some((yt, ft))) => TeacherStep {

@@ -98,8 +98,10 @@ fn each_feature_loss_reads_only_its_taps() {
     );
     assert_eq!(Tap::of(LossKind::Skd), [Tap::Outputs, Tap::LastBlock]);
     for k in LossKind::ALL {
-        assert_eq!(Tap::of(k).is_empty(), !k.needs_features(), "{k}");
+        assert_eq!(Tap::of(k).is_empty(), !k.needs_teacher(), "{k}");
+        assert_eq!(Tap::of(k).len() > 1, k.needs_features(), "{k}");
     }
+    assert_eq!(Tap::of(LossKind::Ord), [Tap::Outputs]);
 }
 
 /// Two runs starting together on one teacher: one builds, the other waits and reads.
