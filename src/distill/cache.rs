@@ -168,11 +168,14 @@ struct Meta {
 struct TapFile {
     meta: Meta,
     file: File,
+    /// The file's path, for error messages.
+    path: PathBuf,
 }
 
 impl TapFile {
     /// The values of windows `idx`, layer by layer, each `[idx.len()][layer values]`.
-    fn rows(&self, idx: &[usize], path: &Path) -> Result<Vec<Vec<f32>>, CacheError> {
+    fn rows(&self, idx: &[usize]) -> Result<Vec<Vec<f32>>, CacheError> {
+        let path = &self.path;
         use std::os::unix::fs::FileExt;
         let per = self.meta.per_window;
         let lens: Vec<usize> = self
@@ -311,8 +314,7 @@ impl TeacherCache {
         };
         let mut tcd = None;
         for t in &self.taps {
-            let path = file_stem(&self.dir, &t.meta.key).with_extension("f32");
-            let rows = t.rows(idx, &path)?;
+            let rows = t.rows(idx)?;
             let layers = t.meta.layers.iter().copied();
             match t.meta.key.tap {
                 Tap::Outputs => {
@@ -385,10 +387,14 @@ fn open_tap(dir: &Path, key: &CacheKey) -> Option<TapFile> {
     let stem = file_stem(dir, key);
     let meta: Meta =
         serde_json::from_slice(&std::fs::read(stem.with_extension("json")).ok()?).ok()?;
-    let file = File::open(stem.with_extension("f32")).ok()?;
+    let path = stem.with_extension("f32");
+    let file = File::open(&path).ok()?;
     let size = file.metadata().ok()?.len();
-    (meta.key == *key && size == (key.windows * meta.per_window * 4) as u64)
-        .then_some(TapFile { meta, file })
+    (meta.key == *key && size == (key.windows * meta.per_window * 4) as u64).then_some(TapFile {
+        meta,
+        file,
+        path,
+    })
 }
 
 /// One teacher pass over the training windows writing every tap of `taps`: each file written
