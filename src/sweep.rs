@@ -135,7 +135,7 @@ impl StopSignals {
             signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
                 .and_then(|_| signal_hook::flag::register(sig, interrupt.clone()))
                 .map_err(|source| SweepError::Signal {
-                    signal: schedule::signal_name(sig).unwrap_or("a signal"),
+                    signal: stop_signal_name(sig),
                     source,
                 })?;
         }
