@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::experiment::Experiment;
 use crate::plan::Plan;
 use crate::report::collect::collect;
+use crate::report::paper::MAE;
 use crate::report::runs::test_metric;
 use crate::schedule::slurm::job_status;
 use crate::store::{FaultRow, RunRow, RunStatus, Store, StoreError};
@@ -33,9 +34,6 @@ pub struct StatusRow {
     pub test_mae_15min: Option<f64>,
     pub error: Option<String>,
 }
-
-/// MAE's column in [`test_metric`].
-const MAE: usize = 1;
 
 /// The row of run `hash` named `run`, from what the store has of it (`row`).
 fn row_of(

@@ -15,8 +15,9 @@ use stkd::data::DatasetName;
 use stkd::exec::{self, RunReport};
 use stkd::experiment::RunConfig;
 use stkd::experiment::{is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions};
+use stkd::report::collect::RunState;
 use stkd::schedule::{self, RunEvent, SweepEvent};
-use stkd::store::{RunStatus, Store};
+use stkd::store::{RunRow, RunStatus, Store};
 use stkd::with_backend;
 
 #[derive(Args)]
@@ -316,13 +317,26 @@ pub(crate) fn print_plan(plan: &stkd::plan::Plan, store: &Path, json: bool) -> R
                 .join(", "),
         })
         .collect();
-    let done = planned.iter().filter(|p| p.status == "done").count();
+    let state = |r: &Option<RunRow>| r.as_ref().map(|r| RunState::from(r.status));
+    let done = rows
+        .iter()
+        .filter(|r| state(r) == Some(RunState::Done))
+        .count();
+    let kept = rows
+        .iter()
+        .filter(|r| state(r).is_some_and(RunState::is_kept))
+        .count();
     println!(
-        "plan of {}: {} runs, {} already done, {} to run (store {})",
+        "plan of {}: {} runs, {} already done, {} to run{} (store {})",
         plan.name,
         planned.len(),
         done,
-        planned.len() - done,
+        planned.len() - done - kept,
+        if kept > 0 {
+            format!(", {kept} failed or skipped (kept; `--retry-failed` runs them again)")
+        } else {
+            String::new()
+        },
         store.display()
     );
     println!("{}", terminal_table(table));

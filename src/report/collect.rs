@@ -45,6 +45,12 @@ impl RunState {
             RunState::NotRegistered => "not started",
         }
     }
+
+    /// A failed or skipped run: a sweep keeps it as it is (it is not run again) unless asked
+    /// to with `--retry-failed`.
+    pub fn is_kept(self) -> bool {
+        matches!(self, RunState::Failed | RunState::Skipped)
+    }
 }
 
 impl fmt::Display for RunState {

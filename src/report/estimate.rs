@@ -7,7 +7,8 @@
 //! finished runs of its kind and length (epochs); failing that, of its kind at another length,
 //! scaled by epochs (not for pruning runs, whose length is their schedule); failing both, the
 //! same from every finished run of the store and the records (other experiments); failing that,
-//! it has no estimate and is counted as such. Times are as recorded: a run that shared the machine with another took
+//! it has no estimate and is counted as such. Failed and skipped runs are not left to do (a sweep
+//! keeps them unless `--retry-failed`): they are listed apart. Times are as recorded: a run that shared the machine with another took
 //! longer than it would alone.
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use std::path::Path;
 use crate::experiment::{Experiment, RunConfig};
 use crate::plan::Plan;
 use crate::report::against::ResultSet;
-use crate::report::collect::ReportData;
+use crate::report::collect::{ReportData, RunState};
 use crate::report::ReportError;
 use crate::store::Store;
 
@@ -30,6 +31,9 @@ pub struct Estimate {
     pub left: (usize, f64),
     /// Runs still to do without one (no finished run of their kind), by display name.
     pub unknown: Vec<String>,
+    /// Failed or skipped runs, which a sweep keeps as they are unless `--retry-failed`, by
+    /// display name.
+    pub kept: Vec<String>,
     /// Per kind (e.g. `pemsd7 student stcd batch 50`): finished runs and their seconds, runs
     /// left and their estimated seconds.
     pub by_kind: BTreeMap<String, KindTime>,
@@ -71,15 +75,24 @@ fn kind(c: &RunConfig) -> String {
 /// The machine time of `plan`'s runs: finished ones from the store at `store` and the records
 /// beside it (what a fresh clone has), the rest estimated.
 pub fn of_plan(exp: &Experiment, plan: &Plan, store: &Path) -> Result<Estimate, ReportError> {
-    let mut known = match Store::open_read_only(store)? {
-        Some(st) => ResultSet::from_store(&st)?,
+    let opened = Store::open_read_only(store)?;
+    let mut known = match &opened {
+        Some(st) => ResultSet::from_store(st)?,
         None => ResultSet::default(),
     };
     let records = crate::archive::beside(store, crate::archive::RECORDS);
     if records.is_dir() {
         known.extend_missing(ResultSet::from_records(&records)?);
     }
-    let (data, _) = known.join(plan, &exp.name, "", "");
+    let (mut data, _) = known.join(plan, &exp.name, "", "");
+    // What the store says of the runs not finished (failed ones are kept by a sweep).
+    if let Some(st) = &opened {
+        for r in data.runs.iter_mut().filter(|r| r.done().is_none()) {
+            if let Some(row) = st.run(&r.hash)? {
+                r.state = RunState::from(row.status);
+            }
+        }
+    }
     let recorded: Vec<(RunConfig, f64)> = known
         .runs
         .iter()
@@ -118,6 +131,10 @@ pub fn estimate(data: &ReportData, recorded: &[(RunConfig, f64)]) -> Estimate {
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     for r in data.runs.iter().filter(|r| r.done().is_none()) {
+        if r.state.is_kept() {
+            e.kept.push(format!("{} ({})", r.display_name(), r.state));
+            continue;
+        }
         let k = kind(&r.config);
         let epochs = r.config.train.epochs;
         let exact = |seen: &Seen| seen.get(&(k.clone(), epochs)).map(|v| mean(v));
@@ -179,6 +196,13 @@ impl Estimate {
                 )
             }
         )];
+        if !self.kept.is_empty() {
+            out.push(format!(
+                "  not counted: {} kept as they are (`--retry-failed` runs them again): {}",
+                self.kept.len(),
+                self.kept.join(", ")
+            ));
+        }
         for (k, t) in &self.by_kind {
             out.push(format!(
                 "  {k}: {} done in {}{}",
@@ -271,5 +295,21 @@ mod tests {
             e.left.1
         );
         assert!(e.unknown.is_empty());
+        // A failed run is kept by a sweep: not left to do, listed apart.
+        let r = d
+            .runs
+            .iter_mut()
+            .find(|r| r.label == "wo" && r.seed() == 3)
+            .unwrap();
+        r.state = RunState::Failed;
+        let e = estimate(&d, &[]);
+        assert_eq!(e.left.0, 1);
+        assert_eq!(e.kept.len(), 1);
+        assert!(e.kept[0].starts_with("wo pemsd7") && e.kept[0].ends_with("(failed)"));
+        assert!(
+            e.lines()[1].contains("1 kept as they are"),
+            "{:?}",
+            e.lines()
+        );
     }
 }

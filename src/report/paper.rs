@@ -17,6 +17,13 @@ Spatial-Temporal Graph Convolutional Network for Traffic Prediction\"";
 
 /// Metric names in the paper's column order.
 pub const METRICS: [&str; 3] = ["MAPE", "MAE", "RMSE"];
+/// Index of MAPE in [`METRICS`] (the metric argument of `report::runs::test_metric` and of the
+/// claims).
+pub const MAPE: usize = 0;
+/// Index of MAE in [`METRICS`].
+pub const MAE: usize = 1;
+/// Index of RMSE in [`METRICS`].
+pub const RMSE: usize = 2;
 /// Horizons (minutes) in the paper's column order; horizon `h` is predicted step `h / 5`.
 pub const HORIZONS: [u32; 3] = [15, 30, 45];
 /// Number of metric columns (3 metrics × 3 horizons).

@@ -11,7 +11,7 @@
 use crate::data::DatasetName;
 
 use super::collect::ReportData;
-use super::paper::HORIZONS;
+use super::paper::{HORIZONS, MAE};
 use super::runs::{
     datasets, hyperparameters, metric_of, model_name, paper_table, prune_info, short_number,
 };
@@ -187,7 +187,7 @@ pub fn pareto(data: &ReportData, horizon: u32) -> Option<Pareto> {
             .filter(|r| r.config.dataset == d)
             .filter_map(|r| {
                 let res = r.done()?;
-                let mae = metric_of(r, 1, h)?;
+                let mae = metric_of(r, MAE, h)?;
                 let profile = res.profile.as_ref();
                 let retimed = r.latency();
                 let parameters = res

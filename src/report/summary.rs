@@ -2,6 +2,7 @@
 //! RMSE at 15 / 30 / 45 min and training time, so the numbers need no second command.
 
 use crate::report::collect::ReportData;
+use crate::report::paper::{MAE, RMSE};
 use crate::report::runs::metric_of;
 
 /// One run of the closing table.
@@ -20,8 +21,6 @@ pub struct RunLine {
 
 /// The closing table's lines, in plan order.
 pub fn run_lines(data: &ReportData) -> Vec<RunLine> {
-    const MAE: usize = 1;
-    const RMSE: usize = 2;
     data.runs
         .iter()
         .map(|r| {

@@ -17,14 +17,9 @@
 
 use crate::data::DatasetName;
 use crate::report::collect::{ReportData, RunEntry};
-use crate::report::paper::{self, HORIZONS};
+use crate::report::paper::{self, HORIZONS, MAE, MAPE, RMSE};
 use crate::report::runs::{datasets, metric_of, model_name, prune_info};
 use crate::report::stats::{self, Comparison, Judged, Sign, Test};
-
-/// Metric indices of [`paper::METRICS`].
-const MAPE: usize = 0;
-const MAE: usize = 1;
-const RMSE: usize = 2;
 
 /// The label of Table 4's W/O KD student tuned with STCD's compute.
 pub const TUNED: &str = "student-wo-kd-tuned";
