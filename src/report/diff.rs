@@ -5,8 +5,8 @@
 //! deterministic (same inputs, same bytes).
 //!
 //! A change is *beyond noise* when its 95 % interval excludes zero, decided by the one comparison
-//! the claims use too ([`super::stats::compare`]: paired by seed when both sides hold the same
-//! seeds, Welch's t otherwise); with a single seed on a side the change is not judged and is
+//! the claims use too ([`super::stats::compare`]: paired by seed over the seeds both sides hold,
+//! Welch's t otherwise); with a single seed on a side the change is not judged and is
 //! listed as such. Every metric is an error: lower is better.
 
 use std::collections::BTreeMap;
@@ -562,8 +562,8 @@ pub fn render_diff_markdown(d: &ReportDiff) -> String {
     let _ = writeln!(
         s,
         "Cells read *now ← before (change)*; lower is better. ✅ / ❌: better / worse beyond noise \
-         (the change's 95 % interval excludes zero: paired by seed over the same seeds, Welch's \
-         t otherwise); †: a single seed on a side, not judged; (=): the same to three decimals. Only rows and columns with a change are shown.\n"
+         (the change's 95 % interval excludes zero: paired by seed over the seeds both sides \
+         hold, Welch's t otherwise); †: a single seed on a side, not judged; (=): the same to three decimals. Only rows and columns with a change are shown.\n"
     );
     for b in &d.blocks {
         let changed: Vec<&RowDiff> = b.rows.iter().filter(|r| r.changed()).collect();

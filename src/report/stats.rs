@@ -2,12 +2,14 @@
 //! ([`super::verdicts`]) and `stkd report --against` ([`super::diff`]) both ask it.
 //!
 //! A comparison takes one value per seed on each side (`a` − `b`, negative: `a` is lower).
-//! - Both sides hold the same seeds (two or more): **paired**. The per-seed differences
-//!   `d_i = a_i − b_i` give the mean difference, its standard error `s_d / √n` and Student's t
-//!   with `n − 1` degrees of freedom. Runs of one seed share their initialisation and data order,
-//!   so pairing removes that shared part of the noise.
-//! - Both sides have two or more seeds, but not the same ones: **Welch's t**, standard error
-//!   `sqrt(s_a²/n_a + s_b²/n_b)`, degrees of freedom by Welch–Satterthwaite.
+//! - Both sides hold two or more seeds in common: **paired** over those seeds. The per-seed
+//!   differences `d_i = a_i − b_i` give the mean difference, its standard error `s_d / √n` and
+//!   Student's t with `n − 1` degrees of freedom. Runs of one seed share their initialisation and
+//!   data order, so pairing removes that shared part of the noise. Where one side holds more
+//!   seeds (a model run with seeds 1–7 against one with 1–3), its other seeds are left out of
+//!   this comparison: like is compared with like, and the comparison says how many it paired.
+//! - Both sides have two or more seeds, but fewer than two in common: **Welch's t**, standard
+//!   error `sqrt(s_a²/n_a + s_b²/n_b)`, degrees of freedom by Welch–Satterthwaite.
 //! - A side with a single seed: **not judged**. One run against one run is a sign test with no
 //!   noise estimate; borrowing the other side's spread is not sound (spreads differ by loss).
 //!
@@ -41,7 +43,10 @@ pub enum Sign {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Judged {
     pub test: Test,
-    /// Mean of `a` − mean of `b` (paired: the mean per-seed difference, the same number).
+    /// Paired: how many seeds were paired (those both sides hold); Welch: 0.
+    pub pairs: usize,
+    /// Mean of `a` − mean of `b`; paired: the mean per-seed difference over the paired seeds
+    /// (the same number where both sides hold just those seeds).
     pub diff: f64,
     /// Standard error of `diff`.
     pub se: f64,
@@ -97,9 +102,11 @@ pub fn compare(a: &[(u64, f64)], b: &[(u64, f64)]) -> Comparison {
         k
     };
     let (sa, sb) = (seeds(a), seeds(b));
-    let distinct = sa.windows(2).all(|w| w[0] != w[1]);
-    let (test, se, df, spread) = if sa == sb && distinct {
-        let d: Vec<f64> = sa
+    let distinct = |k: &[u64]| k.windows(2).all(|w| w[0] != w[1]);
+    let shared: Vec<u64> = sa.iter().copied().filter(|s| sb.contains(s)).collect();
+    let (test, pairs, diff, se, df, spread) = if distinct(&sa) && distinct(&sb) && shared.len() >= 2
+    {
+        let d: Vec<f64> = shared
             .iter()
             .map(|s| {
                 let of = |side: &[(u64, f64)]| side.iter().find(|p| p.0 == *s).map(|p| p.1);
@@ -108,7 +115,7 @@ pub fn compare(a: &[(u64, f64)], b: &[(u64, f64)]) -> Comparison {
             .collect();
         let n = d.len() as f64;
         let sd = std_dev(&d);
-        (Test::Paired, sd / n.sqrt(), n - 1.0, sd)
+        (Test::Paired, d.len(), mean(&d), sd / n.sqrt(), n - 1.0, sd)
     } else {
         let (na, nb) = (va.len() as f64, vb.len() as f64);
         let (qa, qb) = (variance(&va) / na, variance(&vb) / nb);
@@ -119,7 +126,7 @@ pub fn compare(a: &[(u64, f64)], b: &[(u64, f64)]) -> Comparison {
             (qa + qb).powi(2) / (qa * qa / (na - 1.0) + qb * qb / (nb - 1.0))
         };
         let spread = (variance(&va) + variance(&vb)).sqrt();
-        (Test::Welch, se, df, spread)
+        (Test::Welch, 0, diff, se, df, spread)
     };
     let half_width = t_quantile(0.5 + CONFIDENCE / 2.0, df) * se;
     let sign = if !diff.is_finite() || !half_width.is_finite() {
@@ -133,6 +140,7 @@ pub fn compare(a: &[(u64, f64)], b: &[(u64, f64)]) -> Comparison {
     };
     Comparison::Judged(Judged {
         test,
+        pairs,
         diff,
         se,
         df,
@@ -381,6 +389,27 @@ mod tests {
             2.776_445_105_197_793 * 0.06f64.sqrt(),
             1e-9
         ));
+    }
+
+    #[test]
+    fn a_side_with_more_seeds_is_paired_over_the_seeds_both_hold() {
+        // Seeds 1-3 on both sides differ by −0.1, −0.2, −0.15; `a`'s seeds 4-5 are left out.
+        let a = [(5, 9.0), (1, 2.4), (2, 2.3), (3, 2.35), (4, 0.0)];
+        let b = [(1, 2.5), (2, 2.5), (3, 2.5)];
+        let Comparison::Judged(j) = compare(&a, &b) else {
+            panic!()
+        };
+        let Comparison::Judged(same) = compare(&a[1..4], &b) else {
+            panic!()
+        };
+        assert_eq!((j.test, j.pairs), (Test::Paired, 3));
+        assert_eq!(j, same);
+        assert!(close(j.diff, -0.15, 1e-12));
+        // One seed in common: not enough to pair, so Welch over every value.
+        let Comparison::Judged(w) = compare(&a, &[(1, 2.5), (7, 2.6)]) else {
+            panic!()
+        };
+        assert_eq!((w.test, w.pairs), (Test::Welch, 0));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! A claim quotes the sentence of the paper it comes from (claims of our own are labelled
 //! "ours") and covers exactly the metrics, horizons and data sets that sentence names. It says
 //! that one model (`better`) has a lower test error than another (`worse`). Each (metric,
-//! horizon) cell is one comparison of [`super::stats`]: paired by seed when both sides hold the
-//! same seeds, Welch's t otherwise, a 95 % interval of `better − worse`; a side with a single
+//! horizon) cell is one comparison of [`super::stats`]: paired by seed over the seeds both sides
+//! hold (two or more; a side's other seeds are left out of it), Welch's t otherwise, a 95 % interval of `better − worse`; a side with a single
 //! seed is never judged. A cell **holds** when its interval lies below zero, is **against** the
 //! claim when it lies above zero, and is **within noise** otherwise. A claim holds when every
 //! cell holds, does not hold when any cell is against it, and is within noise otherwise; the
@@ -497,10 +497,18 @@ impl Verdict {
     /// `not judged: …`, `not comparable: …`.
     pub fn text(&self) -> String {
         let (h, a, w) = self.counts();
+        let pairs = self
+            .cells
+            .iter()
+            .find_map(|c| c.judged().map(|j| j.pairs))
+            .unwrap_or(0);
         let test = match self.test() {
-            Some(Test::Paired) => ", paired by seed",
-            Some(Test::Welch) => ", Welch",
-            None => "",
+            Some(Test::Paired) if pairs < self.seeds.0.max(self.seeds.1) => {
+                format!(", paired by seed over the {pairs} seeds both hold")
+            }
+            Some(Test::Paired) => ", paired by seed".to_string(),
+            Some(Test::Welch) => ", Welch".to_string(),
+            None => String::new(),
         };
         let qual = format!(
             " (n = {} vs {}{test}): {h} hold, {a} against, {w} within noise",
@@ -926,6 +934,35 @@ mod tests {
             .find(|v| v.claim.worse.model == "Student W/O KD" && v.claim.worse.label.is_none())
             .unwrap();
         assert_eq!(p.outcome, Outcome::Holds);
+    }
+
+    #[test]
+    fn a_side_with_more_seeds_is_paired_over_the_seeds_both_hold() {
+        let data = done_runs(
+            "name: table4\ndatasets: [pemsd7]\ndefaults: {epochs: 5, seeds: [1, 2, 3]}\nruns:\n  \
+             - {label: teacher, model: teacher, seeds: [1]}\n  \
+             - {label: wo, model: student, seeds: [1, 2, 3, 4, 5]}\n  \
+             - {label: rd, model: student, teacher: teacher, loss: rd-l2}\n",
+            // RD-L2 0.1 below W/O KD at seeds 1-3; W/O KD's seeds 4-5 far off (left out).
+            |l, s| match (l, s) {
+                ("wo", 4 | 5) => 9.0,
+                ("rd", _) => 2.9 + s as f64 * 0.1 + 0.001 * s as f64,
+                _ => 3.0 + s as f64 * 0.1,
+            },
+        );
+        let v = verdicts(&data, 4)
+            .into_iter()
+            .find(|v| v.claim.better.model == "Student RD-L2")
+            .unwrap();
+        assert_eq!(v.seeds, (3, 5));
+        assert_eq!(v.outcome, Outcome::Holds);
+        assert!((v.cells[0].diff().unwrap() + 0.098).abs() < 1e-9);
+        assert!(
+            v.text()
+                .starts_with("holds (n = 3 vs 5, paired by seed over the 3 seeds both hold)"),
+            "{}",
+            v.text()
+        );
     }
 
     #[test]

@@ -82,7 +82,9 @@ fn verdicts_md(s: &mut String, verdicts: &[Verdict]) {
          horizons and data sets its sentence names; claims of ours are marked \"ours\". Per cell: \
          the difference of our means (claimed better − claimed worse, in the metric's unit; \
          negative agrees with the claim), its 95 % interval (Student's t over the per-seed \
-         differences when both sides hold the same seeds, Welch's t otherwise), the paper's own \
+         differences of the seeds both sides hold, when they hold two or more in common — a \
+         side's other seeds are then left out of that comparison and the difference is the mean \
+         per-seed difference; Welch's t otherwise), the paper's own \
          difference (\"outside our interval\" when our data exclude a difference of the paper's \
          size) and, for a cell within noise, how many seeds per side would resolve the \
          paper's difference at the spread measured here. A cell whose interval lies below zero \
@@ -163,14 +165,17 @@ fn verdicts_csv(verdicts: &[Verdict]) -> String {
                 Comparison::Judged(j) => (
                     (v.seeds.0, v.seeds.1),
                     match j.test {
-                        Test::Paired => "paired",
-                        Test::Welch => "welch",
+                        Test::Paired if j.pairs < v.seeds.0.max(v.seeds.1) => {
+                            format!("paired over {} shared seeds", j.pairs)
+                        }
+                        Test::Paired => "paired".to_string(),
+                        Test::Welch => "welch".to_string(),
                     },
                     Some(j.diff - j.half_width),
                     Some(j.diff + j.half_width),
                 ),
-                Comparison::NotJudged { n, .. } => (*n, "not judged", None, None),
-                Comparison::Empty => ((0, 0), "", None, None),
+                Comparison::NotJudged { n, .. } => (*n, "not judged".to_string(), None, None),
+                Comparison::Empty => ((0, 0), String::new(), None, None),
             };
             s.push_str(&base(vec![
                 paper::METRICS[c.metric].to_string(),
