@@ -4,7 +4,8 @@
 //!
 //! A run's kind is its data set, network, loss, batch size, minibatches per epoch and pruning
 //! schedule. A run still to do is estimated by the mean recorded time of the experiment's
-//! finished runs of its kind and length (epochs); failing that, of its kind at another length,
+//! latest finished runs of its kind and length (epochs; the [`LATEST`] last to finish, since
+//! the code gets faster and an old run overstates what a new one takes); failing that, of its kind at another length,
 //! scaled by epochs (not for pruning runs, whose length is their schedule); failing both, the
 //! same from every finished run of the store and the records (other experiments); failing that,
 //! it has no estimate and is counted as such. Failed and skipped runs are not left to do (a sweep
@@ -93,35 +94,63 @@ pub fn of_plan(exp: &Experiment, plan: &Plan, store: &Path) -> Result<Estimate, 
             }
         }
     }
-    let recorded: Vec<(RunConfig, f64)> = known
+    let recorded: Vec<Recorded> = known
         .runs
         .iter()
-        .map(|r| (r.config.clone(), r.result.train_seconds))
+        .map(|r| Recorded {
+            config: r.config.clone(),
+            seconds: r.result.train_seconds,
+            finished: r.finished,
+        })
         .collect();
     Ok(estimate(&data, &recorded))
 }
 
-/// Recorded seconds per (kind, epochs).
-type Seen = BTreeMap<(String, usize), Vec<f64>>;
+/// A finished run known besides the experiment's own.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub config: RunConfig,
+    /// Its recorded training time (s).
+    pub seconds: f64,
+    /// When it finished (seconds since the epoch), where known.
+    pub finished: Option<f64>,
+}
+
+/// How many of the latest finished runs of a kind estimate a run still to do.
+pub const LATEST: usize = 3;
+
+/// (finished, recorded seconds) per (kind, epochs).
+type Seen = BTreeMap<(String, usize), Vec<(Option<f64>, f64)>>;
+
+/// The mean recorded time of the [`LATEST`] runs to finish last (runs with no finish time count
+/// as the oldest; ties by the time itself, so the order of `v` does not matter).
+fn latest_mean(v: &[(Option<f64>, f64)]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| {
+        let t = |x: &(Option<f64>, f64)| x.0.unwrap_or(f64::NEG_INFINITY);
+        t(b).total_cmp(&t(a)).then(a.1.total_cmp(&b.1))
+    });
+    let last = &v[..v.len().min(LATEST)];
+    last.iter().map(|x| x.1).sum::<f64>() / last.len() as f64
+}
 
 /// Estimate the machine time of `data`'s runs (see the module docs); `recorded`: every finished
-/// run known besides (its configuration and training seconds), for kinds the experiment has not
-/// finished yet.
-pub fn estimate(data: &ReportData, recorded: &[(RunConfig, f64)]) -> Estimate {
+/// run known besides, for kinds the experiment has not finished yet.
+pub fn estimate(data: &ReportData, recorded: &[Recorded]) -> Estimate {
     let mut seen = Seen::new();
     let mut elsewhere = Seen::new();
-    for (c, s) in recorded {
+    for r in recorded {
         elsewhere
-            .entry((kind(c), c.train.epochs))
+            .entry((kind(&r.config), r.config.train.epochs))
             .or_default()
-            .push(*s);
+            .push((r.finished, r.seconds));
     }
     let mut e = Estimate::default();
     for r in &data.runs {
         if let Some(res) = r.done() {
             seen.entry((kind(&r.config), r.config.train.epochs))
                 .or_default()
-                .push(res.train_seconds);
+                .push((r.finished, res.train_seconds));
             e.done.0 += 1;
             e.done.1 += res.train_seconds;
             let k = e.by_kind.entry(kind(&r.config)).or_default();
@@ -129,7 +158,6 @@ pub fn estimate(data: &ReportData, recorded: &[(RunConfig, f64)]) -> Estimate {
             k.done_s += res.train_seconds;
         }
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     for r in data.runs.iter().filter(|r| r.done().is_none()) {
         if r.state.is_kept() {
             e.kept.push(format!("{} ({})", r.display_name(), r.state));
@@ -137,14 +165,14 @@ pub fn estimate(data: &ReportData, recorded: &[(RunConfig, f64)]) -> Estimate {
         }
         let k = kind(&r.config);
         let epochs = r.config.train.epochs;
-        let exact = |seen: &Seen| seen.get(&(k.clone(), epochs)).map(|v| mean(v));
+        let exact = |seen: &Seen| seen.get(&(k.clone(), epochs)).map(|v| latest_mean(v));
         let scaled = |seen: &Seen| {
             if r.config.prune.is_some() {
                 return None;
             }
             seen.iter()
                 .find(|((kk, _), _)| *kk == k)
-                .map(|((_, ep), v)| mean(v) * epochs as f64 / (*ep).max(1) as f64)
+                .map(|((_, ep), v)| latest_mean(v) * epochs as f64 / (*ep).max(1) as f64)
         };
         let guess = exact(&seen)
             .or_else(|| scaled(&seen))
@@ -287,7 +315,19 @@ mod tests {
             .unwrap()
             .config
             .clone();
-        let e = estimate(&d, &[(short, 100.0), (stcd, 700.0), (wo, 9999.0)]);
+        let rec = |config: &RunConfig, seconds: f64, finished: Option<f64>| Recorded {
+            config: config.clone(),
+            seconds,
+            finished,
+        };
+        let e = estimate(
+            &d,
+            &[
+                rec(&short, 100.0, None),
+                rec(&stcd, 700.0, None),
+                rec(&wo, 9999.0, None),
+            ],
+        );
         assert_eq!(e.left.0, 5);
         assert!(
             (e.left.1 - (330.0 + 3.0 * 700.0)).abs() < 1e-9,
@@ -295,6 +335,19 @@ mod tests {
             e.left.1
         );
         assert!(e.unknown.is_empty());
+        // Of five STCD runs recorded, the three that finished last decide (the code got
+        // faster): (300 + 200 + 100) / 3 per run left.
+        let runs: Vec<Recorded> = [(9000.0, 1.0), (8000.0, 2.0), (300.0, 3.0), (200.0, 5.0)]
+            .into_iter()
+            .map(|(s, t)| rec(&stcd, s, Some(t)))
+            .chain([rec(&stcd, 100.0, Some(4.0)), rec(&stcd, 50.0, None)])
+            .collect();
+        let e = estimate(&d, &runs);
+        assert!(
+            (e.left.1 - (330.0 + 3.0 * 200.0)).abs() < 1e-9,
+            "{}",
+            e.left.1
+        );
         // A failed run is kept by a sweep: not left to do, listed apart.
         let r = d
             .runs
