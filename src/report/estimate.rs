@@ -4,13 +4,14 @@
 //!
 //! A run's kind is its data set, network, loss, batch size, minibatches per epoch and pruning
 //! schedule. A run still to do is estimated by the mean recorded time of the experiment's
-//! latest finished runs of its kind and length (epochs; the [`LATEST`] last to finish, since
-//! the code gets faster and an old run overstates what a new one takes); failing that, of its kind at another length,
-//! scaled by epochs (not for pruning runs, whose length is their schedule); failing both, the
-//! same from every finished run of the store and the records (other experiments); failing that,
-//! it has no estimate and is counted as such. Failed and skipped runs are not left to do (a sweep
-//! keeps them unless `--retry-failed`): they are listed apart. Times are as recorded: a run that shared the machine with another took
-//! longer than it would alone.
+//! latest finished runs of its kind and length (epochs; the [`LATEST`] last to finish, since the
+//! code gets faster and an old run overstates what a new one takes); failing that, of its kind
+//! at another length, scaled by epochs (not for pruning runs, whose length is their schedule);
+//! failing both, the same from every finished run of the store and the records (other
+//! experiments); failing that, it has no estimate and is counted as such. Failed and skipped
+//! runs are not left to do (a sweep keeps them unless `--retry-failed`): they are listed apart.
+//! Times are as recorded: a run that shared the machine with another took longer than it would
+//! alone.
 
 use std::collections::BTreeMap;
 
