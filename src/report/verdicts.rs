@@ -4,8 +4,8 @@
 //! "ours") and covers exactly the metrics, horizons and data sets that sentence names. It says
 //! that one model (`better`) has a lower test error than another (`worse`). Each (metric,
 //! horizon) cell is one comparison of [`super::stats`]: paired by seed over the seeds both sides
-//! hold (two or more; a side's other seeds are left out of it), Welch's t otherwise, a 95 % interval of `better − worse`; a side with a single
-//! seed is never judged. A cell **holds** when its interval lies below zero, is **against** the
+//! hold (two or more; a side's other seeds are left out of it), Welch's t otherwise, a 95 %
+//! interval of `better − worse`; a side with a single seed is never judged. A cell **holds** when its interval lies below zero, is **against** the
 //! claim when it lies above zero, and is **within noise** otherwise. A claim holds when every
 //! cell holds, does not hold when any cell is against it, and is within noise otherwise; the
 //! counts are printed.
@@ -392,7 +392,9 @@ fn against_tuned(better: Side) -> Claim {
     let mut c = Builder::ours(
         "is distillation worth its cost, or would the same compute spent tuning the plain \
          student do as well? (the W/O KD student's lr, batch, decay and epochs searched with \
-         about one STCD student's training time: experiments/search-wo-kd-tuned.yaml)",
+         a budget set by one STCD student's recorded training time, before the teacher cache \
+         made STCD cheaper: experiments/search-wo-kd-tuned.yaml says what it spent; README and \
+         BENCHMARKS compare the two at today's speeds)",
     )
     .claim(better, tuned);
     c.text = format!(
