@@ -140,27 +140,16 @@ pub fn execute<B: AutodiffBackend>(
                 // What the loss reads of the teacher from its cache; on a read error the
                 // teacher's forward instead (the same values).
                 let from_cache = features.as_ref().filter(|_| !cache_failed).and_then(|c| {
-                    c.batch::<B::InnerBackend>(&b.idx, device)
-                        .map_err(|e| {
-                            eprintln!("warning: {e}; computing the teacher at every step instead");
-                            cache_failed = true;
-                        })
-                        .ok()
+                    let got = c.batch_or_warn::<B::InnerBackend>(&b.idx, device);
+                    cache_failed = got.is_none();
+                    got
                 });
                 // The teacher's forward, unless what the loss reads was computed before.
                 let fresh = (cached.is_none() && from_cache.is_none())
                     .then(|| teacher.forward_features(b.x.clone().inner(), &g_t));
                 let teacher_step = match (&from_cache, &fresh, &cached) {
-                    (Some(c), _, _) => TeacherStep {
-                        y: c.y.clone(),
-                        features: kind.needs_features().then_some(&c.features),
-                        tcd: c.tcd.as_deref(),
-                    },
-                    (None, Some((y, f)), _) => TeacherStep {
-                        y: y.clone(),
-                        features: Some(f),
-                        tcd: None,
-                    },
+                    (Some(c), _, _) => TeacherStep::from_cache(c, kind),
+                    (None, Some(f), _) => TeacherStep::from_forward(f),
                     (None, None, Some(c)) => TeacherStep {
                         y: c.batch(&b.idx, device),
                         features: None,
@@ -442,8 +431,9 @@ fn feature_cache<B: Backend>(
 
 /// The teacher's one-step predictions for every training window, computed once before a
 /// distillation run whose loss reads nothing else of the teacher (RD-L2, RD-KL, ORD) when the
-/// teacher cache is off or unavailable: the teacher's forward leaves the training loop. Computed in consecutive batches of the run's
-/// batch size with the same forward as per-step teaching, so the values are those the loop
+/// teacher cache is off or unavailable: the teacher's forward leaves the training loop.
+/// Computed in consecutive batches of the run's batch size with the same forward as per-step
+/// teaching, so the values are those the loop
 /// would compute (each window's output does not depend on its batch-mates; tested).
 pub struct TeacherOutputs {
     nodes: usize,

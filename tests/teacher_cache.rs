@@ -1,7 +1,7 @@
 //! The teacher cache (`stkd::distill::cache`) on a small slice of the real data (PeMSD8's four
 //! available days, 2/1/1): a response-based student (ORD), every feature-based one (TCD, SCD,
-//! STCD, SKD) and a KDIS pruning run (STCD importance and fine-tuning) end with the same curve, weights and metrics, bit for
-//! bit, whether the teacher's side comes from the cache or from a teacher forward at every step
+//! STCD, SKD) and a KDIS pruning run (STCD importance and fine-tuning) end with the same curve,
+//! weights and metrics, bit for bit, whether the teacher's side comes from the cache or from a teacher forward at every step
 //! (`STKD_TEACHER_CACHE=off`).
 
 mod common;

@@ -296,6 +296,18 @@ impl TeacherCache {
             .sum()
     }
 
+    /// [`Self::batch`], or `None` after printing why (a read error): the caller computes the
+    /// teacher at every step from then on (the same values).
+    pub fn batch_or_warn<B: Backend>(
+        &self,
+        idx: &[usize],
+        device: &B::Device,
+    ) -> Option<TeacherBatch<B>> {
+        self.batch(idx, device)
+            .map_err(|e| eprintln!("warning: {e}; computing the teacher at every step instead"))
+            .ok()
+    }
+
     /// The teacher's side of the training windows `idx`, as the per-batch forward gives it.
     pub fn batch<B: Backend>(
         &self,

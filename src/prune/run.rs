@@ -130,27 +130,18 @@ impl<B: AutodiffBackend> Loop<'_, B> {
             loss: self.loss.kind,
         })?;
         let cached = self.cache.and_then(|c| {
-            c.batch::<B::InnerBackend>(&batch.idx, self.device)
-                .map_err(|e| {
-                    eprintln!("warning: {e}; computing the teacher at every step instead");
-                    self.cache = None;
-                })
-                .ok()
+            let got = c.batch_or_warn::<B::InnerBackend>(&batch.idx, self.device);
+            if got.is_none() {
+                self.cache = None;
+            }
+            got
         });
         let fresh = cached
             .is_none()
             .then(|| teacher.forward_features(batch.x.clone().inner(), &self.g_eval));
         let teacher_step = match (&cached, &fresh) {
-            (Some(c), _) => TeacherStep {
-                y: c.y.clone(),
-                features: self.loss.kind.needs_features().then_some(&c.features),
-                tcd: c.tcd.as_deref(),
-            },
-            (None, Some((yt, ft))) => TeacherStep {
-                y: yt.clone(),
-                features: Some(ft),
-                tcd: None,
-            },
+            (Some(c), _) => TeacherStep::from_cache(c, self.loss.kind),
+            (None, Some(f)) => TeacherStep::from_forward(f),
             (None, None) => unreachable!("computed when not cached"),
         };
         let mut tally = LossTally::default();

@@ -10,6 +10,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
 use super::{backward_step, LossTally};
+use crate::distill::cache::TeacherBatch;
 use crate::distill::{kd_loss, mse_loss, skd_grads, DistillError, KdInputs, LossConfig, LossKind};
 use crate::model::{Features, GraphKernel, Stgcn};
 
@@ -20,6 +21,27 @@ pub struct TeacherStep<'a, B: Backend> {
     pub y: Tensor<B, 4>,
     pub features: Option<&'a Features<B>>,
     pub tcd: Option<&'a [Vec<f32>]>,
+}
+
+impl<'a, B: Backend> TeacherStep<'a, B> {
+    /// A minibatch's teacher side as the cache gives it: the features only for a loss that
+    /// reads them.
+    pub fn from_cache(c: &'a TeacherBatch<B>, kind: LossKind) -> Self {
+        TeacherStep {
+            y: c.y.clone(),
+            features: kind.needs_features().then_some(&c.features),
+            tcd: c.tcd.as_deref(),
+        }
+    }
+
+    /// A minibatch's teacher side from a teacher forward at this step.
+    pub fn from_forward((y, features): &'a (Tensor<B, 4>, Features<B>)) -> Self {
+        TeacherStep {
+            y: y.clone(),
+            features: Some(features),
+            tcd: None,
+        }
+    }
 }
 
 /// The student's forward pass of a step: its one-step output, or with its hidden features.
