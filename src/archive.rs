@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::exec::RunReport;
+use crate::exec::{RunReport, OUTCOME_FILE};
 use crate::plan::{run_hash, Plan};
 use crate::store::{RunStatus, Store, StoreError};
 
@@ -25,7 +25,6 @@ use crate::store::{RunStatus, Store, StoreError};
 pub const RECORDS: &str = "records";
 /// The folder of run folders next to a store.
 pub const RUNS: &str = "runs";
-const OUTCOME: &str = "outcome.json";
 /// What the store knew of a finished run besides its outcome (its finish time).
 const STORED: &str = "stored.json";
 const RESUME: &str = "resume";
@@ -71,6 +70,31 @@ pub fn beside(store: &Path, name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The file `name` of run `hash` beside the store `store`, read by `parse`: its record's, else
+/// its run folder's. `None` when neither reads or parses.
+pub fn read_run_file<T>(
+    store: &Path,
+    hash: &str,
+    name: &str,
+    parse: impl Fn(&[u8]) -> Option<T>,
+) -> Option<T> {
+    [RECORDS, RUNS].iter().find_map(|folder| {
+        let text = std::fs::read(beside(store, folder).join(hash).join(name)).ok()?;
+        parse(&text)
+    })
+}
+
+/// The commit of the code that computed run `hash` (its outcome's `code_commit`, as the binary
+/// recorded it: a short hash, `-dirty` when its source differed from that commit), from its
+/// record, else its run folder. `None` for a run without an outcome or with an empty commit.
+pub fn code_commit(store: &Path, hash: &str) -> Option<String> {
+    read_run_file(store, hash, OUTCOME_FILE, |text| {
+        let outcome: serde_json::Value = serde_json::from_slice(text).ok()?;
+        let commit = outcome.get("code_commit")?.as_str()?;
+        (!commit.is_empty()).then(|| commit.to_string())
+    })
+}
+
 /// Copy the regular files of `from` (not its sub-folders, hidden files such as the run lock, or
 /// `*.tmp`) into `to`, replacing
 /// files of the same name. Returns the bytes copied.
@@ -107,7 +131,7 @@ fn replace_dir(from: &Path, to: &Path) -> Result<u64, ArchiveError> {
 
 /// A record's outcome, checked against the run it claims to be.
 fn read_outcome(dir: &Path, hash: &str) -> Result<Option<RunReport>, ArchiveError> {
-    let path = dir.join(OUTCOME);
+    let path = dir.join(OUTCOME_FILE);
     let text = match std::fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -402,4 +426,32 @@ pub fn import(
         }
     }
     Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_files_are_read_from_its_record_first_then_its_run_folder() {
+        let dir = std::env::temp_dir().join(format!("stkd-archive-files-{}", std::process::id()));
+        let store = dir.join("stkd.db");
+        let write = |folder: &str, hash: &str, text: &str| {
+            let d = beside(&store, folder).join(hash);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(OUTCOME_FILE), text).unwrap();
+        };
+        write(RUNS, "a", r#"{"code_commit": "run-folder"}"#);
+        assert_eq!(code_commit(&store, "a").as_deref(), Some("run-folder"));
+        write(RECORDS, "a", r#"{"code_commit": "record"}"#);
+        assert_eq!(code_commit(&store, "a").as_deref(), Some("record"));
+        // An empty commit, no field, unreadable JSON or no file: none.
+        write(RECORDS, "b", r#"{"code_commit": ""}"#);
+        write(RUNS, "c", r#"{"config": {}}"#);
+        write(RUNS, "d", "not json");
+        for hash in ["b", "c", "d", "e"] {
+            assert_eq!(code_commit(&store, hash), None, "{hash}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

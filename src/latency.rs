@@ -22,7 +22,7 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{beside, RECORDS, RUNS};
+use crate::archive::{beside, read_run_file, RECORDS, RUNS};
 use crate::backend::DeviceSpec;
 use crate::data::{Dataset, DatasetName};
 use crate::exec::{ExecError, RunReport, OUTCOME_FILE};
@@ -115,9 +115,8 @@ pub fn quartiles(samples: &[f64]) -> (f64, f64, f64) {
 /// The re-timed figure of run `hash` beside the store `store`: its record's [`LATENCY_FILE`],
 /// else its run folder's. `None` when neither exists or reads.
 pub fn read(store: &Path, hash: &str) -> Option<Latency> {
-    [RECORDS, RUNS].iter().find_map(|folder| {
-        let text = std::fs::read(beside(store, folder).join(hash).join(LATENCY_FILE)).ok()?;
-        serde_json::from_slice(&text).ok()
+    read_run_file(store, hash, LATENCY_FILE, |text| {
+        serde_json::from_slice(text).ok()
     })
 }
 

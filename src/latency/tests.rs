@@ -256,7 +256,6 @@ fn the_report_reads_the_re_timed_figure_and_marks_the_recorded_one() {
     let collect = || {
         let st = Store::open_read_only(&store).unwrap();
         let mut data = crate::report::collect(&exp, &plan, st.as_ref()).unwrap();
-        crate::report::collect::attach_latency(&mut data, &store);
         data.name = "table1".into();
         data
     };
@@ -280,7 +279,7 @@ fn the_report_reads_the_re_timed_figure_and_marks_the_recorded_one() {
     // Three repetitions: re-timed, but not a measurement the report judges.
     assert_eq!(kind, crate::report::timing::TimeKind::Retimed);
     assert_eq!(latency.unwrap().runs, 3);
-    let md = crate::report::render_markdown(&crate::report::build_report(&data, "0", "c"));
+    let md = crate::report::render_markdown(&crate::report::build_report(&data, "0"));
     assert!(
         md.contains("R = 3, re-timed beside other runs or with fewer than 20"),
         "{md}"

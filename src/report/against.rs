@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::exec::RunReport;
+use crate::exec::{RunReport, OUTCOME_FILE};
 use crate::experiment::RunConfig;
 use crate::plan::Plan;
 use crate::store::{RunResult, RunStatus, Store};
@@ -102,11 +102,8 @@ impl ResultSet {
                 continue; // written by another code version's schema: nothing to compare
             };
             if let Some(result) = store.result(&row.hash)? {
-                let code_commit = read_outcome_file(
-                    &crate::archive::beside(store.path(), crate::archive::RUNS).join(&row.hash),
-                )
-                .map(|r| r.code_commit)
-                .unwrap_or_default();
+                let code_commit =
+                    crate::archive::code_commit(store.path(), &row.hash).unwrap_or_default();
                 runs.push(PastRun {
                     hash: row.hash,
                     config,
@@ -260,6 +257,7 @@ impl ResultSet {
                     e.device = r.device.clone();
                     e.finished = r.finished;
                     e.result = Some(r.result.clone());
+                    e.code_commit = Some(r.code_commit.clone()).filter(|c| !c.is_empty());
                     commits.insert(r.hash.clone(), r.code_commit.clone());
                 }
                 e
@@ -283,7 +281,7 @@ fn finished_of(stored_json: &[u8]) -> Option<f64> {
 }
 
 fn read_outcome_file(folder: &Path) -> Option<RunReport> {
-    let text = std::fs::read(folder.join("outcome.json")).ok()?;
+    let text = std::fs::read(folder.join(OUTCOME_FILE)).ok()?;
     serde_json::from_slice(&text).ok()
 }
 

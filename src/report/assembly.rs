@@ -50,19 +50,19 @@ pub struct Extras {
 }
 
 /// [`assemble`] with the Pareto section at the default horizon, no searches and no figures.
-pub fn build_report(data: &ReportData, version: &str, commit: &str) -> Report {
+pub fn build_report(data: &ReportData, version: &str) -> Report {
     let extras = Extras {
         pareto: pareto(data, DEFAULT_HORIZON),
         ..Extras::default()
     };
-    assemble(data, version, commit, extras)
+    assemble(data, version, extras)
 }
 
 /// The sections of a report, in order: the header; the paper table named by the experiment
 /// (Table 1 and Table 3 with a metrics table of the same runs beside), or a generic metrics
 /// table; the Pareto front, the searches, the figures; always the run ledger; then the paper's
 /// claims on its table, judged.
-pub fn assemble(data: &ReportData, version: &str, commit: &str, extras: Extras) -> Report {
+pub fn assemble(data: &ReportData, version: &str, extras: Extras) -> Report {
     let table = paper_table(&data.name);
     let mut r = Report::default();
     r.push(Header {
@@ -70,7 +70,7 @@ pub fn assemble(data: &ReportData, version: &str, commit: &str, extras: Extras) 
         description: data.description.clone(),
         file: data.file.clone(),
         table,
-        meta: meta(data, version, commit),
+        meta: meta(data, version),
         searches: extras.search.iter().map(SearchLine::of).collect(),
     });
     match table {

@@ -94,6 +94,8 @@ pub struct RunEntry {
     pub result: Option<RunResult>,
     /// Its test time re-timed alone (`stkd retime`, [`crate::latency`]), if it was.
     pub latency: Option<crate::latency::Latency>,
+    /// The commit of the code that computed a done run, as its outcome records it.
+    pub code_commit: Option<String>,
 }
 
 impl RunEntry {
@@ -117,6 +119,7 @@ impl RunEntry {
             finished: None,
             result: None,
             latency: None,
+            code_commit: None,
         }
     }
 
@@ -201,7 +204,8 @@ impl ReportData {
     }
 }
 
-/// Joins the plan of `exp` with the store (`None`: no store yet, every run is not started).
+/// Joins the plan of `exp` with the store (`None`: no store yet, every run is not started), and
+/// gives each done run what its files beside the store hold ([`attach_run_files`]).
 pub fn collect(
     exp: &Experiment,
     plan: &Plan,
@@ -227,20 +231,26 @@ pub fn collect(
         }
         runs.push(entry);
     }
-    Ok(ReportData {
+    let mut data = ReportData {
         name: exp.name.clone(),
         description: exp.description.clone(),
         file: exp.file.display().to_string(),
         runs,
-    })
+    };
+    if let Some(s) = store {
+        attach_run_files(&mut data, s.path());
+    }
+    Ok(data)
 }
 
-/// Gives each done run of `data` its re-timed test time from beside the store `store`
-/// ([`crate::latency::read`]: its record's `latency.json`, else its run folder's).
-pub fn attach_latency(data: &mut ReportData, store: &std::path::Path) {
+/// Gives each done run of `data` what its files beside the store `store` hold (its record's,
+/// else its run folder's): its re-timed test time ([`crate::latency::read`]) and the commit of
+/// the code that computed it ([`crate::archive::code_commit`]).
+fn attach_run_files(data: &mut ReportData, store: &std::path::Path) {
     for r in &mut data.runs {
         if r.state == RunState::Done {
             r.latency = crate::latency::read(store, &r.hash);
+            r.code_commit = crate::archive::code_commit(store, &r.hash);
         }
     }
 }

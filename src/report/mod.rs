@@ -38,7 +38,8 @@
 //! long format), `table4-runs.csv` (every run), `table4-networks.csv` / `table4-attention.csv`
 //! for Tables 1 / 3, and `table4/*.svg`. The same store gives the same bytes: nothing depends on
 //! the clock, the machine's locale or hash-map order; the only times are the runs' own finish
-//! times. The git commit printed at the top changes with the code, on purpose.
+//! times. The header names the commits of the code that computed the runs (from their outcomes),
+//! not the commit of the code that wrote the report: a new commit alone changes no report.
 
 pub mod against;
 pub mod assembly;
@@ -132,57 +133,10 @@ pub enum ReportError {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub formats: Vec<Format>,
-    /// The commit printed at the top ([`git_commit`] for real reports, fixed in tests).
-    pub commit: String,
     /// Load checkpoints for the prediction and t-SNE figures.
     pub model_figures: bool,
     /// Minutes ahead of the MAE in the Pareto section (15, 30 or 45).
     pub pareto_horizon: u32,
-}
-
-/// The git commit of the code, 12 hex digits: `git rev-parse HEAD` in the crate's source folder
-/// (else the working directory), falling back to reading `.git/HEAD`; `unknown` without git.
-pub fn git_commit() -> String {
-    let dirs = [
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-        PathBuf::from("."),
-    ];
-    for dir in dirs.iter().filter(|d| d.exists()) {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(["rev-parse", "HEAD"])
-            .output();
-        if let Some(o) = out.ok().filter(|o| o.status.success()) {
-            if let Some(c) = short_commit(&String::from_utf8_lossy(&o.stdout)) {
-                return c;
-            }
-        }
-        if let Some(c) = read_head(&dir.join(".git")) {
-            return c;
-        }
-    }
-    "unknown".into()
-}
-
-fn short_commit(s: &str) -> Option<String> {
-    let s = s.trim();
-    (s.len() >= 12 && s.chars().all(|c| c.is_ascii_hexdigit())).then(|| s[..12].to_string())
-}
-
-/// HEAD of a `.git` folder without git: a detached hash, a loose ref or a packed ref.
-fn read_head(git: &Path) -> Option<String> {
-    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
-    let Some(r) = head.trim().strip_prefix("ref:").map(str::trim) else {
-        return short_commit(&head);
-    };
-    if let Ok(loose) = std::fs::read_to_string(git.join(r)) {
-        return short_commit(&loose);
-    }
-    let packed = std::fs::read_to_string(git.join("packed-refs")).ok()?;
-    packed
-        .lines()
-        .find_map(|l| l.strip_suffix(r).map(str::trim).and_then(short_commit))
 }
 
 /// A file-name-safe form of an experiment name.
@@ -212,7 +166,7 @@ fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
 }
 
 /// `stkd report FILE`: load and plan the experiment file (data checksums from `data_dir`, as a
-/// sweep computes them), then [`write_plan_reports`] with the current git commit. Returns the
+/// sweep computes them), then [`write_plan_reports`]. Returns the
 /// files written.
 pub fn write_reports(
     experiment_file: &Path,
@@ -226,7 +180,6 @@ pub fn write_reports(
     let plan = crate::plan::plan_in(&exp, data_dir)?;
     let opts = Options {
         formats: formats.to_vec(),
-        commit: git_commit(),
         model_figures: true,
         pareto_horizon,
     };
@@ -326,8 +279,7 @@ pub fn write_plan_reports(
 ) -> Result<Vec<PathBuf>, ReportError> {
     // Read-only: a report never creates, migrates or writes the store.
     let st = Store::open_read_only(store)?;
-    let mut data = collect(exp, plan, st.as_ref())?;
-    collect::attach_latency(&mut data, store);
+    let data = collect(exp, plan, st.as_ref())?;
     let studies = search::collect_search(plan, st.as_ref())?;
     drop(st);
     let table = runs::paper_table(&data.name);
@@ -371,7 +323,7 @@ pub fn write_plan_reports(
         search: studies,
         figures,
     };
-    let report = assembly::assemble(&data, VERSION, &opts.commit, extras);
+    let report = assembly::assemble(&data, VERSION, extras);
     let mut files = Vec::new();
     if markdown {
         let md = out_dir.join(format!("{stem}.md"));
@@ -414,13 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn commits_and_file_names() {
-        let c = git_commit();
-        assert!(
-            c == "unknown" || (c.len() == 12 && short_commit(&c).is_some()),
-            "{c}"
-        );
-        assert_eq!(short_commit("abc"), None);
+    fn file_names() {
         assert_eq!(file_stem("table4"), "table4");
         assert_eq!(file_stem("a b/c"), "a-b-c");
         assert_eq!(file_stem(""), "report");
@@ -450,7 +396,7 @@ mod tests {
         let data = ReportData::planned_for_tests(
             "name: table4\ndatasets: [pemsd7]\nruns:\n  - {label: t, model: teacher}\n",
         );
-        let mut r = build_report(&data, "0.0.0", "c");
+        let mut r = build_report(&data, "0.0.0");
         let (md, csv) = (render_markdown(&r), render_csv(&r));
         // The one line `assembly::assemble` would get.
         r.push(RunCount(data.runs.len()));
@@ -463,21 +409,5 @@ mod tests {
         with.push(("-count".into(), "runs\n1\n".into()));
         assert_eq!(render_csv(&r), with);
         assert!(csv.iter().any(|(suffix, _)| suffix == "-runs"), "{csv:?}");
-    }
-
-    #[test]
-    fn head_without_git() {
-        let dir = std::env::temp_dir().join(format!("stkd-report-head-{}", std::process::id()));
-        let git = dir.join(".git");
-        std::fs::create_dir_all(git.join("refs/heads")).unwrap();
-        let hash = "0123456789abcdef0123456789abcdef01234567";
-        std::fs::write(git.join("HEAD"), "ref: refs/heads/main\n").unwrap();
-        std::fs::write(git.join("packed-refs"), format!("{hash} refs/heads/main\n")).unwrap();
-        assert_eq!(read_head(&git).as_deref(), Some("0123456789ab"));
-        std::fs::write(git.join("refs/heads/main"), format!("{hash}\n")).unwrap();
-        assert_eq!(read_head(&git).as_deref(), Some("0123456789ab"));
-        std::fs::write(git.join("HEAD"), format!("{hash}\n")).unwrap();
-        assert_eq!(read_head(&git).as_deref(), Some("0123456789ab"));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -2,7 +2,7 @@
 //! which row (by loss kind and model preset, not by label text), our mean ± std over seeds beside
 //! the paper's values. Pure functions of [`ReportData`]: no files, no models, no clocks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::data::DatasetName;
 use crate::distill::LossKind;
@@ -741,17 +741,18 @@ pub struct Meta {
     pub devices: Vec<String>,
     /// Earliest and latest finish time (unix seconds) of the finished or failed runs.
     pub finished: Option<(f64, f64)>,
-    /// `stkd` version.
+    /// `stkd` version of the report's code.
     pub version: String,
-    /// Git commit of the code (or `unknown`).
-    pub commit: String,
+    /// The commits of the code that computed the done runs, each with its number of runs: most
+    /// runs first, then by commit (`unknown` for a run whose outcome names none).
+    pub code_commits: Vec<(String, usize)>,
 }
 
 fn distinct<T: Ord + Clone>(v: impl IntoIterator<Item = T>) -> Vec<T> {
     v.into_iter().collect::<BTreeSet<T>>().into_iter().collect()
 }
 
-pub fn meta(data: &ReportData, version: &str, commit: &str) -> Meta {
+pub fn meta(data: &ReportData, version: &str) -> Meta {
     let runs = &data.runs;
     let times: Vec<f64> = runs.iter().filter_map(|r| r.finished).collect();
     let finished = (!times.is_empty()).then(|| {
@@ -778,8 +779,20 @@ pub fn meta(data: &ReportData, version: &str, commit: &str) -> Meta {
         })),
         finished,
         version: version.to_string(),
-        commit: commit.to_string(),
+        code_commits: code_commits(runs),
     }
+}
+
+/// [`Meta::code_commits`] of `runs`.
+fn code_commits(runs: &[RunEntry]) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in runs.iter().filter(|r| r.done().is_some()) {
+        let commit = r.code_commit.clone().unwrap_or_else(|| "unknown".into());
+        *counts.entry(commit).or_default() += 1;
+    }
+    let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
 }
 
 /// A figure (or the reason it is missing) linked from the Markdown.
@@ -826,6 +839,23 @@ mod tests {
             e.result = Some(crate::store::RunResult::default());
         }
         d
+    }
+
+    #[test]
+    fn code_commits_count_done_runs_most_first() {
+        let mut d = entries(
+            "name: t\ndatasets: [pemsd7]\ndefaults: {seeds: [1, 2, 3, 4, 5]}\nruns:\n  \
+             - {label: s, model: student}\n",
+        );
+        let commits = [Some("bbb"), Some("aaa"), Some("bbb"), None, Some("ccc")];
+        for (e, c) in d.runs.iter_mut().zip(commits) {
+            e.code_commit = c.map(String::from);
+        }
+        d.runs[4].state = RunState::Failed; // not counted: only done runs were computed
+        let m = meta(&d, "1.0");
+        let want = [("bbb", 2), ("aaa", 1), ("unknown", 1)];
+        let want: Vec<(String, usize)> = want.iter().map(|(c, n)| (c.to_string(), *n)).collect();
+        assert_eq!(m.code_commits, want);
     }
 
     #[test]

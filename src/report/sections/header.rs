@@ -1,6 +1,6 @@
 //! The top of a report: its title, the experiment's description and the facts about its runs
 //! (experiment file, paper table, run counts, search trials, data sets, epochs, seeds, devices,
-//! finish times, `stkd` version and commit). Markdown only.
+//! finish times, the commits that computed the runs, `stkd` version). Markdown only.
 
 use std::fmt::Write;
 
@@ -125,6 +125,17 @@ fn meta_md(s: &mut String, r: &Header) {
         Some((a, b)) => format!("{} to {}", utc(a), utc(b)),
     };
     let _ = writeln!(s, "- **Runs finished:** {finished}");
-    let _ = writeln!(s, "- **stkd:** {}, commit `{}`", m.version, m.commit);
+    let commits = if m.code_commits.is_empty() {
+        "none yet".to_string()
+    } else {
+        let each: Vec<String> = m
+            .code_commits
+            .iter()
+            .map(|(c, n)| format!("`{c}` ({n} {})", if *n == 1 { "run" } else { "runs" }))
+            .collect();
+        each.join(", ")
+    };
+    let _ = writeln!(s, "- **Runs computed at commit:** {commits}");
+    let _ = writeln!(s, "- **Report made by:** stkd {}", m.version);
     s.push('\n');
 }
