@@ -84,6 +84,15 @@ pub fn read_run_file<T>(
     })
 }
 
+/// Whether run `hash` has a finished record beside the store `store` (its `outcome.json` in
+/// `records/<hash>/`): a sweep takes it from there ([`import`]) instead of computing it.
+pub fn is_recorded(store: &Path, hash: &str) -> bool {
+    beside(store, RECORDS)
+        .join(hash)
+        .join(OUTCOME_FILE)
+        .is_file()
+}
+
 /// The commit of the code that computed run `hash` (its outcome's `code_commit`, as the binary
 /// recorded it: a short hash, `-dirty` when its source differed from that commit), from its
 /// record, else its run folder. `None` for a run without an outcome or with an empty commit.

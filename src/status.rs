@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::experiment::Experiment;
 use crate::plan::Plan;
-use crate::report::collect::collect;
+use crate::report::collect::{collect, RunState};
 use crate::report::paper::MAE;
 use crate::report::runs::test_metric;
 use crate::schedule::slurm::job_status;
@@ -19,7 +19,8 @@ pub struct StatusRow {
     /// `label dataset [variant]` for a planned run; the store's label otherwise.
     pub run: String,
     pub dataset: String,
-    /// Its state (`not registered` when the store does not know it).
+    /// Its state (`not registered` when the store does not know it; `recorded` when a record
+    /// finishes a run the store has not done, [`PlanState::Recorded`]).
     pub status: String,
     pub hash: String,
     pub device: Option<String>,
@@ -90,12 +91,13 @@ pub fn of_experiment(
             Some(s) => s.run(&entry.hash)?,
             None => None,
         };
-        out.push(row_of(
-            store,
-            entry.display_name(),
-            entry.hash.clone(),
-            row,
-        )?);
+        let state =
+            store.map(|s| plan_state(s.path(), &entry.hash, row.as_ref().map(|r| r.status)));
+        let mut status = row_of(store, entry.display_name(), entry.hash.clone(), row)?;
+        if state == Some(PlanState::Recorded) {
+            status.status = PlanState::Recorded.as_str().to_string();
+        }
+        out.push(status);
     }
     if let Some(s) = store {
         for st in &plan.studies {
@@ -118,6 +120,69 @@ pub fn of_store(store: &Store) -> Result<Vec<StatusRow>, StoreError> {
         .collect()
 }
 
+/// Where a planned run stands before a sweep starts: what the store says of it, unless a record
+/// finishes a run the store does not know or holds as pending (a sweep takes it from there
+/// first, [`crate::archive::import`]), else new. The
+/// dry run's plan, its machine-time estimate and `stkd status FILE` read runs this one way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanState {
+    /// What the store says of it (a run not pending stays as it is, whatever the records hold).
+    Stored(RunStatus),
+    /// Unknown to the store or pending there, finished in its record: done without computing.
+    Recorded,
+    /// Neither in the store nor recorded.
+    New,
+}
+
+impl PlanState {
+    /// Done in the store or in its record: a sweep computes nothing for it.
+    pub fn is_done(self) -> bool {
+        matches!(
+            self,
+            PlanState::Stored(RunStatus::Done) | PlanState::Recorded
+        )
+    }
+
+    /// Failed or skipped in the store: a sweep keeps it unless `--retry-failed`.
+    pub fn is_kept(self) -> bool {
+        matches!(self, PlanState::Stored(s) if RunState::from(s).is_kept())
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanState::Stored(s) => s.as_str(),
+            PlanState::Recorded => "recorded",
+            PlanState::New => "new",
+        }
+    }
+}
+
+/// The [`PlanState`] of each of `hashes` from the store at `store` and the records beside it,
+/// read without creating or writing anything.
+pub fn plan_states(
+    store: &std::path::Path,
+    hashes: &[String],
+) -> Result<Vec<PlanState>, StoreError> {
+    let rows = stored_rows(store, hashes)?;
+    Ok(hashes
+        .iter()
+        .zip(rows)
+        .map(|(hash, row)| plan_state(store, hash, row.map(|r| r.status)))
+        .collect())
+}
+
+/// As [`crate::archive::import`] decides: a record finishes a run the store does not know or
+/// holds as pending; a run done, running, failed or skipped stays as the store has it.
+fn plan_state(store: &std::path::Path, hash: &str, stored: Option<RunStatus>) -> PlanState {
+    match stored {
+        None | Some(RunStatus::Pending) if crate::archive::is_recorded(store, hash) => {
+            PlanState::Recorded
+        }
+        Some(s) => PlanState::Stored(s),
+        None => PlanState::New,
+    }
+}
+
 /// What the store at `store` has of each of `hashes` (`None` for a run it does not know, and
 /// for every run when there is no store yet), read without creating or writing anything.
 pub fn stored_rows(
@@ -128,4 +193,40 @@ pub fn stored_rows(
         return Ok(vec![None; hashes.len()]);
     };
     hashes.iter().map(|h| s.run(h)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_finishes_a_run_the_store_has_not_done() {
+        let dir = std::env::temp_dir().join(format!("stkd-plan-state-{}", std::process::id()));
+        let store = dir.join("stkd.db");
+        let record = dir.join("records").join("r");
+        std::fs::create_dir_all(&record).unwrap();
+        std::fs::write(record.join(crate::exec::OUTCOME_FILE), "{}").unwrap();
+        let state = |hash, stored| plan_state(&store, hash, stored);
+        // Recorded: a run unknown to the store or pending there; any other stays the store's
+        // (the import leaves it alone).
+        for stored in [None, Some(RunStatus::Pending)] {
+            assert_eq!(state("r", stored), PlanState::Recorded, "{stored:?}");
+        }
+        for s in [RunStatus::Done, RunStatus::Running, RunStatus::Failed] {
+            assert_eq!(state("r", Some(s)), PlanState::Stored(s));
+        }
+        let done = PlanState::Stored(RunStatus::Done);
+        assert!(done.is_done() && PlanState::Recorded.is_done());
+        // Not recorded: the store's state, else new.
+        let failed = state("x", Some(RunStatus::Failed));
+        assert_eq!(failed, PlanState::Stored(RunStatus::Failed));
+        assert!(failed.is_kept() && !failed.is_done());
+        assert_eq!(state("x", None), PlanState::New);
+        assert!(!PlanState::New.is_done() && !PlanState::New.is_kept());
+        assert_eq!(
+            [PlanState::Recorded, PlanState::New, done].map(PlanState::as_str),
+            ["recorded", "new", "done"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -68,6 +68,19 @@ fn a_fresh_clone_with_the_records_recomputes_nothing_and_reports_the_same_bytes(
     let b = tmp("archive-b");
     copy_tree(&a.join("records"), &b.join("records"));
     let store_b = b.join("stkd.db");
+    // Its dry run already counts the recorded runs as done, in the plan and in the estimate, and
+    // creates nothing.
+    let out = sweep(&file, &store_b, &["--dry-run"]);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{plan}");
+    assert!(
+        plan.contains("2 runs, 2 already done (2 in the records only"),
+        "{plan}"
+    );
+    assert!(plan.contains("| recorded |"), "{plan}");
+    assert!(plan.contains("2 finished runs took"), "{plan}");
+    assert!(plan.contains("0 runs left"), "{plan}");
+    assert!(!store_b.exists());
     let out = sweep(&file, &store_b, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");

@@ -15,9 +15,9 @@ use stkd::data::DatasetName;
 use stkd::exec::{self, RunReport};
 use stkd::experiment::RunConfig;
 use stkd::experiment::{is_slurm_mem, is_slurm_time, ExecutorKind, ExecutorSpec, SlurmOptions};
-use stkd::report::collect::RunState;
 use stkd::schedule::{self, RunEvent, SweepEvent};
-use stkd::store::{RunRow, RunStatus, Store};
+use stkd::status::PlanState;
+use stkd::store::{RunStatus, Store};
 use stkd::with_backend;
 
 #[derive(Args)]
@@ -267,7 +267,7 @@ pub(crate) struct PlannedRow<'a> {
 
 pub(crate) fn print_plan(plan: &stkd::plan::Plan, store: &Path, json: bool) -> Result<()> {
     let hashes: Vec<String> = plan.jobs.iter().map(|j| j.hash.clone()).collect();
-    let rows = stkd::status::stored_rows(store, &hashes)?;
+    let states = stkd::status::plan_states(store, &hashes)?;
     let name_of = |h: &str| {
         plan.jobs
             .iter()
@@ -278,15 +278,13 @@ pub(crate) fn print_plan(plan: &stkd::plan::Plan, store: &Path, json: bool) -> R
     let planned: Vec<PlannedRow> = plan
         .jobs
         .iter()
-        .zip(&rows)
-        .map(|(j, r)| PlannedRow {
+        .zip(&states)
+        .map(|(j, s)| PlannedRow {
             hash: &j.hash,
             label: &j.label,
             variant: &j.variant,
             dataset: j.config.dataset,
-            status: r
-                .as_ref()
-                .map_or("new".to_string(), |r| r.status.to_string()),
+            status: s.as_str().to_string(),
             waits_for: j.deps.iter().map(String::as_str).collect(),
             config: &j.config,
         })
@@ -317,20 +315,20 @@ pub(crate) fn print_plan(plan: &stkd::plan::Plan, store: &Path, json: bool) -> R
                 .join(", "),
         })
         .collect();
-    let state = |r: &Option<RunRow>| r.as_ref().map(|r| RunState::from(r.status));
-    let done = rows
-        .iter()
-        .filter(|r| state(r) == Some(RunState::Done))
-        .count();
-    let kept = rows
-        .iter()
-        .filter(|r| state(r).is_some_and(RunState::is_kept))
-        .count();
+    let count = |f: fn(&PlanState) -> bool| states.iter().filter(|s| f(s)).count();
+    let done = count(|s| s.is_done());
+    let recorded = count(|s| *s == PlanState::Recorded);
+    let kept = count(|s| s.is_kept());
     println!(
-        "plan of {}: {} runs, {} already done, {} to run{} (store {})",
+        "plan of {}: {} runs, {} already done{}, {} to run{} (store {})",
         plan.name,
         planned.len(),
         done,
+        if recorded > 0 {
+            format!(" ({recorded} in the records only: a sweep takes them from there)")
+        } else {
+            String::new()
+        },
         planned.len() - done - kept,
         if kept > 0 {
             format!(", {kept} failed or skipped (kept; `--retry-failed` runs them again)")

@@ -22,6 +22,7 @@ use crate::plan::Plan;
 use crate::report::against::ResultSet;
 use crate::report::collect::{ReportData, RunState};
 use crate::report::ReportError;
+use crate::status::{plan_states, PlanState};
 use crate::store::Store;
 
 /// Recorded and estimated machine time of an experiment's runs.
@@ -86,13 +87,18 @@ pub fn of_plan(exp: &Experiment, plan: &Plan, store: &Path) -> Result<Estimate, 
     if records.is_dir() {
         known.extend_missing(ResultSet::from_records(&records)?);
     }
+    drop(opened);
     let (mut data, _) = known.join(plan, &exp.name, "", "");
-    // What the store says of the runs not finished (failed ones are kept by a sweep).
-    if let Some(st) = &opened {
-        for r in data.runs.iter_mut().filter(|r| r.done().is_none()) {
-            if let Some(row) = st.run(&r.hash)? {
-                r.state = RunState::from(row.status);
-            }
+    // Done or left as a sweep would see it ([`plan_states`]: a run found above only by its
+    // configuration, under another hash, is computed again; failed ones are kept).
+    let hashes: Vec<String> = plan.jobs.iter().map(|j| j.hash.clone()).collect();
+    for (r, s) in data.runs.iter_mut().zip(plan_states(store, &hashes)?) {
+        if !s.is_done() {
+            r.result = None;
+            r.state = match s {
+                PlanState::Stored(status) => RunState::from(status),
+                PlanState::Recorded | PlanState::New => RunState::NotRegistered,
+            };
         }
     }
     let recorded: Vec<Recorded> = known
