@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::exec::{RunReport, OUTCOME_FILE};
 use crate::plan::{run_hash, Plan};
+use crate::resume::{ResumeDir, DIR as RESUME};
 use crate::store::{RunStatus, Store, StoreError};
 
 /// The folder of records next to a store.
@@ -27,7 +28,6 @@ pub const RECORDS: &str = "records";
 pub const RUNS: &str = "runs";
 /// What the store knew of a finished run besides its outcome (its finish time).
 const STORED: &str = "stored.json";
-const RESUME: &str = "resume";
 /// A search trial's numbering (and a pruned trial's curve) in its record.
 const TRIAL: &str = "trial.json";
 /// The worker name under which imported runs are recorded.
@@ -91,6 +91,15 @@ pub fn is_recorded(store: &Path, hash: &str) -> bool {
         .join(hash)
         .join(OUTCOME_FILE)
         .is_file()
+}
+
+/// The curve so far of run `hash`'s resume checkpoint ([`ResumeDir::curve`]), from its record,
+/// else its run folder: what an unfinished run has trained, the same on every clone of the
+/// records.
+pub fn checkpoint_curve(store: &Path, hash: &str) -> Option<Vec<crate::store::EpochRow>> {
+    [RECORDS, RUNS]
+        .iter()
+        .find_map(|folder| ResumeDir::new(&beside(store, folder).join(hash)).curve())
 }
 
 /// The commit of the code that computed run `hash` (its outcome's `code_commit`, as the binary
@@ -259,7 +268,7 @@ fn export_run(
             std::fs::remove_dir_all(&stale).map_err(io(&stale))?;
         }
         sum.finished += 1;
-    } else if run_dir.join(RESUME).join("state.json").exists() {
+    } else if run_dir.join(RESUME).join(crate::resume::STATE).exists() {
         sum.bytes += replace_dir(&run_dir.join(RESUME), &record.join(RESUME))?;
         sum.in_progress += 1;
     }
@@ -408,7 +417,7 @@ pub fn import(
                         Some(t) => store.finish_at(hash, IMPORT_WORKER, &result, t)?,
                         None => store.finish(hash, IMPORT_WORKER, &result)?,
                     }
-                    crate::resume::ResumeDir::new(&run_dir).remove();
+                    ResumeDir::new(&run_dir).remove();
                 }
                 Err(e) => {
                     store.release(hash, IMPORT_WORKER)?;
@@ -461,6 +470,34 @@ mod tests {
         for hash in ["b", "c", "d", "e"] {
             assert_eq!(code_commit(&store, hash), None, "{hash}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unfinished_runs_curve_is_its_recorded_checkpoints() {
+        let dir = std::env::temp_dir().join(format!("stkd-archive-curve-{}", std::process::id()));
+        let store = dir.join("stkd.db");
+        let write = |folder: &str, epochs: u32| {
+            let d = beside(&store, folder).join("t").join(RESUME);
+            std::fs::create_dir_all(&d).unwrap();
+            let curve: Vec<serde_json::Value> = (1..=epochs)
+                .map(|e| {
+                    serde_json::json!({"epoch": e, "lr": 1e-3, "train_loss": 0.1,
+                                       "val_mae": 3.0, "seconds": 2.0})
+                })
+                .collect();
+            let manifest = serde_json::json!({"key": "k", "epoch": epochs, "files": {},
+                                              "state": {"curve": curve, "seconds": 9.0}});
+            std::fs::write(d.join(crate::resume::STATE), manifest.to_string()).unwrap();
+        };
+        assert_eq!(checkpoint_curve(&store, "t"), None);
+        write(RUNS, 7);
+        assert_eq!(checkpoint_curve(&store, "t").unwrap().len(), 7);
+        // The record's checkpoint wins over a run folder that went on since the export.
+        write(RECORDS, 5);
+        let curve = checkpoint_curve(&store, "t").unwrap();
+        assert_eq!(curve.len(), 5);
+        assert_eq!(curve.iter().map(|e| e.seconds).sum::<f64>(), 10.0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

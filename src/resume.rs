@@ -28,8 +28,10 @@ use burn::tensor::{Bool, Int, Tensor};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-const DIR: &str = "resume";
-const STATE: &str = "state.json";
+/// The resume folder's name inside a run folder.
+pub const DIR: &str = "resume";
+/// Its manifest: the configuration key, the epoch, the files and the trainer's state.
+pub const STATE: &str = "state.json";
 
 /// A checkpoint that could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -328,6 +330,24 @@ impl ResumeDir {
 
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// The training curve so far of the checkpoint here (the trainer's and the pruning loop's
+    /// states both keep it as `curve`), whatever configuration it belongs to; `None` without a
+    /// readable checkpoint.
+    pub fn curve(&self) -> Option<Vec<crate::store::EpochRow>> {
+        #[derive(Deserialize)]
+        struct State {
+            curve: Vec<crate::store::EpochRow>,
+        }
+        #[derive(Deserialize)]
+        struct Manifest {
+            state: State,
+        }
+        let text = std::fs::read(self.dir.join(STATE)).ok()?;
+        serde_json::from_slice::<Manifest>(&text)
+            .ok()
+            .map(|m| m.state.curve)
     }
 
     /// The current checkpoint, if one was committed under `key`. A checkpoint of another key

@@ -10,7 +10,7 @@
 //! - [`paper`]: the paper's values (`paper/*.csv`, embedded).
 //! - [`timing`]: which test time a run shows (re-timed alone by `stkd retime`, or recorded
 //!   during training: not a measurement) and latency against FLOPs; [`table1_claims`]: Table
-//!   1's §4.1 claims judged.
+//!   1's §4.4 claims judged.
 //! - [`runs`]: what every section says about one run (its name in the paper's tables, pruning
 //!   settings, hyperparameters, test metrics), so sections need not import each other.
 //! - [`verdicts`]: the paper's claims judged; [`pareto`]: error against size and latency;

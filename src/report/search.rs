@@ -1,5 +1,6 @@
 //! The search section of a report: for each study of the experiment (a searched run on one
-//! dataset), its trials as the store holds them, the best ones beside the paper's Table 6
+//! dataset), its trials as the store holds them (an unfinished trial as far as its recorded
+//! checkpoint goes), the best ones beside the paper's Table 6
 //! weights, the machine time the pruner saved, a CSV of every trial and a chart (the objective
 //! over the trials with the best so far, and against each searched value).
 
@@ -129,7 +130,14 @@ pub fn collect_search(plan: &Plan, store: Option<&Store>) -> Result<Vec<StudyRep
         };
         for t in store.trials(&st.key)? {
             let values = values_of(&t).unwrap_or_default();
-            let epochs = store.epochs(&t.hash)?;
+            // A finished or pruned trial's curve is the store's; an unfinished one's is its
+            // checkpoint's (record first), so that every clone of the records reports it alike.
+            let epochs = match t.status {
+                RunStatus::Pending | RunStatus::Running => {
+                    crate::archive::checkpoint_curve(store.path(), &t.hash).unwrap_or_default()
+                }
+                _ => store.epochs(&t.hash)?,
+            };
             let planned = store
                 .run(&t.hash)?
                 .and_then(|r| serde_json::from_str::<RunConfig>(&r.config_json).ok())

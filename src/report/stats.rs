@@ -15,6 +15,13 @@
 //!
 //! The 95 % two-sided interval is `diff ± t(0.975, df) · se`. A difference whose whole interval
 //! lies below zero is **lower**, above zero **higher**, otherwise **within noise**.
+//!
+//! Several comparisons asked together (a claim's k cells): the chance that at least one of k
+//! 95 % intervals excludes zero when nothing differs grows with k (up to 1 − 0.95ᵏ). Asking
+//! whether *any* of them is higher is answered at [`family_confidence`]`(k)` per comparison
+//! (Bonferroni; for "is any one beyond noise", Holm's procedure decides the same), so that
+//! question is wrong at most 5 % of the time however many cells it spans. Asking whether *all*
+//! of them are lower needs no correction (each must pass at 95 %).
 
 /// Two-sided confidence level of every interval the reports print.
 pub const CONFIDENCE: f64 = 0.95;
@@ -129,15 +136,7 @@ pub fn compare(a: &[(u64, f64)], b: &[(u64, f64)]) -> Comparison {
         (Test::Welch, 0, diff, se, df, spread)
     };
     let half_width = t_quantile(0.5 + CONFIDENCE / 2.0, df) * se;
-    let sign = if !diff.is_finite() || !half_width.is_finite() {
-        Sign::WithinNoise
-    } else if diff + half_width < 0.0 {
-        Sign::Lower
-    } else if diff - half_width > 0.0 {
-        Sign::Higher
-    } else {
-        Sign::WithinNoise
-    };
+    let sign = sign_of(diff, half_width);
     Comparison::Judged(Judged {
         test,
         pairs,
@@ -148,6 +147,37 @@ pub fn compare(a: &[(u64, f64)], b: &[(u64, f64)]) -> Comparison {
         sign,
         spread,
     })
+}
+
+/// The sign of a difference with an interval of `half_width` either side.
+fn sign_of(diff: f64, half_width: f64) -> Sign {
+    if !diff.is_finite() || !half_width.is_finite() {
+        Sign::WithinNoise
+    } else if diff + half_width < 0.0 {
+        Sign::Lower
+    } else if diff - half_width > 0.0 {
+        Sign::Higher
+    } else {
+        Sign::WithinNoise
+    }
+}
+
+/// The two-sided confidence of each of `k` comparisons asked together, so that "is any of
+/// them beyond noise" is wrong at most `1 − CONFIDENCE` of the time: `1 − 0.05 / k`.
+pub fn family_confidence(k: usize) -> f64 {
+    1.0 - (1.0 - CONFIDENCE) / k.max(1) as f64
+}
+
+impl Judged {
+    /// Half-width of the interval at two-sided `confidence` (`half_width` at [`CONFIDENCE`]).
+    pub fn half_width_at(&self, confidence: f64) -> f64 {
+        t_quantile(0.5 + confidence / 2.0, self.df) * self.se
+    }
+
+    /// The sign at two-sided `confidence` (`sign` at [`CONFIDENCE`]).
+    pub fn sign_at(&self, confidence: f64) -> Sign {
+        sign_of(self.diff, self.half_width_at(confidence))
+    }
 }
 
 /// How many seeds per side a comparison would need to resolve a true difference of `target`
@@ -437,6 +467,36 @@ mod tests {
             }
         );
         assert_eq!(compare(&[], &[(1, 3.0)]), Comparison::Empty);
+    }
+
+    #[test]
+    fn a_family_of_comparisons_widens_each_interval() {
+        assert_eq!(family_confidence(1), CONFIDENCE);
+        assert!(close(family_confidence(9), 1.0 - 0.05 / 9.0, 1e-15));
+        // Seeds 1-3, every difference about +1 with a small spread: higher at 95 %.
+        let a = [(1, 2.0), (2, 2.1), (3, 1.9)];
+        let b = [(1, 1.0), (2, 1.05), (3, 0.95)];
+        let Comparison::Judged(j) = compare(&a, &b) else {
+            panic!("judged")
+        };
+        assert_eq!(j.sign, Sign::Higher);
+        assert_eq!(j.sign_at(CONFIDENCE), j.sign);
+        assert!(close(j.half_width_at(CONFIDENCE), j.half_width, 1e-12));
+        // Two degrees of freedom: t(1 − 0.05 / 18, 2) = 13.3604 (scipy) for 9 cells.
+        assert!(close(
+            j.half_width_at(family_confidence(9)),
+            13.3604 * j.se,
+            1e-3
+        ));
+        // Differences 1.0, 0.8, 1.2: diff / se = 8.66, above t(0.975, 2) = 4.30 and
+        // t(1 − 0.05 / 4, 2) = 6.21 (2 cells), below 13.36 (9 cells).
+        let a = [(1, 2.0), (2, 1.85), (3, 2.15)];
+        let Comparison::Judged(w) = compare(&a, &b) else {
+            panic!("judged")
+        };
+        assert_eq!(w.sign, Sign::Higher);
+        assert_eq!(w.sign_at(family_confidence(2)), Sign::Higher);
+        assert_eq!(w.sign_at(family_confidence(9)), Sign::WithinNoise);
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! hold (two or more; a side's other seeds are left out of it), Welch's t otherwise, a 95 %
 //! interval of `better − worse`; a side with a single seed is never judged. A cell **holds** when its interval lies below zero, is **against** the
 //! claim when it lies above zero, and is **within noise** otherwise. A claim holds when every
-//! cell holds, does not hold when any cell is against it, and is within noise otherwise; the
-//! counts are printed.
+//! cell holds; it does not hold when a cell is against it beyond the correction for the claim's
+//! k judged cells (its interval at [`stats::family_confidence`]`(k)` lies above zero: wrong at
+//! most 5 % of the time when nothing differs, however many cells the claim spans); otherwise it
+//! is within noise. The counts are printed, cells against at 95 % alone among them.
 //!
 //! Both sides must be trained alike: the same optimiser steps (epochs, minibatches per epoch and
 //! batch size), learning-rate schedule and optimiser, pruning schedule included. Where the
@@ -177,11 +179,12 @@ fn join_and(items: &[&str]) -> String {
     }
 }
 
-const T2: &str = "§4.2, on Table 2";
-const T4: &str = "§4.2, on Table 4";
-const T5: &str = "§4.2, ablation study (Table 5)";
-const T7: &str = "§4.3, on Table 7";
-const T8: &str = "§4.3, on Table 8";
+const T2: &str = "§4.4, on Table 2";
+const T4: &str = "§4.4, on Table 4";
+const T5: &str = "§4.4, ablation study (Table 5)";
+const T7: &str = "§4.5, on Table 7";
+const T7_AIM: &str = "§4.5, its aim (Table 7)";
+const T8: &str = "§4.5, on Table 8";
 
 /// The claims about Table `table`: the paper's (its Section 4 text), in the table's model names,
 /// then ours.
@@ -315,6 +318,14 @@ pub fn claims(table: u8) -> Vec<Claim> {
             let pruned = || side("Student W pruning algorithm");
             let preset = || side("Student W/O pruning algorithm");
             vec![
+                // The section's aim, over every metric and horizon on both data sets.
+                Builder::paper(
+                    T7_AIM,
+                    "The goal is to showcase that a consciously pruned student network, guided \
+                     by Algorithm 1, exhibits superior learning capabilities compared to a \
+                     predetermined student network used in knowledge distillation.",
+                )
+                .claim(pruned(), preset()),
                 Builder::paper(
                     T7,
                     "the student model without the pruning algorithm, which retained about 3% of \
@@ -340,10 +351,14 @@ pub fn claims(table: u8) -> Vec<Claim> {
         8 => {
             let d7 = Builder::paper(
                 T8,
-                "at a pruning level of 25%, pruned W L_STCD achieves lower MAPE values [...] \
-                 Similar trends are observed at higher pruning levels of 50% and 75%, where \
-                 pruned W L_STCD consistently outperforms pruned W/O KD across all evaluation \
-                 metrics.",
+                "In the PeMSD7 dataset, our proposed pruned W L_STCD (pruned with L_STCD) \
+                 consistently exhibits superior performance compared to the pruned W/O KD \
+                 (without knowledge distillation) approach. This superiority is evident in \
+                 metrics such as mean absolute percentage error (MAPE), mean absolute error \
+                 (MAE), and root mean square error (RMSE) across different time intervals (15 \
+                 min, 30 min, and 45 min). [...] Similar trends are observed at higher pruning \
+                 levels of 50% and 75%, where pruned W L_STCD consistently outperforms pruned \
+                 W/O KD across all evaluation metrics.",
             )
             .on(Pemsd7);
             let d8 = Builder::paper(
@@ -377,29 +392,26 @@ fn each_loss() -> Builder {
     )
 }
 
-/// Ours: `better` against the W/O KD student tuned with about one STCD student's training time
-/// ([`TUNED`]), every metric at every horizon, whatever either side's training length.
+/// Ours: `better` against the W/O KD student tuned by a search ([`TUNED`]), every metric at
+/// every horizon. The one exception to "trained alike", on purpose: the tuned student keeps the
+/// epochs, batch and schedule its search chose.
 fn against_tuned(better: Side) -> Claim {
-    let compute = if better.model == "Student STCD" {
-        "the same compute"
-    } else {
-        "one STCD student's compute"
-    };
     let tuned = Side {
         label: Some(TUNED),
         ..side("Student W/O KD")
     };
     let mut c = Builder::ours(
-        "is distillation worth its cost, or would the same compute spent tuning the plain \
-         student do as well? (the W/O KD student's lr, batch, decay and epochs searched with \
-         a budget set by one STCD student's recorded training time, before the teacher cache \
-         made STCD cheaper: experiments/search-wo-kd-tuned.yaml says what it spent; README and \
-         BENCHMARKS compare the two at today's speeds)",
+        "is distillation worth its cost, or would tuning the plain student do as well? (the \
+         W/O KD student's lr, batch, decay and epochs searched with a budget of about one STCD \
+         student's recorded training time before the teacher cache made STCD cheaper, about \
+         three STCD students at today's speeds: experiments/search-wo-kd-tuned.yaml, README, \
+         BENCHMARKS; the tuned student is not trained alike, on purpose: it keeps the epochs, \
+         batch and schedule the search chose)",
     )
     .claim(better, tuned);
     c.text = format!(
-        "{} beats a W/O KD student tuned with {compute} (lower MAPE, MAE and RMSE at 15, 30 and \
-         45 min)",
+        "{} beats the W/O KD student tuned by a search, trained as the search chose (lower \
+         MAPE, MAE and RMSE at 15, 30 and 45 min)",
         describe(&c.better)
     );
     c
@@ -426,6 +438,9 @@ pub struct Cell {
     /// Seeds per side that would resolve the paper's difference at the spread measured here
     /// (within-noise cells only; `None` beyond [`RESOLVE_LIMIT`] or without a paper value).
     pub seeds_to_resolve: Option<usize>,
+    /// Half-width of the cell's interval corrected for the claim's judged cells
+    /// ([`stats::family_confidence`]); `None` for a cell not judged.
+    pub family_half_width: Option<f64>,
 }
 
 impl Cell {
@@ -442,6 +457,15 @@ impl Cell {
         match &self.comparison {
             Comparison::Judged(j) => Some(j),
             _ => None,
+        }
+    }
+
+    /// Against the claim even at the claim's corrected level: its corrected interval lies
+    /// above zero.
+    pub fn against_beyond_correction(&self) -> bool {
+        match (self.judged(), self.family_half_width) {
+            (Some(j), Some(w)) => j.diff - w > 0.0,
+            _ => false,
         }
     }
 }
@@ -480,6 +504,18 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// How many cells are against the claim beyond the claim's correction, and how many cells
+    /// the correction is for (the judged ones).
+    pub fn against_beyond_correction(&self) -> (usize, usize) {
+        let k = self.cells.iter().filter(|c| c.judged().is_some()).count();
+        let n = self
+            .cells
+            .iter()
+            .filter(|c| c.against_beyond_correction())
+            .count();
+        (n, k)
+    }
+
     /// How many cells hold, are against, are within noise.
     pub fn counts(&self) -> (usize, usize, usize) {
         let n = |o: CellOutcome| self.cells.iter().filter(|c| c.outcome == o).count();
@@ -512,8 +548,14 @@ impl Verdict {
             Some(Test::Welch) => ", Welch".to_string(),
             None => String::new(),
         };
+        let (beyond, k) = self.against_beyond_correction();
+        let against = if a > 0 && k > 1 {
+            format!("{a} against ({beyond} beyond the correction for {k} cells)")
+        } else {
+            format!("{a} against")
+        };
         let qual = format!(
-            " (n = {} vs {}{test}): {h} hold, {a} against, {w} within noise",
+            " (n = {} vs {}{test}): {h} hold, {against}, {w} within noise",
             self.seeds.0, self.seeds.1
         );
         match &self.outcome {
@@ -691,8 +733,15 @@ pub fn verdicts(data: &ReportData, table: u8) -> Vec<Verdict> {
                             outcome,
                             paper_diff,
                             seeds_to_resolve,
+                            family_half_width: None,
                         });
                     }
+                }
+                let k = cells.iter().filter(|x| x.judged().is_some()).count();
+                for x in &mut cells {
+                    x.family_half_width = x
+                        .judged()
+                        .map(|j| j.half_width_at(stats::family_confidence(k)));
                 }
                 if seeds.0 < 2 || seeds.1 < 2 {
                     let mut why = Vec::new();
@@ -703,7 +752,7 @@ pub fn verdicts(data: &ReportData, table: u8) -> Vec<Verdict> {
                         why.push(to_settle(&c.worse, &worse));
                     }
                     Outcome::NotJudged(why.join("; "))
-                } else if cells.iter().any(|x| x.outcome == CellOutcome::Against) {
+                } else if cells.iter().any(Cell::against_beyond_correction) {
                     Outcome::DoesNotHold
                 } else if !cells.is_empty() && cells.iter().all(|x| x.outcome == CellOutcome::Holds)
                 {
@@ -905,6 +954,53 @@ mod tests {
     }
 
     #[test]
+    fn cells_against_at_95_percent_alone_leave_a_claim_within_noise() {
+        // STCD above W/O KD by 1.0, 0.8, 1.2 at seeds 1-3 (diff / se = 8.66) on each of the
+        // claim's 4 cells: against at 95 % (t = 4.30) but not beyond the correction for 4 cells
+        // (t(1 − 0.05 / 8, 2) = 8.86); by 1.0, 1.05, 0.95 (diff / se = 34.6): beyond it.
+        for (gap, beyond) in [([1.0, 0.8, 1.2], false), ([1.0, 1.05, 0.95], true)] {
+            let data = done_runs(
+                "name: table4\ndatasets: [pemsd7]\ndefaults: {epochs: 5, seeds: [1, 2, 3]}\nruns:\n  \
+                 - {label: teacher, model: teacher, seeds: [1]}\n  \
+                 - {label: wo, model: student}\n  \
+                 - {label: stcd, model: student, teacher: teacher, loss: stcd}\n",
+                |l, s| {
+                    let wo = 3.0 + s as f64 * 0.1;
+                    if l == "stcd" {
+                        wo + gap[s as usize - 1]
+                    } else {
+                        wo
+                    }
+                },
+            );
+            let v = verdicts(&data, 4)
+                .into_iter()
+                .find(|v| v.claim.better.model == "Student STCD" && v.claim.worse.label.is_none())
+                .unwrap();
+            assert_eq!(v.counts(), (0, 4, 0));
+            let k = v.cells.len();
+            assert_eq!(k, 4);
+            if beyond {
+                assert_eq!(v.outcome, Outcome::DoesNotHold);
+                assert_eq!(v.against_beyond_correction(), (4, 4));
+                assert!(v
+                    .text()
+                    .contains("4 against (4 beyond the correction for 4 cells)"));
+            } else {
+                assert_eq!(v.outcome, Outcome::WithinNoise);
+                assert_eq!(v.against_beyond_correction(), (0, 4));
+                assert!(v.text().starts_with("within noise"), "{}", v.text());
+                assert!(v
+                    .text()
+                    .contains("4 against (0 beyond the correction for 4 cells)"));
+            }
+            // The corrected interval is wider than the 95 % one.
+            let c = &v.cells[0];
+            assert!(c.family_half_width.unwrap() > c.judged().unwrap().half_width);
+        }
+    }
+
+    #[test]
     fn the_tuned_baseline_is_compared_whatever_its_length_and_only_by_its_label() {
         let data = done_runs(
             "name: table4\ndatasets: [pemsd7]\ndefaults: {epochs: 5, seeds: [1, 2, 3]}\nruns:\n  \
@@ -926,7 +1022,10 @@ mod tests {
             .iter()
             .find(|v| v.claim.worse.label == Some(TUNED))
             .expect("the tuned claim");
-        assert!(v.claim.text.contains("tuned with the same compute"));
+        assert!(v
+            .claim
+            .text
+            .contains("tuned by a search, trained as the search chose"));
         // STCD (2.5) against the tuned student (2.0), not the batch-50 one (3.0): against.
         assert_eq!(v.outcome, Outcome::DoesNotHold);
         assert!((v.cells[0].diff().unwrap() - 0.502).abs() < 1e-9);
@@ -1002,7 +1101,7 @@ mod tests {
             assert_eq!((c.metrics.len(), c.horizons.len(), c.dataset), (3, 3, None));
             assert!(c
                 .text
-                .starts_with(&format!("{l} beats a W/O KD student tuned")));
+                .starts_with(&format!("{l} beats the W/O KD student tuned by a search")));
         }
     }
 
@@ -1054,7 +1153,8 @@ mod tests {
                 }
             }
         }
-        // Table 2's exception, MAPE in Tables 5 and 8, RMSE / MAPE at 15 min in Table 7.
+        // Table 2's exception, MAPE in Tables 5 and 8, Table 7's aim on every cell and its RMSE /
+        // MAPE at 15 min.
         assert!(claims(2)
             .iter()
             .any(|c| c.except == vec![(DatasetName::Pemsd7, 0)] && c.metrics.len() == 3));
@@ -1068,6 +1168,7 @@ mod tests {
                 .map(|c| (c.dataset, c.metrics.clone(), c.horizons.clone()))
                 .collect::<Vec<_>>(),
             vec![
+                (None, vec![MAPE, MAE, RMSE], vec![0, 1, 2]),
                 (Some(DatasetName::Pemsd7), vec![RMSE], vec![0]),
                 (Some(DatasetName::Pemsd8), vec![MAPE], vec![0])
             ]

@@ -44,7 +44,12 @@ fn attention_md(s: &mut String, t: &AttentionTable) {
         "Share (%) of the training elements (sample × node, over every step of training) for \
          which ORD's target was the teacher's prediction instead of the data. ours: mean ± \
          sample std over the finished seeds, then ours − paper in percentage points; paper: \
-         Table 3.\n"
+         Table 3. The share depends only on the frozen teacher's predictions, the data and α1 \
+         (ORD compares the teacher's normalised error with α1; the student never enters it), \
+         and every epoch visits every training window once: runs of any seed and any loss with \
+         the same α1 have the same share (± 0; on each data set TCD and SCD take STCD's α1, \
+         as the paper gives none for them). The paper's shares differ between losses, so it \
+         counted them in a way its text does not say. Its text makes no claim about Table 3.\n"
     );
     let mut head = vec!["Model".to_string()];
     let mut align = vec![":--"];

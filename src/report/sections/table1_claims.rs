@@ -1,4 +1,4 @@
-//! Table 1's claims (its §4.1 text) judged, rendered by [`crate::report::table1_claims`] beside
+//! Table 1's claims (its §4.4 text) judged, rendered by [`crate::report::table1_claims`] beside
 //! the judgement; CSV `<name>-claims.csv`.
 
 use crate::report::table1_claims::{claims_csv, claims_md, Table1Claim};

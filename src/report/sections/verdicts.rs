@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::data::DatasetName;
 use crate::report::format::{cell, csv_header, csv_line, opt, signed, CSV_DECIMALS};
 use crate::report::paper::{self, dataset_title};
 use crate::report::stats::{Comparison, Test};
@@ -25,7 +26,9 @@ impl ReportSection for Claims {
 }
 
 /// `−0.123 [−0.250, +0.004]` (the 95 % interval), or `−0.123 (n = 1 vs 3, not judged)`; then
-/// the paper's own difference and, within noise, the seeds that would resolve it.
+/// the paper's own difference and, within noise, from how many seeds a side the interval would
+/// be narrower than it; a cell against the claim at 95 % says whether it is beyond the claim's
+/// correction.
 fn diff_text(c: &Cell) -> String {
     let mut t = match &c.comparison {
         Comparison::Judged(j) => format!(
@@ -44,6 +47,13 @@ fn diff_text(c: &Cell) -> String {
         }
         Comparison::Empty => "—".into(),
     };
+    if c.outcome == CellOutcome::Against {
+        t.push_str(if c.against_beyond_correction() {
+            " (against beyond the correction)"
+        } else {
+            " (against at 95 % alone)"
+        });
+    }
     if let Some(p) = c.paper_diff {
         t.push_str(&format!(" (paper {}", signed(p, 3, true)));
         if let Comparison::Judged(j) = &c.comparison {
@@ -53,8 +63,12 @@ fn diff_text(c: &Cell) -> String {
         }
         if c.outcome == CellOutcome::WithinNoise {
             match c.seeds_to_resolve {
-                Some(n) => t.push_str(&format!("; {n} seeds would resolve it")),
-                None if p < 0.0 => t.push_str("; not resolvable with 200 seeds"),
+                Some(n) => t.push_str(&format!(
+                    "; the interval is narrower than the paper's difference from {n} seeds a side"
+                )),
+                None if p < 0.0 => {
+                    t.push_str("; the interval is not narrower than it with 200 seeds a side")
+                }
                 None => {}
             }
         }
@@ -86,18 +100,28 @@ fn verdicts_md(s: &mut String, verdicts: &[Verdict]) {
          side's other seeds are then left out of that comparison and the difference is the mean \
          per-seed difference; Welch's t otherwise), the paper's own \
          difference (\"outside our interval\" when our data exclude a difference of the paper's \
-         size) and, for a cell within noise, how many seeds per side would resolve the \
-         paper's difference at the spread measured here. A cell whose interval lies below zero \
-         **holds**, above zero is **against** the claim, else **within noise**; a claim holds \
-         when every cell holds and does not hold when any cell is against it. A side with a \
-         single seed is **not judged**. Each cell is a 95 % interval on its own: over a claim of 9 cells, \
-         one cell beyond noise in either direction by chance alone is likely (about 1 − 0.95⁹ ≈ \
-         37 % when nothing differs), so a verdict resting on one cell is weak evidence; read the \
-         counts. Both sides must be trained alike (optimiser steps, \
+         size) and, for a cell within noise, from how many seeds per side the interval would be \
+         narrower than the paper's difference at the spread measured here. A cell whose \
+         interval lies below zero **holds**, above zero is **against** the claim, else **within \
+         noise**. A claim **holds** when every cell holds. It **does not hold** only when a cell \
+         is against it beyond the correction for the claim's k judged cells (Bonferroni: that \
+         cell's interval at 1 − 0.05/k lies above zero), because over k cells one 95 % interval \
+         beyond noise by chance alone is likely (about 1 − 0.95⁹ ≈ 37 % of 9 cells when nothing \
+         differs), while the corrected question is wrong at most 5 % of the time; a cell \
+         against at 95 % alone is counted and marked, and leaves the claim **within noise**. A \
+         side with a single seed is **not judged**. Both sides must be trained alike (optimiser steps, \
          batch, learning-rate schedule, optimiser, pruning schedule); where the claimed-worse \
          model was trained several ways, its runs trained as the claimed-better ones are used, \
          else the claim is **not comparable**.\n"
     );
+    let mut noted: Vec<DatasetName> = verdicts.iter().map(|v| v.dataset).collect();
+    noted.sort();
+    noted.dedup();
+    for d in noted {
+        if let Some(note) = d.shipped_difference() {
+            let _ = writeln!(s, "**{}:** {note}.\n", dataset_title(d));
+        }
+    }
     let _ = writeln!(
         s,
         "| Data set | Claim | Source | Ours: better − worse [95 % interval] | Verdict |"
@@ -139,6 +163,8 @@ fn verdicts_csv(verdicts: &[Verdict]) -> String {
         "diff",
         "ci_low",
         "ci_high",
+        "family_ci_low",
+        "family_ci_high",
         "paper_diff",
         "seeds_to_resolve",
         "cell",
@@ -161,6 +187,11 @@ fn verdicts_csv(verdicts: &[Verdict]) -> String {
             s.push_str(&base(vec![String::new(); header.len() - 4]));
         }
         for c in &v.cells {
+            let family = |sign: f64| {
+                c.judged()
+                    .zip(c.family_half_width)
+                    .map(|(j, w)| j.diff + sign * w)
+            };
             let (n, test, lo, hi) = match &c.comparison {
                 Comparison::Judged(j) => (
                     (v.seeds.0, v.seeds.1),
@@ -186,6 +217,8 @@ fn verdicts_csv(verdicts: &[Verdict]) -> String {
                 opt(c.diff(), CSV_DECIMALS),
                 opt(lo, CSV_DECIMALS),
                 opt(hi, CSV_DECIMALS),
+                opt(family(-1.0), CSV_DECIMALS),
+                opt(family(1.0), CSV_DECIMALS),
                 opt(c.paper_diff, CSV_DECIMALS),
                 c.seeds_to_resolve
                     .map(|n| n.to_string())
