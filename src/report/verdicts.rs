@@ -18,6 +18,7 @@
 //! are its control; where there are none, the claim is reported as not comparable.
 
 use crate::data::DatasetName;
+use crate::prune::{Interval, StepRule};
 use crate::report::collect::{ReportData, RunEntry};
 use crate::report::paper::{self, HORIZONS, MAE, MAPE, RMSE};
 use crate::report::runs::{datasets, metric_of, model_name, prune_info};
@@ -586,7 +587,24 @@ fn matches(run: &RunEntry, s: &Side, table: u8) -> bool {
 /// are what is compared).
 pub fn budget(run: &RunEntry) -> String {
     let t = &run.config.train;
-    let mut s = format!("{} epochs", t.epochs);
+    // A pruning run's `epochs` are its fine-tuning epochs, after the pruning steps.
+    let mut s = match &run.config.prune {
+        Some(p) => {
+            let steps = match p.schedule {
+                StepRule::Steps(n) => format!("{n} pruning steps"),
+                StepRule::SharePerStep(x) => format!("pruning steps of {x} %"),
+            };
+            let every = match p.interval {
+                Interval::Epochs(n) => format!("{n} epochs"),
+                Interval::Minibatches(n) => format!("{n} minibatches"),
+            };
+            format!(
+                "{steps}, one every {every}, then {} fine-tuning epochs",
+                t.epochs
+            )
+        }
+        None => format!("{} epochs", t.epochs),
+    };
     if let Some(m) = t.max_steps_per_epoch {
         s.push_str(&format!(" of {m} minibatches"));
     }
@@ -598,15 +616,6 @@ pub fn budget(run: &RunEntry) -> String {
         t.lr_decay,
         t.decay_every
     ));
-    if let Some(p) = &run.config.prune {
-        let json = |v: serde_json::Result<String>| v.unwrap_or_default();
-        s.push_str(&format!(
-            " + pruning ({} every {}, then {} fine-tuning epochs)",
-            json(serde_json::to_string(&p.schedule)),
-            json(serde_json::to_string(&p.interval)),
-            p.finetune_epochs
-        ));
-    }
     s
 }
 
