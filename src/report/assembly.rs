@@ -100,7 +100,10 @@ pub fn assemble(data: &ReportData, version: &str, extras: Extras) -> Report {
         "-table1-claims"
     };
     if !verdicts.is_empty() {
-        r.push(Claims(verdicts));
+        r.push(Claims {
+            verdicts,
+            one_teacher: one_teacher_per_dataset(data),
+        });
     }
     let table1_claims = match table {
         Some(1) => claims(data),
@@ -113,6 +116,20 @@ pub fn assemble(data: &ReportData, version: &str, extras: Extras) -> Report {
         });
     }
     r
+}
+
+/// Whether every distilled run of each data set learns from the same teacher run (and some do).
+fn one_teacher_per_dataset(data: &ReportData) -> bool {
+    let mut teachers = std::collections::BTreeMap::new();
+    for r in &data.runs {
+        if let Some(t) = &r.config.teacher {
+            teachers
+                .entry(r.config.dataset)
+                .or_insert_with(std::collections::BTreeSet::new)
+                .insert(t.clone());
+        }
+    }
+    !teachers.is_empty() && teachers.values().all(|t| t.len() == 1)
 }
 
 /// The whole Markdown report: its sections' Markdown, in order.
@@ -128,4 +145,33 @@ pub fn render_markdown(r: &Report) -> String {
 /// `<name><suffix>.csv` (the metrics table's suffix is empty).
 pub fn render_csv(r: &Report) -> Vec<CsvFile> {
     r.sections.iter().flat_map(|s| s.csv()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_teacher_per_dataset_only_when_every_distilled_run_shares_it() {
+        let runs = |teacher_seeds: &str| {
+            format!(
+                "name: table4\ndatasets: [pemsd7, pemsd8]\ndefaults: {{seeds: [1, 2]}}\nruns:\n  \
+                 - {{label: t, model: teacher, seeds: {teacher_seeds}}}\n  \
+                 - {{label: s, model: student, teacher: t, loss: rd-l2, beta: 0.5}}\n"
+            )
+        };
+        // One teacher a data set (two in all): one teacher per data set.
+        assert!(one_teacher_per_dataset(&ReportData::planned_for_tests(
+            &runs("[1]")
+        )));
+        // A teacher per seed: students of one data set learn from two teachers.
+        assert!(!one_teacher_per_dataset(&ReportData::planned_for_tests(
+            &runs("[1, 2]")
+        )));
+        // No distilled run at all.
+        let plain = "name: t\ndatasets: [pemsd7]\nruns:\n  - {label: s, model: student}\n";
+        assert!(!one_teacher_per_dataset(&ReportData::planned_for_tests(
+            plain
+        )));
+    }
 }

@@ -13,15 +13,19 @@ use super::{CsvFile, ReportSection};
 
 /// The judged claims of the report's paper table (not empty).
 #[derive(Debug)]
-pub struct Claims(pub Vec<Verdict>);
+pub struct Claims {
+    pub verdicts: Vec<Verdict>,
+    /// Every distilled run of a data set learns from the same teacher run.
+    pub one_teacher: bool,
+}
 
 impl ReportSection for Claims {
     fn markdown(&self, out: &mut String) {
-        verdicts_md(out, &self.0);
+        verdicts_md(out, &self.verdicts, self.one_teacher);
     }
 
     fn csv(&self) -> Vec<CsvFile> {
-        vec![("-claims".into(), verdicts_csv(&self.0))]
+        vec![("-claims".into(), verdicts_csv(&self.verdicts))]
     }
 }
 
@@ -85,7 +89,7 @@ fn source_text(c: &Claim) -> String {
     }
 }
 
-fn verdicts_md(s: &mut String, verdicts: &[Verdict]) {
+fn verdicts_md(s: &mut String, verdicts: &[Verdict], one_teacher: bool) {
     if verdicts.is_empty() {
         return;
     }
@@ -114,6 +118,13 @@ fn verdicts_md(s: &mut String, verdicts: &[Verdict]) {
          model was trained several ways, its runs trained as the claimed-better ones are used, \
          else the claim is **not comparable**.\n"
     );
+    if one_teacher {
+        let _ = writeln!(
+            s,
+            "Every distilled run of a data set here learns from the same teacher run: n counts \
+             the students' (and pruning runs') seeds, and a verdict holds for that teacher.\n"
+        );
+    }
     let mut noted: Vec<DatasetName> = verdicts.iter().map(|v| v.dataset).collect();
     noted.sort();
     noted.dedup();
