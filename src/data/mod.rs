@@ -69,9 +69,10 @@ impl DatasetName {
             DatasetName::Pemsd7 => None,
             DatasetName::Pemsd8 => Some(
                 "the PeMSD8 data shipped with stkd hold 4 of the paper's 62 days (split 2 / 1 / \
-                 1 for training, validation and test; `--pems08-npz` takes the full file), so \
-                 PeMSD8 results here are about those 4 days: the students stay far from the \
-                 paper's errors, and a verdict says nothing of the paper's PeMSD8 numbers",
+                 1 for training, validation and test; `--pems08-npz` takes the full file); runs \
+                 on the shipped data, as the committed ones, are about those 4 days: their \
+                 students stay far from the paper's errors, and their verdicts say nothing of \
+                 the paper's PeMSD8 numbers",
             ),
         }
     }
