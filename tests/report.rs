@@ -679,6 +679,39 @@ fn diff_of(now: &Path, before: &Path, now_prefix: &str) -> report::diff::ReportD
 }
 
 #[test]
+fn a_cell_worse_at_95_percent_alone_is_not_a_regression() {
+    let dir = tmp("diff-correction");
+    let (_, _, before) = build_store_with(&dir.join("before"), "hash", |_, _| {});
+    let (_, _, now) = build_store_with(&dir.join("now"), "hash", |name, r| match name {
+        // Per-seed changes +0.30 and +0.28 on W/O KD's 3 MAE cells (paired, 1 degree of
+        // freedom): mean / se = 29, beyond t(0.975, 1) = 12.7 but not t(1 − 0.05 / 6, 1) = 38.2,
+        // the correction for the 3 judged cells.
+        "student-wo-kd pemsd7 [seed=1]" => shift_test_mae(r, 0.30),
+        "student-wo-kd pemsd7 [seed=2]" => shift_test_mae(r, 0.28),
+        _ => {}
+    });
+    let d = diff_of(&now, &before, "hash");
+    assert_eq!(
+        (d.summary.worse, d.summary.judged),
+        (3, 3),
+        "{:?}",
+        d.summary
+    );
+    assert_eq!(d.summary.worse_beyond_correction, 0);
+    assert_eq!(d.regressions(), 0);
+    let md = report::diff::render_diff_markdown(&d);
+    assert!(
+        md.contains("3 worse (0 beyond the correction for 3 judged cells)"),
+        "{md}"
+    );
+    // Marked worse at 95 %, not as a regression (the legend names the mark once).
+    assert!(
+        md.contains(" ❌)") && md.matches("❌‼").count() == 1,
+        "{md}"
+    );
+}
+
+#[test]
 fn a_diff_marks_changes_beyond_noise_and_matches_golden_files() {
     use report::diff::{render_diff_json, render_diff_markdown, Change};
     let dir = tmp("diff");
@@ -721,13 +754,17 @@ fn a_diff_marks_changes_beyond_noise_and_matches_golden_files() {
         .unwrap();
     assert_eq!(mae15.verdict, Change::Worse);
     assert!((mae15.change.unwrap() - 0.3).abs() < 1e-9);
+    // 6 judged cells (3 worse, 3 within noise); the 3 worse ones stay worse beyond the
+    // correction for 6 cells, so all 3 are regressions.
+    assert_eq!(d.summary.judged, 6);
     assert_eq!(d.regressions(), 3);
+    assert!(mae15.worse_beyond_correction);
     // The teacher's training time doubled on PeMSD8; its metrics did not move.
     assert_eq!(d.timings.len(), 1, "{:?}", d.timings);
     assert_eq!(d.timings[0].model, "Teacher");
     let md = render_diff_markdown(&d);
     assert!(
-        md.contains("**0 cells better beyond noise, 3 worse, 3 within noise, 3 changed with a single seed on a side"),
+        md.contains("**0 cells better beyond noise, 3 worse (3 beyond the correction for 6 judged cells), 3 within noise, 3 changed with a single seed on a side"),
         "{md}"
     );
     assert_eq!(

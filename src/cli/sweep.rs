@@ -161,7 +161,8 @@ pub(crate) struct ReportArgs {
     /// With --against: the diff as JSON.
     #[arg(long, requires = "against")]
     pub(crate) json: bool,
-    /// With --against: exit with status 3 when a cell is worse beyond the seeds' noise.
+    /// With --against: exit with status 3 when a cell is worse beyond the seeds' noise after the
+    /// correction for all the diff's judged cells.
     #[arg(long, requires = "against")]
     pub(crate) fail_on_regression: bool,
 }
@@ -658,7 +659,8 @@ fn print_closing_table(
     Ok(())
 }
 
-/// Exit status of `report --against … --fail-on-regression` when a cell got worse beyond noise.
+/// Exit status of `report --against … --fail-on-regression` when a cell got worse beyond noise
+/// after the correction for the diff's judged cells.
 pub(crate) const EXIT_REGRESSION: i32 = 3;
 
 /// `stkd report`: write the report files, or with `--against` print the diff.
@@ -685,10 +687,11 @@ pub(crate) fn report_cmd(args: &ReportArgs) -> Result<()> {
     }
     if args.fail_on_regression && d.regressions() > 0 {
         eprintln!(
-            "{} cell{} worse beyond noise than {}",
+            "{} cell{} worse beyond noise than {}, after the correction for {} judged cells",
             d.regressions(),
             if d.regressions() == 1 { "" } else { "s" },
-            d.before
+            d.before,
+            d.summary.judged
         );
         return Err(Exit(EXIT_REGRESSION).into());
     }

@@ -7,7 +7,10 @@
 //! A change is *beyond noise* when its 95 % interval excludes zero, decided by the one comparison
 //! the claims use too ([`super::stats::compare`]: paired by seed over the seeds both sides hold,
 //! Welch's t otherwise); with a single seed on a side the change is not judged and is
-//! listed as such. Every metric is an error: lower is better.
+//! listed as such. Every metric is an error: lower is better. A regression (what
+//! `--fail-on-regression` fails on) is a cell worse beyond the correction for all the diff's
+//! judged cells ([`super::stats::family_confidence`]): among a hundred cells, a few worse at 95 %
+//! by chance alone are expected.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -81,6 +84,11 @@ pub struct CellDiff {
     /// Half-width of the change's 95 % interval (`None`: a side with a single seed).
     pub se: Option<f64>,
     pub verdict: Change,
+    /// Worse beyond the correction for every judged cell of the diff ([`Summary::judged`]).
+    pub worse_beyond_correction: bool,
+    /// The comparison behind `verdict`, where one was judged.
+    #[serde(skip)]
+    judged: Option<stats::Judged>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -108,6 +116,12 @@ pub struct BlockDiff {
 pub struct Summary {
     pub better: usize,
     pub worse: usize,
+    /// Cells judged (better, worse or within noise): the k of the correction.
+    pub judged: usize,
+    /// Worse cells whose interval at [`stats::family_confidence`]`(judged)` lies above zero:
+    /// what `--fail-on-regression` fails on (wrong at most 5 % of the time when nothing
+    /// changed, however many cells the diff spans).
+    pub worse_beyond_correction: usize,
     pub within_noise: usize,
     pub no_noise_estimate: usize,
     pub unchanged: usize,
@@ -131,10 +145,18 @@ impl Summary {
     /// `3 cells better beyond noise, 1 worse, …` (parts that are zero left out).
     pub fn text(&self) -> String {
         let mut parts = vec![format!(
-            "{} cell{} better beyond noise, {} worse",
+            "{} cell{} better beyond noise, {} worse{}",
             self.better,
             if self.better == 1 { "" } else { "s" },
-            self.worse
+            self.worse,
+            if self.worse > 0 && self.judged > 1 {
+                format!(
+                    " ({} beyond the correction for {} judged cells)",
+                    self.worse_beyond_correction, self.judged
+                )
+            } else {
+                String::new()
+            }
         )];
         let more = [
             (self.within_noise, "within noise"),
@@ -220,9 +242,10 @@ pub struct ReportDiff {
 }
 
 impl ReportDiff {
-    /// Cells worse beyond noise (what `--fail-on-regression` fails on).
+    /// Cells worse beyond noise after the correction for the diff's judged cells (what
+    /// `--fail-on-regression` fails on).
     pub fn regressions(&self) -> usize {
-        self.summary.worse
+        self.summary.worse_beyond_correction
     }
 }
 
@@ -233,22 +256,24 @@ pub struct Side<'a> {
     pub commits: &'a BTreeMap<String, String>,
 }
 
+type Judgement = (Option<f64>, Option<f64>, Change, Option<stats::Judged>);
+
 fn cell(
     now: Option<Stat>,
     before: Option<Stat>,
     seeds_now: &[(u64, f64)],
     seeds_before: &[(u64, f64)],
-) -> Option<(Option<f64>, Option<f64>, Change)> {
+) -> Option<Judgement> {
     Some(match (now, before) {
         (None, None) => return None,
-        (Some(_), None) => (None, None, Change::New),
-        (None, Some(_)) => (None, None, Change::Gone),
+        (Some(_), None) => (None, None, Change::New, None),
+        (None, Some(_)) => (None, None, Change::Gone, None),
         (Some(a), Some(b)) => {
             let d = a.mean - b.mean;
             // Equal as printed (3 decimals) and in number: unchanged.
             let same = fixed(a.mean, 3) == fixed(b.mean, 3) && a.n == b.n;
-            let (half, verdict) = match stats::compare(seeds_now, seeds_before) {
-                _ if same => (None, Change::Unchanged),
+            let (half, verdict, judged) = match stats::compare(seeds_now, seeds_before) {
+                _ if same => (None, Change::Unchanged, None),
                 Comparison::Judged(j) => (
                     Some(j.half_width),
                     match j.sign {
@@ -256,10 +281,11 @@ fn cell(
                         Sign::Higher => Change::Worse,
                         Sign::WithinNoise => Change::WithinNoise,
                     },
+                    Some(j),
                 ),
-                _ => (None, Change::NoNoiseEstimate),
+                _ => (None, Change::NoNoiseEstimate, None),
             };
-            (Some(d), half, verdict)
+            (Some(d), half, verdict, judged)
         }
     })
 }
@@ -425,10 +451,12 @@ pub fn diff(name: &str, now: &Side, before: &Side) -> ReportDiff {
                         .and_then(|r| r.seeds.get(c).cloned())
                         .unwrap_or_else(|| none.clone())
                 };
-                let Some((change, se, verdict)) = cell(sa, sb, &seeds(&a), &seeds(&b)) else {
+                let Some((change, se, verdict, judged)) = cell(sa, sb, &seeds(&a), &seeds(&b))
+                else {
                     continue;
                 };
                 summary.add(verdict);
+                summary.judged += usize::from(judged.is_some());
                 cells.push(CellDiff {
                     metric,
                     horizon_min: *horizon,
@@ -437,6 +465,8 @@ pub fn diff(name: &str, now: &Side, before: &Side) -> ReportDiff {
                     change,
                     se,
                     verdict,
+                    worse_beyond_correction: false,
+                    judged,
                 });
             }
         }
@@ -452,6 +482,17 @@ pub fn diff(name: &str, now: &Side, before: &Side) -> ReportDiff {
                 rows: vec![row],
             }),
         }
+    }
+    // Worse beyond the correction for all the judged cells together.
+    let family = stats::family_confidence(summary.judged);
+    for c in blocks
+        .iter_mut()
+        .flat_map(|b| b.rows.iter_mut())
+        .flat_map(|r| r.cells.iter_mut())
+    {
+        c.worse_beyond_correction = c.verdict == Change::Worse
+            && c.judged.is_some_and(|j| j.sign_at(family) == Sign::Higher);
+        summary.worse_beyond_correction += usize::from(c.worse_beyond_correction);
     }
     let (tn, tb) = (row_times(now.data), row_times(before.data));
     let timings = keys
@@ -512,7 +553,11 @@ fn cell_md(c: &CellDiff) -> String {
                 v(&a),
                 v(&b),
                 signed(d, 3, true),
-                mark(c.verdict)
+                if c.worse_beyond_correction {
+                    " ❌‼"
+                } else {
+                    mark(c.verdict)
+                }
             )
         }
         _ => String::new(),
@@ -563,7 +608,10 @@ pub fn render_diff_markdown(d: &ReportDiff) -> String {
         s,
         "Cells read *now ← before (change)*; lower is better. ✅ / ❌: better / worse beyond noise \
          (the change's 95 % interval excludes zero: paired by seed over the seeds both sides \
-         hold, Welch's t otherwise); †: a single seed on a side, not judged; (=): the same to three decimals. Only rows and columns with a change are shown.\n"
+         hold, Welch's t otherwise); ❌‼: worse beyond the correction for all the judged \
+         cells (its interval at 1 − 0.05/k, k judged cells, excludes zero: a regression, what \
+         `--fail-on-regression` fails on); †: a single seed on a side, not judged; (=): the \
+         same to three decimals. Only rows and columns with a change are shown.\n"
     );
     for b in &d.blocks {
         let changed: Vec<&RowDiff> = b.rows.iter().filter(|r| r.changed()).collect();
