@@ -7,12 +7,13 @@
 //! resolved configuration, data checksum, curve, metrics, profile, timings and the code commit
 //! that computed it) and the model it produced (`model.bin`, `model.json`), which dependants
 //! (students of a teacher, pruning runs of a base) load. A run still in progress is recorded
-//! by its last per-epoch checkpoint (`resume/`) alone.
+//! by its last per-epoch checkpoint (`resume/`) alone; a failed run by its error and failure
+//! time (`failed.json`), since a sweep keeps a failed run as it is and a fresh clone must too.
 //!
 //! [`export`] writes the records of an experiment's runs; [`import`] (run by every sweep before
 //! it schedules anything) copies records into run folders and marks the runs they finish as done
-//! in the store, so a fresh clone recomputes nothing already recorded and resumes what was in
-//! progress. A record is trusted only if its configuration and data checksum hash to its run's
+//! in the store (failed ones as failed), so a fresh clone recomputes nothing already recorded
+//! and resumes what was in progress. A record is trusted only if its configuration and data checksum hash to its run's
 //! hash ([`crate::plan::run_hash`], which includes the code version).
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ pub const RECORDS: &str = "records";
 pub const RUNS: &str = "runs";
 /// What the store knew of a finished run besides its outcome (its finish time).
 const STORED: &str = "stored.json";
+/// A failed run's record: its error and when it failed ([`Failed`]).
+const FAILED: &str = "failed.json";
 /// A search trial's numbering (and a pruned trial's curve) in its record.
 const TRIAL: &str = "trial.json";
 /// The worker name under which imported runs are recorded.
@@ -183,6 +186,8 @@ pub struct ExportSummary {
     pub finished: usize,
     /// Runs in progress recorded by their resume checkpoint.
     pub in_progress: usize,
+    /// Failed runs recorded by their error (`failed.json`).
+    pub failed: usize,
     /// Trials of searches whose numbering was recorded.
     pub trials: usize,
     pub bytes: u64,
@@ -267,12 +272,47 @@ fn export_run(
         if stale.exists() {
             std::fs::remove_dir_all(&stale).map_err(io(&stale))?;
         }
+        let failed = record.join(FAILED);
+        if failed.exists() {
+            std::fs::remove_file(&failed).map_err(io(&failed))?;
+        }
         sum.finished += 1;
     } else if run_dir.join(RESUME).join(crate::resume::STATE).exists() {
         sum.bytes += replace_dir(&run_dir.join(RESUME), &record.join(RESUME))?;
         sum.in_progress += 1;
     }
+    if status == Some(RunStatus::Failed) {
+        let row = store.run(hash)?.expect("a failed run has a row");
+        let rec = Failed {
+            error: row.error.unwrap_or_default(),
+            finished: row.finished,
+        };
+        std::fs::create_dir_all(&record).map_err(io(&record))?;
+        let path = record.join(FAILED);
+        let json = serde_json::to_vec_pretty(&rec).expect("serialises");
+        std::fs::write(&path, json).map_err(io(&path))?;
+        sum.failed += 1;
+    }
     Ok(())
+}
+
+/// A failed run as recorded (`failed.json`): a sweep keeps a failed run as it is (unless
+/// `--retry-failed`), so a fresh clone must know it failed, and why, to do the same.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Failed {
+    error: String,
+    finished: Option<f64>,
+}
+
+/// The recorded failure of run `hash` beside the store `store`, if its record holds one.
+fn recorded_failure(store: &Path, hash: &str) -> Option<Failed> {
+    let text = std::fs::read(beside(store, RECORDS).join(hash).join(FAILED)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Whether run `hash`'s record says it failed (and no outcome finishes it).
+pub fn is_recorded_failed(store: &Path, hash: &str) -> bool {
+    !is_recorded(store, hash) && recorded_failure(store, hash).is_some()
 }
 
 /// A trial of a search as recorded (`trial.json` in its record): enough to number it again in
@@ -364,6 +404,8 @@ pub struct ImportSummary {
     pub resumed: Vec<String>,
     /// Trials of searches recorded as pruned.
     pub pruned: Vec<String>,
+    /// Runs recorded as failed from their records (a sweep keeps them as they are).
+    pub failed: Vec<String>,
 }
 
 /// Bring the records of `plan`'s runs into `store`: each pending run with a finished record gets
@@ -398,6 +440,16 @@ pub fn import(
                 continue;
             }
             let Some(report) = read_outcome(&record, hash)? else {
+                if let Some(f) = recorded_failure(store_path, hash) {
+                    if store.claim(hash, IMPORT_WORKER, "cpu", NEVER_STALE)? {
+                        match f.finished {
+                            Some(at) => store.fail_at(hash, IMPORT_WORKER, &f.error, at)?,
+                            None => store.fail(hash, IMPORT_WORKER, &f.error)?,
+                        };
+                        sum.failed.push(hash.clone());
+                        progress = true;
+                    }
+                }
                 continue;
             };
             let device = report.device.to_string();
@@ -470,6 +522,46 @@ mod tests {
         for hash in ["b", "c", "d", "e"] {
             assert_eq!(code_commit(&store, hash), None, "{hash}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_run_is_recorded_and_taken_back_as_failed() {
+        let dir = std::env::temp_dir().join(format!("stkd-archive-failed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let yaml = "name: t\ndatasets: [pemsd7]\nruns:\n  - {label: s, model: student}\n";
+        let exp = crate::experiment::parse_experiment(yaml, Path::new("t.yaml")).unwrap();
+        let plan = crate::plan::plan(&exp, |d| Ok::<_, ()>(format!("sum-{d}"))).unwrap();
+        let hash = plan.jobs[0].hash.clone();
+        let open = |name: &str| {
+            let path = dir.join(name).join("stkd.db");
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let mut store = Store::open(&path).unwrap();
+            crate::schedule::register(&mut store, &plan, Path::new("t.yaml"), yaml).unwrap();
+            (store, path)
+        };
+        let (mut a, path_a) = open("a");
+        assert!(a.claim(&hash, "w", "cpu", 60.0).unwrap());
+        a.fail_at(&hash, "w", "worse than predicting the mean", 1234.5)
+            .unwrap();
+        let sum = export(&plan, &a, &path_a).unwrap();
+        assert_eq!((sum.finished, sum.failed), (0, 1));
+        // A fresh clone: the records alone.
+        let (mut b, path_b) = open("b");
+        copy_files(
+            &beside(&path_a, RECORDS).join(&hash),
+            &beside(&path_b, RECORDS).join(&hash),
+        )
+        .unwrap();
+        assert!(is_recorded_failed(&path_b, &hash) && !is_recorded(&path_b, &hash));
+        let got = import(&plan, &mut b, &path_b).unwrap();
+        assert_eq!(got.failed, vec![hash.clone()]);
+        let row = b.run(&hash).unwrap().unwrap();
+        assert_eq!(row.status, RunStatus::Failed);
+        assert_eq!(row.error.as_deref(), Some("worse than predicting the mean"));
+        assert_eq!(row.finished, Some(1234.5));
+        // Imported once: a second import leaves it alone.
+        assert!(import(&plan, &mut b, &path_b).unwrap().failed.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -178,6 +178,10 @@ fn plan_state(store: &std::path::Path, hash: &str, stored: Option<RunStatus>) ->
         None | Some(RunStatus::Pending) if crate::archive::is_recorded(store, hash) => {
             PlanState::Recorded
         }
+        // A recorded failure is taken as failed (and kept) the same way.
+        None | Some(RunStatus::Pending) if crate::archive::is_recorded_failed(store, hash) => {
+            PlanState::Stored(RunStatus::Failed)
+        }
         Some(s) => PlanState::Stored(s),
         None => PlanState::New,
     }
@@ -222,6 +226,16 @@ mod tests {
         assert_eq!(failed, PlanState::Stored(RunStatus::Failed));
         assert!(failed.is_kept() && !failed.is_done());
         assert_eq!(state("x", None), PlanState::New);
+        // A recorded failure: failed (kept), as the import will take it.
+        let failed_record = dir.join("records").join("f");
+        std::fs::create_dir_all(&failed_record).unwrap();
+        std::fs::write(
+            failed_record.join("failed.json"),
+            r#"{"error": "diverged", "finished": 1.0}"#,
+        )
+        .unwrap();
+        assert_eq!(state("f", None), PlanState::Stored(RunStatus::Failed));
+        assert!(state("f", Some(RunStatus::Pending)).is_kept());
         assert!(!PlanState::New.is_done() && !PlanState::New.is_kept());
         assert_eq!(
             [PlanState::Recorded, PlanState::New, done].map(PlanState::as_str),

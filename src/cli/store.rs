@@ -44,9 +44,10 @@ pub(crate) fn store_cmd(cmd: &StoreCmd) -> Result<()> {
                 let plan = plan_experiment(&exp, &args.data_dir)?;
                 let s = stkd::archive::export(&plan, &store, &args.store)?;
                 eprintln!(
-                    "{}: {} finished runs, {} checkpoints of unfinished runs and {} search trials recorded in {} ({:.1} MB copied)",
+                    "{}: {} finished runs, {} failed runs, {} checkpoints of unfinished runs and {} search trials recorded in {} ({:.1} MB copied)",
                     file.display(),
                     s.finished,
+                    s.failed,
                     s.in_progress,
                     s.trials,
                     stkd::archive::beside(&args.store, stkd::archive::RECORDS).display(),
@@ -63,9 +64,10 @@ pub(crate) fn store_cmd(cmd: &StoreCmd) -> Result<()> {
                 schedule::register(&mut store, &plan, file, &exp.text)?;
                 let s = stkd::archive::import(&plan, &mut store, &args.store)?;
                 eprintln!(
-                    "{}: {} runs recorded as done from the records, {} search trials as pruned, {} checkpoints restored",
+                    "{}: {} runs recorded as done from the records, {} as failed, {} search trials as pruned, {} checkpoints restored",
                     file.display(),
                     s.finished.len(),
+                    s.failed.len(),
                     s.pruned.len(),
                     s.resumed.len()
                 );

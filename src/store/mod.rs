@@ -817,12 +817,23 @@ impl Store {
         worker: &str,
         error: &str,
     ) -> Result<Vec<String>, StoreError> {
+        self.fail_at(hash, worker, error, now())
+    }
+
+    /// [`Store::fail`] with the time it failed (unix seconds): a recorded failure taken back.
+    pub fn fail_at(
+        &mut self,
+        hash: &str,
+        worker: &str,
+        error: &str,
+        finished: f64,
+    ) -> Result<Vec<String>, StoreError> {
         let path = self.path.clone();
         let p = path.as_path();
         let ctx = "recording a failed run";
         let tx = self.begin()?;
         check_claim(&tx, p, hash, worker)?;
-        tx.execute(sql::FAIL, params![hash, error, now()])
+        tx.execute(sql::FAIL, params![hash, error, finished])
             .ctx(p, ctx)?;
         let skipped = propagate_skips(&tx, p)?;
         tx.commit().ctx(p, ctx)?;
