@@ -13,8 +13,9 @@
 //! [`export`] writes the records of an experiment's runs; [`import`] (run by every sweep before
 //! it schedules anything) copies records into run folders and marks the runs they finish as done
 //! in the store (failed ones as failed), so a fresh clone recomputes nothing already recorded
-//! and resumes what was in progress. A record is trusted only if its configuration and data checksum hash to its run's
-//! hash ([`crate::plan::run_hash`], which includes the code version).
+//! and resumes what was in progress. A record is trusted only if its configuration and data
+//! checksum hash to its run's hash ([`crate::plan::run_hash`], which includes the code
+//! version).
 
 use std::path::{Path, PathBuf};
 
@@ -73,36 +74,46 @@ pub fn beside(store: &Path, name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The file `name` of run `hash` beside the store `store`, read by `parse`: its record's, else
-/// its run folder's. `None` when neither reads or parses.
+/// The record folder of run `hash` beside the store `store`.
+fn record_of(store: &Path, hash: &str) -> PathBuf {
+    beside(store, RECORDS).join(hash)
+}
+
+/// What `read` finds in run `hash`'s folders beside the store `store`: its record's, else its
+/// run folder's (the record is what every clone has). `None` when neither gives anything.
+pub fn from_run_folders<T>(
+    store: &Path,
+    hash: &str,
+    read: impl Fn(&Path) -> Option<T>,
+) -> Option<T> {
+    [RECORDS, RUNS]
+        .iter()
+        .find_map(|folder| read(&beside(store, folder).join(hash)))
+}
+
+/// The file `name` of run `hash` beside the store `store`, read by `parse` (record first,
+/// [`from_run_folders`]). `None` when neither reads or parses.
 pub fn read_run_file<T>(
     store: &Path,
     hash: &str,
     name: &str,
     parse: impl Fn(&[u8]) -> Option<T>,
 ) -> Option<T> {
-    [RECORDS, RUNS].iter().find_map(|folder| {
-        let text = std::fs::read(beside(store, folder).join(hash).join(name)).ok()?;
-        parse(&text)
+    from_run_folders(store, hash, |dir| {
+        parse(&std::fs::read(dir.join(name)).ok()?)
     })
 }
 
 /// Whether run `hash` has a finished record beside the store `store` (its `outcome.json` in
 /// `records/<hash>/`): a sweep takes it from there ([`import`]) instead of computing it.
 pub fn is_recorded(store: &Path, hash: &str) -> bool {
-    beside(store, RECORDS)
-        .join(hash)
-        .join(OUTCOME_FILE)
-        .is_file()
+    record_of(store, hash).join(OUTCOME_FILE).is_file()
 }
 
-/// The curve so far of run `hash`'s resume checkpoint ([`ResumeDir::curve`]), from its record,
-/// else its run folder: what an unfinished run has trained, the same on every clone of the
-/// records.
+/// The curve so far of run `hash`'s resume checkpoint ([`ResumeDir::curve`], record first):
+/// what an unfinished run has trained, the same on every clone of the records.
 pub fn checkpoint_curve(store: &Path, hash: &str) -> Option<Vec<crate::store::EpochRow>> {
-    [RECORDS, RUNS]
-        .iter()
-        .find_map(|folder| ResumeDir::new(&beside(store, folder).join(hash)).curve())
+    from_run_folders(store, hash, |dir| ResumeDir::new(dir).curve())
 }
 
 /// The commit of the code that computed run `hash` (its outcome's `code_commit`, as the binary
@@ -255,7 +266,8 @@ fn export_run(
     sum: &mut ExportSummary,
 ) -> Result<(), ArchiveError> {
     let (run_dir, record) = (runs.join(hash), records.join(hash));
-    let status = store.run(hash)?.map(|r| r.status);
+    let row = store.run(hash)?;
+    let status = row.as_ref().map(|r| r.status);
     if status == Some(RunStatus::Pruned) {
         // A pruned trial is final: its `trial.json` has its curve, it never resumes.
         let stale = record.join(RESUME);
@@ -264,7 +276,7 @@ fn export_run(
         }
     } else if status == Some(RunStatus::Done) && read_outcome(&run_dir, hash)?.is_some() {
         sum.bytes += copy_files(&run_dir, &record)?;
-        let finished = store.run(hash)?.and_then(|r| r.finished);
+        let finished = row.as_ref().and_then(|r| r.finished);
         let path = record.join(STORED);
         let json = serde_json::to_vec_pretty(&Stored { finished }).expect("serialises");
         std::fs::write(&path, json).map_err(io(&path))?;
@@ -281,10 +293,10 @@ fn export_run(
         sum.bytes += replace_dir(&run_dir.join(RESUME), &record.join(RESUME))?;
         sum.in_progress += 1;
     }
-    if status == Some(RunStatus::Failed) {
-        let row = store.run(hash)?.expect("a failed run has a row");
+    if let Some(row) = row.filter(|r| r.status == RunStatus::Failed) {
         let rec = Failed {
             error: row.error.unwrap_or_default(),
+            device: row.device,
             finished: row.finished,
         };
         std::fs::create_dir_all(&record).map_err(io(&record))?;
@@ -301,12 +313,14 @@ fn export_run(
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Failed {
     error: String,
+    /// The device of its last attempt.
+    device: Option<String>,
     finished: Option<f64>,
 }
 
 /// The recorded failure of run `hash` beside the store `store`, if its record holds one.
 fn recorded_failure(store: &Path, hash: &str) -> Option<Failed> {
-    let text = std::fs::read(beside(store, RECORDS).join(hash).join(FAILED)).ok()?;
+    let text = std::fs::read(record_of(store, hash).join(FAILED)).ok()?;
     serde_json::from_slice(&text).ok()
 }
 
@@ -441,7 +455,8 @@ pub fn import(
             }
             let Some(report) = read_outcome(&record, hash)? else {
                 if let Some(f) = recorded_failure(store_path, hash) {
-                    if store.claim(hash, IMPORT_WORKER, "cpu", NEVER_STALE)? {
+                    let device = f.device.as_deref().unwrap_or("unknown");
+                    if store.claim(hash, IMPORT_WORKER, device, NEVER_STALE)? {
                         match f.finished {
                             Some(at) => store.fail_at(hash, IMPORT_WORKER, &f.error, at)?,
                             None => store.fail(hash, IMPORT_WORKER, &f.error)?,

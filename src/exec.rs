@@ -433,8 +433,8 @@ fn feature_cache<B: Backend>(
 /// distillation run whose loss reads nothing else of the teacher (RD-L2, RD-KL, ORD) when the
 /// teacher cache is off or unavailable: the teacher's forward leaves the training loop.
 /// Computed in consecutive batches of the run's batch size with the same forward as per-step
-/// teaching, so the values are those the loop
-/// would compute (each window's output does not depend on its batch-mates; tested).
+/// teaching, so the values are those the loop would compute (each window's output does not
+/// depend on its batch-mates; tested).
 pub struct TeacherOutputs {
     nodes: usize,
     /// `[windows, N]` row-major.

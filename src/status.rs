@@ -1,5 +1,5 @@
 //! What `stkd status` shows: the runs of an experiment file (its plan joined with the store as
-//! the reports join them, [`crate::report::collect`], then the trials its searches proposed so
+//! the reports join them, [`crate::report::collect::collect_store`], then the trials its searches proposed so
 //! far) or every run of a store, each with its state, attempts and infrastructure faults, its
 //! cluster job, its test MAE at 15 minutes and its error.
 
@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::experiment::Experiment;
 use crate::plan::Plan;
-use crate::report::collect::{collect, RunState};
+use crate::report::collect::{collect_store, RunState};
 use crate::report::paper::MAE;
 use crate::report::runs::test_metric;
 use crate::schedule::slurm::job_status;
@@ -19,8 +19,8 @@ pub struct StatusRow {
     /// `label dataset [variant]` for a planned run; the store's label otherwise.
     pub run: String,
     pub dataset: String,
-    /// Its state (`not registered` when the store does not know it; `recorded` when a record
-    /// finishes a run the store has not done, [`PlanState::Recorded`]).
+    /// Its state (`not registered` when the store does not know it; `recorded` or `failed` when
+    /// a record finishes a run the store has not taken from it yet, [`PlanState`]).
     pub status: String,
     pub hash: String,
     pub device: Option<String>,
@@ -84,18 +84,21 @@ pub fn of_experiment(
     plan: &Plan,
     store: Option<&Store>,
 ) -> Result<Vec<StatusRow>, StoreError> {
-    let data = collect(exp, plan, store)?;
+    let data = collect_store(exp, plan, store)?;
     let mut out = Vec::with_capacity(data.runs.len());
     for entry in &data.runs {
         let row = match store {
             Some(s) => s.run(&entry.hash)?,
             None => None,
         };
-        let state =
-            store.map(|s| plan_state(s.path(), &entry.hash, row.as_ref().map(|r| r.status)));
+        let stored = row.as_ref().map(|r| r.status);
+        let state = store.map(|s| plan_state(s.path(), &entry.hash, stored));
         let mut status = row_of(store, entry.display_name(), entry.hash.clone(), row)?;
-        if state == Some(PlanState::Recorded) {
-            status.status = PlanState::Recorded.as_str().to_string();
+        // What a record says of a run the store has not taken it from yet.
+        if let Some(st) = state.filter(|st| Some(*st) != stored.map(PlanState::Stored)) {
+            if st != PlanState::New {
+                status.status = st.as_str().to_string();
+            }
         }
         out.push(status);
     }
@@ -122,8 +125,8 @@ pub fn of_store(store: &Store) -> Result<Vec<StatusRow>, StoreError> {
 
 /// Where a planned run stands before a sweep starts: what the store says of it, unless a record
 /// finishes a run the store does not know or holds as pending (a sweep takes it from there
-/// first, [`crate::archive::import`]), else new. The
-/// dry run's plan, its machine-time estimate and `stkd status FILE` read runs this one way.
+/// first, [`crate::archive::import`]: done, or failed), else new. The dry run's plan, its
+/// machine-time estimate and `stkd status FILE` read runs this one way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlanState {
     /// What the store says of it (a run not pending stays as it is, whatever the records hold).

@@ -629,7 +629,7 @@ fn print_closing_table(
     store: &Path,
 ) -> Result<()> {
     let st = Store::open_read_only(store)?;
-    let data = stkd::report::collect(exp, plan, st.as_ref())?;
+    let data = stkd::report::collect::collect_store(exp, plan, st.as_ref())?;
     #[derive(Tabled)]
     struct Row {
         run: String,

@@ -204,9 +204,23 @@ impl ReportData {
     }
 }
 
-/// Joins the plan of `exp` with the store (`None`: no store yet, every run is not started), and
-/// gives each done run what its files beside the store hold ([`attach_run_files`]).
+/// What a report is built from: [`collect_store`], and each done run given what its files
+/// beside the store hold ([`attach_run_files`]).
 pub fn collect(
+    exp: &Experiment,
+    plan: &Plan,
+    store: Option<&Store>,
+) -> Result<ReportData, StoreError> {
+    let mut data = collect_store(exp, plan, store)?;
+    if let Some(s) = store {
+        attach_run_files(&mut data, s.path());
+    }
+    Ok(data)
+}
+
+/// Joins the plan of `exp` with the store alone (`None`: no store yet, every run is not
+/// started): what `status` and a sweep's closing table need, no run files read.
+pub fn collect_store(
     exp: &Experiment,
     plan: &Plan,
     store: Option<&Store>,
@@ -231,16 +245,12 @@ pub fn collect(
         }
         runs.push(entry);
     }
-    let mut data = ReportData {
+    Ok(ReportData {
         name: exp.name.clone(),
         description: exp.description.clone(),
         file: exp.file.display().to_string(),
         runs,
-    };
-    if let Some(s) = store {
-        attach_run_files(&mut data, s.path());
-    }
-    Ok(data)
+    })
 }
 
 /// Gives each done run of `data` what its files beside the store `store` hold (its record's,
